@@ -1,0 +1,65 @@
+//! Async client for `vaultd` over its local Unix socket, and the wire types the daemon shares.
+//!
+//! # Layout
+//! - `client`: [`Client`], one method per API endpoint, connection reuse and timeouts.
+//! - `error`: [`Error`], typed after the API's error codes.
+//! - `secret`: [`Secret`], bytes that zeroize on drop and print `[redacted]`.
+//! - `time`: [`Timestamp`], RFC 3339 on the wire.
+//! - [`wire`]: the JSON request and answer types of every endpoint.
+//!
+//! # Example
+//!
+//! Store a consent token for a tenant, then read it back, insisting it is for the account the
+//! caller is about to use:
+//!
+//! ```no_run
+//! use vault_client::wire::{Binding, Expect, PutToken};
+//! use vault_client::{ApiCode, Client, Error, Secret};
+//!
+//! # async fn demo() -> Result<(), Error> {
+//! let client = Client::new("/run/vaultd/vaultd.sock");
+//! client.create_tenant("acme").await?;
+//!
+//! let put = PutToken {
+//!     secret: Some(Secret::from("eyJhbGciOi…")),
+//!     secret_b64: None,
+//!     binding: Binding {
+//!         subject: "user-42".into(),
+//!         bank: "examplebank".into(),
+//!         account: "DE89370400440532013000".into(),
+//!         scope: "accounts".into(),
+//!     },
+//!     expires_at: None,
+//!     expected_revision: Some(0), // only if it does not exist yet
+//! };
+//! let stored = client.put_token("acme", "consent-1", &put).await?;
+//! assert_eq!(stored.revision, 1);
+//!
+//! let expect = Expect {
+//!     account: Some("DE89370400440532013000".into()),
+//!     ..Expect::default()
+//! };
+//! match client.unseal_token("acme", "consent-1", Some(expect)).await {
+//!     Ok(token) => {
+//!         let secret = token.secret.or(token.secret_b64).expect("one of them is set");
+//!         let _bearer: &[u8] = secret.expose_secret(); // wiped when `secret` drops
+//!     }
+//!     Err(e) if e.code() == Some(&ApiCode::BindingMismatch) => { /* wrong account */ }
+//!     Err(e) => return Err(e),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod client;
+mod error;
+mod secret;
+mod time;
+pub mod wire;
+
+pub use client::Client;
+pub use error::{ApiCode, Error};
+pub use secret::Secret;
+pub use time::Timestamp;

@@ -1,0 +1,388 @@
+//! The JSON wire types of the vaultd HTTP API (`docs/api.md`), defined once and used by both the
+//! daemon and this client.
+//!
+//! Requests reject unknown fields. Secrets travel as a UTF-8 string (`secret`, `plaintext`) or as
+//! base64 (`secret_b64`, `plaintext_b64`); in memory they are always a [`Secret`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+use crate::time::Timestamp;
+
+/// The body of every error answer: `{"error": {"code": …, "message": …}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// One error: a stable machine code and a human message that never holds a secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable code: `sealed`, `not_found`, `denied`, `binding_mismatch`, `expired`, `conflict`,
+    /// `invalid`, `too_large`, `uninitialized`, `kms`, `unavailable`, `internal`, …
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+/// Lifecycle state of the vault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VaultState {
+    /// Keys are in memory; token operations work.
+    Unsealed,
+    /// Initialized, but the master key is not in memory.
+    Sealed,
+    /// No master key exists yet.
+    Uninitialized,
+}
+
+/// `GET /v1/sys/health`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Health {
+    /// Current state.
+    pub state: VaultState,
+}
+
+/// `GET /v1/sys/status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    /// Random id of this vault, fixed at init (absent before init).
+    pub vault_id: Option<String>,
+    /// Current state.
+    pub state: VaultState,
+    /// The KMS provider and the key that wraps the master key.
+    pub kms: KmsInfo,
+    /// Current master key version (absent before init).
+    pub master_key_version: Option<u32>,
+    /// Number of tenants (absent while sealed).
+    pub tenants: Option<u64>,
+    /// Number of stored tokens (absent while sealed).
+    pub tokens: Option<u64>,
+}
+
+/// The KMS provider in use.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KmsInfo {
+    /// `local` or `aws`.
+    pub provider: String,
+    /// The KMS key id that wraps the master key.
+    pub key_id: String,
+}
+
+/// `POST /v1/sys/init` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InitResponse {
+    /// The new vault id.
+    pub vault_id: String,
+    /// Always 1 after init.
+    pub master_key_version: u32,
+    /// State after init (`unsealed`: init leaves the vault open).
+    pub state: VaultState,
+}
+
+/// `POST /v1/sys/seal` and `/v1/sys/unseal` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StateResponse {
+    /// State after the call.
+    pub state: VaultState,
+}
+
+/// One data key version of a tenant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyVersionInfo {
+    /// Version number, from 1.
+    pub version: u32,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// Stored token records encrypted under this version.
+    pub records: u64,
+}
+
+/// `GET /v1/tenants/{tenant}` and `PUT /v1/tenants/{tenant}` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TenantInfo {
+    /// Tenant name.
+    pub name: String,
+    /// When the tenant was created.
+    pub created_at: Timestamp,
+    /// The version new seals use.
+    pub current_key_version: u32,
+    /// Every live data key version, oldest first.
+    pub key_versions: Vec<KeyVersionInfo>,
+    /// Stored tokens, all versions.
+    pub tokens: u64,
+}
+
+/// `GET /v1/tenants` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TenantList {
+    /// Tenants in name order.
+    pub tenants: Vec<TenantInfo>,
+}
+
+/// `DELETE /v1/tenants/{tenant}?confirm={tenant}` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DestroyResponse {
+    /// The destroyed tenant.
+    pub tenant: String,
+    /// Data key versions destroyed.
+    pub destroyed_key_versions: u32,
+    /// Token records deleted.
+    pub deleted_tokens: u64,
+}
+
+/// What a consent token was granted for. `subject` and `account` are personal data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Binding {
+    /// The user who gave consent.
+    pub subject: String,
+    /// The bank that issued the token.
+    pub bank: String,
+    /// The account the token reads or pays from.
+    pub account: String,
+    /// The consent scope, e.g. `accounts` or `payments`.
+    pub scope: String,
+}
+
+/// `PUT /v1/tenants/{t}/tokens/{id}` body.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutToken {
+    /// The token as UTF-8 text (exactly one of `secret` and `secret_b64`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::secret::utf8"
+    )]
+    pub secret: Option<Secret>,
+    /// The token as base64 bytes.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::secret::b64"
+    )]
+    pub secret_b64: Option<Secret>,
+    /// What the token is for.
+    pub binding: Binding,
+    /// When the token stops being usable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+    /// Compare-and-set: store only if the current revision is this one (0: only if absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_revision: Option<u64>,
+}
+
+/// `PUT /v1/tenants/{t}/tokens/{id}` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PutTokenResponse {
+    /// The new revision (1 for a new token).
+    pub revision: u64,
+    /// The data key version that encrypted it.
+    pub key_version: u32,
+}
+
+/// Fields the caller expects the binding to have; any mismatch is `binding_mismatch`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Expected account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// Expected subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Expected scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+/// `POST /v1/tenants/{t}/tokens/{id}/unseal` body (an empty body means no expectation).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnsealToken {
+    /// Optional expectation on the binding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expect>,
+}
+
+/// `POST /v1/tenants/{t}/tokens/{id}/unseal` answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UnsealTokenResponse {
+    /// The token, when it is valid UTF-8.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::secret::utf8"
+    )]
+    pub secret: Option<Secret>,
+    /// The token as base64, when it is not valid UTF-8.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::secret::b64"
+    )]
+    pub secret_b64: Option<Secret>,
+    /// What the token is for.
+    pub binding: Binding,
+    /// When it expires, if ever.
+    pub expires_at: Option<Timestamp>,
+    /// Current revision.
+    pub revision: u64,
+}
+
+/// Token metadata: `GET /v1/tenants/{t}/tokens/{id}` and list items. Never the secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenMeta {
+    /// Token id.
+    pub id: String,
+    /// What the token is for.
+    pub binding: Binding,
+    /// When it expires, if ever.
+    pub expires_at: Option<Timestamp>,
+    /// Current revision.
+    pub revision: u64,
+    /// The data key version that encrypts it.
+    pub key_version: u32,
+    /// When this revision was written.
+    pub updated_at: Timestamp,
+}
+
+/// `GET /v1/tenants/{t}/tokens?after=&limit=` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenList {
+    /// Tokens in id order.
+    pub items: Vec<TokenMeta>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next: Option<String>,
+}
+
+/// `DELETE /v1/tenants/{t}/tokens/{id}` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Deleted {
+    /// Always true: a missing token is `not_found`.
+    pub deleted: bool,
+}
+
+/// One plaintext to seal in transit mode.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransitSealItem {
+    /// Plaintext as UTF-8 text (exactly one of `plaintext` and `plaintext_b64`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::secret::utf8"
+    )]
+    pub plaintext: Option<Secret>,
+    /// Plaintext as base64.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::secret::b64"
+    )]
+    pub plaintext_b64: Option<Secret>,
+    /// The caller's context, bound to the blob: unseal needs the same one.
+    #[serde(default)]
+    pub context: String,
+}
+
+/// `POST /v1/tenants/{t}/seal` body: one item inline, or `items` for a batch.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransitSeal {
+    /// Plaintext as UTF-8 text (single form).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::secret::utf8"
+    )]
+    pub plaintext: Option<Secret>,
+    /// Plaintext as base64 (single form).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::secret::b64"
+    )]
+    pub plaintext_b64: Option<Secret>,
+    /// Context (single form).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// Batch form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<TransitSealItem>>,
+}
+
+/// One blob to unseal in transit mode.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransitUnsealItem {
+    /// The blob, `vault:v{N}:…`.
+    pub sealed: String,
+    /// The context given at seal time.
+    #[serde(default)]
+    pub context: String,
+}
+
+/// `POST /v1/tenants/{t}/unseal` body: one item inline, or `items` for a batch.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransitUnseal {
+    /// The blob (single form).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<String>,
+    /// Context (single form).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// Batch form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<TransitUnsealItem>>,
+}
+
+/// Transit seal answer, single form.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sealed {
+    /// The blob, `vault:v{N}:…`.
+    pub sealed: String,
+}
+
+/// Transit unseal answer, single form.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Plaintext {
+    /// The plaintext, when it is valid UTF-8.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::secret::utf8"
+    )]
+    pub plaintext: Option<Secret>,
+    /// The plaintext as base64, when it is not.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::secret::b64"
+    )]
+    pub plaintext_b64: Option<Secret>,
+}
+
+/// One result of a batch: the value, or the error for that item alone.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum BatchItem<T> {
+    /// This item failed; the others are unaffected.
+    Failed {
+        /// Why.
+        error: ErrorDetail,
+    },
+    /// This item succeeded.
+    Done(T),
+}
+
+/// Batch answer of transit seal/unseal: one result per item, in order.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Batch<T> {
+    /// Results in request order.
+    pub items: Vec<BatchItem<T>>,
+}

@@ -1,0 +1,92 @@
+//! The library error, and the one map from an error to an HTTP status and API code.
+
+use http::StatusCode;
+
+use crate::kms::KmsError;
+use crate::store::StoreError;
+
+/// Everything a vault operation can fail with. Messages never contain secrets or key material.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `init` on a vault that already has a master key.
+    #[error("vault is already initialized")]
+    AlreadyInitialized,
+    /// The token's binding does not match what the caller expected.
+    #[error("token binding does not match the expectation")]
+    BindingMismatch,
+    /// A compare-and-set or state conflict.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A caller-supplied sealed blob did not authenticate (wrong tenant, context, or altered).
+    #[error("decryption failed")]
+    DecryptionFailed,
+    /// The token is past its expiry time.
+    #[error("token has expired")]
+    Expired,
+    /// Bad input from the caller.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The KMS provider failed.
+    #[error(transparent)]
+    Kms(#[from] KmsError),
+    /// The named thing does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The OS random number generator failed.
+    #[error("random number generator failed")]
+    Random,
+    /// The vault is sealed.
+    #[error("vault is sealed")]
+    Sealed,
+    /// The storage backend failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The vault has no master key yet.
+    #[error("vault is not initialized")]
+    Uninitialized,
+}
+
+impl From<getrandom::Error> for Error {
+    fn from(_: getrandom::Error) -> Self {
+        Self::Random
+    }
+}
+
+impl Error {
+    /// The stable API error code (`docs/api.md`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::AlreadyInitialized | Self::Conflict(_) => "conflict",
+            Self::BindingMismatch => "binding_mismatch",
+            Self::DecryptionFailed => "decryption_failed",
+            Self::Expired => "expired",
+            Self::Invalid(_) => "invalid",
+            Self::Kms(e) => e.code(),
+            Self::NotFound(_) => "not_found",
+            Self::Random | Self::Store(StoreError::Backend(_) | StoreError::Corrupt(_)) => "internal",
+            Self::Sealed => "sealed",
+            Self::Store(StoreError::Conflict) => "conflict",
+            Self::Store(StoreError::Closed) => "unavailable",
+            Self::Uninitialized => "uninitialized",
+        }
+    }
+
+    /// The HTTP status of this error. Exhaustive on purpose: a new variant must choose one.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::AlreadyInitialized | Self::BindingMismatch | Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::DecryptionFailed | Self::Invalid(_) => StatusCode::BAD_REQUEST,
+            Self::Expired => StatusCode::GONE,
+            Self::Kms(e) => e.status(),
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Random | Self::Store(StoreError::Backend(_) | StoreError::Corrupt(_)) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            Self::Sealed | Self::Uninitialized | Self::Store(StoreError::Closed) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Store(StoreError::Conflict) => StatusCode::CONFLICT,
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! `vaultd`: a hardened vault for bank consent tokens (PSD2 access and refresh tokens).
+//!
+//! Envelope encryption: a KMS key wraps the master key, the master key wraps one data key chain
+//! per tenant, and each token record is encrypted under its own key derived from a data key.
+//! See `docs/key-hierarchy.md` and `docs/record-format.md`.
+//!
+//! # Layout
+//! - [`error`]: the error type and its one map to HTTP status codes.
+//! - [`ids`]: tenant and token ids, checked at the edge.
+//! - [`secret`]: key newtypes that zeroize and never print.
+//! - `keys`: AEAD, HKDF derivation, wrapping under the master key.
+//! - [`kms`]: KMS provider interface and the `local` provider.
+//! - [`record`]: record format v1 for stored tokens and transit blobs.
+//! - [`store`]: storage interface and the sled backend with group commit.
+//! - [`vault`]: the lifecycle state machine and every operation.
+//! - `os`: process hardening; the only module with `unsafe` code.
+#![deny(unsafe_code)]
+
+pub mod error;
+pub mod ids;
+pub(crate) mod keys;
+pub mod kms;
+#[allow(unsafe_code)]
+pub mod os;
+pub mod record;
+pub mod secret;
+pub mod store;
+pub mod vault;
+
+pub use error::Error;
+pub use vault::Vault;

@@ -1,0 +1,106 @@
+//! Storage: a small ordered key-value interface with atomic, conditional, durable batches.
+//!
+//! The vault keeps everything in one keyspace (`vault::layout` names the keys). A [`Batch`]
+//! applies all its operations or none, only if every [`Check`] still holds, and its future
+//! resolves only once the batch is durable. Concurrent batches share one flush (group commit).
+//! The sled backend is the embedded default; another engine replaces it in one module.
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub mod sled;
+
+/// A pending durable commit.
+pub type CommitFuture = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'static>>;
+
+/// One write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Adds a signed delta to an 8-byte big-endian counter (absent = 0; 0 removes the key).
+    Add(Vec<u8>, i64),
+    /// Removes a key (absent is fine).
+    Delete(Vec<u8>),
+    /// Sets a key.
+    Put(Vec<u8>, Vec<u8>),
+}
+
+/// A precondition: the key holds exactly these bytes (`None`: the key is absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The value it must hold.
+    pub value: Option<Vec<u8>>,
+}
+
+/// Writes applied atomically if every check holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// Preconditions.
+    pub checks: Vec<Check>,
+    /// Writes, in order.
+    pub ops: Vec<Op>,
+}
+
+impl Batch {
+    /// Requires `key` to hold `value` (or be absent) when the batch applies.
+    pub fn check(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> &mut Self {
+        self.checks.push(Check { key, value });
+        self
+    }
+
+    /// Sets `key`.
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> &mut Self {
+        self.ops.push(Op::Put(key, value));
+        self
+    }
+
+    /// Removes `key`.
+    pub fn delete(&mut self, key: Vec<u8>) -> &mut Self {
+        self.ops.push(Op::Delete(key));
+        self
+    }
+
+    /// Adds `delta` to the counter at `key`.
+    pub fn add(&mut self, key: Vec<u8>, delta: i64) -> &mut Self {
+        self.ops.push(Op::Add(key, delta));
+        self
+    }
+}
+
+/// The storage interface every backend implements.
+pub trait Store: Send + Sync {
+    /// The value of `key`.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Up to `limit` entries whose key starts with `prefix` and sorts after `after`, in order.
+    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+
+    /// Applies `batch` atomically; resolves once it is durable. A failed check is
+    /// [`StoreError::Conflict`] and writes nothing.
+    fn commit(&self, batch: Batch) -> CommitFuture;
+}
+
+/// A storage failure.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend failed (I/O, full disk, …).
+    #[error("storage backend failed: {0}")]
+    Backend(String),
+    /// The store is shutting down.
+    #[error("storage is closed")]
+    Closed,
+    /// A batch precondition did not hold; nothing was written.
+    #[error("concurrent modification")]
+    Conflict,
+    /// Stored bytes are not what this version wrote.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Decodes a counter value.
+pub fn decode_counter(bytes: &[u8]) -> Result<i64, StoreError> {
+    let array: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt("counter is not 8 bytes".into()))?;
+    Ok(i64::from_be_bytes(array))
+}

@@ -1,0 +1,140 @@
+//! Where everything lives in the store, and the encoding of the small metadata values.
+//!
+//! ```text
+//! m/vault                 VaultMeta (JSON)
+//! m/mk/{version:010}      MasterKeyRecord (JSON): the KMS-wrapped master key
+//! m/audit-key             AuditKeyRecord (JSON): the audit key wrapped under the master key
+//! t/{tenant}              TenantRecord (JSON): the tenant's wrapped DEK chain
+//! c/{tenant}/{version:010} record count of that DEK version (8-byte counter)
+//! r/{tenant}/{token}      token record (record format v1)
+//! d/{tenant}              tombstone: the tenant is being crypto-shredded
+//! ```
+//! Ids never contain `/`, so every prefix names exactly one tenant.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::store::StoreError;
+
+pub(crate) const META: &[u8] = b"m/vault";
+pub(crate) const AUDIT_KEY: &[u8] = b"m/audit-key";
+pub(crate) const TENANTS: &[u8] = b"t/";
+pub(crate) const TOMBSTONES: &[u8] = b"d/";
+
+pub(crate) fn master_key(version: u32) -> Vec<u8> {
+    format!("m/mk/{version:010}").into_bytes()
+}
+
+pub(crate) fn tenant(tenant: &str) -> Vec<u8> {
+    format!("t/{tenant}").into_bytes()
+}
+
+pub(crate) fn tombstone(tenant: &str) -> Vec<u8> {
+    format!("d/{tenant}").into_bytes()
+}
+
+pub(crate) fn counters(tenant: &str) -> Vec<u8> {
+    format!("c/{tenant}/").into_bytes()
+}
+
+pub(crate) fn counter(tenant: &str, version: u32) -> Vec<u8> {
+    format!("c/{tenant}/{version:010}").into_bytes()
+}
+
+pub(crate) fn records(tenant: &str) -> Vec<u8> {
+    format!("r/{tenant}/").into_bytes()
+}
+
+pub(crate) fn record(tenant: &str, token: &str) -> Vec<u8> {
+    format!("r/{tenant}/{token}").into_bytes()
+}
+
+/// The DEK version a counter key names.
+pub(crate) fn counter_version(key: &[u8]) -> Result<u32, StoreError> {
+    let text = std::str::from_utf8(key).map_err(|_| corrupt("counter key"))?;
+    text.rsplit('/').next().and_then(|v| v.parse().ok()).ok_or_else(|| corrupt("counter key"))
+}
+
+/// The vault's identity and current master key version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VaultMeta {
+    pub(crate) format: u32,
+    pub(crate) vault_id: String,
+    pub(crate) created_at: i64,
+    pub(crate) kms_provider: String,
+    pub(crate) master_key_version: u32,
+}
+
+/// A KMS-wrapped master key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MasterKeyRecord {
+    pub(crate) version: u32,
+    pub(crate) kms_key_id: String,
+    pub(crate) wrapped: Bytes,
+    pub(crate) created_at: i64,
+}
+
+/// The audit key wrapped under master key `mk_version`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuditKeyRecord {
+    pub(crate) mk_version: u32,
+    pub(crate) wrapped: Bytes,
+}
+
+/// A tenant and its chain of wrapped data keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TenantRecord {
+    pub(crate) created_at: i64,
+    pub(crate) current: u32,
+    pub(crate) deks: Vec<DekRecord>,
+}
+
+impl TenantRecord {
+    pub(crate) fn dek(&self, version: u32) -> Option<&DekRecord> {
+        self.deks.iter().find(|d| d.version == version)
+    }
+}
+
+/// One wrapped data key version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DekRecord {
+    pub(crate) version: u32,
+    pub(crate) created_at: i64,
+    pub(crate) mk_version: u32,
+    pub(crate) wrapped: Bytes,
+}
+
+/// Bytes as base64 in JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Bytes(pub(crate) Vec<u8>);
+
+impl Serialize for Bytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map(Bytes).map_err(serde::de::Error::custom)
+    }
+}
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("metadata types serialize infallibly")
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|_| corrupt(what))
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_owned())
+}

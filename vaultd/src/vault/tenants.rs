@@ -1,0 +1,179 @@
+//! Tenants: create (idempotent), list, show, destroy by crypto-shredding.
+
+use vault_client::Timestamp;
+use vault_client::wire::{DestroyResponse, KeyVersionInfo, TenantInfo, TenantList};
+
+use super::layout::{self, Bytes, DekRecord, TenantRecord};
+use super::{Keys, Vault};
+use crate::error::Error;
+use crate::ids::TenantId;
+use crate::keys::wrap::{self, DekSlot};
+use crate::secret::{DataKey, KeyBytes};
+use crate::store::{Batch, StoreError, decode_counter};
+
+/// Records deleted per batch while shredding.
+const SHRED_BATCH: usize = 1000;
+
+impl Vault {
+    /// Creates `tenant` with data key version 1; creating an existing tenant returns it as is.
+    pub async fn create_tenant(&self, tenant: &TenantId) -> Result<TenantInfo, Error> {
+        let keys = self.keys()?;
+        if self.store().get(&layout::tombstone(tenant.as_str()))?.is_some() {
+            self.shred_records(tenant).await?;
+        }
+        if let Some((record, _)) = self.load_tenant(tenant)? {
+            return self.tenant_info_of(tenant, &record);
+        }
+        let now = Timestamp::now().unix();
+        let record = TenantRecord { created_at: now, current: 1, deks: vec![new_dek(&keys, tenant, 1, now)?] };
+        let mut batch = Batch::default();
+        batch
+            .check(layout::tenant(tenant.as_str()), None)
+            .put(layout::tenant(tenant.as_str()), layout::encode(&record));
+        match self.store().commit(batch).await {
+            Ok(()) => tracing::info!(tenant = %tenant, key_version = 1, "tenant created"),
+            Err(StoreError::Conflict) => {} // created concurrently: answer with what is stored
+            Err(e) => return Err(e.into()),
+        }
+        self.tenant_info(tenant)
+    }
+
+    /// The tenant with its key versions and record counts.
+    pub fn tenant_info(&self, tenant: &TenantId) -> Result<TenantInfo, Error> {
+        self.keys()?;
+        let (record, _) = self.load_tenant(tenant)?.ok_or_else(|| not_found(tenant))?;
+        self.tenant_info_of(tenant, &record)
+    }
+
+    /// Every tenant, in name order.
+    pub fn list_tenants(&self) -> Result<TenantList, Error> {
+        self.keys()?;
+        let mut tenants = Vec::new();
+        for (key, value) in self.store().scan(layout::TENANTS, None, usize::MAX)? {
+            let name = std::str::from_utf8(&key[layout::TENANTS.len()..])
+                .ok()
+                .and_then(|n| TenantId::parse(n).ok())
+                .ok_or_else(|| StoreError::Corrupt("tenant key".into()))?;
+            let record: TenantRecord = layout::decode(&value, "tenant record")?;
+            tenants.push(self.tenant_info_of(&name, &record)?);
+        }
+        Ok(TenantList { tenants })
+    }
+
+    /// Crypto-shreds `tenant`: its data keys are destroyed first (one atomic, durable batch),
+    /// then its records are deleted. A crash in between is finished at the next start.
+    pub async fn destroy_tenant(&self, tenant: &TenantId) -> Result<DestroyResponse, Error> {
+        self.keys()?;
+        let (record, bytes) = self.load_tenant(tenant)?.ok_or_else(|| not_found(tenant))?;
+        let mut batch = Batch::default();
+        batch
+            .check(layout::tenant(tenant.as_str()), Some(bytes))
+            .delete(layout::tenant(tenant.as_str()))
+            .put(layout::tombstone(tenant.as_str()), Vec::new());
+        for (key, _) in self.store().scan(&layout::counters(tenant.as_str()), None, usize::MAX)? {
+            batch.delete(key);
+        }
+        match self.store().commit(batch).await {
+            Err(StoreError::Conflict) => return Err(Error::Conflict("tenant changed during destroy; retry".into())),
+            other => other?,
+        }
+        self.forget_deks(tenant);
+        let destroyed = u32::try_from(record.deks.len()).unwrap_or(u32::MAX);
+        tracing::info!(tenant = %tenant, destroyed_key_versions = destroyed, "tenant data keys destroyed");
+        let deleted = self.shred_records(tenant).await?;
+        tracing::info!(tenant = %tenant, deleted_tokens = deleted, "tenant destroyed");
+        Ok(DestroyResponse { tenant: tenant.to_string(), destroyed_key_versions: destroyed, deleted_tokens: deleted })
+    }
+
+    /// Deletes the records of a tenant whose keys are gone, then its tombstone.
+    async fn shred_records(&self, tenant: &TenantId) -> Result<u64, Error> {
+        let prefix = layout::records(tenant.as_str());
+        let mut deleted = 0u64;
+        loop {
+            let page = self.store().scan(&prefix, None, SHRED_BATCH)?;
+            if page.is_empty() {
+                break;
+            }
+            let mut batch = Batch::default();
+            for (key, _) in page {
+                batch.delete(key);
+                deleted += 1;
+            }
+            self.store().commit(batch).await?;
+        }
+        let mut batch = Batch::default();
+        batch.delete(layout::tombstone(tenant.as_str()));
+        self.store().commit(batch).await?;
+        Ok(deleted)
+    }
+
+    pub(super) async fn finish_interrupted_destroys(&self) -> Result<(), Error> {
+        for (key, _) in self.store().scan(layout::TOMBSTONES, None, usize::MAX)? {
+            let name = std::str::from_utf8(&key[layout::TOMBSTONES.len()..])
+                .ok()
+                .and_then(|n| TenantId::parse(n).ok())
+                .ok_or_else(|| StoreError::Corrupt("tombstone key".into()))?;
+            let deleted = self.shred_records(&name).await?;
+            tracing::info!(tenant = %name, deleted_tokens = deleted, "finished interrupted tenant destroy");
+        }
+        Ok(())
+    }
+
+    /// The tenant record and its exact stored bytes (for compare-and-set).
+    pub(super) fn load_tenant(&self, tenant: &TenantId) -> Result<Option<(TenantRecord, Vec<u8>)>, Error> {
+        match self.store().get(&layout::tenant(tenant.as_str()))? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some((layout::decode(&bytes, "tenant record")?, bytes))),
+        }
+    }
+
+    /// Record counts per DEK version.
+    pub(super) fn record_counts(&self, tenant: &TenantId) -> Result<Vec<(u32, u64)>, Error> {
+        let mut counts = Vec::new();
+        for (key, value) in self.store().scan(&layout::counters(tenant.as_str()), None, usize::MAX)? {
+            let n = u64::try_from(decode_counter(&value)?).map_err(|_| StoreError::Corrupt("negative count".into()))?;
+            counts.push((layout::counter_version(&key)?, n));
+        }
+        Ok(counts)
+    }
+
+    fn tenant_info_of(&self, tenant: &TenantId, record: &TenantRecord) -> Result<TenantInfo, Error> {
+        let counts = self.record_counts(tenant)?;
+        let count = |v: u32| counts.iter().find(|(cv, _)| *cv == v).map_or(0, |(_, n)| *n);
+        let key_versions = record
+            .deks
+            .iter()
+            .map(|d| KeyVersionInfo { version: d.version, created_at: Timestamp(d.created_at), records: count(d.version) })
+            .collect();
+        Ok(TenantInfo {
+            name: tenant.to_string(),
+            created_at: Timestamp(record.created_at),
+            current_key_version: record.current,
+            key_versions,
+            tokens: counts.iter().map(|(_, n)| n).sum(),
+        })
+    }
+
+    /// (tenants, tokens) over the whole vault.
+    pub(super) fn count_all(&self) -> Result<(u64, u64), Error> {
+        let tenants = self.store().scan(layout::TENANTS, None, usize::MAX)?.len() as u64;
+        let mut tokens = 0u64;
+        for (_, value) in self.store().scan(b"c/", None, usize::MAX)? {
+            tokens += u64::try_from(decode_counter(&value)?).unwrap_or(0);
+        }
+        Ok((tenants, tokens))
+    }
+}
+
+/// A fresh random data key, wrapped under the current master key.
+pub(super) fn new_dek(keys: &Keys, tenant: &TenantId, version: u32, now: i64) -> Result<DekRecord, Error> {
+    let dek = DataKey::new(KeyBytes::random()?);
+    let mk_version = keys.meta.master_key_version;
+    let slot = DekSlot { vault_id: &keys.meta.vault_id, tenant: tenant.as_str(), dek_version: version, mk_version };
+    let wrapped = wrap::wrap_dek(&keys.master, &dek, &slot)?;
+    Ok(DekRecord { version, created_at: now, mk_version, wrapped: Bytes(wrapped) })
+}
+
+pub(super) fn not_found(tenant: &TenantId) -> Error {
+    Error::NotFound(format!("tenant {tenant}"))
+}

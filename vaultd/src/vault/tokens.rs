@@ -1,0 +1,242 @@
+//! Stored tokens: put with revisions and compare-and-set, unseal with binding expectations and
+//! expiry, metadata, paginated list, delete. Record counts per key version change in the same
+//! atomic batch as the record, so they are exact.
+
+use vault_client::wire::{Binding, Deleted, Expect, PutTokenResponse, TokenList, TokenMeta, UnsealTokenResponse};
+use vault_client::Timestamp;
+
+use super::layout::{self, TenantRecord};
+use super::tenants::not_found;
+use super::{Keys, Vault};
+use crate::error::Error;
+use crate::ids::{TenantId, TokenId};
+use crate::record::{self, Header, RecordSlot, Token};
+use crate::secret::Secret;
+use crate::store::{Batch, StoreError};
+
+/// Longest secret accepted, in bytes.
+pub const MAX_SECRET_LEN: usize = 32 * 1024;
+/// Longest binding field accepted, in bytes.
+pub const MAX_BINDING_FIELD_LEN: usize = 1024;
+/// Largest page of a token list.
+pub const MAX_PAGE: usize = 1000;
+/// Attempts of an optimistic write before it gives up under contention.
+const WRITE_ATTEMPTS: usize = 16;
+
+/// A checked request to store a token.
+#[derive(Debug)]
+pub struct PutToken {
+    /// The token.
+    pub secret: Secret,
+    /// What it is for.
+    pub binding: Binding,
+    /// Expiry, Unix seconds.
+    pub expires_at: Option<i64>,
+    /// Compare-and-set: the revision the caller last saw (0: the token must not exist).
+    pub expected_revision: Option<u64>,
+}
+
+impl PutToken {
+    /// Checks sizes and fields; bad input is `Error::Invalid` and changes nothing.
+    pub fn check(&self) -> Result<(), Error> {
+        if self.secret.is_empty() || self.secret.len() > MAX_SECRET_LEN {
+            return Err(Error::Invalid(format!("secret must be 1-{MAX_SECRET_LEN} bytes")));
+        }
+        let b = &self.binding;
+        for (name, value) in [("subject", &b.subject), ("bank", &b.bank), ("account", &b.account), ("scope", &b.scope)] {
+            if value.is_empty() || value.len() > MAX_BINDING_FIELD_LEN || value.chars().any(char::is_control) {
+                return Err(Error::Invalid(format!(
+                    "binding.{name} must be 1-{MAX_BINDING_FIELD_LEN} bytes without control characters"
+                )));
+            }
+        }
+        if let Some(at) = self.expires_at
+            && at <= Timestamp::now().unix()
+        {
+            return Err(Error::Invalid("expires_at is in the past".into()));
+        }
+        Ok(())
+    }
+}
+
+impl Vault {
+    /// Encrypts and stores a token under the tenant's current data key version.
+    pub async fn put_token(&self, tenant: &TenantId, token: &TokenId, req: &PutToken) -> Result<PutTokenResponse, Error> {
+        req.check()?;
+        let keys = self.keys()?;
+        let key = layout::record(tenant.as_str(), token.as_str());
+        let _writer = self.lock_writer(&key).await;
+        for _ in 0..WRITE_ATTEMPTS {
+            let (record, tenant_bytes) = self.load_tenant(tenant)?.ok_or_else(|| not_found(tenant))?;
+            let version = record.current;
+            let dek = self.dek(&keys, tenant, &record, version)?;
+            let old = self.store().get(&key)?;
+            let old_header = old.as_deref().map(header_of).transpose()?;
+            let current = old_header.map_or(0, |h| h.revision);
+            if let Some(expected) = req.expected_revision
+                && expected != current
+            {
+                return Err(Error::Conflict(format!("expected revision {expected}, current revision is {current}")));
+            }
+            let header = Header {
+                key_version: version,
+                revision: current + 1,
+                expires_at: req.expires_at,
+                updated_at: Timestamp::now().unix(),
+            };
+            let slot = slot(&keys, tenant, token);
+            let bytes = record::seal_record(&dek, slot, header, &req.binding, req.secret.expose_secret())?;
+            let mut batch = Batch::default();
+            batch
+                .check(layout::tenant(tenant.as_str()), Some(tenant_bytes))
+                .check(key.clone(), old)
+                .put(key.clone(), bytes)
+                .add(layout::counter(tenant.as_str(), version), 1);
+            if let Some(h) = old_header {
+                batch.add(layout::counter(tenant.as_str(), h.key_version), -1);
+            }
+            match self.store().commit(batch).await {
+                Ok(()) => return Ok(PutTokenResponse { revision: header.revision, key_version: version }),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Conflict("token is being written concurrently; retry".into()))
+    }
+
+    /// Decrypts a token. Checks the caller's expectation first, then expiry.
+    pub fn unseal_token(
+        &self,
+        tenant: &TenantId,
+        token: &TokenId,
+        expect: Option<&Expect>,
+    ) -> Result<UnsealTokenResponse, Error> {
+        let keys = self.keys()?;
+        let opened = self.open_token(&keys, tenant, token)?;
+        if let Some(e) = expect {
+            let b = &opened.binding;
+            let matches = record::field_matches(e.account.as_deref(), &b.account)
+                & record::field_matches(e.subject.as_deref(), &b.subject)
+                & record::field_matches(e.scope.as_deref(), &b.scope);
+            if !matches {
+                return Err(Error::BindingMismatch);
+            }
+        }
+        if opened.header.expires_at.is_some_and(|at| at <= Timestamp::now().unix()) {
+            return Err(Error::Expired);
+        }
+        let (secret, secret_b64) = if opened.secret.expose_str().is_some() {
+            (Some(opened.secret), None)
+        } else {
+            (None, Some(opened.secret))
+        };
+        Ok(UnsealTokenResponse {
+            secret,
+            secret_b64,
+            binding: opened.binding,
+            expires_at: opened.header.expires_at.map(Timestamp),
+            revision: opened.header.revision,
+        })
+    }
+
+    /// A token's metadata, never its secret.
+    pub fn token_meta(&self, tenant: &TenantId, token: &TokenId) -> Result<TokenMeta, Error> {
+        let keys = self.keys()?;
+        let opened = self.open_token(&keys, tenant, token)?;
+        Ok(meta(token.as_str(), opened))
+    }
+
+    /// Up to `limit` tokens with ids after `after`, in id order.
+    pub fn list_tokens(&self, tenant: &TenantId, after: Option<&TokenId>, limit: usize) -> Result<TokenList, Error> {
+        let keys = self.keys()?;
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(Error::Invalid(format!("limit must be 1-{MAX_PAGE}")));
+        }
+        let (record, _) = self.load_tenant(tenant)?.ok_or_else(|| not_found(tenant))?;
+        let prefix = layout::records(tenant.as_str());
+        let after_key = after.map(|a| layout::record(tenant.as_str(), a.as_str()));
+        let mut page = self.store().scan(&prefix, after_key.as_deref(), limit + 1)?;
+        let more = page.len() > limit;
+        page.truncate(limit);
+        let mut items = Vec::with_capacity(page.len());
+        for (key, bytes) in page {
+            let id = std::str::from_utf8(&key[prefix.len()..])
+                .ok()
+                .and_then(|id| TokenId::parse(id).ok())
+                .ok_or_else(|| StoreError::Corrupt("record key".into()))?;
+            let opened = self.open_bytes(&keys, tenant, &record, &id, &bytes)?;
+            items.push(meta(id.as_str(), opened));
+        }
+        let next = if more { items.last().map(|m| m.id.clone()) } else { None };
+        Ok(TokenList { items, next })
+    }
+
+    /// Deletes a token.
+    pub async fn delete_token(&self, tenant: &TenantId, token: &TokenId) -> Result<Deleted, Error> {
+        self.keys()?;
+        let key = layout::record(tenant.as_str(), token.as_str());
+        let _writer = self.lock_writer(&key).await;
+        for _ in 0..WRITE_ATTEMPTS {
+            self.load_tenant(tenant)?.ok_or_else(|| not_found(tenant))?;
+            let old = self.store().get(&key)?.ok_or_else(|| token_not_found(token))?;
+            let header = header_of(&old)?;
+            let mut batch = Batch::default();
+            batch
+                .check(key.clone(), Some(old))
+                .delete(key.clone())
+                .add(layout::counter(tenant.as_str(), header.key_version), -1);
+            match self.store().commit(batch).await {
+                Ok(()) => return Ok(Deleted { deleted: true }),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Conflict("token is being written concurrently; retry".into()))
+    }
+
+    fn open_token(&self, keys: &Keys, tenant: &TenantId, token: &TokenId) -> Result<Token, Error> {
+        let (record, _) = self.load_tenant(tenant)?.ok_or_else(|| not_found(tenant))?;
+        let bytes = self
+            .store()
+            .get(&layout::record(tenant.as_str(), token.as_str()))?
+            .ok_or_else(|| token_not_found(token))?;
+        self.open_bytes(keys, tenant, &record, token, &bytes)
+    }
+
+    fn open_bytes(
+        &self,
+        keys: &Keys,
+        tenant: &TenantId,
+        record: &TenantRecord,
+        token: &TokenId,
+        bytes: &[u8],
+    ) -> Result<Token, Error> {
+        let header = header_of(bytes)?;
+        let dek = self.dek(keys, tenant, record, header.key_version)?;
+        record::open_record(&dek, slot(keys, tenant, token), bytes)
+            .map_err(|_| StoreError::Corrupt(format!("token {token} of tenant {tenant} does not decrypt")).into())
+    }
+}
+
+fn slot<'a>(keys: &'a Keys, tenant: &'a TenantId, token: &'a TokenId) -> RecordSlot<'a> {
+    RecordSlot { vault_id: &keys.meta.vault_id, tenant: tenant.as_str(), token: token.as_str() }
+}
+
+fn header_of(bytes: &[u8]) -> Result<Header, Error> {
+    record::peek_header(bytes).map_err(|e| StoreError::Corrupt(e.to_string()).into())
+}
+
+fn meta(id: &str, token: Token) -> TokenMeta {
+    TokenMeta {
+        id: id.to_owned(),
+        binding: token.binding,
+        expires_at: token.header.expires_at.map(Timestamp),
+        revision: token.header.revision,
+        key_version: token.header.key_version,
+        updated_at: Timestamp(token.header.updated_at),
+    }
+}
+
+fn token_not_found(token: &TokenId) -> Error {
+    Error::NotFound(format!("token {token}"))
+}
