@@ -88,6 +88,13 @@ key_type!(
     AuditKey
 );
 
+/// A data key from given bytes, for known-answer vectors and benches only: in the vault a
+/// data key comes only from the RNG or an authenticated unwrap.
+#[doc(hidden)]
+pub fn test_only_data_key(key: KeyBytes) -> DataKey {
+    DataKey::new(key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,227 @@
+//! Known-answer vectors for record format v1 (`testdata/`, described in
+//! `docs/record-format.md`). `record-v1.json` and `transit-v1.json` must seal to exactly the
+//! stored bytes and open back; every `fail_*.json` must fail to open.
+//!
+//! Regenerate (only when the format version changes):
+//! `cargo test -p vaultd --test vectors -- --ignored write_vectors`
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+use vault_client::wire::Binding;
+use vaultd::record::{self, Header, RecordSlot};
+use vaultd::secret::{DataKey, KeyBytes};
+
+fn testdata() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex")).collect()
+}
+
+fn dek(v: &Value) -> DataKey {
+    vaultd::secret::test_only_data_key(KeyBytes::from_slice(&unhex(s(v, "dek"))).expect("32-byte dek"))
+}
+
+fn s<'a>(v: &'a Value, field: &str) -> &'a str {
+    v[field].as_str().unwrap_or_else(|| panic!("field {field}"))
+}
+
+fn binding(v: &Value) -> Binding {
+    serde_json::from_value(v["binding"].clone()).expect("binding")
+}
+
+fn header(v: &Value) -> Header {
+    let h = &v["header"];
+    Header {
+        key_version: u32::try_from(h["key_version"].as_u64().expect("key_version")).expect("u32"),
+        revision: h["revision"].as_u64().expect("revision"),
+        expires_at: h["expires_at"].as_i64(),
+        updated_at: h["updated_at"].as_i64().expect("updated_at"),
+    }
+}
+
+fn slot(v: &Value) -> RecordSlot<'_> {
+    RecordSlot { vault_id: s(v, "vault_id"), tenant: s(v, "tenant"), token: s(v, "token") }
+}
+
+fn array<const N: usize>(v: &Value, field: &str) -> [u8; N] {
+    unhex(s(v, field)).try_into().expect("fixed length")
+}
+
+fn load(name: &str) -> Value {
+    let text = std::fs::read_to_string(testdata().join(name)).expect("vector file");
+    serde_json::from_str(&text).expect("vector json")
+}
+
+#[test]
+fn record_vectors_seal_and_open_exactly() {
+    let vectors = load("record-v1.json");
+    let vectors = vectors.as_array().expect("list");
+    assert!(vectors.len() >= 3);
+    for v in vectors {
+        let sealed = record::seal_record_with(
+            &dek(v),
+            slot(v),
+            header(v),
+            &binding(v),
+            &unhex(s(v, "secret")),
+            &array(v, "salt"),
+            &array(v, "nonce"),
+        );
+        assert_eq!(hex(&sealed), s(v, "record"), "{}", s(v, "description"));
+        let opened = record::open_record(&dek(v), slot(v), &unhex(s(v, "record"))).expect("opens");
+        assert_eq!(opened.header, header(v));
+        assert_eq!(opened.binding, binding(v));
+        assert_eq!(hex(opened.secret.expose_secret()), s(v, "secret"));
+    }
+}
+
+#[test]
+fn transit_vectors_seal_and_open_exactly() {
+    let vectors = load("transit-v1.json");
+    for v in vectors.as_array().expect("list") {
+        let version = u32::try_from(v["key_version"].as_u64().expect("version")).expect("u32");
+        let blob = record::seal_transit_with(
+            &dek(v),
+            s(v, "vault_id"),
+            s(v, "tenant"),
+            version,
+            s(v, "context"),
+            &unhex(s(v, "plaintext")),
+            &array(v, "salt"),
+            &array(v, "nonce"),
+        );
+        assert_eq!(blob, s(v, "sealed"));
+        let (parsed, raw) = record::parse_transit(&blob).expect("parses");
+        let back = record::open_transit(&dek(v), s(v, "vault_id"), s(v, "tenant"), parsed, s(v, "context"), &raw)
+            .expect("opens");
+        assert_eq!(hex(back.expose_secret()), s(v, "plaintext"));
+    }
+}
+
+/// Opens a `fail_*` vector the way the vault would; `Ok` means it wrongly succeeded.
+fn try_fail_vector(v: &Value) -> Result<(), String> {
+    match s(v, "kind") {
+        "record" => {
+            let token = record::open_record(&dek(v), slot(v), &unhex(s(v, "record"))).map_err(|e| e.to_string())?;
+            let expect_account = v["expect"]["account"].as_str();
+            if !record::field_matches(expect_account, &token.binding.account) {
+                return Err("binding mismatch".into());
+            }
+            Ok(())
+        }
+        "transit" => {
+            let (version, raw) = record::parse_transit(s(v, "sealed")).map_err(|e| e.to_string())?;
+            record::open_transit(&dek(v), s(v, "vault_id"), s(v, "tenant"), version, s(v, "context"), &raw)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
+        other => panic!("unknown vector kind {other}"),
+    }
+}
+
+#[test]
+fn fail_vectors_all_fail() {
+    let mut names: Vec<_> = std::fs::read_dir(testdata())
+        .expect("testdata")
+        .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+        .filter(|n| n.starts_with("fail_") && n.ends_with(".json"))
+        .collect();
+    names.sort();
+    for required in ["bit_flipped", "truncated", "other_tenant", "other_token", "other_account", "other_key_version"] {
+        assert!(names.contains(&format!("fail_{required}.json")), "missing fail_{required}.json");
+    }
+    for name in names {
+        let v = load(&name);
+        assert!(try_fail_vector(&v).is_err(), "{name} opened but must fail");
+    }
+}
+
+#[test]
+#[ignore = "writes testdata/; run by hand when the format changes"]
+fn write_vectors() {
+    let base = json!({
+        "vault_id": "0123456789abcdef0123456789abcdef",
+        "dek": hex(&[0x42; 32]),
+    });
+    let mut records = Vec::new();
+    let cases = [
+        ("utf-8 token, no expiry", "acme", "consent-1", "access-token-abc", 1u32, 1u64, None, "DE89370400440532013000"),
+        ("binary token with expiry", "acme", "consent-2", "\u{0}\u{1}\u{2}\u{ff}", 2, 7, Some(1_800_000_000i64), "FR7630006000011234567890189"),
+        ("refresh token, long id", "globex.eu", "refresh-2026-11-23_x", "rt.eyJhbGciOiJIUzI1NiJ9", 3, 42, Some(1_900_000_000), "GB33BUKB20201555555555"),
+    ];
+    for (i, (desc, tenant, token, secret, version, revision, expires, account)) in cases.into_iter().enumerate() {
+        let salt = [u8::try_from(i).expect("small") + 1; 32];
+        let nonce = [u8::try_from(i).expect("small") + 0x10; 12];
+        let mut v = base.clone();
+        v["description"] = json!(desc);
+        v["tenant"] = json!(tenant);
+        v["token"] = json!(token);
+        v["header"] = json!({"key_version": version, "revision": revision, "expires_at": expires, "updated_at": 1_795_453_200});
+        v["binding"] = json!({"subject": "user-42", "bank": "example-bank", "account": account, "scope": "accounts"});
+        v["secret"] = json!(hex(secret.as_bytes()));
+        v["salt"] = json!(hex(&salt));
+        v["nonce"] = json!(hex(&nonce));
+        let sealed = record::seal_record_with(&dek(&v), slot(&v), header(&v), &binding(&v), secret.as_bytes(), &salt, &nonce);
+        v["record"] = json!(hex(&sealed));
+        records.push(v);
+    }
+    let mut transit = base.clone();
+    transit["description"] = json!("transit blob bound to a context");
+    transit["tenant"] = json!("acme");
+    transit["key_version"] = json!(3);
+    transit["context"] = json!("invoice:2026-0042");
+    transit["plaintext"] = json!(hex(b"IBAN DE89 3704 0044 0532 0130 00"));
+    transit["salt"] = json!(hex(&[0x07; 32]));
+    transit["nonce"] = json!(hex(&[0x08; 12]));
+    transit["sealed"] = json!(record::seal_transit_with(
+        &dek(&transit), "0123456789abcdef0123456789abcdef", "acme", 3, "invoice:2026-0042",
+        b"IBAN DE89 3704 0044 0532 0130 00", &[0x07; 32], &[0x08; 12],
+    ));
+    let write = |name: &str, v: &Value| {
+        std::fs::write(testdata().join(name), serde_json::to_string_pretty(v).expect("json") + "\n").expect("write");
+    };
+    write("record-v1.json", &json!(records));
+    write("transit-v1.json", &json!([transit.clone()]));
+
+    let good = &records[0];
+    let fail = |desc: &str, edit: &dyn Fn(&mut Value)| {
+        let mut v = good.clone();
+        v["kind"] = json!("record");
+        v["description"] = json!(desc);
+        edit(&mut v);
+        v
+    };
+    let record_bytes = unhex(s(good, "record"));
+    let flipped = {
+        let mut b = record_bytes.clone();
+        b[80] ^= 0x01;
+        hex(&b)
+    };
+    let truncated = hex(&record_bytes[..record_bytes.len() - 1]);
+    let other_version = {
+        let mut b = record_bytes.clone();
+        b[4] = 2; // key_version 1 -> 2 in the clear header
+        hex(&b)
+    };
+    write("fail_bit_flipped.json", &fail("one ciphertext bit flipped", &|v| v["record"] = json!(flipped)));
+    write("fail_truncated.json", &fail("last tag byte cut off", &|v| v["record"] = json!(truncated)));
+    write("fail_other_tenant.json", &fail("record moved to another tenant", &|v| v["tenant"] = json!("globex")));
+    write("fail_other_token.json", &fail("record moved to another token id", &|v| v["token"] = json!("consent-9")));
+    write(
+        "fail_other_account.json",
+        &fail("record presented for another account", &|v| v["expect"] = json!({"account": "DE02120300000000202051"})),
+    );
+    write("fail_other_key_version.json", &fail("header relabelled to key version 2", &|v| v["record"] = json!(other_version)));
+    let mut t = transit;
+    t["kind"] = json!("transit");
+    t["description"] = json!("transit blob opened with another context");
+    t["context"] = json!("invoice:2026-0043");
+    write("fail_transit_other_context.json", &t);
+}
