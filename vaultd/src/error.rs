@@ -64,7 +64,9 @@ impl Error {
             Self::Invalid(_) => "invalid",
             Self::Kms(e) => e.code(),
             Self::NotFound(_) => "not_found",
-            Self::Random | Self::Store(StoreError::Backend(_) | StoreError::Corrupt(_)) => "internal",
+            Self::Random | Self::Store(StoreError::Backend(_) | StoreError::Corrupt(_)) => {
+                "internal"
+            }
             Self::Sealed => "sealed",
             Self::Store(StoreError::Conflict) => "conflict",
             Self::Store(StoreError::Closed) => "unavailable",
@@ -75,7 +77,9 @@ impl Error {
     /// The HTTP status of this error. Exhaustive on purpose: a new variant must choose one.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::AlreadyInitialized | Self::BindingMismatch | Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::AlreadyInitialized | Self::BindingMismatch | Self::Conflict(_) => {
+                StatusCode::CONFLICT
+            }
             Self::DecryptionFailed | Self::Invalid(_) => StatusCode::BAD_REQUEST,
             Self::Expired => StatusCode::GONE,
             Self::Kms(e) => e.status(),

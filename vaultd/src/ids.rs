@@ -77,7 +77,18 @@ mod tests {
 
     #[test]
     fn rejects_paths_dots_controls_and_length() {
-        for bad in ["", "..", ".hidden", "a/b", "a\0b", "a b", "a\nb", "ü", "-x", &"x".repeat(129)] {
+        for bad in [
+            "",
+            "..",
+            ".hidden",
+            "a/b",
+            "a\0b",
+            "a b",
+            "a\nb",
+            "ü",
+            "-x",
+            &"x".repeat(129),
+        ] {
             assert!(TokenId::parse(bad).is_err(), "{bad:?}");
         }
     }

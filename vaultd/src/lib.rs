@@ -5,25 +5,31 @@
 //! See `docs/key-hierarchy.md` and `docs/record-format.md`.
 //!
 //! # Layout
+//! - [`config`]: the TOML file, environment and flags, checked into a `Config`.
 //! - [`error`]: the error type and its one map to HTTP status codes.
 //! - [`ids`]: tenant and token ids, checked at the edge.
 //! - [`secret`]: key newtypes that zeroize and never print.
 //! - `keys`: AEAD, HKDF derivation, wrapping under the master key.
 //! - [`kms`]: KMS provider interface and the `local` provider.
+//! - [`policy`]: caller identities and capabilities.
 //! - [`record`]: record format v1 for stored tokens and transit blobs.
+//! - [`server`]: the HTTP API on a Unix socket.
 //! - [`store`]: storage interface and the sled backend with group commit.
 //! - [`vault`]: the lifecycle state machine and every operation.
 //! - `os`: process hardening; the only module with `unsafe` code.
 #![deny(unsafe_code)]
 
+pub mod config;
 pub mod error;
 pub mod ids;
 pub(crate) mod keys;
 pub mod kms;
 #[allow(unsafe_code)]
 pub mod os;
+pub mod policy;
 pub mod record;
 pub mod secret;
+pub mod server;
 pub mod store;
 pub mod vault;
 

@@ -1,1 +1,232 @@
-fn main() {}
+//! `vaultd`: flags → [`Config`] → [`run`]; errors → exit code.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use tokio::net::UnixListener;
+use vault_client::wire::VaultState;
+use vaultd::config::{Config, KmsConfig, Overrides};
+use vaultd::kms::KmsProvider;
+use vaultd::kms::local::LocalKms;
+use vaultd::server::{self, App, Limits, Metrics};
+use vaultd::store::sled::SledStore;
+use vaultd::vault::Vault;
+
+/// A hardened vault for bank consent tokens, serving its API on a Unix socket.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Development mode: data, key file and socket under ./vaultd-dev, local KMS, auto-init and
+    /// auto-unseal, every capability for the user who started it. Not for production.
+    #[arg(long, conflicts_with = "config")]
+    dev: bool,
+    /// The TOML configuration file.
+    #[arg(long, short, env = "VAULTD_CONFIG", required_unless_present = "dev")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides the file).
+    #[arg(long, env = "VAULTD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Socket path (overrides the file).
+    #[arg(long, env = "VAULTD_SOCKET")]
+    socket: Option<PathBuf>,
+    /// `human` or `json` (overrides the file).
+    #[arg(long, env = "VAULTD_LOG_FORMAT")]
+    log_format: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let overrides = Overrides {
+        data_dir: args.data_dir,
+        socket: args.socket,
+        log_format: args.log_format,
+    };
+    let config = if args.dev {
+        Ok(Config::insecure_dev(Path::new("vaultd-dev"), &overrides))
+    } else {
+        Config::load(
+            args.config
+                .as_deref()
+                .expect("clap requires --config without --dev"),
+            &overrides,
+        )
+    };
+    let result = config.and_then(|config| {
+        init_logging(config.log_json);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("vaultd-worker")
+            .build()
+            .context("starting the async runtime")?;
+        runtime.block_on(run(config))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vaultd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VAULTD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let hardening = vaultd::os::harden().context("hardening the process")?;
+    match &hardening.memory_lock_problem {
+        None => tracing::info!(
+            core_dumps = false,
+            memory_locked = hardening.memory_locked,
+            "process hardened"
+        ),
+        Some(problem) => tracing::warn!(core_dumps = false, "{problem}"),
+    }
+    private_dir(&config.data_dir, true).context("data directory")?;
+    let kms: Arc<dyn KmsProvider> = match &config.kms {
+        KmsConfig::Local {
+            key_dir,
+            key_id,
+            create,
+        } => Arc::new(LocalKms::open(key_dir, key_id, *create).context("local KMS provider")?),
+    };
+    let store = SledStore::open(&config.data_dir.join("db"), config.cache_bytes)
+        .context("opening the store")?;
+    let vault = Vault::open(Arc::new(store), kms)
+        .await
+        .context("opening the vault")?;
+    if config.auto_init && vault.state() == VaultState::Uninitialized {
+        let init = vault.init().await.context("initializing the vault")?;
+        tracing::info!(vault_id = %init.vault_id, "dev vault initialized");
+    }
+    if config.auto_unseal && vault.state() == VaultState::Sealed {
+        if let Err(e) = vault.unseal().await {
+            tracing::warn!(error = %e, "auto-unseal failed; staying sealed (vault-cli operator unseal retries)");
+        }
+    }
+    let listener = bind(&config)?;
+    let app = Arc::new(App {
+        vault: vault.clone(),
+        policy: config.policy.clone(),
+        metrics: Metrics::default(),
+    });
+    let limits = Limits {
+        max_connections: config.max_connections,
+        header_timeout: config.header_timeout,
+    };
+    tracing::info!(socket = %config.socket.display(), state = ?vault.state(), "serving");
+    if config.dev {
+        print_dev_banner(&config.socket);
+    }
+    server::run(listener, app, limits, shutdown_signal()).await;
+    vault.seal().await.ok();
+    let _ = fs::remove_file(&config.socket);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Creates the socket under umask 077 inside a 0750 directory, then opens it to the group (0660).
+fn bind(config: &Config) -> anyhow::Result<UnixListener> {
+    let path = &config.socket;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o750))?;
+    }
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                bail!("{} is in use by a running daemon", path.display());
+            }
+            fs::remove_file(path)
+                .with_context(|| format!("removing stale socket {}", path.display()))?;
+        }
+        Ok(_) => bail!(
+            "{} exists and is not a socket; refusing to replace it",
+            path.display()
+        ),
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("checking {}", path.display())),
+    }
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    if let Some(gid) = config.socket_gid {
+        std::os::unix::fs::chown(path, None, Some(gid))?;
+        std::os::unix::fs::chown(dir, None, Some(gid))?;
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(0o660))?;
+    Ok(listener)
+}
+
+/// Creates `dir` 0700 if missing; refuses one that group or others can access.
+fn private_dir(dir: &Path, create: bool) -> anyhow::Result<()> {
+    if create && !dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mode = fs::metadata(dir)
+        .with_context(|| format!("{}", dir.display()))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "{} has mode {mode:03o}; refusing: only its owner may access it (chmod 700)",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: draining, then sealing"),
+        _ = int.recv() => tracing::info!("SIGINT: draining, then sealing"),
+    }
+}
+
+fn print_dev_banner(socket: &Path) {
+    let socket = fs::canonicalize(socket).unwrap_or_else(|_| socket.to_owned());
+    println!(
+        "\nvaultd is running in DEV mode (local key file, auto-unsealed; not for production).\n\
+         Socket: {s}\n\n\
+         Try it in another shell:\n\
+         \x20 export VAULT_SOCKET={s}\n\
+         \x20 cargo run -q -p vault-cli -- status\n\
+         \x20 cargo run -q -p vault-cli -- tenant create acme\n\
+         \x20 echo -n 'my-access-token' | cargo run -q -p vault-cli -- token put acme consent-1 \\\n\
+         \x20     --subject user-1 --bank demo-bank --account DE89370400440532013000 --scope accounts\n\
+         \x20 cargo run -q -p vault-cli -- token get acme consent-1\n\n\
+         Stop with Ctrl-C (the vault seals, then exits).",
+        s = socket.display()
+    );
+}

@@ -98,7 +98,9 @@ pub fn seal_record(
     let mut salt = [0u8; SALT_LEN];
     getrandom::fill(&mut salt)?;
     let nonce = aead::random_nonce()?;
-    Ok(seal_record_with(dek, slot, header, binding, secret, &salt, &nonce))
+    Ok(seal_record_with(
+        dek, slot, header, binding, secret, &salt, &nonce,
+    ))
 }
 
 /// [`seal_record`] with a given salt and nonce: for known-answer vectors only.
@@ -144,7 +146,11 @@ pub fn peek_header(bytes: &[u8]) -> Result<Header, RecordError> {
 }
 
 /// Decrypts a stored record found at `slot` with the DEK of its header's key version.
-pub fn open_record(dek: &DataKey, slot: RecordSlot<'_>, bytes: &[u8]) -> Result<Token, RecordError> {
+pub fn open_record(
+    dek: &DataKey,
+    slot: RecordSlot<'_>,
+    bytes: &[u8],
+) -> Result<Token, RecordError> {
     let header = peek_header(bytes)?;
     let salt: [u8; SALT_LEN] = array(&bytes[29..61]);
     let nonce: [u8; NONCE_LEN] = array(&bytes[61..HEADER_LEN]);
@@ -153,7 +159,11 @@ pub fn open_record(dek: &DataKey, slot: RecordSlot<'_>, bytes: &[u8]) -> Result<
     let plaintext = aead::open(key.expose_secret(), &nonce, &aad, &bytes[HEADER_LEN..])
         .map_err(|_| RecordError::DecryptionFailed)?;
     let (binding, secret) = decode_plaintext(&plaintext)?;
-    Ok(Token { header, binding, secret })
+    Ok(Token {
+        header,
+        binding,
+        secret,
+    })
 }
 
 /// True when `expect` (if given) equals `actual`, compared in constant time.
@@ -173,7 +183,16 @@ pub fn seal_transit(
     let mut salt = [0u8; SALT_LEN];
     getrandom::fill(&mut salt)?;
     let nonce = aead::random_nonce()?;
-    Ok(seal_transit_with(dek, vault_id, tenant, key_version, context, plaintext, &salt, &nonce))
+    Ok(seal_transit_with(
+        dek,
+        vault_id,
+        tenant,
+        key_version,
+        context,
+        plaintext,
+        &salt,
+        &nonce,
+    ))
 }
 
 /// [`seal_transit`] with a given salt and nonce: for known-answer vectors only.
@@ -200,15 +219,22 @@ pub fn seal_transit_with(
 
 /// The key version a transit blob names, and its decoded bytes.
 pub fn parse_transit(blob: &str) -> Result<(u32, Vec<u8>), RecordError> {
-    let rest = blob.strip_prefix(TRANSIT_PREFIX).ok_or(RecordError::Malformed("blob must start with vault:v"))?;
-    let (version, body) = rest.split_once(':').ok_or(RecordError::Malformed("blob has no version"))?;
-    let valid_digits = !version.is_empty() && version.len() <= 10 && version.bytes().all(|b| b.is_ascii_digit());
+    let rest = blob
+        .strip_prefix(TRANSIT_PREFIX)
+        .ok_or(RecordError::Malformed("blob must start with vault:v"))?;
+    let (version, body) = rest
+        .split_once(':')
+        .ok_or(RecordError::Malformed("blob has no version"))?;
+    let valid_digits =
+        !version.is_empty() && version.len() <= 10 && version.bytes().all(|b| b.is_ascii_digit());
     let version: u32 = version
         .parse()
         .ok()
         .filter(|v| valid_digits && *v > 0)
         .ok_or(RecordError::Malformed("bad key version"))?;
-    let raw = STANDARD.decode(body).map_err(|_| RecordError::Malformed("blob is not base64"))?;
+    let raw = STANDARD
+        .decode(body)
+        .map_err(|_| RecordError::Malformed("blob is not base64"))?;
     if raw.len() < 1 + SALT_LEN + NONCE_LEN + TAG_LEN {
         return Err(RecordError::Malformed("blob too short"));
     }
@@ -231,28 +257,53 @@ pub fn open_transit(
     let nonce: [u8; NONCE_LEN] = array(&raw[1 + SALT_LEN..1 + SALT_LEN + NONCE_LEN]);
     let key = record_key(dek, &salt, TRANSIT_KEY);
     let aad = transit_aad(vault_id, tenant, key_version, context);
-    let plain = aead::open(key.expose_secret(), &nonce, &aad, &raw[1 + SALT_LEN + NONCE_LEN..])
-        .map_err(|_| RecordError::DecryptionFailed)?;
+    let plain = aead::open(
+        key.expose_secret(),
+        &nonce,
+        &aad,
+        &raw[1 + SALT_LEN + NONCE_LEN..],
+    )
+    .map_err(|_| RecordError::DecryptionFailed)?;
     Ok(Secret::from_slice(&plain))
 }
 
 fn record_aad(slot: RecordSlot<'_>, header: &[u8]) -> Vec<u8> {
-    aad(RECORD_AAD, &[slot.vault_id.as_bytes(), slot.tenant.as_bytes(), slot.token.as_bytes(), header])
+    aad(
+        RECORD_AAD,
+        &[
+            slot.vault_id.as_bytes(),
+            slot.tenant.as_bytes(),
+            slot.token.as_bytes(),
+            header,
+        ],
+    )
 }
 
 fn transit_aad(vault_id: &str, tenant: &str, key_version: u32, context: &str) -> Vec<u8> {
     aad(
         TRANSIT_AAD,
-        &[vault_id.as_bytes(), tenant.as_bytes(), &key_version.to_be_bytes(), context.as_bytes(), &[FORMAT_V1]],
+        &[
+            vault_id.as_bytes(),
+            tenant.as_bytes(),
+            &key_version.to_be_bytes(),
+            context.as_bytes(),
+            &[FORMAT_V1],
+        ],
     )
 }
 
 fn encode_plaintext(binding: &Binding, secret: &[u8]) -> Zeroizing<Vec<u8>> {
-    let fields = [&binding.subject, &binding.bank, &binding.account, &binding.scope];
+    let fields = [
+        &binding.subject,
+        &binding.bank,
+        &binding.account,
+        &binding.scope,
+    ];
     let len = fields.iter().map(|f| 2 + f.len()).sum::<usize>() + secret.len();
     let mut out = Zeroizing::new(Vec::with_capacity(len));
     for field in fields {
-        let n = u16::try_from(field.len()).expect("binding fields are checked to be at most 1024 bytes");
+        let n = u16::try_from(field.len())
+            .expect("binding fields are checked to be at most 1024 bytes");
         out.extend_from_slice(&n.to_be_bytes());
         out.extend_from_slice(field.as_bytes());
     }
@@ -262,21 +313,31 @@ fn encode_plaintext(binding: &Binding, secret: &[u8]) -> Zeroizing<Vec<u8>> {
 
 fn decode_plaintext(mut bytes: &[u8]) -> Result<(Binding, Secret), RecordError> {
     let mut next = || -> Result<String, RecordError> {
-        let (len, rest) = bytes.split_first_chunk::<2>().ok_or(RecordError::Malformed("binding cut short"))?;
+        let (len, rest) = bytes
+            .split_first_chunk::<2>()
+            .ok_or(RecordError::Malformed("binding cut short"))?;
         let len = usize::from(u16::from_be_bytes(*len));
         if rest.len() < len {
             return Err(RecordError::Malformed("binding cut short"));
         }
         let (field, rest) = rest.split_at(len);
         bytes = rest;
-        String::from_utf8(field.to_vec()).map_err(|_| RecordError::Malformed("binding is not UTF-8"))
+        String::from_utf8(field.to_vec())
+            .map_err(|_| RecordError::Malformed("binding is not UTF-8"))
     };
-    let binding = Binding { subject: next()?, bank: next()?, account: next()?, scope: next()? };
+    let binding = Binding {
+        subject: next()?,
+        bank: next()?,
+        account: next()?,
+        scope: next()?,
+    };
     Ok((binding, Secret::from_slice(bytes)))
 }
 
 fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
-    bytes.try_into().expect("slice length fixed by the record layout")
+    bytes
+        .try_into()
+        .expect("slice length fixed by the record layout")
 }
 
 #[cfg(test)]
@@ -290,10 +351,19 @@ mod tests {
     }
 
     fn binding(account: &str) -> Binding {
-        Binding { subject: "user-1".into(), bank: "bank".into(), account: account.into(), scope: "accounts".into() }
+        Binding {
+            subject: "user-1".into(),
+            bank: "bank".into(),
+            account: account.into(),
+            scope: "accounts".into(),
+        }
     }
 
-    const SLOT: RecordSlot<'static> = RecordSlot { vault_id: "v", tenant: "acme", token: "t1" };
+    const SLOT: RecordSlot<'static> = RecordSlot {
+        vault_id: "v",
+        tenant: "acme",
+        token: "t1",
+    };
 
     proptest! {
         #[test]
@@ -334,11 +404,28 @@ mod tests {
 
     #[test]
     fn rejects_record_moved_to_other_tenant_or_token() {
-        let header = Header { key_version: 1, revision: 1, expires_at: None, updated_at: 0 };
+        let header = Header {
+            key_version: 1,
+            revision: 1,
+            expires_at: None,
+            updated_at: 0,
+        };
         let bytes = seal_record(&dek(1), SLOT, header, &binding("DE01"), b"tok").expect("rng");
-        let moved = [RecordSlot { tenant: "other", ..SLOT }, RecordSlot { token: "t2", ..SLOT }];
+        let moved = [
+            RecordSlot {
+                tenant: "other",
+                ..SLOT
+            },
+            RecordSlot {
+                token: "t2",
+                ..SLOT
+            },
+        ];
         for slot in moved {
-            assert_eq!(open_record(&dek(1), slot, &bytes).err(), Some(RecordError::DecryptionFailed));
+            assert_eq!(
+                open_record(&dek(1), slot, &bytes).err(),
+                Some(RecordError::DecryptionFailed)
+            );
         }
     }
 

@@ -102,7 +102,10 @@ mod tests {
     #[test]
     fn debug_never_prints_key_bytes() {
         let key = KeyBytes::from_slice(&[0xAB; 32]).expect("32 bytes");
-        let text = format!("{key:?} {:?}", MasterKey::new(KeyBytes::from_slice(&[0xAB; 32]).expect("32 bytes")));
+        let text = format!(
+            "{key:?} {:?}",
+            MasterKey::new(KeyBytes::from_slice(&[0xAB; 32]).expect("32 bytes"))
+        );
         assert!(!text.to_lowercase().contains("ab"), "{text}");
         assert!(text.contains("redacted"));
     }

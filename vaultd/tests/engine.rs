@@ -4,12 +4,12 @@ mod common;
 
 use std::time::Duration;
 
-use vault_client::wire::{Expect, VaultState};
 use vault_client::Timestamp;
+use vault_client::wire::{Expect, VaultState};
+use vaultd::Error;
 use vaultd::ids::{TenantId, TokenId};
 use vaultd::kms::KmsError;
 use vaultd::secret::Secret;
-use vaultd::Error;
 
 use common::{binding, open, open_initialized, open_with_key, put};
 
@@ -26,7 +26,10 @@ async fn lifecycle_transitions() {
     let dir = tempfile::tempdir().expect("tempdir");
     let vault = open(dir.path()).await;
     assert_eq!(vault.state(), VaultState::Uninitialized);
-    assert!(matches!(vault.create_tenant(&t("acme")).await, Err(Error::Uninitialized)));
+    assert!(matches!(
+        vault.create_tenant(&t("acme")).await,
+        Err(Error::Uninitialized)
+    ));
     assert!(matches!(vault.unseal().await, Err(Error::Uninitialized)));
     assert!(matches!(vault.seal().await, Err(Error::Uninitialized)));
 
@@ -35,20 +38,36 @@ async fn lifecycle_transitions() {
     assert_eq!(vault.state(), VaultState::Unsealed);
     assert!(matches!(vault.init().await, Err(Error::AlreadyInitialized)));
     vault.create_tenant(&t("acme")).await.expect("tenant");
-    vault.put_token(&t("acme"), &k("tok"), &put("s3cret", "DE01")).await.expect("put");
+    vault
+        .put_token(&t("acme"), &k("tok"), &put("s3cret", "DE01"))
+        .await
+        .expect("put");
 
     vault.seal().await.expect("seal");
     assert_eq!(vault.state(), VaultState::Sealed);
     vault.seal().await.expect("sealing twice is fine");
-    assert!(matches!(vault.unseal_token(&t("acme"), &k("tok"), None), Err(Error::Sealed)));
-    assert!(matches!(vault.put_token(&t("acme"), &k("tok"), &put("x", "DE01")).await, Err(Error::Sealed)));
-    assert!(matches!(vault.transit_seal(&t("acme"), &Secret::from("x"), ""), Err(Error::Sealed)));
+    assert!(matches!(
+        vault.unseal_token(&t("acme"), &k("tok"), None),
+        Err(Error::Sealed)
+    ));
+    assert!(matches!(
+        vault
+            .put_token(&t("acme"), &k("tok"), &put("x", "DE01"))
+            .await,
+        Err(Error::Sealed)
+    ));
+    assert!(matches!(
+        vault.transit_seal(&t("acme"), &Secret::from("x"), ""),
+        Err(Error::Sealed)
+    ));
     assert!(matches!(vault.list_tenants(), Err(Error::Sealed)));
     assert!(matches!(vault.init().await, Err(Error::AlreadyInitialized)));
 
     vault.unseal().await.expect("unseal");
     vault.unseal().await.expect("unsealing twice is fine");
-    let back = vault.unseal_token(&t("acme"), &k("tok"), None).expect("unseal token");
+    let back = vault
+        .unseal_token(&t("acme"), &k("tok"), None)
+        .expect("unseal token");
     assert_eq!(back.secret.expect("utf-8").expose_secret(), b"s3cret");
 }
 
@@ -60,18 +79,38 @@ async fn restart_keeps_everything_and_starts_sealed() {
         let vault = open_initialized(dir.path()).await;
         vault.create_tenant(&t("acme")).await.expect("tenant");
         for i in 0..50 {
-            vault.put_token(&t("acme"), &k(&format!("tok-{i:02}")), &put(&format!("secret-{i}"), "DE01")).await.expect("put");
+            vault
+                .put_token(
+                    &t("acme"),
+                    &k(&format!("tok-{i:02}")),
+                    &put(&format!("secret-{i}"), "DE01"),
+                )
+                .await
+                .expect("put");
         }
-        blob = vault.transit_seal(&t("acme"), &Secret::from("invoice"), "ctx").expect("transit");
+        blob = vault
+            .transit_seal(&t("acme"), &Secret::from("invoice"), "ctx")
+            .expect("transit");
     }
     let vault = open(dir.path()).await;
     assert_eq!(vault.state(), VaultState::Sealed);
     vault.unseal().await.expect("unseal");
     for i in 0..50 {
-        let back = vault.unseal_token(&t("acme"), &k(&format!("tok-{i:02}")), None).expect("unseal");
-        assert_eq!(back.secret.expect("utf-8").expose_secret(), format!("secret-{i}").as_bytes());
+        let back = vault
+            .unseal_token(&t("acme"), &k(&format!("tok-{i:02}")), None)
+            .expect("unseal");
+        assert_eq!(
+            back.secret.expect("utf-8").expose_secret(),
+            format!("secret-{i}").as_bytes()
+        );
     }
-    assert_eq!(vault.transit_unseal(&t("acme"), &blob, "ctx").expect("transit").expose_secret(), b"invoice");
+    assert_eq!(
+        vault
+            .transit_unseal(&t("acme"), &blob, "ctx")
+            .expect("transit")
+            .expose_secret(),
+        b"invoice"
+    );
     assert_eq!(vault.tenant_info(&t("acme")).expect("info").tokens, 50);
 }
 
@@ -82,14 +121,23 @@ async fn unseal_with_another_local_key_fails_and_stays_sealed() {
         open_initialized(dir.path()).await;
     }
     // Replace the key file's contents with another key: the wrapped master key must not open.
-    let key_file = dir.path().join("keys").join(format!("{}.key", common::KEY_ID));
+    let key_file = dir
+        .path()
+        .join("keys")
+        .join(format!("{}.key", common::KEY_ID));
     std::fs::write(&key_file, [7u8; 32]).expect("overwrite key");
     let vault = open(dir.path()).await;
-    assert!(matches!(vault.unseal().await, Err(Error::Kms(KmsError::DecryptionFailed))));
+    assert!(matches!(
+        vault.unseal().await,
+        Err(Error::Kms(KmsError::DecryptionFailed))
+    ));
     assert_eq!(vault.state(), VaultState::Sealed);
     drop(vault);
     let other = open_with_key(dir.path(), "other-key").await;
-    assert!(matches!(other.unseal().await, Err(Error::Kms(KmsError::DecryptionFailed))));
+    assert!(matches!(
+        other.unseal().await,
+        Err(Error::Kms(KmsError::DecryptionFailed))
+    ));
 }
 
 #[tokio::test]
@@ -101,16 +149,43 @@ async fn compare_and_set_revisions() {
 
     let mut req = put("v1", "DE01");
     req.expected_revision = Some(0);
-    assert_eq!(vault.put_token(&acme, &tok, &req).await.expect("create").revision, 1);
-    assert!(matches!(vault.put_token(&acme, &tok, &req).await, Err(Error::Conflict(_))), "0 means absent");
+    assert_eq!(
+        vault
+            .put_token(&acme, &tok, &req)
+            .await
+            .expect("create")
+            .revision,
+        1
+    );
+    assert!(
+        matches!(
+            vault.put_token(&acme, &tok, &req).await,
+            Err(Error::Conflict(_))
+        ),
+        "0 means absent"
+    );
 
     req.expected_revision = Some(1);
     req.secret = Secret::from("v2");
-    assert_eq!(vault.put_token(&acme, &tok, &req).await.expect("cas").revision, 2);
+    assert_eq!(
+        vault
+            .put_token(&acme, &tok, &req)
+            .await
+            .expect("cas")
+            .revision,
+        2
+    );
     req.secret = Secret::from("lost-update");
-    assert!(matches!(vault.put_token(&acme, &tok, &req).await, Err(Error::Conflict(_))));
+    assert!(matches!(
+        vault.put_token(&acme, &tok, &req).await,
+        Err(Error::Conflict(_))
+    ));
     let back = vault.unseal_token(&acme, &tok, None).expect("unseal");
-    assert_eq!(back.secret.expect("utf-8").expose_secret(), b"v2", "a failed CAS changes nothing");
+    assert_eq!(
+        back.secret.expect("utf-8").expose_secret(),
+        b"v2",
+        "a failed CAS changes nothing"
+    );
     assert_eq!(back.revision, 2);
 }
 
@@ -124,8 +199,14 @@ async fn concurrent_refreshes_lose_no_revision_and_counts_stay_exact() {
             let vault = vault.clone();
             tokio::spawn(async move {
                 for j in 0..10 {
-                    vault.put_token(&t("acme"), &k("shared"), &put(&format!("w{i}-{j}"), "DE01")).await.expect("put");
-                    vault.put_token(&t("acme"), &k(&format!("own-{i}")), &put("x", "DE01")).await.expect("put");
+                    vault
+                        .put_token(&t("acme"), &k("shared"), &put(&format!("w{i}-{j}"), "DE01"))
+                        .await
+                        .expect("put");
+                    vault
+                        .put_token(&t("acme"), &k(&format!("own-{i}")), &put("x", "DE01"))
+                        .await
+                        .expect("put");
                 }
             })
         })
@@ -133,7 +214,13 @@ async fn concurrent_refreshes_lose_no_revision_and_counts_stay_exact() {
     for task in tasks {
         task.await.expect("join");
     }
-    assert_eq!(vault.unseal_token(&t("acme"), &k("shared"), None).expect("unseal").revision, 80);
+    assert_eq!(
+        vault
+            .unseal_token(&t("acme"), &k("shared"), None)
+            .expect("unseal")
+            .revision,
+        80
+    );
     let info = vault.tenant_info(&t("acme")).expect("info");
     assert_eq!(info.tokens, 9);
     assert_eq!(info.key_versions[0].records, 9);
@@ -149,23 +236,50 @@ async fn binding_expectation_and_expiry() {
     req.expires_at = Some(Timestamp::now().unix() + 2);
     vault.put_token(&acme, &tok, &req).await.expect("put");
 
-    let right = Expect { account: Some("DE01".into()), subject: Some("user-42".into()), scope: None };
-    let back = vault.unseal_token(&acme, &tok, Some(&right)).expect("matching expectation");
+    let right = Expect {
+        account: Some("DE01".into()),
+        subject: Some("user-42".into()),
+        scope: None,
+    };
+    let back = vault
+        .unseal_token(&acme, &tok, Some(&right))
+        .expect("matching expectation");
     assert_eq!(back.binding, binding("DE01"));
     for wrong in [
-        Expect { account: Some("DE02".into()), ..Expect::default() },
-        Expect { subject: Some("user-43".into()), ..Expect::default() },
-        Expect { scope: Some("payments".into()), ..Expect::default() },
+        Expect {
+            account: Some("DE02".into()),
+            ..Expect::default()
+        },
+        Expect {
+            subject: Some("user-43".into()),
+            ..Expect::default()
+        },
+        Expect {
+            scope: Some("payments".into()),
+            ..Expect::default()
+        },
     ] {
-        assert!(matches!(vault.unseal_token(&acme, &tok, Some(&wrong)), Err(Error::BindingMismatch)));
+        assert!(matches!(
+            vault.unseal_token(&acme, &tok, Some(&wrong)),
+            Err(Error::BindingMismatch)
+        ));
     }
 
     tokio::time::sleep(Duration::from_millis(3100)).await;
-    assert!(matches!(vault.unseal_token(&acme, &tok, None), Err(Error::Expired)));
-    assert!(vault.token_meta(&acme, &tok).is_ok(), "metadata of an expired token stays readable");
+    assert!(matches!(
+        vault.unseal_token(&acme, &tok, None),
+        Err(Error::Expired)
+    ));
+    assert!(
+        vault.token_meta(&acme, &tok).is_ok(),
+        "metadata of an expired token stays readable"
+    );
 
     req.expires_at = Some(Timestamp::now().unix() - 1);
-    assert!(matches!(vault.put_token(&acme, &tok, &req).await, Err(Error::Invalid(_))));
+    assert!(matches!(
+        vault.put_token(&acme, &tok, &req).await,
+        Err(Error::Invalid(_))
+    ));
 }
 
 #[tokio::test]
@@ -174,13 +288,33 @@ async fn tenants_are_isolated() {
     let vault = open_initialized(dir.path()).await;
     vault.create_tenant(&t("acme")).await.expect("tenant");
     vault.create_tenant(&t("globex")).await.expect("tenant");
-    vault.put_token(&t("acme"), &k("tok"), &put("s", "DE01")).await.expect("put");
-    assert!(matches!(vault.unseal_token(&t("globex"), &k("tok"), None), Err(Error::NotFound(_))));
-    assert!(matches!(vault.unseal_token(&t("nobody"), &k("tok"), None), Err(Error::NotFound(_))));
-    let blob = vault.transit_seal(&t("acme"), &Secret::from("p"), "c").expect("seal");
-    assert!(matches!(vault.transit_unseal(&t("globex"), &blob, "c"), Err(Error::DecryptionFailed)));
-    assert!(matches!(vault.transit_unseal(&t("acme"), &blob, "other"), Err(Error::DecryptionFailed)));
-    assert!(matches!(vault.transit_unseal(&t("acme"), "vault:v1:!!", "c"), Err(Error::Invalid(_))));
+    vault
+        .put_token(&t("acme"), &k("tok"), &put("s", "DE01"))
+        .await
+        .expect("put");
+    assert!(matches!(
+        vault.unseal_token(&t("globex"), &k("tok"), None),
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        vault.unseal_token(&t("nobody"), &k("tok"), None),
+        Err(Error::NotFound(_))
+    ));
+    let blob = vault
+        .transit_seal(&t("acme"), &Secret::from("p"), "c")
+        .expect("seal");
+    assert!(matches!(
+        vault.transit_unseal(&t("globex"), &blob, "c"),
+        Err(Error::DecryptionFailed)
+    ));
+    assert!(matches!(
+        vault.transit_unseal(&t("acme"), &blob, "other"),
+        Err(Error::DecryptionFailed)
+    ));
+    assert!(matches!(
+        vault.transit_unseal(&t("acme"), "vault:v1:!!", "c"),
+        Err(Error::Invalid(_))
+    ));
 }
 
 #[tokio::test]
@@ -191,12 +325,17 @@ async fn create_is_idempotent_and_list_pages() {
     let again = vault.create_tenant(&t("acme")).await.expect("again");
     assert_eq!(first.created_at, again.created_at);
     for i in 0..25 {
-        vault.put_token(&t("acme"), &k(&format!("tok-{i:02}")), &put("s", "DE01")).await.expect("put");
+        vault
+            .put_token(&t("acme"), &k(&format!("tok-{i:02}")), &put("s", "DE01"))
+            .await
+            .expect("put");
     }
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let page = vault.list_tokens(&t("acme"), after.as_ref(), 10).expect("list");
+        let page = vault
+            .list_tokens(&t("acme"), after.as_ref(), 10)
+            .expect("list");
         seen.extend(page.items.iter().map(|m| m.id.clone()));
         match page.next {
             Some(next) => after = Some(k(&next)),
@@ -205,9 +344,18 @@ async fn create_is_idempotent_and_list_pages() {
     }
     let expected: Vec<_> = (0..25).map(|i| format!("tok-{i:02}")).collect();
     assert_eq!(seen, expected);
-    assert!(matches!(vault.list_tokens(&t("acme"), None, 0), Err(Error::Invalid(_))));
-    vault.delete_token(&t("acme"), &k("tok-00")).await.expect("delete");
-    assert!(matches!(vault.delete_token(&t("acme"), &k("tok-00")).await, Err(Error::NotFound(_))));
+    assert!(matches!(
+        vault.list_tokens(&t("acme"), None, 0),
+        Err(Error::Invalid(_))
+    ));
+    vault
+        .delete_token(&t("acme"), &k("tok-00"))
+        .await
+        .expect("delete");
+    assert!(matches!(
+        vault.delete_token(&t("acme"), &k("tok-00")).await,
+        Err(Error::NotFound(_))
+    ));
     assert_eq!(vault.tenant_info(&t("acme")).expect("info").tokens, 24);
     assert_eq!(vault.list_tenants().expect("list").tenants.len(), 1);
 }
@@ -219,19 +367,40 @@ async fn crypto_shred_blob_sealed_before_destroy_does_not_open_after_recreate() 
     let acme = t("acme");
     vault.create_tenant(&acme).await.expect("tenant");
     for i in 0..30 {
-        vault.put_token(&acme, &k(&format!("tok-{i}")), &put("s", "DE01")).await.expect("put");
+        vault
+            .put_token(&acme, &k(&format!("tok-{i}")), &put("s", "DE01"))
+            .await
+            .expect("put");
     }
-    let blob = vault.transit_seal(&acme, &Secret::from("invoice-iban"), "ctx").expect("seal");
+    let blob = vault
+        .transit_seal(&acme, &Secret::from("invoice-iban"), "ctx")
+        .expect("seal");
     let gone = vault.destroy_tenant(&acme).await.expect("destroy");
     assert_eq!((gone.destroyed_key_versions, gone.deleted_tokens), (1, 30));
     assert!(matches!(vault.tenant_info(&acme), Err(Error::NotFound(_))));
-    assert!(matches!(vault.transit_unseal(&acme, &blob, "ctx"), Err(Error::NotFound(_))));
+    assert!(matches!(
+        vault.transit_unseal(&acme, &blob, "ctx"),
+        Err(Error::NotFound(_))
+    ));
 
     let again = vault.create_tenant(&acme).await.expect("recreate");
     assert_eq!(again.tokens, 0);
-    assert!(matches!(vault.transit_unseal(&acme, &blob, "ctx"), Err(Error::DecryptionFailed)));
-    assert!(matches!(vault.unseal_token(&acme, &k("tok-1"), None), Err(Error::NotFound(_))));
-    assert_eq!(vault.list_tokens(&acme, None, 100).expect("list").items.len(), 0);
+    assert!(matches!(
+        vault.transit_unseal(&acme, &blob, "ctx"),
+        Err(Error::DecryptionFailed)
+    ));
+    assert!(matches!(
+        vault.unseal_token(&acme, &k("tok-1"), None),
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(
+        vault
+            .list_tokens(&acme, None, 100)
+            .expect("list")
+            .items
+            .len(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -241,20 +410,36 @@ async fn interrupted_destroy_is_finished_at_next_open() {
         let vault = open_initialized(dir.path()).await;
         vault.create_tenant(&t("acme")).await.expect("tenant");
         for i in 0..5 {
-            vault.put_token(&t("acme"), &k(&format!("tok-{i}")), &put("s", "DE01")).await.expect("put");
+            vault
+                .put_token(&t("acme"), &k(&format!("tok-{i}")), &put("s", "DE01"))
+                .await
+                .expect("put");
         }
     }
     {
         // The state a crash leaves after the first destroy step: keys gone, records still there.
-        let store = vaultd::store::sled::SledStore::open(&dir.path().join("data"), 1 << 20).expect("sled");
+        let store =
+            vaultd::store::sled::SledStore::open(&dir.path().join("data"), 1 << 20).expect("sled");
         let mut batch = vaultd::store::Batch::default();
-        batch.delete(b"t/acme".to_vec()).delete(b"c/acme/0000000001".to_vec()).put(b"d/acme".to_vec(), vec![]);
-        vaultd::store::Store::commit(&store, batch).await.expect("commit");
+        batch
+            .delete(b"t/acme".to_vec())
+            .delete(b"c/acme/0000000001".to_vec())
+            .put(b"d/acme".to_vec(), vec![]);
+        vaultd::store::Store::commit(&store, batch)
+            .await
+            .expect("commit");
     }
     let vault = open(dir.path()).await;
     vault.unseal().await.expect("unseal");
     vault.create_tenant(&t("acme")).await.expect("recreate");
-    assert_eq!(vault.list_tokens(&t("acme"), None, 100).expect("list").items.len(), 0);
+    assert_eq!(
+        vault
+            .list_tokens(&t("acme"), None, 100)
+            .expect("list")
+            .items
+            .len(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -268,7 +453,10 @@ async fn rejects_bad_input_and_changes_nothing() {
     empty_account.binding.account.clear();
     let empty_secret = put("", "DE01");
     for bad in [big, empty_account, empty_secret] {
-        assert!(matches!(vault.put_token(&t("acme"), &k("tok"), &bad).await, Err(Error::Invalid(_))));
+        assert!(matches!(
+            vault.put_token(&t("acme"), &k("tok"), &bad).await,
+            Err(Error::Invalid(_))
+        ));
     }
     assert_eq!(vault.tenant_info(&t("acme")).expect("info").tokens, 0);
     assert!(TenantId::parse("../etc").is_err());
@@ -297,9 +485,14 @@ async fn planted_secret_never_reaches_the_data_directory() {
         let vault = open_initialized(dir.path()).await;
         vault.create_tenant(&t("acme")).await.expect("tenant");
         for i in 0..20 {
-            vault.put_token(&t("acme"), &k(&format!("tok-{i}")), &put(PLANTED, ACCOUNT)).await.expect("put");
+            vault
+                .put_token(&t("acme"), &k(&format!("tok-{i}")), &put(PLANTED, ACCOUNT))
+                .await
+                .expect("put");
         }
-        vault.transit_seal(&t("acme"), &Secret::from(PLANTED), ACCOUNT).expect("transit");
+        vault
+            .transit_seal(&t("acme"), &Secret::from(PLANTED), ACCOUNT)
+            .expect("transit");
         vault.seal().await.expect("seal");
     }
     let data = dir.path().join("data");
@@ -310,7 +503,11 @@ async fn planted_secret_never_reaches_the_data_directory() {
         let bytes = std::fs::read(&path).expect("read");
         bytes_checked += bytes.len();
         for needle in [PLANTED.as_bytes(), ACCOUNT.as_bytes()] {
-            assert!(!bytes.windows(needle.len()).any(|w| w == needle), "{} holds plaintext", path.display());
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{} holds plaintext",
+                path.display()
+            );
         }
     }
     assert!(bytes_checked > 0);

@@ -21,11 +21,16 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Vec<u8> {
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex")).collect()
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+        .collect()
 }
 
 fn dek(v: &Value) -> DataKey {
-    vaultd::secret::test_only_data_key(KeyBytes::from_slice(&unhex(s(v, "dek"))).expect("32-byte dek"))
+    vaultd::secret::test_only_data_key(
+        KeyBytes::from_slice(&unhex(s(v, "dek"))).expect("32-byte dek"),
+    )
 }
 
 fn s<'a>(v: &'a Value, field: &str) -> &'a str {
@@ -47,7 +52,11 @@ fn header(v: &Value) -> Header {
 }
 
 fn slot(v: &Value) -> RecordSlot<'_> {
-    RecordSlot { vault_id: s(v, "vault_id"), tenant: s(v, "tenant"), token: s(v, "token") }
+    RecordSlot {
+        vault_id: s(v, "vault_id"),
+        tenant: s(v, "tenant"),
+        token: s(v, "token"),
+    }
 }
 
 fn array<const N: usize>(v: &Value, field: &str) -> [u8; N] {
@@ -99,8 +108,15 @@ fn transit_vectors_seal_and_open_exactly() {
         );
         assert_eq!(blob, s(v, "sealed"));
         let (parsed, raw) = record::parse_transit(&blob).expect("parses");
-        let back = record::open_transit(&dek(v), s(v, "vault_id"), s(v, "tenant"), parsed, s(v, "context"), &raw)
-            .expect("opens");
+        let back = record::open_transit(
+            &dek(v),
+            s(v, "vault_id"),
+            s(v, "tenant"),
+            parsed,
+            s(v, "context"),
+            &raw,
+        )
+        .expect("opens");
         assert_eq!(hex(back.expose_secret()), s(v, "plaintext"));
     }
 }
@@ -109,7 +125,8 @@ fn transit_vectors_seal_and_open_exactly() {
 fn try_fail_vector(v: &Value) -> Result<(), String> {
     match s(v, "kind") {
         "record" => {
-            let token = record::open_record(&dek(v), slot(v), &unhex(s(v, "record"))).map_err(|e| e.to_string())?;
+            let token = record::open_record(&dek(v), slot(v), &unhex(s(v, "record")))
+                .map_err(|e| e.to_string())?;
             let expect_account = v["expect"]["account"].as_str();
             if !record::field_matches(expect_account, &token.binding.account) {
                 return Err("binding mismatch".into());
@@ -117,10 +134,18 @@ fn try_fail_vector(v: &Value) -> Result<(), String> {
             Ok(())
         }
         "transit" => {
-            let (version, raw) = record::parse_transit(s(v, "sealed")).map_err(|e| e.to_string())?;
-            record::open_transit(&dek(v), s(v, "vault_id"), s(v, "tenant"), version, s(v, "context"), &raw)
-                .map(drop)
-                .map_err(|e| e.to_string())
+            let (version, raw) =
+                record::parse_transit(s(v, "sealed")).map_err(|e| e.to_string())?;
+            record::open_transit(
+                &dek(v),
+                s(v, "vault_id"),
+                s(v, "tenant"),
+                version,
+                s(v, "context"),
+                &raw,
+            )
+            .map(drop)
+            .map_err(|e| e.to_string())
         }
         other => panic!("unknown vector kind {other}"),
     }
@@ -134,8 +159,18 @@ fn fail_vectors_all_fail() {
         .filter(|n| n.starts_with("fail_") && n.ends_with(".json"))
         .collect();
     names.sort();
-    for required in ["bit_flipped", "truncated", "other_tenant", "other_token", "other_account", "other_key_version"] {
-        assert!(names.contains(&format!("fail_{required}.json")), "missing fail_{required}.json");
+    for required in [
+        "bit_flipped",
+        "truncated",
+        "other_tenant",
+        "other_token",
+        "other_account",
+        "other_key_version",
+    ] {
+        assert!(
+            names.contains(&format!("fail_{required}.json")),
+            "missing fail_{required}.json"
+        );
     }
     for name in names {
         let v = load(&name);
@@ -152,11 +187,40 @@ fn write_vectors() {
     });
     let mut records = Vec::new();
     let cases = [
-        ("utf-8 token, no expiry", "acme", "consent-1", "access-token-abc", 1u32, 1u64, None, "DE89370400440532013000"),
-        ("binary token with expiry", "acme", "consent-2", "\u{0}\u{1}\u{2}\u{ff}", 2, 7, Some(1_800_000_000i64), "FR7630006000011234567890189"),
-        ("refresh token, long id", "globex.eu", "refresh-2026-11-23_x", "rt.eyJhbGciOiJIUzI1NiJ9", 3, 42, Some(1_900_000_000), "GB33BUKB20201555555555"),
+        (
+            "utf-8 token, no expiry",
+            "acme",
+            "consent-1",
+            "access-token-abc",
+            1u32,
+            1u64,
+            None,
+            "DE89370400440532013000",
+        ),
+        (
+            "binary token with expiry",
+            "acme",
+            "consent-2",
+            "\u{0}\u{1}\u{2}\u{ff}",
+            2,
+            7,
+            Some(1_800_000_000i64),
+            "FR7630006000011234567890189",
+        ),
+        (
+            "refresh token, long id",
+            "globex.eu",
+            "refresh-2026-11-23_x",
+            "rt.eyJhbGciOiJIUzI1NiJ9",
+            3,
+            42,
+            Some(1_900_000_000),
+            "GB33BUKB20201555555555",
+        ),
     ];
-    for (i, (desc, tenant, token, secret, version, revision, expires, account)) in cases.into_iter().enumerate() {
+    for (i, (desc, tenant, token, secret, version, revision, expires, account)) in
+        cases.into_iter().enumerate()
+    {
         let salt = [u8::try_from(i).expect("small") + 1; 32];
         let nonce = [u8::try_from(i).expect("small") + 0x10; 12];
         let mut v = base.clone();
@@ -168,7 +232,15 @@ fn write_vectors() {
         v["secret"] = json!(hex(secret.as_bytes()));
         v["salt"] = json!(hex(&salt));
         v["nonce"] = json!(hex(&nonce));
-        let sealed = record::seal_record_with(&dek(&v), slot(&v), header(&v), &binding(&v), secret.as_bytes(), &salt, &nonce);
+        let sealed = record::seal_record_with(
+            &dek(&v),
+            slot(&v),
+            header(&v),
+            &binding(&v),
+            secret.as_bytes(),
+            &salt,
+            &nonce,
+        );
         v["record"] = json!(hex(&sealed));
         records.push(v);
     }
@@ -181,11 +253,21 @@ fn write_vectors() {
     transit["salt"] = json!(hex(&[0x07; 32]));
     transit["nonce"] = json!(hex(&[0x08; 12]));
     transit["sealed"] = json!(record::seal_transit_with(
-        &dek(&transit), "0123456789abcdef0123456789abcdef", "acme", 3, "invoice:2026-0042",
-        b"IBAN DE89 3704 0044 0532 0130 00", &[0x07; 32], &[0x08; 12],
+        &dek(&transit),
+        "0123456789abcdef0123456789abcdef",
+        "acme",
+        3,
+        "invoice:2026-0042",
+        b"IBAN DE89 3704 0044 0532 0130 00",
+        &[0x07; 32],
+        &[0x08; 12],
     ));
     let write = |name: &str, v: &Value| {
-        std::fs::write(testdata().join(name), serde_json::to_string_pretty(v).expect("json") + "\n").expect("write");
+        std::fs::write(
+            testdata().join(name),
+            serde_json::to_string_pretty(v).expect("json") + "\n",
+        )
+        .expect("write");
     };
     write("record-v1.json", &json!(records));
     write("transit-v1.json", &json!([transit.clone()]));
@@ -210,15 +292,40 @@ fn write_vectors() {
         b[4] = 2; // key_version 1 -> 2 in the clear header
         hex(&b)
     };
-    write("fail_bit_flipped.json", &fail("one ciphertext bit flipped", &|v| v["record"] = json!(flipped)));
-    write("fail_truncated.json", &fail("last tag byte cut off", &|v| v["record"] = json!(truncated)));
-    write("fail_other_tenant.json", &fail("record moved to another tenant", &|v| v["tenant"] = json!("globex")));
-    write("fail_other_token.json", &fail("record moved to another token id", &|v| v["token"] = json!("consent-9")));
+    write(
+        "fail_bit_flipped.json",
+        &fail("one ciphertext bit flipped", &|v| {
+            v["record"] = json!(flipped)
+        }),
+    );
+    write(
+        "fail_truncated.json",
+        &fail("last tag byte cut off", &|v| v["record"] = json!(truncated)),
+    );
+    write(
+        "fail_other_tenant.json",
+        &fail("record moved to another tenant", &|v| {
+            v["tenant"] = json!("globex")
+        }),
+    );
+    write(
+        "fail_other_token.json",
+        &fail("record moved to another token id", &|v| {
+            v["token"] = json!("consent-9")
+        }),
+    );
     write(
         "fail_other_account.json",
-        &fail("record presented for another account", &|v| v["expect"] = json!({"account": "DE02120300000000202051"})),
+        &fail("record presented for another account", &|v| {
+            v["expect"] = json!({"account": "DE02120300000000202051"})
+        }),
     );
-    write("fail_other_key_version.json", &fail("header relabelled to key version 2", &|v| v["record"] = json!(other_version)));
+    write(
+        "fail_other_key_version.json",
+        &fail("header relabelled to key version 2", &|v| {
+            v["record"] = json!(other_version)
+        }),
+    );
     let mut t = transit;
     t["kind"] = json!("transit");
     t["description"] = json!("transit blob opened with another context");

@@ -14,10 +14,21 @@ pub(crate) const TAG_LEN: usize = 16;
 pub(crate) struct DecryptionFailed;
 
 /// Encrypts `plaintext` under `key`, authenticating `aad`. Returns `ciphertext || tag`.
-pub(crate) fn seal(key: &[u8; 32], nonce: &[u8; NONCE_LEN], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+pub(crate) fn seal(
+    key: &[u8; 32],
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Vec<u8> {
     let cipher = Aes256Gcm::new(key.into());
     cipher
-        .encrypt(&Nonce::from(*nonce), Payload { msg: plaintext, aad })
+        .encrypt(
+            &Nonce::from(*nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
         .expect("AES-GCM encryption only fails for inputs over 64 GiB, which are bounded far lower")
 }
 
@@ -30,7 +41,13 @@ pub(crate) fn open(
 ) -> Result<Zeroizing<Vec<u8>>, DecryptionFailed> {
     let cipher = Aes256Gcm::new(key.into());
     cipher
-        .decrypt(&Nonce::from(*nonce), Payload { msg: ciphertext, aad })
+        .decrypt(
+            &Nonce::from(*nonce),
+            Payload {
+                msg: ciphertext,
+                aad,
+            },
+        )
         .map(Zeroizing::new)
         .map_err(|_| DecryptionFailed)
 }

@@ -29,7 +29,8 @@ pub(crate) fn aad(label: &[u8], fields: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::with_capacity(len);
     out.extend_from_slice(label);
     for field in fields {
-        let n = u32::try_from(field.len()).expect("associated-data fields are bounded by 64 KiB bodies");
+        let n = u32::try_from(field.len())
+            .expect("associated-data fields are bounded by 64 KiB bodies");
         out.extend_from_slice(&n.to_be_bytes());
         out.extend_from_slice(field);
     }
@@ -65,6 +66,9 @@ mod tests {
         let c = record_key(&dek, &[2; 32], RECORD_KEY);
         assert_ne!(a.expose_secret(), b.expose_secret());
         assert_ne!(a.expose_secret(), c.expose_secret());
-        assert_eq!(a.expose_secret(), record_key(&dek, &[1; 32], RECORD_KEY).expose_secret());
+        assert_eq!(
+            a.expose_secret(),
+            record_key(&dek, &[1; 32], RECORD_KEY).expose_secret()
+        );
     }
 }

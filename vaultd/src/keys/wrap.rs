@@ -34,14 +34,22 @@ impl DekSlot<'_> {
 }
 
 fn audit_aad(vault_id: &str, mk_version: u32) -> Vec<u8> {
-    aad(AUDIT_KEY_WRAP, &[vault_id.as_bytes(), &mk_version.to_be_bytes()])
+    aad(
+        AUDIT_KEY_WRAP,
+        &[vault_id.as_bytes(), &mk_version.to_be_bytes()],
+    )
 }
 
 fn wrap(mk: &MasterKey, key: &KeyBytes, aad: &[u8]) -> Result<Vec<u8>, getrandom::Error> {
     let nonce = aead::random_nonce()?;
     let mut out = Vec::with_capacity(WRAPPED_LEN);
     out.extend_from_slice(&nonce);
-    out.extend_from_slice(&aead::seal(mk.expose_secret(), &nonce, aad, key.expose_secret()));
+    out.extend_from_slice(&aead::seal(
+        mk.expose_secret(),
+        &nonce,
+        aad,
+        key.expose_secret(),
+    ));
     Ok(out)
 }
 
@@ -56,13 +64,21 @@ fn unwrap(mk: &MasterKey, wrapped: &[u8], aad: &[u8]) -> Result<KeyBytes, Decryp
 }
 
 /// Wraps a data key for its slot.
-pub(crate) fn wrap_dek(mk: &MasterKey, dek: &DataKey, slot: &DekSlot<'_>) -> Result<Vec<u8>, getrandom::Error> {
+pub(crate) fn wrap_dek(
+    mk: &MasterKey,
+    dek: &DataKey,
+    slot: &DekSlot<'_>,
+) -> Result<Vec<u8>, getrandom::Error> {
     let copy = KeyBytes::from_slice(dek.expose_secret()).expect("a data key is 32 bytes");
     wrap(mk, &copy, &slot.aad())
 }
 
 /// Unwraps a data key; it exists only if the wrap authenticated for exactly this slot.
-pub(crate) fn unwrap_dek(mk: &MasterKey, wrapped: &[u8], slot: &DekSlot<'_>) -> Result<DataKey, DecryptionFailed> {
+pub(crate) fn unwrap_dek(
+    mk: &MasterKey,
+    wrapped: &[u8],
+    slot: &DekSlot<'_>,
+) -> Result<DataKey, DecryptionFailed> {
     unwrap(mk, wrapped, &slot.aad()).map(DataKey::new)
 }
 

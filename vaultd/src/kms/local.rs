@@ -27,13 +27,21 @@ impl LocalKms {
     pub fn open(dir: &Path, key_id: &str, create: bool) -> Result<Self, KmsError> {
         check_key_id(key_id)?;
         if create {
-            match fs::DirBuilder::new().mode(0o700).recursive(true).create(dir) {
+            match fs::DirBuilder::new()
+                .mode(0o700)
+                .recursive(true)
+                .create(dir)
+            {
                 Ok(()) => {}
                 Err(e) => return Err(KmsError::KeyFile(format!("{}: {e}", dir.display()))),
             }
         }
         check_private(dir, true)?;
-        let kms = Self { dir: dir.to_owned(), key_id: key_id.to_owned(), calls: AtomicU64::new(0) };
+        let kms = Self {
+            dir: dir.to_owned(),
+            key_id: key_id.to_owned(),
+            calls: AtomicU64::new(0),
+        };
         let path = kms.key_path(key_id);
         if create && !path.exists() {
             create_key_file(&path)?;
@@ -56,35 +64,62 @@ impl LocalKms {
         check_key_id(key_id)?;
         let path = self.key_path(key_id);
         match fs::symlink_metadata(&path) {
-            Err(e) if e.kind() == ErrorKind::NotFound => return Err(KmsError::KeyNotFound(key_id.to_owned())),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(KmsError::KeyNotFound(key_id.to_owned()));
+            }
             Err(e) => return Err(KmsError::KeyFile(format!("{}: {e}", path.display()))),
             Ok(_) => check_private(&path, false)?,
         }
         let bytes = zeroize::Zeroizing::new(
             fs::read(&path).map_err(|e| KmsError::KeyFile(format!("{}: {e}", path.display())))?,
         );
-        KeyBytes::from_slice(&bytes)
-            .ok_or_else(|| KmsError::KeyFile(format!("{}: must hold exactly 32 bytes", path.display())))
+        KeyBytes::from_slice(&bytes).ok_or_else(|| {
+            KmsError::KeyFile(format!("{}: must hold exactly 32 bytes", path.display()))
+        })
     }
 
-    fn wrap(&self, key_id: &str, mk: &MasterKey, context: &EncryptionContext) -> Result<WrappedMasterKey, KmsError> {
+    fn wrap(
+        &self,
+        key_id: &str,
+        mk: &MasterKey,
+        context: &EncryptionContext,
+    ) -> Result<WrappedMasterKey, KmsError> {
         let kek = self.load(key_id)?;
         let nonce = aead::random_nonce().map_err(|e| KmsError::KeyFile(format!("random: {e}")))?;
         let mut ciphertext = nonce.to_vec();
-        ciphertext.extend(aead::seal(kek.expose_secret(), &nonce, &wrap_aad(key_id, context), mk.expose_secret()));
-        Ok(WrappedMasterKey { key_id: key_id.to_owned(), ciphertext })
+        ciphertext.extend(aead::seal(
+            kek.expose_secret(),
+            &nonce,
+            &wrap_aad(key_id, context),
+            mk.expose_secret(),
+        ));
+        Ok(WrappedMasterKey {
+            key_id: key_id.to_owned(),
+            ciphertext,
+        })
     }
 
-    fn unwrap(&self, wrapped: &WrappedMasterKey, context: &EncryptionContext) -> Result<MasterKey, KmsError> {
+    fn unwrap(
+        &self,
+        wrapped: &WrappedMasterKey,
+        context: &EncryptionContext,
+    ) -> Result<MasterKey, KmsError> {
         let kek = self.load(&wrapped.key_id)?;
         if wrapped.ciphertext.len() < NONCE_LEN {
             return Err(KmsError::DecryptionFailed);
         }
         let (nonce, ct) = wrapped.ciphertext.split_at(NONCE_LEN);
         let nonce: &[u8; NONCE_LEN] = nonce.try_into().map_err(|_| KmsError::DecryptionFailed)?;
-        let plain = aead::open(kek.expose_secret(), nonce, &wrap_aad(&wrapped.key_id, context), ct)
-            .map_err(|_| KmsError::DecryptionFailed)?;
-        KeyBytes::from_slice(&plain).map(MasterKey::new).ok_or(KmsError::DecryptionFailed)
+        let plain = aead::open(
+            kek.expose_secret(),
+            nonce,
+            &wrap_aad(&wrapped.key_id, context),
+            ct,
+        )
+        .map_err(|_| KmsError::DecryptionFailed)?;
+        KeyBytes::from_slice(&plain)
+            .map(MasterKey::new)
+            .ok_or(KmsError::DecryptionFailed)
     }
 
     fn count(&self) {
@@ -155,11 +190,15 @@ fn wrap_aad(key_id: &str, context: &EncryptionContext) -> Vec<u8> {
 fn check_key_id(key_id: &str) -> Result<(), KmsError> {
     let ok = !key_id.is_empty()
         && key_id.len() <= 64
-        && key_id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+        && key_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
     if ok {
         Ok(())
     } else {
-        Err(KmsError::KeyFile(format!("key id {key_id:?} must be 1-64 characters of A-Z a-z 0-9 - _")))
+        Err(KmsError::KeyFile(format!(
+            "key id {key_id:?} must be 1-64 characters of A-Z a-z 0-9 - _"
+        )))
     }
 }
 
@@ -179,11 +218,15 @@ fn create_key_file(path: &Path) -> Result<(), KmsError> {
 
 /// Refuses a path that is not ours alone: group or other bits set, another owner, or a symlink.
 pub(crate) fn check_private(path: &Path, dir: bool) -> Result<(), KmsError> {
-    let meta = fs::symlink_metadata(path).map_err(|e| KmsError::KeyFile(format!("{}: {e}", path.display())))?;
+    let meta = fs::symlink_metadata(path)
+        .map_err(|e| KmsError::KeyFile(format!("{}: {e}", path.display())))?;
     let kind_ok = if dir { meta.is_dir() } else { meta.is_file() };
     if !kind_ok {
         let want = if dir { "a directory" } else { "a regular file" };
-        return Err(KmsError::KeyFile(format!("{} must be {want} (not a symlink)", path.display())));
+        return Err(KmsError::KeyFile(format!(
+            "{} must be {want} (not a symlink)",
+            path.display()
+        )));
     }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
@@ -214,7 +257,9 @@ mod tests {
         let keys = dir.path().join("keys");
         LocalKms::open(&keys, "k1", true).expect("create");
         fs::set_permissions(keys.join("k1.key"), fs::Permissions::from_mode(0o644)).expect("chmod");
-        let err = LocalKms::open(&keys, "k1", false).err().expect("must refuse");
+        let err = LocalKms::open(&keys, "k1", false)
+            .err()
+            .expect("must refuse");
         assert!(err.to_string().contains("mode 644"), "{err}");
     }
 
@@ -231,7 +276,13 @@ mod tests {
     async fn missing_key_is_key_not_found() {
         let dir = tempfile::tempdir().expect("tempdir");
         let keys = dir.path().join("keys");
-        fs::DirBuilder::new().mode(0o700).create(&keys).expect("mkdir");
-        assert!(matches!(LocalKms::open(&keys, "nope", false), Err(KmsError::KeyNotFound(_))));
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&keys)
+            .expect("mkdir");
+        assert!(matches!(
+            LocalKms::open(&keys, "nope", false),
+            Err(KmsError::KeyNotFound(_))
+        ));
     }
 }

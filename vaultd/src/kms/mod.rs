@@ -90,7 +90,9 @@ pub enum KmsError {
     #[error("KMS access denied: {0}")]
     AccessDenied(String),
     /// The wrapped master key did not authenticate: altered bytes or a wrong encryption context.
-    #[error("KMS could not decrypt the wrapped master key (altered ciphertext or wrong encryption context)")]
+    #[error(
+        "KMS could not decrypt the wrapped master key (altered ciphertext or wrong encryption context)"
+    )]
     DecryptionFailed,
     /// The KMS key is disabled.
     #[error("KMS key {0} is disabled")]

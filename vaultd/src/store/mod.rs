@@ -74,7 +74,12 @@ pub trait Store: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Up to `limit` entries whose key starts with `prefix` and sorts after `after`, in order.
-    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
 
     /// Applies `batch` atomically; resolves once it is durable. A failed check is
     /// [`StoreError::Conflict`] and writes nothing.
@@ -101,6 +106,8 @@ pub enum StoreError {
 
 /// Decodes a counter value.
 pub fn decode_counter(bytes: &[u8]) -> Result<i64, StoreError> {
-    let array: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt("counter is not 8 bytes".into()))?;
+    let array: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("counter is not 8 bytes".into()))?;
     Ok(i64::from_be_bytes(array))
 }

@@ -48,7 +48,11 @@ impl SledStore {
             .name("vaultd-store-writer".into())
             .spawn(move || write_loop(&tree, &queue))
             .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
-        Ok(Self { tree: db, writer, thread: Some(thread) })
+        Ok(Self {
+            tree: db,
+            writer,
+            thread: Some(thread),
+        })
     }
 }
 
@@ -68,7 +72,12 @@ impl Store for SledStore {
         Ok(self.tree.get(key).map_err(backend)?.map(|v| v.to_vec()))
     }
 
-    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
         let iter = match after {
             Some(after) => {
@@ -137,7 +146,10 @@ fn apply(db: &sled::Db, batch: &Batch) -> Result<(), StoreError> {
             Op::Add(k, delta) => {
                 let base = match counters.get(k.as_slice()) {
                     Some(value) => *value,
-                    None => db.get(k).map_err(backend)?.map_or(Ok(0), |v| decode_counter(&v))?,
+                    None => db
+                        .get(k)
+                        .map_err(backend)?
+                        .map_or(Ok(0), |v| decode_counter(&v))?,
                 };
                 counters.insert(k.as_slice(), base + delta);
             }
@@ -172,7 +184,8 @@ mod tests {
     async fn failed_check_writes_nothing() {
         let (_dir, store) = open();
         let mut b = Batch::default();
-        b.check(b"k".to_vec(), Some(b"old".to_vec())).put(b"k".to_vec(), b"new".to_vec());
+        b.check(b"k".to_vec(), Some(b"old".to_vec()))
+            .put(b"k".to_vec(), b"new".to_vec());
         assert!(matches!(store.commit(b).await, Err(StoreError::Conflict)));
         assert_eq!(store.get(b"k").expect("get"), None);
     }
@@ -183,7 +196,10 @@ mod tests {
         let mut b = Batch::default();
         b.add(b"c".to_vec(), 2).add(b"c".to_vec(), 1);
         store.commit(b).await.expect("commit");
-        assert_eq!(decode_counter(&store.get(b"c").expect("get").expect("set")).expect("8 bytes"), 3);
+        assert_eq!(
+            decode_counter(&store.get(b"c").expect("get").expect("set")).expect("8 bytes"),
+            3
+        );
         let mut b = Batch::default();
         b.add(b"c".to_vec(), -3);
         store.commit(b).await.expect("commit");
@@ -206,7 +222,10 @@ mod tests {
         for t in tasks {
             t.await.expect("join").expect("commit");
         }
-        assert_eq!(decode_counter(&store.get(b"n").expect("get").expect("set")).expect("8 bytes"), 64);
+        assert_eq!(
+            decode_counter(&store.get(b"n").expect("get").expect("set")).expect("8 bytes"),
+            64
+        );
     }
 
     #[tokio::test]
@@ -218,8 +237,14 @@ mod tests {
         }
         store.commit(b).await.expect("commit");
         let page = store.scan(b"a/", None, 2).expect("scan");
-        assert_eq!(page.iter().map(|(k, _)| k.as_slice()).collect::<Vec<_>>(), [b"a/1", b"a/2"]);
+        assert_eq!(
+            page.iter().map(|(k, _)| k.as_slice()).collect::<Vec<_>>(),
+            [b"a/1", b"a/2"]
+        );
         let page = store.scan(b"a/", Some(b"a/2"), 10).expect("scan");
-        assert_eq!(page.iter().map(|(k, _)| k.as_slice()).collect::<Vec<_>>(), [b"a/3"]);
+        assert_eq!(
+            page.iter().map(|(k, _)| k.as_slice()).collect::<Vec<_>>(),
+            [b"a/3"]
+        );
     }
 }

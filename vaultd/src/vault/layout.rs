@@ -53,7 +53,10 @@ pub(crate) fn record(tenant: &str, token: &str) -> Vec<u8> {
 /// The DEK version a counter key names.
 pub(crate) fn counter_version(key: &[u8]) -> Result<u32, StoreError> {
     let text = std::str::from_utf8(key).map_err(|_| corrupt("counter key"))?;
-    text.rsplit('/').next().and_then(|v| v.parse().ok()).ok_or_else(|| corrupt("counter key"))
+    text.rsplit('/')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| corrupt("counter key"))
 }
 
 /// The vault's identity and current master key version.
@@ -123,7 +126,10 @@ impl Serialize for Bytes {
 impl<'de> Deserialize<'de> for Bytes {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        STANDARD.decode(text).map(Bytes).map_err(serde::de::Error::custom)
+        STANDARD
+            .decode(text)
+            .map(Bytes)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -131,7 +137,10 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("metadata types serialize infallibly")
 }
 
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T, StoreError> {
+pub(crate) fn decode<T: DeserializeOwned>(
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|_| corrupt(what))
 }
 

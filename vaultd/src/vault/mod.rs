@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use vault_client::wire::{InitResponse, KmsInfo, Status, VaultState};
 use vault_client::Timestamp;
+use vault_client::wire::{InitResponse, KmsInfo, Status, VaultState};
 
 use crate::error::Error;
 use crate::ids::TenantId;
@@ -82,7 +82,9 @@ impl Vault {
                 kms,
                 state: RwLock::new(state),
                 lifecycle: tokio::sync::Mutex::new(()),
-                writers: (0..WRITER_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+                writers: (0..WRITER_STRIPES)
+                    .map(|_| tokio::sync::Mutex::new(()))
+                    .collect(),
             }),
         };
         vault.finish_interrupted_destroys().await?;
@@ -143,7 +145,11 @@ impl Vault {
         }
         tracing::info!(vault_id = %vault_id, kms = self.inner.kms.provider(), "vault initialized");
         *self.write_state() = State::Unsealed(Arc::new(Keys::new(meta, master, audit)));
-        Ok(InitResponse { vault_id, master_key_version: 1, state: VaultState::Unsealed })
+        Ok(InitResponse {
+            vault_id,
+            master_key_version: 1,
+            state: VaultState::Unsealed,
+        })
     }
 
     /// Unwraps the master key through the KMS. Unsealing an unsealed vault does nothing.
@@ -157,18 +163,30 @@ impl Vault {
         let store = &self.inner.store;
         let version = meta.master_key_version;
         let mk_record: MasterKeyRecord = layout::decode(
-            &store.get(&layout::master_key(version))?.ok_or_else(|| missing("master key record"))?,
+            &store
+                .get(&layout::master_key(version))?
+                .ok_or_else(|| missing("master key record"))?,
             "master key record",
         )?;
-        let wrapped = WrappedMasterKey { key_id: mk_record.kms_key_id, ciphertext: mk_record.wrapped.0 };
+        let wrapped = WrappedMasterKey {
+            key_id: mk_record.kms_key_id,
+            ciphertext: mk_record.wrapped.0,
+        };
         let context = EncryptionContext::master_key(&meta.vault_id, version);
         let master = self.inner.kms.unwrap_master_key(&wrapped, &context).await?;
         let audit_record: AuditKeyRecord = layout::decode(
-            &store.get(layout::AUDIT_KEY)?.ok_or_else(|| missing("audit key record"))?,
+            &store
+                .get(layout::AUDIT_KEY)?
+                .ok_or_else(|| missing("audit key record"))?,
             "audit key record",
         )?;
-        let audit = wrap::unwrap_audit_key(&master, &audit_record.wrapped.0, &meta.vault_id, audit_record.mk_version)
-            .map_err(|_| StoreError::Corrupt("audit key does not open under the master key".into()))?;
+        let audit = wrap::unwrap_audit_key(
+            &master,
+            &audit_record.wrapped.0,
+            &meta.vault_id,
+            audit_record.mk_version,
+        )
+        .map_err(|_| StoreError::Corrupt("audit key does not open under the master key".into()))?;
         tracing::info!(vault_id = %meta.vault_id, master_key_version = version, "vault unsealed");
         *self.write_state() = State::Unsealed(Arc::new(Keys::new(meta, master, audit)));
         Ok(())
@@ -192,7 +210,10 @@ impl Vault {
 
     /// Identity, state, KMS, master key version and counts.
     pub fn status(&self) -> Result<Status, Error> {
-        let kms = KmsInfo { provider: self.inner.kms.provider().to_owned(), key_id: self.inner.kms.key_id().to_owned() };
+        let kms = KmsInfo {
+            provider: self.inner.kms.provider().to_owned(),
+            key_id: self.inner.kms.key_id().to_owned(),
+        };
         let (meta, unsealed) = match &*self.read_state() {
             State::Uninitialized => (None, false),
             State::Sealed(meta) => (Some(meta.clone()), false),
@@ -227,22 +248,41 @@ impl Vault {
     }
 
     /// The data key `version` of `tenant`: from the cache, or unwrapped under the master key.
-    fn dek(&self, keys: &Keys, tenant: &TenantId, record: &TenantRecord, version: u32) -> Result<Arc<DataKey>, Error> {
+    fn dek(
+        &self,
+        keys: &Keys,
+        tenant: &TenantId,
+        record: &TenantRecord,
+        version: u32,
+    ) -> Result<Arc<DataKey>, Error> {
         let id = (tenant.clone(), version);
-        if let Some(dek) = keys.deks.read().unwrap_or_else(PoisonError::into_inner).get(&id) {
+        if let Some(dek) = keys
+            .deks
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+        {
             return Ok(dek.clone());
         }
-        let entry = record.dek(version).ok_or_else(|| Error::NotFound(format!("key version {version} of tenant")))?;
+        let entry = record
+            .dek(version)
+            .ok_or_else(|| Error::NotFound(format!("key version {version} of tenant")))?;
         let slot = DekSlot {
             vault_id: &keys.meta.vault_id,
             tenant: tenant.as_str(),
             dek_version: version,
             mk_version: entry.mk_version,
         };
-        let dek = wrap::unwrap_dek(&keys.master, &entry.wrapped.0, &slot)
-            .map_err(|_| StoreError::Corrupt(format!("data key {version} of tenant {tenant} does not unwrap")))?;
+        let dek = wrap::unwrap_dek(&keys.master, &entry.wrapped.0, &slot).map_err(|_| {
+            StoreError::Corrupt(format!(
+                "data key {version} of tenant {tenant} does not unwrap"
+            ))
+        })?;
         let dek = Arc::new(dek);
-        keys.deks.write().unwrap_or_else(PoisonError::into_inner).insert(id, dek.clone());
+        keys.deks
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, dek.clone());
         Ok(dek)
     }
 
@@ -256,22 +296,36 @@ impl Vault {
 
     fn forget_deks(&self, tenant: &TenantId) {
         if let State::Unsealed(keys) = &*self.read_state() {
-            keys.deks.write().unwrap_or_else(PoisonError::into_inner).retain(|(t, _), _| t != tenant);
+            keys.deks
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|(t, _), _| t != tenant);
         }
     }
 
     fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        self.inner.state.read().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, State> {
-        self.inner.state.write().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .state
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl Keys {
     fn new(meta: VaultMeta, master: MasterKey, audit: AuditKey) -> Self {
-        Self { meta, master, audit, deks: RwLock::new(HashMap::new()) }
+        Self {
+            meta,
+            master,
+            audit,
+            deks: RwLock::new(HashMap::new()),
+        }
     }
 }
 

@@ -18,14 +18,22 @@ impl Vault {
     /// Creates `tenant` with data key version 1; creating an existing tenant returns it as is.
     pub async fn create_tenant(&self, tenant: &TenantId) -> Result<TenantInfo, Error> {
         let keys = self.keys()?;
-        if self.store().get(&layout::tombstone(tenant.as_str()))?.is_some() {
+        if self
+            .store()
+            .get(&layout::tombstone(tenant.as_str()))?
+            .is_some()
+        {
             self.shred_records(tenant).await?;
         }
         if let Some((record, _)) = self.load_tenant(tenant)? {
             return self.tenant_info_of(tenant, &record);
         }
         let now = Timestamp::now().unix();
-        let record = TenantRecord { created_at: now, current: 1, deks: vec![new_dek(&keys, tenant, 1, now)?] };
+        let record = TenantRecord {
+            created_at: now,
+            current: 1,
+            deks: vec![new_dek(&keys, tenant, 1, now)?],
+        };
         let mut batch = Batch::default();
         batch
             .check(layout::tenant(tenant.as_str()), None)
@@ -70,11 +78,18 @@ impl Vault {
             .check(layout::tenant(tenant.as_str()), Some(bytes))
             .delete(layout::tenant(tenant.as_str()))
             .put(layout::tombstone(tenant.as_str()), Vec::new());
-        for (key, _) in self.store().scan(&layout::counters(tenant.as_str()), None, usize::MAX)? {
+        for (key, _) in self
+            .store()
+            .scan(&layout::counters(tenant.as_str()), None, usize::MAX)?
+        {
             batch.delete(key);
         }
         match self.store().commit(batch).await {
-            Err(StoreError::Conflict) => return Err(Error::Conflict("tenant changed during destroy; retry".into())),
+            Err(StoreError::Conflict) => {
+                return Err(Error::Conflict(
+                    "tenant changed during destroy; retry".into(),
+                ));
+            }
             other => other?,
         }
         self.forget_deks(tenant);
@@ -82,7 +97,11 @@ impl Vault {
         tracing::info!(tenant = %tenant, destroyed_key_versions = destroyed, "tenant data keys destroyed");
         let deleted = self.shred_records(tenant).await?;
         tracing::info!(tenant = %tenant, deleted_tokens = deleted, "tenant destroyed");
-        Ok(DestroyResponse { tenant: tenant.to_string(), destroyed_key_versions: destroyed, deleted_tokens: deleted })
+        Ok(DestroyResponse {
+            tenant: tenant.to_string(),
+            destroyed_key_versions: destroyed,
+            deleted_tokens: deleted,
+        })
     }
 
     /// Deletes the records of a tenant whose keys are gone, then its tombstone.
@@ -120,7 +139,10 @@ impl Vault {
     }
 
     /// The tenant record and its exact stored bytes (for compare-and-set).
-    pub(super) fn load_tenant(&self, tenant: &TenantId) -> Result<Option<(TenantRecord, Vec<u8>)>, Error> {
+    pub(super) fn load_tenant(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<(TenantRecord, Vec<u8>)>, Error> {
         match self.store().get(&layout::tenant(tenant.as_str()))? {
             None => Ok(None),
             Some(bytes) => Ok(Some((layout::decode(&bytes, "tenant record")?, bytes))),
@@ -130,20 +152,37 @@ impl Vault {
     /// Record counts per DEK version.
     pub(super) fn record_counts(&self, tenant: &TenantId) -> Result<Vec<(u32, u64)>, Error> {
         let mut counts = Vec::new();
-        for (key, value) in self.store().scan(&layout::counters(tenant.as_str()), None, usize::MAX)? {
-            let n = u64::try_from(decode_counter(&value)?).map_err(|_| StoreError::Corrupt("negative count".into()))?;
+        for (key, value) in
+            self.store()
+                .scan(&layout::counters(tenant.as_str()), None, usize::MAX)?
+        {
+            let n = u64::try_from(decode_counter(&value)?)
+                .map_err(|_| StoreError::Corrupt("negative count".into()))?;
             counts.push((layout::counter_version(&key)?, n));
         }
         Ok(counts)
     }
 
-    fn tenant_info_of(&self, tenant: &TenantId, record: &TenantRecord) -> Result<TenantInfo, Error> {
+    fn tenant_info_of(
+        &self,
+        tenant: &TenantId,
+        record: &TenantRecord,
+    ) -> Result<TenantInfo, Error> {
         let counts = self.record_counts(tenant)?;
-        let count = |v: u32| counts.iter().find(|(cv, _)| *cv == v).map_or(0, |(_, n)| *n);
+        let count = |v: u32| {
+            counts
+                .iter()
+                .find(|(cv, _)| *cv == v)
+                .map_or(0, |(_, n)| *n)
+        };
         let key_versions = record
             .deks
             .iter()
-            .map(|d| KeyVersionInfo { version: d.version, created_at: Timestamp(d.created_at), records: count(d.version) })
+            .map(|d| KeyVersionInfo {
+                version: d.version,
+                created_at: Timestamp(d.created_at),
+                records: count(d.version),
+            })
             .collect();
         Ok(TenantInfo {
             name: tenant.to_string(),
@@ -166,12 +205,27 @@ impl Vault {
 }
 
 /// A fresh random data key, wrapped under the current master key.
-pub(super) fn new_dek(keys: &Keys, tenant: &TenantId, version: u32, now: i64) -> Result<DekRecord, Error> {
+pub(super) fn new_dek(
+    keys: &Keys,
+    tenant: &TenantId,
+    version: u32,
+    now: i64,
+) -> Result<DekRecord, Error> {
     let dek = DataKey::new(KeyBytes::random()?);
     let mk_version = keys.meta.master_key_version;
-    let slot = DekSlot { vault_id: &keys.meta.vault_id, tenant: tenant.as_str(), dek_version: version, mk_version };
+    let slot = DekSlot {
+        vault_id: &keys.meta.vault_id,
+        tenant: tenant.as_str(),
+        dek_version: version,
+        mk_version,
+    };
     let wrapped = wrap::wrap_dek(&keys.master, &dek, &slot)?;
-    Ok(DekRecord { version, created_at: now, mk_version, wrapped: Bytes(wrapped) })
+    Ok(DekRecord {
+        version,
+        created_at: now,
+        mk_version,
+        wrapped: Bytes(wrapped),
+    })
 }
 
 pub(super) fn not_found(tenant: &TenantId) -> Error {

@@ -2,8 +2,10 @@
 //! expiry, metadata, paginated list, delete. Record counts per key version change in the same
 //! atomic batch as the record, so they are exact.
 
-use vault_client::wire::{Binding, Deleted, Expect, PutTokenResponse, TokenList, TokenMeta, UnsealTokenResponse};
 use vault_client::Timestamp;
+use vault_client::wire::{
+    Binding, Deleted, Expect, PutTokenResponse, TokenList, TokenMeta, UnsealTokenResponse,
+};
 
 use super::layout::{self, TenantRecord};
 use super::tenants::not_found;
@@ -40,11 +42,21 @@ impl PutToken {
     /// Checks sizes and fields; bad input is `Error::Invalid` and changes nothing.
     pub fn check(&self) -> Result<(), Error> {
         if self.secret.is_empty() || self.secret.len() > MAX_SECRET_LEN {
-            return Err(Error::Invalid(format!("secret must be 1-{MAX_SECRET_LEN} bytes")));
+            return Err(Error::Invalid(format!(
+                "secret must be 1-{MAX_SECRET_LEN} bytes"
+            )));
         }
         let b = &self.binding;
-        for (name, value) in [("subject", &b.subject), ("bank", &b.bank), ("account", &b.account), ("scope", &b.scope)] {
-            if value.is_empty() || value.len() > MAX_BINDING_FIELD_LEN || value.chars().any(char::is_control) {
+        for (name, value) in [
+            ("subject", &b.subject),
+            ("bank", &b.bank),
+            ("account", &b.account),
+            ("scope", &b.scope),
+        ] {
+            if value.is_empty()
+                || value.len() > MAX_BINDING_FIELD_LEN
+                || value.chars().any(char::is_control)
+            {
                 return Err(Error::Invalid(format!(
                     "binding.{name} must be 1-{MAX_BINDING_FIELD_LEN} bytes without control characters"
                 )));
@@ -61,13 +73,19 @@ impl PutToken {
 
 impl Vault {
     /// Encrypts and stores a token under the tenant's current data key version.
-    pub async fn put_token(&self, tenant: &TenantId, token: &TokenId, req: &PutToken) -> Result<PutTokenResponse, Error> {
+    pub async fn put_token(
+        &self,
+        tenant: &TenantId,
+        token: &TokenId,
+        req: &PutToken,
+    ) -> Result<PutTokenResponse, Error> {
         req.check()?;
         let keys = self.keys()?;
         let key = layout::record(tenant.as_str(), token.as_str());
         let _writer = self.lock_writer(&key).await;
         for _ in 0..WRITE_ATTEMPTS {
-            let (record, tenant_bytes) = self.load_tenant(tenant)?.ok_or_else(|| not_found(tenant))?;
+            let (record, tenant_bytes) =
+                self.load_tenant(tenant)?.ok_or_else(|| not_found(tenant))?;
             let version = record.current;
             let dek = self.dek(&keys, tenant, &record, version)?;
             let old = self.store().get(&key)?;
@@ -76,7 +94,9 @@ impl Vault {
             if let Some(expected) = req.expected_revision
                 && expected != current
             {
-                return Err(Error::Conflict(format!("expected revision {expected}, current revision is {current}")));
+                return Err(Error::Conflict(format!(
+                    "expected revision {expected}, current revision is {current}"
+                )));
             }
             let header = Header {
                 key_version: version,
@@ -85,7 +105,8 @@ impl Vault {
                 updated_at: Timestamp::now().unix(),
             };
             let slot = slot(&keys, tenant, token);
-            let bytes = record::seal_record(&dek, slot, header, &req.binding, req.secret.expose_secret())?;
+            let bytes =
+                record::seal_record(&dek, slot, header, &req.binding, req.secret.expose_secret())?;
             let mut batch = Batch::default();
             batch
                 .check(layout::tenant(tenant.as_str()), Some(tenant_bytes))
@@ -96,12 +117,19 @@ impl Vault {
                 batch.add(layout::counter(tenant.as_str(), h.key_version), -1);
             }
             match self.store().commit(batch).await {
-                Ok(()) => return Ok(PutTokenResponse { revision: header.revision, key_version: version }),
+                Ok(()) => {
+                    return Ok(PutTokenResponse {
+                        revision: header.revision,
+                        key_version: version,
+                    });
+                }
                 Err(StoreError::Conflict) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::Conflict("token is being written concurrently; retry".into()))
+        Err(Error::Conflict(
+            "token is being written concurrently; retry".into(),
+        ))
     }
 
     /// Decrypts a token. Checks the caller's expectation first, then expiry.
@@ -122,7 +150,11 @@ impl Vault {
                 return Err(Error::BindingMismatch);
             }
         }
-        if opened.header.expires_at.is_some_and(|at| at <= Timestamp::now().unix()) {
+        if opened
+            .header
+            .expires_at
+            .is_some_and(|at| at <= Timestamp::now().unix())
+        {
             return Err(Error::Expired);
         }
         let (secret, secret_b64) = if opened.secret.expose_str().is_some() {
@@ -147,7 +179,12 @@ impl Vault {
     }
 
     /// Up to `limit` tokens with ids after `after`, in id order.
-    pub fn list_tokens(&self, tenant: &TenantId, after: Option<&TokenId>, limit: usize) -> Result<TokenList, Error> {
+    pub fn list_tokens(
+        &self,
+        tenant: &TenantId,
+        after: Option<&TokenId>,
+        limit: usize,
+    ) -> Result<TokenList, Error> {
         let keys = self.keys()?;
         if !(1..=MAX_PAGE).contains(&limit) {
             return Err(Error::Invalid(format!("limit must be 1-{MAX_PAGE}")));
@@ -155,7 +192,9 @@ impl Vault {
         let (record, _) = self.load_tenant(tenant)?.ok_or_else(|| not_found(tenant))?;
         let prefix = layout::records(tenant.as_str());
         let after_key = after.map(|a| layout::record(tenant.as_str(), a.as_str()));
-        let mut page = self.store().scan(&prefix, after_key.as_deref(), limit + 1)?;
+        let mut page = self
+            .store()
+            .scan(&prefix, after_key.as_deref(), limit + 1)?;
         let more = page.len() > limit;
         page.truncate(limit);
         let mut items = Vec::with_capacity(page.len());
@@ -167,7 +206,11 @@ impl Vault {
             let opened = self.open_bytes(&keys, tenant, &record, &id, &bytes)?;
             items.push(meta(id.as_str(), opened));
         }
-        let next = if more { items.last().map(|m| m.id.clone()) } else { None };
+        let next = if more {
+            items.last().map(|m| m.id.clone())
+        } else {
+            None
+        };
         Ok(TokenList { items, next })
     }
 
@@ -178,7 +221,10 @@ impl Vault {
         let _writer = self.lock_writer(&key).await;
         for _ in 0..WRITE_ATTEMPTS {
             self.load_tenant(tenant)?.ok_or_else(|| not_found(tenant))?;
-            let old = self.store().get(&key)?.ok_or_else(|| token_not_found(token))?;
+            let old = self
+                .store()
+                .get(&key)?
+                .ok_or_else(|| token_not_found(token))?;
             let header = header_of(&old)?;
             let mut batch = Batch::default();
             batch
@@ -191,7 +237,9 @@ impl Vault {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::Conflict("token is being written concurrently; retry".into()))
+        Err(Error::Conflict(
+            "token is being written concurrently; retry".into(),
+        ))
     }
 
     fn open_token(&self, keys: &Keys, tenant: &TenantId, token: &TokenId) -> Result<Token, Error> {
@@ -213,13 +261,18 @@ impl Vault {
     ) -> Result<Token, Error> {
         let header = header_of(bytes)?;
         let dek = self.dek(keys, tenant, record, header.key_version)?;
-        record::open_record(&dek, slot(keys, tenant, token), bytes)
-            .map_err(|_| StoreError::Corrupt(format!("token {token} of tenant {tenant} does not decrypt")).into())
+        record::open_record(&dek, slot(keys, tenant, token), bytes).map_err(|_| {
+            StoreError::Corrupt(format!("token {token} of tenant {tenant} does not decrypt")).into()
+        })
     }
 }
 
 fn slot<'a>(keys: &'a Keys, tenant: &'a TenantId, token: &'a TokenId) -> RecordSlot<'a> {
-    RecordSlot { vault_id: &keys.meta.vault_id, tenant: tenant.as_str(), token: token.as_str() }
+    RecordSlot {
+        vault_id: &keys.meta.vault_id,
+        tenant: tenant.as_str(),
+        token: token.as_str(),
+    }
 }
 
 fn header_of(bytes: &[u8]) -> Result<Header, Error> {

@@ -1,8 +1,8 @@
 //! Transit mode: the vault seals and unseals blobs that the caller keeps. A blob names its key
 //! version (`vault:v{N}:…`) and is bound to the tenant and the caller's context.
 
-use super::tenants::not_found;
 use super::Vault;
+use super::tenants::not_found;
 use crate::error::Error;
 use crate::ids::TenantId;
 use crate::record::{self, RecordError};
@@ -17,9 +17,16 @@ pub const MAX_BATCH: usize = 256;
 
 impl Vault {
     /// Seals `plaintext` for `tenant` under its current data key, bound to `context`.
-    pub fn transit_seal(&self, tenant: &TenantId, plaintext: &Secret, context: &str) -> Result<String, Error> {
+    pub fn transit_seal(
+        &self,
+        tenant: &TenantId,
+        plaintext: &Secret,
+        context: &str,
+    ) -> Result<String, Error> {
         if plaintext.len() > MAX_PLAINTEXT_LEN {
-            return Err(Error::Invalid(format!("plaintext must be at most {MAX_PLAINTEXT_LEN} bytes")));
+            return Err(Error::Invalid(format!(
+                "plaintext must be at most {MAX_PLAINTEXT_LEN} bytes"
+            )));
         }
         check_context(context)?;
         let keys = self.keys()?;
@@ -36,16 +43,30 @@ impl Vault {
     }
 
     /// Opens a blob sealed for `tenant` with the same `context`.
-    pub fn transit_unseal(&self, tenant: &TenantId, blob: &str, context: &str) -> Result<Secret, Error> {
+    pub fn transit_unseal(
+        &self,
+        tenant: &TenantId,
+        blob: &str,
+        context: &str,
+    ) -> Result<Secret, Error> {
         check_context(context)?;
-        let (version, raw) = record::parse_transit(blob).map_err(|e| Error::Invalid(e.to_string()))?;
+        let (version, raw) =
+            record::parse_transit(blob).map_err(|e| Error::Invalid(e.to_string()))?;
         let keys = self.keys()?;
         let (record, _) = self.load_tenant(tenant)?.ok_or_else(|| not_found(tenant))?;
         if record.dek(version).is_none() {
             return Err(Error::DecryptionFailed);
         }
         let dek = self.dek(&keys, tenant, &record, version)?;
-        record::open_transit(&dek, &keys.meta.vault_id, tenant.as_str(), version, context, &raw).map_err(|e| match e {
+        record::open_transit(
+            &dek,
+            &keys.meta.vault_id,
+            tenant.as_str(),
+            version,
+            context,
+            &raw,
+        )
+        .map_err(|e| match e {
             RecordError::Malformed(m) => Error::Invalid(m.into()),
             RecordError::DecryptionFailed => Error::DecryptionFailed,
         })
@@ -54,7 +75,9 @@ impl Vault {
 
 fn check_context(context: &str) -> Result<(), Error> {
     if context.len() > MAX_CONTEXT_LEN {
-        return Err(Error::Invalid(format!("context must be at most {MAX_CONTEXT_LEN} bytes")));
+        return Err(Error::Invalid(format!(
+            "context must be at most {MAX_CONTEXT_LEN} bytes"
+        )));
     }
     Ok(())
 }

@@ -5,11 +5,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use vault_client::wire::Binding;
+use vaultd::Vault;
 use vaultd::kms::local::LocalKms;
 use vaultd::secret::Secret;
 use vaultd::store::sled::SledStore;
 use vaultd::vault::PutToken;
-use vaultd::Vault;
 
 pub const KEY_ID: &str = "local-1";
 
@@ -20,7 +20,9 @@ pub async fn open(dir: &Path) -> Vault {
 pub async fn open_with_key(dir: &Path, key_id: &str) -> Vault {
     let kms = LocalKms::open(&dir.join("keys"), key_id, true).expect("local kms");
     let store = SledStore::open(&dir.join("data"), 16 << 20).expect("sled");
-    Vault::open(Arc::new(store), Arc::new(kms)).await.expect("open vault")
+    Vault::open(Arc::new(store), Arc::new(kms))
+        .await
+        .expect("open vault")
 }
 
 pub async fn open_initialized(dir: &Path) -> Vault {
@@ -30,9 +32,19 @@ pub async fn open_initialized(dir: &Path) -> Vault {
 }
 
 pub fn binding(account: &str) -> Binding {
-    Binding { subject: "user-42".into(), bank: "example-bank".into(), account: account.into(), scope: "accounts".into() }
+    Binding {
+        subject: "user-42".into(),
+        bank: "example-bank".into(),
+        account: account.into(),
+        scope: "accounts".into(),
+    }
 }
 
 pub fn put(secret: &str, account: &str) -> PutToken {
-    PutToken { secret: Secret::from(secret), binding: binding(account), expires_at: None, expected_revision: None }
+    PutToken {
+        secret: Secret::from(secret),
+        binding: binding(account),
+        expires_at: None,
+        expected_revision: None,
+    }
 }

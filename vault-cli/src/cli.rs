@@ -1,0 +1,226 @@
+//! The command line, as clap derive types. Parsing only: `cmd/` acts on it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use clap_complete::Shell;
+use vault_client::Timestamp;
+
+/// Exit codes, shown at the end of `--help` and documented in `docs/cli.md`.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  any other error (invalid request, KMS failure, timeout, internal error, ...)
+  2  usage error (bad arguments, or a confirmation that does not match)
+  3  the vault is sealed or uninitialized
+  4  denied: the caller lacks the capability
+  5  not found (tenant, token)
+  6  conflict, binding mismatch or expired token
+  7  cannot connect to the vaultd socket";
+
+/// Operator and auditor command line for vaultd.
+///
+/// Talks to the daemon over its Unix socket. Secrets are read from stdin (or a file), never
+/// from the command line; only `token get` and `transit unseal` print a secret, to stdout.
+#[derive(Debug, Parser)]
+#[command(name = "vault-cli", version, after_long_help = EXIT_CODES)]
+pub(crate) struct Cli {
+    /// The daemon's socket.
+    #[arg(
+        long,
+        global = true,
+        env = "VAULT_SOCKET",
+        value_name = "PATH",
+        default_value = "./vaultd-dev/vaultd.sock"
+    )]
+    pub(crate) socket: PathBuf,
+
+    /// Print the answer as JSON instead of a table.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+
+    /// Give up on a request after this many seconds.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) timeout: u64,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Print shell completions to stdout.
+    Completions {
+        /// The shell to generate for.
+        shell: Shell,
+    },
+    /// Vault lifecycle: init, unseal, seal.
+    #[command(subcommand)]
+    Operator(Operator),
+    /// Show the vault's state, KMS, master key version and counts.
+    Status,
+    /// Tenants: create, list, show, destroy.
+    #[command(subcommand)]
+    Tenant(Tenant),
+    /// Consent tokens: put, get, list, delete.
+    #[command(subcommand)]
+    Token(Token),
+    /// Transit mode: seal and unseal data the caller keeps.
+    #[command(subcommand)]
+    Transit(Transit),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Operator {
+    /// Create the master key (once); the vault is unsealed afterwards.
+    Init,
+    /// Wipe every key from the daemon's memory.
+    Seal,
+    /// Unwrap the master key through the KMS.
+    Unseal,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Tenant {
+    /// Create a tenant (idempotent).
+    Create {
+        /// Tenant name: 1-128 of A-Z a-z 0-9 . _ -, starting alphanumeric.
+        tenant: String,
+    },
+    /// Crypto-shred a tenant: destroy its data keys and every token. Irreversible.
+    Destroy {
+        /// The tenant.
+        tenant: String,
+        /// Repeat the tenant name to confirm.
+        #[arg(long, value_name = "TENANT")]
+        confirm: String,
+    },
+    /// List tenants.
+    List,
+    /// Show one tenant with its key versions and token counts.
+    Show {
+        /// The tenant.
+        tenant: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Token {
+    /// Delete a token.
+    Delete {
+        /// The tenant.
+        tenant: String,
+        /// The token id.
+        id: String,
+    },
+    /// Unseal a token and print it to stdout (or its metadata with --meta).
+    Get(TokenGet),
+    /// List token metadata, one page at a time.
+    List {
+        /// The tenant.
+        tenant: String,
+        /// Start after this token id (the `next` of the previous page).
+        #[arg(long, value_name = "ID")]
+        after: Option<String>,
+        /// Page size.
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Seal and store a token read from stdin (or --secret-file), never from argv.
+    Put(TokenPut),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TokenPut {
+    /// The tenant.
+    pub(crate) tenant: String,
+    /// The token id: 1-128 of A-Z a-z 0-9 . _ -, starting alphanumeric.
+    pub(crate) id: String,
+    /// The user who gave consent.
+    #[arg(long)]
+    pub(crate) subject: String,
+    /// The bank that issued the token.
+    #[arg(long)]
+    pub(crate) bank: String,
+    /// The account the token reads or pays from.
+    #[arg(long)]
+    pub(crate) account: String,
+    /// The consent scope, e.g. accounts or payments.
+    #[arg(long)]
+    pub(crate) scope: String,
+    /// When the token stops being usable (RFC 3339, e.g. 2026-12-31T23:59:59Z).
+    #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
+    pub(crate) expires_at: Option<Timestamp>,
+    /// Store only if the current revision is N (0: only if the token does not exist).
+    #[arg(long, value_name = "N")]
+    pub(crate) expected_revision: Option<u64>,
+    /// Read the token from this file instead of stdin.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) secret_file: Option<PathBuf>,
+    /// Send the bytes unchanged, as base64 (no newline trimming, no UTF-8 check).
+    #[arg(long)]
+    pub(crate) binary: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TokenGet {
+    /// The tenant.
+    pub(crate) tenant: String,
+    /// The token id.
+    pub(crate) id: String,
+    /// Refuse unless the token is bound to this account.
+    #[arg(long, value_name = "ACCOUNT")]
+    pub(crate) expect_account: Option<String>,
+    /// Refuse unless the token is bound to this subject.
+    #[arg(long, value_name = "SUBJECT")]
+    pub(crate) expect_subject: Option<String>,
+    /// Refuse unless the token has this scope.
+    #[arg(long, value_name = "SCOPE")]
+    pub(crate) expect_scope: Option<String>,
+    /// Print metadata only; the secret is not unsealed.
+    #[arg(long, conflicts_with_all = ["expect_account", "expect_subject", "expect_scope"])]
+    pub(crate) meta: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Transit {
+    /// Seal stdin and print the blob (vault:v{N}:...); the daemon keeps nothing.
+    Seal {
+        /// The tenant whose key seals.
+        tenant: String,
+        /// Context bound to the blob; unseal needs the same.
+        #[arg(long, default_value = "")]
+        context: String,
+        /// Seal the bytes unchanged (no newline trimming).
+        #[arg(long)]
+        binary: bool,
+    },
+    /// Unseal a blob (from --sealed or stdin) and print the plaintext to stdout.
+    Unseal {
+        /// The tenant whose key sealed it.
+        tenant: String,
+        /// Context given at seal time.
+        #[arg(long, default_value = "")]
+        context: String,
+        /// The blob (a blob is not secret); read from stdin when absent.
+        #[arg(long, value_name = "BLOB")]
+        sealed: Option<String>,
+    },
+}
+
+fn parse_time(text: &str) -> Result<Timestamp, String> {
+    Timestamp::parse(text).ok_or_else(|| format!("not an RFC 3339 time: {text:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,80 @@
+//! One module per command group; [`run`] builds the client and dispatches.
+
+mod completions;
+mod sys;
+mod tenant;
+mod token;
+mod transit;
+
+use std::fmt;
+use std::io::{self, IsTerminal as _, StdoutLock, Write as _};
+use std::time::Duration;
+
+use vault_client::Client;
+
+use crate::cli::{Cli, Command};
+
+/// What every command gets: the client and the output mode.
+pub(crate) struct Ctx {
+    pub(crate) client: Client,
+    pub(crate) json: bool,
+}
+
+impl Ctx {
+    /// Locked stdout.
+    pub(crate) fn out(&self) -> StdoutLock<'static> {
+        io::stdout().lock()
+    }
+}
+
+/// A command line the user must fix (exit code 2), found after clap parsed it.
+#[derive(Debug)]
+pub(crate) struct Usage(String);
+
+impl Usage {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+impl fmt::Display for Usage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// Runs the parsed command line.
+pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Completions { shell } = cli.command {
+        return completions::run(shell);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let ctx = Ctx {
+        client: Client::new(cli.socket).with_timeout(Duration::from_secs(cli.timeout)),
+        json: cli.json,
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Completions { .. } => Ok(()),
+            Command::Operator(op) => sys::operator(&ctx, op).await,
+            Command::Status => sys::status(&ctx).await,
+            Command::Tenant(t) => tenant::run(&ctx, t).await,
+            Command::Token(t) => token::run(&ctx, t).await,
+            Command::Transit(t) => transit::run(&ctx, t).await,
+        }
+    })
+}
+
+/// Writes a secret to stdout exactly as it is, plus a newline when stdout is a terminal.
+pub(crate) fn write_secret(bytes: &[u8]) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(bytes)?;
+    if out.is_terminal() {
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+}

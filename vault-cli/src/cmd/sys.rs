@@ -1,0 +1,93 @@
+//! `status` and `operator init|unseal|seal`.
+
+use anyhow::Context as _;
+use vault_client::wire::{StateResponse, Status, VaultState};
+
+use super::Ctx;
+use crate::cli::Operator;
+use crate::output::{or_dash, write_fields, write_json};
+
+/// `status`.
+pub(crate) async fn status(ctx: &Ctx) -> anyhow::Result<()> {
+    let status = ctx
+        .client
+        .status()
+        .await
+        .context("cannot read the status")?;
+    let mut out = ctx.out();
+    if ctx.json {
+        return Ok(write_json(&mut out, &status)?);
+    }
+    Ok(write_status(&mut out, &status)?)
+}
+
+/// `operator init|unseal|seal`.
+pub(crate) async fn operator(ctx: &Ctx, op: Operator) -> anyhow::Result<()> {
+    let client = &ctx.client;
+    let mut out = ctx.out();
+    match op {
+        Operator::Init => {
+            let init = client.init().await.context("cannot initialize the vault")?;
+            if ctx.json {
+                write_json(&mut out, &init)?;
+            } else {
+                write_fields(
+                    &mut out,
+                    &[
+                        ("vault id", init.vault_id),
+                        ("master key", format!("v{}", init.master_key_version)),
+                        ("state", state_name(init.state).to_owned()),
+                    ],
+                )?;
+            }
+        }
+        Operator::Seal => {
+            let state = client.seal().await.context("cannot seal the vault")?;
+            write_state(ctx, &mut out, &state)?;
+        }
+        Operator::Unseal => {
+            let state = client.unseal().await.context("cannot unseal the vault")?;
+            write_state(ctx, &mut out, &state)?;
+        }
+    }
+    Ok(())
+}
+
+fn write_state(
+    ctx: &Ctx,
+    out: &mut impl std::io::Write,
+    state: &StateResponse,
+) -> std::io::Result<()> {
+    if ctx.json {
+        write_json(out, state)
+    } else {
+        writeln!(out, "vault is {}", state_name(state.state))
+    }
+}
+
+fn write_status(out: &mut impl std::io::Write, status: &Status) -> std::io::Result<()> {
+    write_fields(
+        out,
+        &[
+            ("state", state_name(status.state).to_owned()),
+            ("vault id", or_dash(status.vault_id.as_deref())),
+            ("kms provider", status.kms.provider.clone()),
+            ("kms key id", status.kms.key_id.clone()),
+            (
+                "master key",
+                or_dash(status.master_key_version.map(|v| format!("v{v}"))),
+            ),
+            ("tenants", or_dash(status.tenants)),
+            ("tokens", or_dash(status.tokens)),
+        ],
+    )
+}
+
+/// The wire name of a state.
+pub(crate) fn state_name(state: VaultState) -> &'static str {
+    match state {
+        VaultState::Sealed => "sealed",
+        VaultState::Uninitialized => "uninitialized",
+        VaultState::Unsealed => "unsealed",
+    }
+}

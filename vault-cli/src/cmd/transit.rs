@@ -1,0 +1,83 @@
+//! `transit seal|unseal`: the caller keeps the sealed blob; the daemon keeps nothing.
+
+use std::io::{self, Read as _, Write as _};
+
+use anyhow::Context as _;
+use vault_client::wire::{Plaintext, Sealed};
+
+use super::{Ctx, Usage, write_secret};
+use crate::cli::Transit;
+use crate::input::{Mode, read_secret};
+use crate::output::write_json;
+
+/// A sealed blob is short; anything longer on stdin is a mistake.
+const MAX_BLOB: u64 = 256 * 1024;
+
+/// Runs a `transit` subcommand.
+pub(crate) async fn run(ctx: &Ctx, cmd: Transit) -> anyhow::Result<()> {
+    match cmd {
+        Transit::Seal {
+            tenant,
+            context,
+            binary,
+        } => {
+            let mode = if binary { Mode::Binary } else { Mode::Text };
+            let plaintext = read_secret(None, "plaintext", mode)?;
+            let sealed = ctx
+                .client
+                .transit_seal(&tenant, plaintext, &context)
+                .await
+                .with_context(|| format!("cannot seal for tenant {tenant}"))?;
+            let mut out = ctx.out();
+            if ctx.json {
+                write_json(&mut out, &Sealed { sealed })?;
+            } else {
+                writeln!(out, "{sealed}")?;
+            }
+            Ok(())
+        }
+        Transit::Unseal {
+            tenant,
+            context,
+            sealed,
+        } => {
+            let blob = match sealed {
+                Some(blob) => blob,
+                None => read_blob()?,
+            };
+            let plaintext = ctx
+                .client
+                .transit_unseal(&tenant, blob.trim(), &context)
+                .await
+                .with_context(|| format!("cannot unseal for tenant {tenant}"))?;
+            if ctx.json {
+                let answer = if plaintext.expose_str().is_some() {
+                    Plaintext {
+                        plaintext: Some(plaintext),
+                        plaintext_b64: None,
+                    }
+                } else {
+                    Plaintext {
+                        plaintext: None,
+                        plaintext_b64: Some(plaintext),
+                    }
+                };
+                return Ok(write_json(&mut ctx.out(), &answer)?);
+            }
+            Ok(write_secret(plaintext.expose_secret())?)
+        }
+    }
+}
+
+fn read_blob() -> anyhow::Result<String> {
+    let mut blob = String::new();
+    io::stdin()
+        .lock()
+        .take(MAX_BLOB)
+        .read_to_string(&mut blob)
+        .context("cannot read the sealed blob from stdin")?;
+    if blob.trim().is_empty() {
+        return Err(Usage::new("no sealed blob: pass --sealed or pipe it on stdin").into());
+    }
+    Ok(blob)
+}

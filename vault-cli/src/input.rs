@@ -1,0 +1,125 @@
+//! Reading secrets: from stdin or a file, never from the command line, into zeroizing memory.
+
+use std::fs::File;
+use std::io::{self, IsTerminal as _, Read};
+use std::path::Path;
+
+use anyhow::Context as _;
+use vault_client::Secret;
+use zeroize::Zeroizing;
+
+use crate::cmd::Usage;
+
+/// The daemon refuses bodies over 64 KiB, so no secret can be larger.
+const MAX_SECRET: usize = 64 * 1024;
+
+/// How to treat the bytes read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Bytes as they are.
+    Binary,
+    /// UTF-8 text; one trailing newline (`\n` or `\r\n`) is dropped.
+    Text,
+}
+
+/// Reads a secret from `file`, or from stdin when `file` is `None`.
+pub(crate) fn read_secret(file: Option<&Path>, what: &str, mode: Mode) -> anyhow::Result<Secret> {
+    let bytes = match file {
+        Some(path) => {
+            let mut f =
+                File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+            read_bounded(&mut f).with_context(|| format!("cannot read {}", path.display()))?
+        }
+        None => {
+            let mut stdin = io::stdin().lock();
+            if stdin.is_terminal() {
+                eprintln!("vault-cli: reading the {what} from stdin; end it with Ctrl-D");
+            }
+            read_bounded(&mut stdin).context("cannot read stdin")?
+        }
+    };
+    let secret = finish(bytes, mode)?;
+    if secret.is_empty() {
+        return Err(Usage::new(format!("the {what} is empty")).into());
+    }
+    Ok(secret)
+}
+
+/// Reads all of `reader` (at most [`MAX_SECRET`] bytes) into zeroizing memory that never grows,
+/// so no stale copy is left behind.
+fn read_bounded(reader: &mut impl Read) -> anyhow::Result<Secret> {
+    let mut buf = Zeroizing::new(vec![0; MAX_SECRET + 1]);
+    let mut len = 0;
+    loop {
+        let n = match reader.read(&mut buf[len..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if n == 0 {
+            break;
+        }
+        len += n;
+        if len > MAX_SECRET {
+            return Err(Usage::new(format!("the secret exceeds {MAX_SECRET} bytes")).into());
+        }
+    }
+    Ok(Secret::from_slice(&buf[..len]))
+}
+
+/// Strips one trailing newline in text mode and checks UTF-8.
+fn finish(bytes: Secret, mode: Mode) -> anyhow::Result<Secret> {
+    match mode {
+        Mode::Binary => Ok(bytes),
+        Mode::Text => {
+            let raw = bytes.expose_secret();
+            let trimmed = raw
+                .strip_suffix(b"\r\n")
+                .or_else(|| raw.strip_suffix(b"\n"))
+                .unwrap_or(raw);
+            if std::str::from_utf8(trimmed).is_err() {
+                return Err(Usage::new("the input is not UTF-8 text; pass --binary").into());
+            }
+            Ok(Secret::from_slice(trimmed))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn text(input: &[u8]) -> anyhow::Result<Secret> {
+        finish(read_bounded(&mut &input[..])?, Mode::Text)
+    }
+
+    #[test]
+    fn text_mode_trims_exactly_one_newline() {
+        assert_eq!(text(b"tok\n").unwrap().expose_secret(), b"tok");
+        assert_eq!(text(b"tok\r\n").unwrap().expose_secret(), b"tok");
+        assert_eq!(text(b"tok\n\n").unwrap().expose_secret(), b"tok\n");
+        assert_eq!(text(b"tok").unwrap().expose_secret(), b"tok");
+    }
+
+    #[test]
+    fn binary_mode_keeps_bytes() {
+        let s = finish(read_bounded(&mut &b"\xff\x00\n"[..]).unwrap(), Mode::Binary).unwrap();
+        assert_eq!(s.expose_secret(), b"\xff\x00\n");
+    }
+
+    #[test]
+    fn text_mode_refuses_non_utf8() {
+        let err = text(b"\xff").unwrap_err();
+        assert!(err.is::<Usage>());
+    }
+
+    #[test]
+    fn refuses_oversized_input() {
+        let big = vec![b'a'; MAX_SECRET + 1];
+        assert!(read_bounded(&mut &big[..]).unwrap_err().is::<Usage>());
+        let max = vec![b'a'; MAX_SECRET];
+        assert_eq!(read_bounded(&mut &max[..]).unwrap().len(), MAX_SECRET);
+    }
+}

@@ -1,0 +1,120 @@
+//! `vault-cli`: the operator and auditor command line for vaultd.
+//!
+//! # Layout
+//! - `cli`: the command line as clap derive types.
+//! - `cmd`: one module per command group; `cmd::run` dispatches.
+//! - `input`: reading secrets from stdin or a file (never from argv).
+//! - `output`: aligned tables and JSON.
+//!
+//! Exit codes are listed in `vault-cli --help` and `docs/cli.md`.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod cmd;
+mod input;
+mod output;
+
+use std::io;
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use vault_client::{ApiCode, Error};
+
+use crate::cmd::Usage;
+
+/// Exit status for errors that are not one of the specific classes below.
+const EXIT_OTHER: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_SEALED: u8 = 3;
+const EXIT_DENIED: u8 = 4;
+const EXIT_NOT_FOUND: u8 = 5;
+const EXIT_CONFLICT: u8 = 6;
+const EXIT_CONNECT: u8 = 7;
+
+fn main() -> ExitCode {
+    // clap exits 2 on a usage error and 0 for --help/--version.
+    let args = cli::Cli::parse();
+    let socket = args.socket.clone();
+    match cmd::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            let code = exit_code(&err);
+            eprintln!("vault-cli: error: {err:#}");
+            if code == EXIT_CONNECT {
+                eprintln!(
+                    "vault-cli: hint: is vaultd running? tried {} (set --socket or VAULT_SOCKET)",
+                    socket.display()
+                );
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// The documented exit status of an error.
+fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.chain().any(|e| e.is::<Usage>()) {
+        return EXIT_USAGE;
+    }
+    let Some(client_err) = err.chain().find_map(|e| e.downcast_ref::<Error>()) else {
+        return EXIT_OTHER;
+    };
+    match client_err {
+        Error::Connect(_) => EXIT_CONNECT,
+        Error::Api { code, .. } => match code {
+            ApiCode::Sealed | ApiCode::Uninitialized => EXIT_SEALED,
+            ApiCode::Denied => EXIT_DENIED,
+            ApiCode::NotFound => EXIT_NOT_FOUND,
+            ApiCode::BindingMismatch | ApiCode::Conflict | ApiCode::Expired => EXIT_CONFLICT,
+            _ => EXIT_OTHER,
+        },
+        _ => EXIT_OTHER,
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: &str) -> anyhow::Error {
+        anyhow::Error::new(Error::Api {
+            code: ApiCode::parse(code),
+            status: 0,
+            message: String::new(),
+        })
+        .context("doing something")
+    }
+
+    #[test]
+    fn maps_errors_to_documented_exit_codes() {
+        assert_eq!(exit_code(&api("sealed")), EXIT_SEALED);
+        assert_eq!(exit_code(&api("uninitialized")), EXIT_SEALED);
+        assert_eq!(exit_code(&api("denied")), EXIT_DENIED);
+        assert_eq!(exit_code(&api("not_found")), EXIT_NOT_FOUND);
+        assert_eq!(exit_code(&api("conflict")), EXIT_CONFLICT);
+        assert_eq!(exit_code(&api("binding_mismatch")), EXIT_CONFLICT);
+        assert_eq!(exit_code(&api("expired")), EXIT_CONFLICT);
+        assert_eq!(exit_code(&api("invalid")), EXIT_OTHER);
+        assert_eq!(exit_code(&api("kms_unreachable")), EXIT_OTHER);
+        let connect = anyhow::Error::new(Error::Connect(io::Error::from(io::ErrorKind::NotFound)));
+        assert_eq!(exit_code(&connect), EXIT_CONNECT);
+        assert_eq!(exit_code(&anyhow::Error::new(Error::Timeout)), EXIT_OTHER);
+        assert_eq!(exit_code(&anyhow::Error::new(Usage::new("x"))), EXIT_USAGE);
+        assert_eq!(exit_code(&anyhow::anyhow!("other")), EXIT_OTHER);
+    }
+
+    #[test]
+    fn broken_pipe_is_success() {
+        let err = anyhow::Error::new(io::Error::from(io::ErrorKind::BrokenPipe)).context("write");
+        assert!(is_broken_pipe(&err));
+        assert!(!is_broken_pipe(&anyhow::anyhow!("x")));
+    }
+}

@@ -1,0 +1,759 @@
+//! [`Client`]: one async method per endpoint of the vaultd HTTP API, over the Unix socket.
+//!
+//! HTTP/1.1 with keep-alive: idle connections wait in a small pool and are reused; a connection
+//! the daemon closed while idle is noticed before use, and a request it never started on is
+//! retried once on a fresh connection. Every call is bounded by one timeout that covers connect,
+//! request and the whole answer body.
+//!
+//! Request bodies are serialized into zeroizing buffers of the exact size, and answer bodies are
+//! collected into zeroizing buffers, so the client leaves no copy of a secret behind in its own
+//! allocations (hyper's socket buffers are outside its reach).
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Buf;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::{Method, Request, Uri};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::{Body as _, Incoming};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use zeroize::Zeroizing;
+
+use crate::error::Error;
+use crate::secret::Secret;
+use crate::wire::{
+    Batch, BatchItem, Deleted, DestroyResponse, Expect, Health, InitResponse, Plaintext, PutToken,
+    PutTokenResponse, Sealed, StateResponse, Status, TenantInfo, TenantList, TokenList, TokenMeta,
+    TransitSeal, TransitSealItem, TransitUnseal, TransitUnsealItem, UnsealToken,
+    UnsealTokenResponse,
+};
+
+/// The timeout of a call unless [`Client::with_timeout`] sets another.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Idle connections kept for reuse; more are closed after their answer.
+const MAX_IDLE: usize = 8;
+
+/// Largest answer body accepted (metrics and long lists included).
+const MAX_ANSWER: usize = 16 * 1024 * 1024;
+
+/// An async client for one vaultd socket.
+///
+/// Cheap to clone: clones share the connection pool. Creating a client does not connect; the
+/// first call does. See the [crate docs](crate) for an example.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    socket: PathBuf,
+    timeout: Duration,
+    idle: Mutex<Vec<SendRequest<RequestBody>>>,
+}
+
+impl Client {
+    /// A client for the daemon listening on `socket`, with the default 30 s timeout.
+    pub fn new(socket: impl Into<PathBuf>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                socket: socket.into(),
+                timeout: DEFAULT_TIMEOUT,
+                idle: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The same client with another per-call timeout (connect, request and answer together).
+    /// The clone gets a pool of its own.
+    #[must_use]
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                socket: self.inner.socket.clone(),
+                timeout,
+                idle: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The socket this client talks to.
+    pub fn socket(&self) -> &Path {
+        &self.inner.socket
+    }
+
+    /// The per-call timeout.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    // ----- sys -----
+
+    /// `GET /v1/sys/health`: the state. The daemon answers 200 unsealed, 503 sealed and
+    /// 501 uninitialized; all three are `Ok` here.
+    pub async fn health(&self) -> Result<Health, Error> {
+        let answer = self
+            .call(Method::GET, "/v1/sys/health".to_owned(), None)
+            .await?;
+        if matches!(answer.status, 200 | 501 | 503)
+            && let Ok(health) = serde_json::from_slice::<Health>(&answer.body)
+        {
+            return Ok(health);
+        }
+        answer.json("/v1/sys/health")
+    }
+
+    /// `GET /v1/sys/status`: vault id, state, KMS, master key version, counts.
+    pub async fn status(&self) -> Result<Status, Error> {
+        self.get("/v1/sys/status".to_owned()).await
+    }
+
+    /// `POST /v1/sys/init`: creates the master key; the vault is unsealed afterwards.
+    pub async fn init(&self) -> Result<InitResponse, Error> {
+        self.post_empty("/v1/sys/init".to_owned()).await
+    }
+
+    /// `POST /v1/sys/unseal`: unwraps the master key through the KMS.
+    pub async fn unseal(&self) -> Result<StateResponse, Error> {
+        self.post_empty("/v1/sys/unseal".to_owned()).await
+    }
+
+    /// `POST /v1/sys/seal`: wipes every key from the daemon's memory.
+    pub async fn seal(&self) -> Result<StateResponse, Error> {
+        self.post_empty("/v1/sys/seal".to_owned()).await
+    }
+
+    /// `GET /v1/sys/metrics`: Prometheus text format.
+    pub async fn metrics(&self) -> Result<String, Error> {
+        let path = "/v1/sys/metrics";
+        let answer = self.call(Method::GET, path.to_owned(), None).await?;
+        let body = answer.success()?;
+        String::from_utf8(body.to_vec())
+            .map_err(|_| Error::Protocol(format!("answer to {path} is not UTF-8")))
+    }
+
+    // ----- tenants -----
+
+    /// `PUT /v1/tenants/{tenant}`: creates the tenant (idempotent).
+    pub async fn create_tenant(&self, tenant: &str) -> Result<TenantInfo, Error> {
+        let path = format!("/v1/tenants/{}", segment(tenant));
+        self.request(Method::PUT, path, Some(Zeroizing::new(Vec::new())))
+            .await
+    }
+
+    /// `GET /v1/tenants`: every tenant, in name order.
+    pub async fn list_tenants(&self) -> Result<TenantList, Error> {
+        self.get("/v1/tenants".to_owned()).await
+    }
+
+    /// `GET /v1/tenants/{tenant}`: one tenant with its key versions and token counts.
+    pub async fn tenant(&self, tenant: &str) -> Result<TenantInfo, Error> {
+        self.get(format!("/v1/tenants/{}", segment(tenant))).await
+    }
+
+    /// `DELETE /v1/tenants/{tenant}?confirm={tenant}`: crypto-shreds the tenant: its data keys
+    /// and records are destroyed. Irreversible.
+    pub async fn destroy_tenant(&self, tenant: &str) -> Result<DestroyResponse, Error> {
+        let path = format!(
+            "/v1/tenants/{}?confirm={}",
+            segment(tenant),
+            query_value(tenant)
+        );
+        self.request(Method::DELETE, path, None).await
+    }
+
+    // ----- tokens -----
+
+    /// `PUT /v1/tenants/{tenant}/tokens/{id}`: seals and stores a consent token.
+    pub async fn put_token(
+        &self,
+        tenant: &str,
+        id: &str,
+        token: &PutToken,
+    ) -> Result<PutTokenResponse, Error> {
+        let body = to_json(token)?;
+        self.request(Method::PUT, token_path(tenant, id), Some(body))
+            .await
+    }
+
+    /// `POST /v1/tenants/{tenant}/tokens/{id}/unseal`: the token and its binding. With `expect`,
+    /// any difference from the stored binding is [`ApiCode::BindingMismatch`](crate::ApiCode).
+    pub async fn unseal_token(
+        &self,
+        tenant: &str,
+        id: &str,
+        expect: Option<Expect>,
+    ) -> Result<UnsealTokenResponse, Error> {
+        let body = to_json(&UnsealToken { expect })?;
+        let path = format!("{}/unseal", token_path(tenant, id));
+        self.request(Method::POST, path, Some(body)).await
+    }
+
+    /// `GET /v1/tenants/{tenant}/tokens/{id}`: metadata, never the secret.
+    pub async fn token(&self, tenant: &str, id: &str) -> Result<TokenMeta, Error> {
+        self.get(token_path(tenant, id)).await
+    }
+
+    /// `GET /v1/tenants/{tenant}/tokens?after=&limit=`: one page of metadata in id order; pass
+    /// [`TokenList::next`] as `after` for the next page.
+    pub async fn list_tokens(
+        &self,
+        tenant: &str,
+        after: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<TokenList, Error> {
+        let mut path = format!("/v1/tenants/{}/tokens", segment(tenant));
+        let mut sep = '?';
+        if let Some(after) = after {
+            path.push(sep);
+            path.push_str("after=");
+            path.push_str(&query_value(after));
+            sep = '&';
+        }
+        if let Some(limit) = limit {
+            path.push(sep);
+            path.push_str(&format!("limit={limit}"));
+        }
+        self.get(path).await
+    }
+
+    /// `DELETE /v1/tenants/{tenant}/tokens/{id}`.
+    pub async fn delete_token(&self, tenant: &str, id: &str) -> Result<Deleted, Error> {
+        self.request(Method::DELETE, token_path(tenant, id), None)
+            .await
+    }
+
+    // ----- transit -----
+
+    /// `POST /v1/tenants/{tenant}/seal`: seals `plaintext` under the tenant's current data key,
+    /// bound to `context`, and returns the blob (`vault:v{N}:…`). The daemon keeps nothing.
+    pub async fn transit_seal(
+        &self,
+        tenant: &str,
+        plaintext: Secret,
+        context: &str,
+    ) -> Result<String, Error> {
+        let body = to_json(&TransitSeal {
+            plaintext: None,
+            plaintext_b64: Some(plaintext),
+            context: Some(context.to_owned()),
+            items: None,
+        })?;
+        let path = format!("/v1/tenants/{}/seal", segment(tenant));
+        let sealed: Sealed = self.request(Method::POST, path, Some(body)).await?;
+        Ok(sealed.sealed)
+    }
+
+    /// `POST /v1/tenants/{tenant}/unseal`: opens a blob made by [`Client::transit_seal`] with
+    /// the same `context`.
+    pub async fn transit_unseal(
+        &self,
+        tenant: &str,
+        sealed: &str,
+        context: &str,
+    ) -> Result<Secret, Error> {
+        let body = to_json(&TransitUnseal {
+            sealed: Some(sealed.to_owned()),
+            context: Some(context.to_owned()),
+            items: None,
+        })?;
+        let path = format!("/v1/tenants/{}/unseal", segment(tenant));
+        let answer: Plaintext = self.request(Method::POST, path.clone(), Some(body)).await?;
+        answer
+            .plaintext
+            .or(answer.plaintext_b64)
+            .ok_or_else(|| Error::Protocol(format!("answer to {path} holds no plaintext")))
+    }
+
+    /// Batch form of [`Client::transit_seal`]: one result per item, in order; an item's failure
+    /// does not fail the others.
+    pub async fn transit_seal_batch(
+        &self,
+        tenant: &str,
+        items: Vec<TransitSealItem>,
+    ) -> Result<Vec<BatchItem<Sealed>>, Error> {
+        let body = to_json(&TransitSeal {
+            items: Some(items),
+            ..TransitSeal::default()
+        })?;
+        let path = format!("/v1/tenants/{}/seal", segment(tenant));
+        let batch: Batch<Sealed> = self.request(Method::POST, path, Some(body)).await?;
+        Ok(batch.items)
+    }
+
+    /// Batch form of [`Client::transit_unseal`].
+    pub async fn transit_unseal_batch(
+        &self,
+        tenant: &str,
+        items: Vec<TransitUnsealItem>,
+    ) -> Result<Vec<BatchItem<Plaintext>>, Error> {
+        let body = to_json(&TransitUnseal {
+            items: Some(items),
+            ..TransitUnseal::default()
+        })?;
+        let path = format!("/v1/tenants/{}/unseal", segment(tenant));
+        let batch: Batch<Plaintext> = self.request(Method::POST, path, Some(body)).await?;
+        Ok(batch.items)
+    }
+
+    // ----- raw -----
+
+    /// Sends any request and returns the status and body as they are, error statuses included.
+    /// `path` is sent verbatim (`/v1/…` with its query). For tests and tools; the returned body is
+    /// not zeroized.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Vec<u8>), Error> {
+        let answer = self
+            .call(method, path.to_owned(), body.map(Zeroizing::new))
+            .await?;
+        Ok((answer.status, answer.body.to_vec()))
+    }
+
+    // ----- plumbing -----
+
+    async fn get<T: DeserializeOwned>(&self, path: String) -> Result<T, Error> {
+        self.request(Method::GET, path, None).await
+    }
+
+    async fn post_empty<T: DeserializeOwned>(&self, path: String) -> Result<T, Error> {
+        self.request(Method::POST, path, Some(Zeroizing::new(Vec::new())))
+            .await
+    }
+
+    async fn request<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: String,
+        body: Option<Zeroizing<Vec<u8>>>,
+    ) -> Result<T, Error> {
+        let answer = self.call(method, path.clone(), body).await?;
+        answer.json(&path)
+    }
+
+    /// One exchange, bounded by the timeout.
+    async fn call(
+        &self,
+        method: Method,
+        path: String,
+        body: Option<Zeroizing<Vec<u8>>>,
+    ) -> Result<Answer, Error> {
+        tokio::time::timeout(self.inner.timeout, self.exchange(method, path, body))
+            .await
+            .map_err(|_| Error::Timeout)?
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        path: String,
+        body: Option<Zeroizing<Vec<u8>>>,
+    ) -> Result<Answer, Error> {
+        let mut request = build_request(method, &path, body)?;
+        loop {
+            let (mut conn, reused) = match self.take_idle().await {
+                Some(conn) => (conn, true),
+                None => (self.connect().await?, false),
+            };
+            match conn.try_send_request(request).await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let body = read_body(response.into_body()).await?;
+                    self.put_idle(conn);
+                    return Ok(Answer { status, body });
+                }
+                Err(mut err) => match err.take_message() {
+                    // The request never left: a pooled connection went away. Try a fresh one.
+                    Some(back) if reused => request = back,
+                    _ => return Err(from_hyper(err.into_error())),
+                },
+            }
+        }
+    }
+
+    /// A pooled connection that is open and ready for a request, if any.
+    async fn take_idle(&self) -> Option<SendRequest<RequestBody>> {
+        loop {
+            let mut conn = self
+                .inner
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop()?;
+            if !conn.is_closed() && conn.ready().await.is_ok() {
+                return Some(conn);
+            }
+        }
+    }
+
+    fn put_idle(&self, conn: SendRequest<RequestBody>) {
+        if conn.is_closed() {
+            return;
+        }
+        let mut idle = self
+            .inner
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+    }
+
+    async fn connect(&self) -> Result<SendRequest<RequestBody>, Error> {
+        let stream = tokio::net::UnixStream::connect(&self.inner.socket)
+            .await
+            .map_err(Error::Connect)?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(from_hyper)?;
+        // The connection task ends when the daemon closes it or the last sender is dropped;
+        // its error, if any, reaches the caller through the pending request.
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("socket", &self.inner.socket)
+            .field("timeout", &self.inner.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A complete answer.
+struct Answer {
+    status: u16,
+    body: Zeroizing<Vec<u8>>,
+}
+
+impl Answer {
+    /// The body of a 2xx answer, or the error the answer carries.
+    fn success(self) -> Result<Zeroizing<Vec<u8>>, Error> {
+        if (200..300).contains(&self.status) {
+            Ok(self.body)
+        } else {
+            Err(Error::from_answer(self.status, &self.body))
+        }
+    }
+
+    fn json<T: DeserializeOwned>(self, path: &str) -> Result<T, Error> {
+        let body = self.success()?;
+        // The serde message could quote the answer (personal data, even a secret): report where
+        // it went wrong, not what was there.
+        serde_json::from_slice(&body).map_err(|e| {
+            Error::Protocol(format!(
+                "answer to {path} is not the expected JSON ({:?} error at line {}, column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
+        })
+    }
+}
+
+/// A request body in zeroizing memory.
+type RequestBody = Full<Payload>;
+
+/// Bytes that are wiped when hyper is done with them.
+struct Payload {
+    bytes: Zeroizing<Vec<u8>>,
+    pos: usize,
+}
+
+impl Buf for Payload {
+    fn remaining(&self) -> usize {
+        self.bytes.len() - self.pos
+    }
+
+    fn chunk(&self) -> &[u8] {
+        &self.bytes[self.pos..]
+    }
+
+    fn advance(&mut self, cnt: usize) {
+        assert!(cnt <= self.remaining(), "advance past the end of the body");
+        self.pos += cnt;
+    }
+}
+
+fn build_request(
+    method: Method,
+    path: &str,
+    body: Option<Zeroizing<Vec<u8>>>,
+) -> Result<Request<RequestBody>, Error> {
+    let uri: Uri = path
+        .parse()
+        .map_err(|_| Error::Protocol(format!("invalid request path {path:?}")))?;
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(HOST, "localhost");
+    let body = match body {
+        Some(bytes) => {
+            builder = builder.header(CONTENT_LENGTH, bytes.len());
+            if !bytes.is_empty() {
+                builder = builder.header(CONTENT_TYPE, "application/json");
+            }
+            bytes
+        }
+        None => Zeroizing::new(Vec::new()),
+    };
+    builder
+        .body(Full::new(Payload {
+            bytes: body,
+            pos: 0,
+        }))
+        .map_err(|e| Error::Protocol(format!("cannot build the request: {e}")))
+}
+
+/// Collects an answer body into zeroizing memory, growing it without leaving stale copies.
+async fn read_body(mut body: Incoming) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let hint = usize::try_from(body.size_hint().lower()).unwrap_or(MAX_ANSWER);
+    let mut out = Zeroizing::new(Vec::with_capacity(hint.min(MAX_ANSWER)));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(from_hyper)?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        let needed = out.len() + data.len();
+        if needed > MAX_ANSWER {
+            return Err(Error::Protocol(format!(
+                "answer body exceeds {MAX_ANSWER} bytes"
+            )));
+        }
+        if needed > out.capacity() {
+            let mut bigger = Zeroizing::new(Vec::with_capacity(
+                needed.max(out.capacity() * 2).min(MAX_ANSWER),
+            ));
+            bigger.extend_from_slice(&out);
+            out = bigger; // the old buffer is wiped as it drops
+        }
+        out.extend_from_slice(&data);
+    }
+    Ok(out)
+}
+
+/// Serializes a request body into zeroizing memory of exactly the right size.
+fn to_json<T: Serialize>(value: &T) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let encode_err =
+        |e: serde_json::Error| Error::Protocol(format!("cannot encode the request: {e}"));
+    let mut counter = Counter(0);
+    serde_json::to_writer(&mut counter, value).map_err(encode_err)?;
+    let mut out = Zeroizing::new(Vec::with_capacity(counter.0));
+    serde_json::to_writer(&mut *out, value).map_err(encode_err)?;
+    Ok(out)
+}
+
+/// A writer that only counts.
+struct Counter(usize);
+
+impl io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn from_hyper(err: hyper::Error) -> Error {
+    if err.is_parse() || err.is_parse_status() || err.is_user() {
+        Error::Protocol(err.to_string())
+    } else {
+        // Closed, canceled, incomplete answer, or an I/O error on the socket.
+        Error::Connect(io::Error::new(io::ErrorKind::ConnectionAborted, err))
+    }
+}
+
+fn token_path(tenant: &str, id: &str) -> String {
+    format!("/v1/tenants/{}/tokens/{}", segment(tenant), segment(id))
+}
+
+/// A path segment. Valid ids (`A-Z a-z 0-9 . _ -`) pass unchanged; any other byte is
+/// percent-encoded so that a bad id reaches the daemon as one invalid segment (which it refuses)
+/// and never as extra path or query.
+fn segment(id: &str) -> String {
+    percent_encode(id, |b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
+    })
+}
+
+/// A query value: RFC 3986 unreserved bytes pass, everything else is percent-encoded.
+fn query_value(value: &str) -> String {
+    percent_encode(value, |b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'~')
+    })
+}
+
+fn percent_encode(text: &str, keep: impl Fn(u8) -> bool) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(text.len());
+    for &b in text.as_bytes() {
+        if keep(b) {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::wire::Binding;
+
+    #[test]
+    fn valid_ids_pass_unchanged() {
+        assert_eq!(segment("acme-01.prod_x"), "acme-01.prod_x");
+        assert_eq!(token_path("acme", "tok-1"), "/v1/tenants/acme/tokens/tok-1");
+    }
+
+    #[test]
+    fn bad_ids_cannot_change_the_path() {
+        assert_eq!(segment("a/b"), "a%2Fb");
+        assert_eq!(segment("a?confirm=a"), "a%3Fconfirm%3Da");
+        assert_eq!(segment("é"), "%C3%A9");
+        assert_eq!(query_value("x&limit=1"), "x%26limit%3D1");
+    }
+
+    #[test]
+    fn request_body_is_exact_size_json() {
+        let put = PutToken {
+            secret: Some(Secret::from("tok\"en")),
+            secret_b64: None,
+            binding: Binding {
+                subject: "s".into(),
+                bank: "b".into(),
+                account: "a".into(),
+                scope: "accounts".into(),
+            },
+            expires_at: None,
+            expected_revision: Some(0),
+        };
+        let body = to_json(&put).unwrap();
+        assert_eq!(body.len(), body.capacity());
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(value["secret"], "tok\"en");
+        assert_eq!(value["expected_revision"], 0);
+        assert!(value.get("secret_b64").is_none());
+    }
+
+    #[test]
+    fn unseal_without_expectation_is_empty_object() {
+        let body = to_json(&UnsealToken { expect: None }).unwrap();
+        assert_eq!(&body[..], b"{}");
+    }
+
+    #[test]
+    fn protocol_error_does_not_quote_the_answer() {
+        let answer = Answer {
+            status: 200,
+            body: Zeroizing::new(br#"{"secret":"hunter2","binding":7}"#.to_vec()),
+        };
+        let err = answer.json::<UnsealTokenResponse>("/v1/x").unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(matches!(err, Error::Protocol(_)));
+    }
+
+    #[test]
+    fn error_answer_becomes_api_error() {
+        let answer = Answer {
+            status: 404,
+            body: Zeroizing::new(
+                br#"{"error":{"code":"not_found","message":"no such token"}}"#.to_vec(),
+            ),
+        };
+        let err = answer.json::<TokenMeta>("/v1/x").unwrap_err();
+        assert_eq!(err.code(), Some(&crate::ApiCode::NotFound));
+    }
+
+    #[test]
+    fn payload_advances() {
+        let mut p = Payload {
+            bytes: Zeroizing::new(b"abcdef".to_vec()),
+            pos: 0,
+        };
+        p.advance(2);
+        assert_eq!(p.chunk(), b"cdef");
+        assert_eq!(p.remaining(), 4);
+    }
+
+    /// A tiny HTTP server on a socket in a temp dir: answers every request on the same connection.
+    #[tokio::test]
+    async fn reuses_connections_and_parses_health() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+        let dir = std::env::temp_dir().join(format!("vault-client-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("s.sock");
+        let _ = std::fs::remove_file(&sock);
+        let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    loop {
+                        let n = stream.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buf.drain(..end + 4);
+                            let body = br#"{"state":"sealed"}"#;
+                            let head = format!(
+                                "HTTP/1.1 503 Service Unavailable\r\ncontent-length: {}\r\n\r\n",
+                                body.len()
+                            );
+                            stream.write_all(head.as_bytes()).await.unwrap();
+                            stream.write_all(body).await.unwrap();
+                        }
+                    }
+                });
+            }
+        });
+
+        let client = Client::new(&sock).with_timeout(Duration::from_secs(5));
+        for _ in 0..3 {
+            let health = client.health().await.unwrap();
+            assert_eq!(health.state, crate::wire::VaultState::Sealed);
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let err = client.status().await.unwrap_err();
+        assert!(matches!(err, Error::Api { status: 503, .. }));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn missing_socket_is_connect_error() {
+        let client = Client::new("/nonexistent/vaultd.sock");
+        assert!(matches!(client.health().await, Err(Error::Connect(_))));
+    }
+}

@@ -1,0 +1,255 @@
+//! [`Error`]: what a [`Client`](crate::Client) call can fail with, typed after the API's codes.
+
+use std::fmt;
+use std::io;
+
+use crate::wire::ErrorBody;
+
+/// Why a call failed.
+///
+/// The daemon's refusals arrive as [`Error::Api`] with the stable [`ApiCode`]; the other variants
+/// are failures on the way there. Messages never hold a secret.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The daemon answered with an error status and an error body.
+    #[error("vaultd refused the request: {message} ({code}, HTTP {status})")]
+    Api {
+        /// The stable machine code of the error.
+        code: ApiCode,
+        /// The HTTP status of the answer.
+        status: u16,
+        /// The daemon's human-readable message.
+        message: String,
+    },
+    /// The socket could not be reached, or the connection broke.
+    #[error("cannot connect to the vaultd socket")]
+    Connect(#[source] io::Error),
+    /// The answer was not HTTP or JSON of the expected shape.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The call did not complete within the client's timeout.
+    #[error("the request timed out")]
+    Timeout,
+}
+
+impl Error {
+    /// The API error code, when the daemon answered with one.
+    pub fn code(&self) -> Option<&ApiCode> {
+        match self {
+            Self::Api { code, .. } => Some(code),
+            Self::Connect(_) | Self::Protocol(_) | Self::Timeout => None,
+        }
+    }
+
+    /// The error of a non-2xx answer: the code and message of its body, or, when the body is not
+    /// an error body, a code guessed from the status.
+    pub(crate) fn from_answer(status: u16, body: &[u8]) -> Self {
+        match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(parsed) => Self::Api {
+                code: ApiCode::parse(&parsed.error.code),
+                status,
+                message: parsed.error.message,
+            },
+            Err(_) => Self::Api {
+                code: ApiCode::from_status(status),
+                status,
+                message: format!("HTTP {status} without an error body"),
+            },
+        }
+    }
+}
+
+/// The stable `code` of an API error (`docs/api.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ApiCode {
+    /// `audit_unavailable`: the audit entry could not be written; the operation did not happen.
+    AuditUnavailable,
+    /// `binding_mismatch`: the token's binding differs from the caller's expectation.
+    BindingMismatch,
+    /// `conflict`: a compare-and-set failed, or the state forbids the operation.
+    Conflict,
+    /// `decryption_failed`: a transit blob did not open (wrong tenant, context, or altered).
+    DecryptionFailed,
+    /// `denied`: the caller lacks the capability.
+    Denied,
+    /// `expired`: the token is past its expiry.
+    Expired,
+    /// `internal`: a bug or an unexpected failure in the daemon.
+    Internal,
+    /// `invalid`: the request is malformed.
+    Invalid,
+    /// `kms_*`: the KMS failed or refused; the full code names how
+    /// (`kms_unreachable`, `kms_key_disabled`, `kms_decryption_failed`, …).
+    Kms(String),
+    /// `method_not_allowed`: the path exists but not with this method.
+    MethodNotAllowed,
+    /// `not_found`: no such tenant, token, job or path.
+    NotFound,
+    /// `sealed`: the vault is sealed.
+    Sealed,
+    /// `too_large`: the body exceeds the limit (64 KiB).
+    TooLarge,
+    /// `unavailable`: the daemon is overloaded or shutting down.
+    Unavailable,
+    /// `uninitialized`: the vault has not been initialized.
+    Uninitialized,
+    /// A code this client version does not know.
+    Other(String),
+}
+
+impl ApiCode {
+    /// Parses the wire form (`not_found`, …). Unknown codes become [`ApiCode::Other`].
+    pub fn parse(code: &str) -> Self {
+        match code {
+            "audit_unavailable" => Self::AuditUnavailable,
+            "binding_mismatch" => Self::BindingMismatch,
+            "conflict" => Self::Conflict,
+            "decryption_failed" => Self::DecryptionFailed,
+            "denied" => Self::Denied,
+            "expired" => Self::Expired,
+            "internal" => Self::Internal,
+            "invalid" => Self::Invalid,
+            kms if kms.starts_with("kms_") => Self::Kms(kms.to_owned()),
+            "method_not_allowed" => Self::MethodNotAllowed,
+            "not_found" => Self::NotFound,
+            "sealed" => Self::Sealed,
+            "too_large" => Self::TooLarge,
+            "unavailable" => Self::Unavailable,
+            "uninitialized" => Self::Uninitialized,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    /// The wire form of the code.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::AuditUnavailable => "audit_unavailable",
+            Self::BindingMismatch => "binding_mismatch",
+            Self::Conflict => "conflict",
+            Self::DecryptionFailed => "decryption_failed",
+            Self::Denied => "denied",
+            Self::Expired => "expired",
+            Self::Internal => "internal",
+            Self::Invalid => "invalid",
+            Self::Kms(code) => code,
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::NotFound => "not_found",
+            Self::Sealed => "sealed",
+            Self::TooLarge => "too_large",
+            Self::Unavailable => "unavailable",
+            Self::Uninitialized => "uninitialized",
+            Self::Other(code) => code,
+        }
+    }
+
+    /// A best guess from the status alone, for an error answer without an error body.
+    fn from_status(status: u16) -> Self {
+        match status {
+            400 => Self::Invalid,
+            403 => Self::Denied,
+            404 => Self::NotFound,
+            405 => Self::MethodNotAllowed,
+            409 => Self::Conflict,
+            410 => Self::Expired,
+            413 => Self::TooLarge,
+            500 => Self::Internal,
+            502 => Self::Kms("kms_error".to_owned()),
+            503 => Self::Unavailable,
+            other => Self::Other(format!("http_{other}")),
+        }
+    }
+}
+
+impl fmt::Display for ApiCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all() -> [(&'static str, ApiCode); 15] {
+        [
+            ("audit_unavailable", ApiCode::AuditUnavailable),
+            ("binding_mismatch", ApiCode::BindingMismatch),
+            ("conflict", ApiCode::Conflict),
+            ("denied", ApiCode::Denied),
+            ("expired", ApiCode::Expired),
+            ("internal", ApiCode::Internal),
+            ("invalid", ApiCode::Invalid),
+            (
+                "kms_unreachable",
+                ApiCode::Kms("kms_unreachable".to_owned()),
+            ),
+            ("decryption_failed", ApiCode::DecryptionFailed),
+            ("method_not_allowed", ApiCode::MethodNotAllowed),
+            ("not_found", ApiCode::NotFound),
+            ("sealed", ApiCode::Sealed),
+            ("too_large", ApiCode::TooLarge),
+            ("unavailable", ApiCode::Unavailable),
+            ("uninitialized", ApiCode::Uninitialized),
+        ]
+    }
+
+    #[test]
+    fn parses_every_known_code_and_round_trips() {
+        for (text, code) in all() {
+            assert_eq!(ApiCode::parse(text), code);
+            assert_eq!(code.as_str(), text);
+            assert_eq!(code.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn keeps_unknown_codes() {
+        let code = ApiCode::parse("rate_limited");
+        assert_eq!(code, ApiCode::Other("rate_limited".to_owned()));
+        assert_eq!(code.as_str(), "rate_limited");
+        // Codes are case-sensitive snake_case.
+        assert_eq!(
+            ApiCode::parse("Sealed"),
+            ApiCode::Other("Sealed".to_owned())
+        );
+    }
+
+    #[test]
+    fn parses_error_body() {
+        let body = br#"{"error":{"code":"binding_mismatch","message":"account differs"}}"#;
+        let err = Error::from_answer(409, body);
+        assert_eq!(err.code(), Some(&ApiCode::BindingMismatch));
+        match err {
+            Error::Api {
+                status, message, ..
+            } => {
+                assert_eq!(status, 409);
+                assert_eq!(message, "account differs");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn error_without_body_falls_back_to_status() {
+        let err = Error::from_answer(404, b"not json");
+        assert_eq!(err.code(), Some(&ApiCode::NotFound));
+        let err = Error::from_answer(418, b"");
+        assert_eq!(err.code(), Some(&ApiCode::Other("http_418".to_owned())));
+    }
+
+    #[test]
+    fn display_names_code_and_status() {
+        let err = Error::from_answer(
+            503,
+            br#"{"error":{"code":"sealed","message":"vault is sealed"}}"#,
+        );
+        assert_eq!(
+            err.to_string(),
+            "vaultd refused the request: vault is sealed (sealed, HTTP 503)"
+        );
+        assert_eq!(Error::Timeout.code(), None);
+    }
+}

@@ -1,0 +1,342 @@
+//! Configuration: one TOML file, overridden by `VAULTD_*` environment variables and flags
+//! (flags win), checked into a [`Config`] before anything starts.
+//!
+//! ```toml
+//! data_dir = "/var/lib/vaultd"
+//! socket = "/run/vaultd/vaultd.sock"
+//! socket_group = "vaultd"          # optional: group of the socket and its directory
+//! auto_unseal = true               # unseal at start through the KMS
+//! log_format = "json"              # or "human"
+//! max_connections = 256
+//! header_timeout_secs = 10         # also the idle timeout of a kept-alive connection
+//! cache_mib = 64                   # sled page cache
+//!
+//! [kms]
+//! provider = "local"
+//! key_dir = "/etc/vaultd/keys"
+//! key_id = "main"
+//!
+//! [[policy]]
+//! name = "platform-app"
+//! users = ["platform"]             # and/or uids = [1001], gids = [...], groups = [...]
+//! capabilities = ["token:unseal", "token:read", "transit:unseal"]
+//! tenants = ["*"]                  # "*", "prefix*", or exact tenant ids
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use crate::policy::{Capability, Policy, Rule, TenantPattern};
+
+/// The daemon's checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the store lives (created 0700; refused if group or others can access it).
+    pub data_dir: PathBuf,
+    /// The Unix socket path (0660, in a 0750 directory).
+    pub socket: PathBuf,
+    /// Group id for the socket and its directory.
+    pub socket_gid: Option<u32>,
+    /// Unseal through the KMS at start.
+    pub auto_unseal: bool,
+    /// Initialize on first start (only `--dev`).
+    pub auto_init: bool,
+    /// The KMS provider.
+    pub kms: KmsConfig,
+    /// Who may do what.
+    pub policy: Policy,
+    /// Log lines as JSON.
+    pub log_json: bool,
+    /// Most connections served at once.
+    pub max_connections: usize,
+    /// Time allowed to send request headers, and to stay idle between requests.
+    pub header_timeout: Duration,
+    /// sled page cache in bytes.
+    pub cache_bytes: u64,
+    /// Whether this is `--dev` (prints a banner, creates what is missing).
+    pub dev: bool,
+}
+
+/// Which KMS wraps the master key.
+#[derive(Debug, Clone)]
+pub enum KmsConfig {
+    /// Key files in a directory.
+    Local {
+        /// Directory of `<key_id>.key` files.
+        key_dir: PathBuf,
+        /// Key that wraps new master keys.
+        key_id: String,
+        /// Create the directory and key if missing (`--dev`).
+        create: bool,
+    },
+}
+
+/// The TOML file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    data_dir: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    socket_group: Option<String>,
+    auto_unseal: Option<bool>,
+    log_format: Option<String>,
+    max_connections: Option<usize>,
+    header_timeout_secs: Option<u64>,
+    cache_mib: Option<u64>,
+    kms: Option<RawKms>,
+    #[serde(default)]
+    policy: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, tag = "provider", rename_all = "lowercase")]
+enum RawKms {
+    Local { key_dir: PathBuf, key_id: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: Option<String>,
+    #[serde(default)]
+    uids: Vec<u32>,
+    #[serde(default)]
+    gids: Vec<u32>,
+    #[serde(default)]
+    users: Vec<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    capabilities: Vec<Capability>,
+    #[serde(default)]
+    tenants: Vec<String>,
+}
+
+/// Values from flags and environment that override the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--data-dir` / `VAULTD_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `--socket` / `VAULTD_SOCKET`.
+    pub socket: Option<PathBuf>,
+    /// `--log-format` / `VAULTD_LOG_FORMAT`.
+    pub log_format: Option<String>,
+}
+
+impl Config {
+    /// Reads and checks `path`, then applies `overrides`.
+    pub fn load(path: &Path, overrides: &Overrides) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        let raw: RawConfig =
+            toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?;
+        Self::from_raw(raw, overrides)
+    }
+
+    /// `--dev`: everything under `dir` (default `./vaultd-dev`), local KMS, auto-init and
+    /// auto-unseal, every capability for the uid that started the daemon and nobody else.
+    pub fn insecure_dev(dir: &Path, overrides: &Overrides) -> Self {
+        let dir = overrides.data_dir.clone().unwrap_or_else(|| dir.to_owned());
+        Self {
+            socket: overrides
+                .socket
+                .clone()
+                .unwrap_or_else(|| dir.join("vaultd.sock")),
+            kms: KmsConfig::Local {
+                key_dir: dir.join("keys"),
+                key_id: "dev".into(),
+                create: true,
+            },
+            data_dir: dir.join("data"),
+            socket_gid: None,
+            auto_unseal: true,
+            auto_init: true,
+            policy: Policy::insecure_dev_owner_only(crate::os::effective_uid()),
+            log_json: overrides.log_format.as_deref() == Some("json"),
+            max_connections: 256,
+            header_timeout: Duration::from_secs(10),
+            cache_bytes: 64 << 20,
+            dev: true,
+        }
+    }
+
+    fn from_raw(raw: RawConfig, overrides: &Overrides) -> anyhow::Result<Self> {
+        let data_dir = overrides
+            .data_dir
+            .clone()
+            .or(raw.data_dir)
+            .context("data_dir is required")?;
+        let socket = overrides
+            .socket
+            .clone()
+            .or(raw.socket)
+            .context("socket is required")?;
+        let log_format = overrides
+            .log_format
+            .clone()
+            .or(raw.log_format)
+            .unwrap_or_else(|| "human".into());
+        let log_json = match log_format.as_str() {
+            "json" => true,
+            "human" => false,
+            other => bail!("log_format must be \"human\" or \"json\", not {other:?}"),
+        };
+        let kms = match raw.kms.context("[kms] is required")? {
+            RawKms::Local { key_dir, key_id } => KmsConfig::Local {
+                key_dir,
+                key_id,
+                create: false,
+            },
+        };
+        let socket_gid = raw.socket_group.as_deref().map(group_id).transpose()?;
+        let mut rules = Vec::new();
+        for (i, r) in raw.policy.into_iter().enumerate() {
+            let mut uids = r.uids;
+            for user in &r.users {
+                uids.push(user_id(user)?);
+            }
+            let mut gids = r.gids;
+            for group in &r.groups {
+                gids.push(group_id(group)?);
+            }
+            if uids.is_empty() && gids.is_empty() {
+                bail!(
+                    "policy rule {} names nobody: give uids, gids, users or groups",
+                    i + 1
+                );
+            }
+            let tenants = r
+                .tenants
+                .iter()
+                .map(|t| t.parse::<TenantPattern>().map_err(anyhow::Error::msg))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            if r.capabilities.iter().any(|c| c.tenant_scoped()) && tenants.is_empty() {
+                bail!(
+                    "policy rule {} grants tenant capabilities but lists no tenants",
+                    i + 1
+                );
+            }
+            rules.push(Rule {
+                name: r.name.unwrap_or_else(|| format!("rule-{}", i + 1)),
+                uids,
+                gids,
+                capabilities: r.capabilities,
+                tenants,
+            });
+        }
+        let max_connections = raw.max_connections.unwrap_or(256);
+        if max_connections == 0 {
+            bail!("max_connections must be at least 1");
+        }
+        Ok(Self {
+            data_dir,
+            socket,
+            socket_gid,
+            auto_unseal: raw.auto_unseal.unwrap_or(true),
+            auto_init: false,
+            kms,
+            policy: Policy::new(rules),
+            log_json,
+            max_connections,
+            header_timeout: Duration::from_secs(raw.header_timeout_secs.unwrap_or(10).max(1)),
+            cache_bytes: raw.cache_mib.unwrap_or(64).max(1) << 20,
+            dev: false,
+        })
+    }
+}
+
+/// Looks a name up in an `/etc/passwd`-format file: field 3 is the id.
+fn lookup(file: &str, name: &str, kind: &str) -> anyhow::Result<u32> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.split(':');
+            let n = f.next()?;
+            let id = f.nth(1)?;
+            (n == name).then(|| id.parse().ok()).flatten()
+        })
+        .next()
+        .with_context(|| format!("no {kind} named {name:?} in {file}"))
+}
+
+fn user_id(name: &str) -> anyhow::Result<u32> {
+    lookup("/etc/passwd", name, "user")
+}
+
+fn group_id(name: &str) -> anyhow::Result<u32> {
+    lookup("/etc/group", name, "group")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Identity;
+
+    fn parse(text: &str) -> anyhow::Result<Config> {
+        Config::from_raw(toml::from_str(text)?, &Overrides::default())
+    }
+
+    const BASE: &str = "data_dir = \"/d\"\nsocket = \"/s\"\n[kms]\nprovider = \"local\"\nkey_dir = \"/k\"\nkey_id = \"main\"\n";
+
+    #[test]
+    fn parses_policy_with_users_and_patterns() {
+        let cfg = parse(&format!(
+            "{BASE}[[policy]]\nusers = [\"root\"]\ncapabilities = [\"token:seal\"]\ntenants = [\"acme-*\"]\n"
+        ))
+        .expect("valid");
+        let root = Identity {
+            uid: 0,
+            gid: 0,
+            pid: None,
+        };
+        assert!(
+            cfg.policy
+                .allows(&root, Capability::TokenSeal, Some("acme-1"))
+        );
+        assert!(
+            !cfg.policy
+                .allows(&root, Capability::TokenUnseal, Some("acme-1"))
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_fields_capabilities_and_empty_rules() {
+        assert!(parse(&format!("{BASE}bogus = 1\n")).is_err());
+        assert!(
+            parse(&format!(
+                "{BASE}[[policy]]\nuids = [1]\ncapabilities = [\"token:all\"]\n"
+            ))
+            .is_err()
+        );
+        assert!(
+            parse(&format!(
+                "{BASE}[[policy]]\ncapabilities = [\"sys:status\"]\n"
+            ))
+            .is_err()
+        );
+        assert!(
+            parse(&format!(
+                "{BASE}[[policy]]\nuids = [1]\ncapabilities = [\"token:seal\"]\n"
+            ))
+            .is_err()
+        );
+        assert!(
+            parse(&format!(
+                "{BASE}[[policy]]\nusers = [\"no-such-user-x\"]\ncapabilities = [\"sys:status\"]\n"
+            ))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let o = Overrides {
+            socket: Some("/other".into()),
+            ..Overrides::default()
+        };
+        let cfg = Config::from_raw(toml::from_str(BASE).expect("toml"), &o).expect("valid");
+        assert_eq!(cfg.socket, PathBuf::from("/other"));
+    }
+}

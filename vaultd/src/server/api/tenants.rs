@@ -1,0 +1,35 @@
+//! `/v1/tenants[/{tenant}]`: create, list, show, destroy.
+
+use ::http::{Response, StatusCode};
+use vault_client::wire::TenantList;
+
+use super::no_body;
+use crate::policy::{Capability, Identity};
+use crate::server::App;
+use crate::server::message::{self as http, Body, Failure};
+use crate::server::routes::Route;
+
+pub(super) async fn serve(
+    app: &App,
+    who: Identity,
+    route: &Route,
+    body: &[u8],
+) -> Result<Response<Body>, Failure> {
+    let vault = &app.vault;
+    no_body(body)?;
+    match route {
+        Route::CreateTenant(t) => Ok(http::json(StatusCode::OK, &vault.create_tenant(t).await?)),
+        Route::ShowTenant(t) => Ok(http::json(StatusCode::OK, &vault.tenant_info(t)?)),
+        Route::ListTenants => {
+            let all = vault.list_tenants()?;
+            let tenants = all
+                .tenants
+                .into_iter()
+                .filter(|t| app.policy.allows(&who, Capability::KeysRead, Some(&t.name)))
+                .collect();
+            Ok(http::json(StatusCode::OK, &TenantList { tenants }))
+        }
+        Route::DestroyTenant(t) => Ok(http::json(StatusCode::OK, &vault.destroy_tenant(t).await?)),
+        _ => unreachable!("routed by api::serve"),
+    }
+}

@@ -1,0 +1,68 @@
+//! `/v1/tenants/{t}/tokens[/{id}[/unseal]]`: put, unseal, metadata, list, delete.
+
+use ::http::{Response, StatusCode};
+use vault_client::wire::{self, UnsealToken};
+
+use super::no_body;
+use crate::server::App;
+use crate::server::message::{self as http, Body, Failure};
+use crate::server::routes::Route;
+use crate::vault::PutToken;
+
+pub(super) async fn serve(
+    app: &App,
+    route: &Route,
+    body: &[u8],
+) -> Result<Response<Body>, Failure> {
+    let vault = &app.vault;
+    match route {
+        Route::PutToken(t, k) => {
+            let req: wire::PutToken = http::parse_required(body)?;
+            let secret = match (req.secret, req.secret_b64) {
+                (Some(s), None) | (None, Some(s)) => s,
+                _ => {
+                    return Err(Failure::invalid(
+                        "give exactly one of secret and secret_b64",
+                    ));
+                }
+            };
+            let put = PutToken {
+                secret,
+                binding: req.binding,
+                expires_at: req.expires_at.map(|t| t.unix()),
+                expected_revision: req.expected_revision,
+            };
+            Ok(http::json(
+                StatusCode::OK,
+                &vault.put_token(t, k, &put).await?,
+            ))
+        }
+        Route::UnsealToken(t, k) => {
+            let req: UnsealToken = http::parse(body, true)?;
+            Ok(http::json(
+                StatusCode::OK,
+                &vault.unseal_token(t, k, req.expect.as_ref())?,
+            ))
+        }
+        Route::ShowToken(t, k) => {
+            no_body(body)?;
+            Ok(http::json(StatusCode::OK, &vault.token_meta(t, k)?))
+        }
+        Route::ListTokens {
+            tenant,
+            after,
+            limit,
+        } => {
+            no_body(body)?;
+            Ok(http::json(
+                StatusCode::OK,
+                &vault.list_tokens(tenant, after.as_ref(), *limit)?,
+            ))
+        }
+        Route::DeleteToken(t, k) => {
+            no_body(body)?;
+            Ok(http::json(StatusCode::OK, &vault.delete_token(t, k).await?))
+        }
+        _ => unreachable!("routed by api::serve"),
+    }
+}

@@ -1,0 +1,140 @@
+//! `/v1/tenants/{t}/seal` and `/unseal`: transit mode, single and batch.
+
+use ::http::{Response, StatusCode};
+use vault_client::wire::{
+    Batch, BatchItem, ErrorDetail, Plaintext, Sealed, TransitSeal, TransitUnseal,
+};
+
+use crate::error::Error;
+use crate::ids::TenantId;
+use crate::secret::Secret;
+use crate::server::App;
+use crate::server::message::{self as http, Body, Failure};
+use crate::server::routes::Route;
+use crate::vault::{MAX_BATCH, Vault};
+
+pub(super) fn serve(app: &App, route: &Route, body: &[u8]) -> Result<Response<Body>, Failure> {
+    let vault = &app.vault;
+    match route {
+        Route::TransitSeal(t) => {
+            let req: TransitSeal = http::parse_required(body)?;
+            match req.items {
+                Some(items) => {
+                    if req.plaintext.is_some()
+                        || req.plaintext_b64.is_some()
+                        || req.context.is_some()
+                    {
+                        return Err(Failure::invalid(
+                            "give either items or a single plaintext, not both",
+                        ));
+                    }
+                    check_batch(items.len())?;
+                    let results = items
+                        .into_iter()
+                        .map(|item| {
+                            item_result(seal_one(
+                                vault,
+                                t,
+                                item.plaintext,
+                                item.plaintext_b64,
+                                &item.context,
+                            ))
+                        })
+                        .collect();
+                    Ok(http::json(StatusCode::OK, &Batch { items: results }))
+                }
+                None => {
+                    let context = req.context.unwrap_or_default();
+                    let sealed = seal_one(vault, t, req.plaintext, req.plaintext_b64, &context)?;
+                    Ok(http::json(StatusCode::OK, &sealed))
+                }
+            }
+        }
+        Route::TransitUnseal(t) => {
+            let req: TransitUnseal = http::parse_required(body)?;
+            match (req.items, req.sealed) {
+                (Some(items), None) if req.context.is_none() => {
+                    check_batch(items.len())?;
+                    let results = items
+                        .into_iter()
+                        .map(|item| item_result(unseal_one(vault, t, &item.sealed, &item.context)))
+                        .collect();
+                    Ok(http::json(StatusCode::OK, &Batch { items: results }))
+                }
+                (None, Some(sealed)) => {
+                    let context = req.context.unwrap_or_default();
+                    Ok(http::json(
+                        StatusCode::OK,
+                        &unseal_one(vault, t, &sealed, &context)?,
+                    ))
+                }
+                _ => Err(Failure::invalid(
+                    "give either items or a single sealed blob",
+                )),
+            }
+        }
+        _ => unreachable!("routed by api::serve"),
+    }
+}
+
+fn seal_one(
+    vault: &Vault,
+    tenant: &TenantId,
+    text: Option<Secret>,
+    b64: Option<Secret>,
+    context: &str,
+) -> Result<Sealed, Failure> {
+    let plaintext = match (text, b64) {
+        (Some(p), None) | (None, Some(p)) => p,
+        _ => {
+            return Err(Failure::invalid(
+                "give exactly one of plaintext and plaintext_b64",
+            ));
+        }
+    };
+    Ok(Sealed {
+        sealed: vault.transit_seal(tenant, &plaintext, context)?,
+    })
+}
+
+fn unseal_one(
+    vault: &Vault,
+    tenant: &TenantId,
+    sealed: &str,
+    context: &str,
+) -> Result<Plaintext, Failure> {
+    let plain = vault.transit_unseal(tenant, sealed, context)?;
+    Ok(if plain.expose_str().is_some() {
+        Plaintext {
+            plaintext: Some(plain),
+            plaintext_b64: None,
+        }
+    } else {
+        Plaintext {
+            plaintext: None,
+            plaintext_b64: Some(plain),
+        }
+    })
+}
+
+fn check_batch(len: usize) -> Result<(), Failure> {
+    if (1..=MAX_BATCH).contains(&len) {
+        Ok(())
+    } else {
+        Err(Failure::from(Error::Invalid(format!(
+            "a batch holds 1-{MAX_BATCH} items"
+        ))))
+    }
+}
+
+fn item_result<T>(result: Result<T, Failure>) -> BatchItem<T> {
+    match result {
+        Ok(value) => BatchItem::Done(value),
+        Err(f) => BatchItem::Failed {
+            error: ErrorDetail {
+                code: f.code.to_owned(),
+                message: f.message,
+            },
+        },
+    }
+}

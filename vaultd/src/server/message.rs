@@ -1,0 +1,143 @@
+//! Request bodies in, JSON and errors out.
+
+use bytes::Bytes;
+pub(super) use http::StatusCode;
+use http::{HeaderValue, Response, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use vault_client::wire::{ErrorBody, ErrorDetail};
+use zeroize::Zeroizing;
+
+use crate::error::Error;
+
+/// Largest request body accepted.
+pub(super) const MAX_BODY: usize = 64 * 1024;
+
+/// A body the server sends.
+pub(super) type Body = Full<Bytes>;
+
+/// An answer that is not a success: status, code and message.
+#[derive(Debug)]
+pub(super) struct Failure {
+    pub(super) status: StatusCode,
+    pub(super) code: &'static str,
+    pub(super) message: String,
+}
+
+impl Failure {
+    pub(super) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub(super) fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid", message)
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        let message = match &e {
+            // Internal details go to the log, not to the caller.
+            Error::Store(_) | Error::Random => "internal error; see the vaultd log".to_owned(),
+            other => other.to_string(),
+        };
+        if matches!(e, Error::Store(_) | Error::Random) {
+            tracing::error!(error = %e, "internal error");
+        }
+        Self {
+            status: e.status(),
+            code: e.code(),
+            message,
+        }
+    }
+}
+
+/// Reads the whole body, refusing more than [`MAX_BODY`] bytes. The bytes are wiped on drop.
+pub(super) async fn read_body(body: Incoming) -> Result<Zeroizing<Vec<u8>>, Failure> {
+    match Limited::new(body, MAX_BODY).collect().await {
+        Ok(collected) => Ok(Zeroizing::new(collected.to_bytes().to_vec())),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Failure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("request body is over {MAX_BODY} bytes"),
+        )),
+        Err(_) => Err(Failure::invalid("could not read the request body")),
+    }
+}
+
+/// Parses a JSON body; an empty body is `T::default()` where `empty_ok`.
+pub(super) fn parse<T: DeserializeOwned + Default>(
+    body: &[u8],
+    empty_ok: bool,
+) -> Result<T, Failure> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return if empty_ok {
+            Ok(T::default())
+        } else {
+            Err(Failure::invalid("a JSON body is required"))
+        };
+    }
+    parse_required(body)
+}
+
+/// Parses a JSON body that must be present. Unknown fields and trailing bytes are refused.
+/// Error messages name the position and, for field errors, the field, never a value.
+pub(super) fn parse_required<T: DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
+    serde_json::from_slice(body).map_err(|e| {
+        let text = e.to_string();
+        let detail = if text.starts_with("unknown field") || text.starts_with("missing field") {
+            text.split(" at line").next().unwrap_or("").to_owned()
+        } else {
+            format!("{:?} error", e.classify()).to_lowercase()
+        };
+        Failure::invalid(format!(
+            "malformed JSON body (line {}, column {}): {detail}",
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+/// A JSON answer.
+pub(super) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => with_type(status, Bytes::from(bytes), "application/json"),
+        Err(_) => failure(&Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "could not encode the answer",
+        )),
+    }
+}
+
+/// A plain-text answer.
+pub(super) fn text(status: StatusCode, body: String, content_type: &'static str) -> Response<Body> {
+    with_type(status, Bytes::from(body), content_type)
+}
+
+/// An error answer.
+pub(super) fn failure(f: &Failure) -> Response<Body> {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: f.code.to_owned(),
+            message: f.message.clone(),
+        },
+    };
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    with_type(f.status, Bytes::from(bytes), "application/json")
+}
+
+fn with_type(status: StatusCode, body: Bytes, content_type: &'static str) -> Response<Body> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

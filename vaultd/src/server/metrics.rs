@@ -1,0 +1,61 @@
+//! Request counters, rendered in the Prometheus text format. Labels are route names and status
+//! codes only: never ids, never secrets.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Mutex, PoisonError};
+
+use vault_client::wire::VaultState;
+
+/// Counters since start.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+}
+
+impl Metrics {
+    /// Counts one answered request.
+    pub(super) fn record(&self, route: &'static str, status: u16) {
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((route, status))
+            .or_insert(0) += 1;
+    }
+
+    /// The exposition text.
+    pub(super) fn render(&self, state: VaultState, kms_provider: &str, kms_calls: u64) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP vaultd_requests_total Requests answered, by route and HTTP status.\n");
+        out.push_str("# TYPE vaultd_requests_total counter\n");
+        for ((route, status), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "vaultd_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP vaultd_kms_calls_total Calls to the KMS provider since start.\n");
+        out.push_str("# TYPE vaultd_kms_calls_total counter\n");
+        let _ = writeln!(
+            out,
+            "vaultd_kms_calls_total{{provider=\"{kms_provider}\"}} {kms_calls}"
+        );
+        out.push_str(
+            "# HELP vaultd_state Lifecycle state: 0 uninitialized, 1 sealed, 2 unsealed.\n",
+        );
+        out.push_str("# TYPE vaultd_state gauge\n");
+        let state = match state {
+            VaultState::Uninitialized => 0,
+            VaultState::Sealed => 1,
+            VaultState::Unsealed => 2,
+        };
+        let _ = writeln!(out, "vaultd_state {state}");
+        out
+    }
+}

@@ -1,0 +1,284 @@
+//! Method and path → [`Route`], with ids and query parameters parsed into typed values.
+
+use http::{Method, StatusCode};
+
+use super::message::Failure;
+use crate::ids::{TenantId, TokenId};
+use crate::policy::Capability;
+
+/// Default page size of token lists.
+const DEFAULT_LIMIT: usize = 100;
+
+/// Every endpoint, with its parsed path and query parameters.
+#[derive(Debug)]
+pub(super) enum Route {
+    CreateTenant(TenantId),
+    DeleteToken(TenantId, TokenId),
+    DestroyTenant(TenantId),
+    Health,
+    Init,
+    ListTenants,
+    ListTokens {
+        tenant: TenantId,
+        after: Option<TokenId>,
+        limit: usize,
+    },
+    Metrics,
+    PutToken(TenantId, TokenId),
+    Seal,
+    ShowTenant(TenantId),
+    ShowToken(TenantId, TokenId),
+    Status,
+    TransitSeal(TenantId),
+    TransitUnseal(TenantId),
+    Unseal,
+    UnsealToken(TenantId, TokenId),
+}
+
+impl Route {
+    /// A stable name for logs and metrics.
+    pub(super) fn name(&self) -> &'static str {
+        match self {
+            Self::CreateTenant(_) => "tenant.create",
+            Self::DeleteToken(..) => "token.delete",
+            Self::DestroyTenant(_) => "tenant.destroy",
+            Self::Health => "sys.health",
+            Self::Init => "sys.init",
+            Self::ListTenants => "tenant.list",
+            Self::ListTokens { .. } => "token.list",
+            Self::Metrics => "sys.metrics",
+            Self::PutToken(..) => "token.put",
+            Self::Seal => "sys.seal",
+            Self::ShowTenant(_) => "tenant.show",
+            Self::ShowToken(..) => "token.show",
+            Self::Status => "sys.status",
+            Self::TransitSeal(_) => "transit.seal",
+            Self::TransitUnseal(_) => "transit.unseal",
+            Self::Unseal => "sys.unseal",
+            Self::UnsealToken(..) => "token.unseal",
+        }
+    }
+
+    /// The capability the caller needs; `None` for the unauthenticated health check.
+    pub(super) fn capability(&self) -> Option<Capability> {
+        Some(match self {
+            Self::Health => return None,
+            Self::CreateTenant(_) => Capability::TenantCreate,
+            Self::DeleteToken(..) => Capability::TokenDelete,
+            Self::DestroyTenant(_) => Capability::TenantDestroy,
+            Self::Init => Capability::SysInit,
+            Self::ListTenants | Self::ShowTenant(_) => Capability::KeysRead,
+            Self::ListTokens { .. } | Self::ShowToken(..) => Capability::TokenRead,
+            Self::Metrics | Self::Status => Capability::SysStatus,
+            Self::PutToken(..) => Capability::TokenSeal,
+            Self::Seal => Capability::SysSeal,
+            Self::TransitSeal(_) => Capability::TransitSeal,
+            Self::TransitUnseal(_) => Capability::TransitUnseal,
+            Self::Unseal => Capability::SysUnseal,
+            Self::UnsealToken(..) => Capability::TokenUnseal,
+        })
+    }
+
+    /// The tenant the request is about, if any.
+    pub(super) fn tenant(&self) -> Option<&TenantId> {
+        match self {
+            Self::CreateTenant(t)
+            | Self::DestroyTenant(t)
+            | Self::ShowTenant(t)
+            | Self::TransitSeal(t)
+            | Self::TransitUnseal(t)
+            | Self::DeleteToken(t, _)
+            | Self::PutToken(t, _)
+            | Self::ShowToken(t, _)
+            | Self::UnsealToken(t, _)
+            | Self::ListTokens { tenant: t, .. } => Some(t),
+            Self::Health
+            | Self::Init
+            | Self::ListTenants
+            | Self::Metrics
+            | Self::Seal
+            | Self::Status
+            | Self::Unseal => None,
+        }
+    }
+
+    /// The token id the request is about, if any.
+    pub(super) fn token(&self) -> Option<&TokenId> {
+        match self {
+            Self::DeleteToken(_, k)
+            | Self::PutToken(_, k)
+            | Self::ShowToken(_, k)
+            | Self::UnsealToken(_, k) => Some(k),
+            _ => None,
+        }
+    }
+}
+
+/// Parses a request line. Unknown paths are 404, known paths with another method 405.
+pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<Route, Failure> {
+    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+    let mut q = Query::parse(query)?;
+    let m = method.clone();
+    let route = match segments.as_slice() {
+        ["v1", "sys", "health"] => only(&m, Method::GET, Route::Health)?,
+        ["v1", "sys", "status"] => only(&m, Method::GET, Route::Status)?,
+        ["v1", "sys", "metrics"] => only(&m, Method::GET, Route::Metrics)?,
+        ["v1", "sys", "init"] => only(&m, Method::POST, Route::Init)?,
+        ["v1", "sys", "unseal"] => only(&m, Method::POST, Route::Unseal)?,
+        ["v1", "sys", "seal"] => only(&m, Method::POST, Route::Seal)?,
+        ["v1", "tenants"] => only(&m, Method::GET, Route::ListTenants)?,
+        ["v1", "tenants", t] => match m {
+            Method::PUT => Route::CreateTenant(tenant(t)?),
+            Method::GET => Route::ShowTenant(tenant(t)?),
+            Method::DELETE => {
+                let t = tenant(t)?;
+                match q.take("confirm") {
+                    Some(c) if c == t.as_str() => Route::DestroyTenant(t),
+                    _ => {
+                        return Err(Failure::invalid(format!(
+                            "destroying a tenant needs ?confirm={t}"
+                        )));
+                    }
+                }
+            }
+            _ => return Err(not_allowed("GET, PUT, DELETE")),
+        },
+        ["v1", "tenants", t, "tokens"] => {
+            let tenant = tenant(t)?;
+            let after = q
+                .take("after")
+                .map(|a| TokenId::parse(&a))
+                .transpose()
+                .map_err(Failure::from)?;
+            let limit = match q.take("limit") {
+                None => DEFAULT_LIMIT,
+                Some(l) => l
+                    .parse()
+                    .map_err(|_| Failure::invalid("limit must be a number"))?,
+            };
+            only(
+                &m,
+                Method::GET,
+                Route::ListTokens {
+                    tenant,
+                    after,
+                    limit,
+                },
+            )?
+        }
+        ["v1", "tenants", t, "tokens", k] => match m {
+            Method::PUT => Route::PutToken(tenant(t)?, token(k)?),
+            Method::GET => Route::ShowToken(tenant(t)?, token(k)?),
+            Method::DELETE => Route::DeleteToken(tenant(t)?, token(k)?),
+            _ => return Err(not_allowed("GET, PUT, DELETE")),
+        },
+        ["v1", "tenants", t, "tokens", k, "unseal"] => {
+            only(&m, Method::POST, Route::UnsealToken(tenant(t)?, token(k)?))?
+        }
+        ["v1", "tenants", t, "seal"] => only(&m, Method::POST, Route::TransitSeal(tenant(t)?))?,
+        ["v1", "tenants", t, "unseal"] => only(&m, Method::POST, Route::TransitUnseal(tenant(t)?))?,
+        _ => {
+            return Err(Failure::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no endpoint {path}"),
+            ));
+        }
+    };
+    q.finish()?;
+    Ok(route)
+}
+
+fn only(method: &Method, allowed: Method, route: Route) -> Result<Route, Failure> {
+    if *method == allowed {
+        Ok(route)
+    } else {
+        Err(not_allowed(allowed.as_str()))
+    }
+}
+
+fn not_allowed(allowed: &str) -> Failure {
+    Failure::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("allowed: {allowed}"),
+    )
+}
+
+fn tenant(text: &str) -> Result<TenantId, Failure> {
+    TenantId::parse(text).map_err(Failure::from)
+}
+
+fn token(text: &str) -> Result<TokenId, Failure> {
+    TokenId::parse(text).map_err(Failure::from)
+}
+
+/// Query parameters; any left unconsumed are refused.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(query: Option<&str>) -> Result<Self, Failure> {
+        let mut pairs = Vec::new();
+        for part in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            if pairs.iter().any(|(seen, _)| seen == k) {
+                return Err(Failure::invalid(format!(
+                    "query parameter {k:?} given twice"
+                )));
+            }
+            pairs.push((k.to_owned(), v.to_owned()));
+        }
+        Ok(Self(pairs))
+    }
+
+    fn take(&mut self, key: &str) -> Option<String> {
+        let i = self.0.iter().position(|(k, _)| k == key)?;
+        Some(self.0.remove(i).1)
+    }
+
+    fn finish(self) -> Result<(), Failure> {
+        match self.0.first() {
+            None => Ok(()),
+            Some((k, _)) => Err(Failure::invalid(format!("unknown query parameter {k:?}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_and_errors() {
+        assert!(matches!(
+            parse(&Method::GET, "/v1/sys/health", None),
+            Ok(Route::Health)
+        ));
+        assert!(matches!(
+            parse(
+                &Method::GET,
+                "/v1/tenants/acme/tokens",
+                Some("after=t1&limit=5")
+            ),
+            Ok(Route::ListTokens { limit: 5, .. })
+        ));
+        let status =
+            |m: &Method, p: &str, q: Option<&str>| parse(m, p, q).err().map(|f| f.status.as_u16());
+        assert_eq!(status(&Method::POST, "/v1/sys/health", None), Some(405));
+        assert_eq!(status(&Method::GET, "/v1/nope", None), Some(404));
+        assert_eq!(status(&Method::GET, "/v1/tenants/a%2Fb", None), Some(400));
+        assert_eq!(status(&Method::GET, "/v1/tenants/..", None), Some(400));
+        assert_eq!(
+            status(&Method::DELETE, "/v1/tenants/acme", Some("confirm=other")),
+            Some(400)
+        );
+        assert_eq!(
+            status(&Method::GET, "/v1/sys/status", Some("x=1")),
+            Some(400)
+        );
+        assert!(matches!(
+            parse(&Method::DELETE, "/v1/tenants/acme", Some("confirm=acme")),
+            Ok(Route::DestroyTenant(_))
+        ));
+    }
+}
