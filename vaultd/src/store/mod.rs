@@ -10,6 +10,9 @@ use std::pin::Pin;
 
 pub mod sled;
 
+/// A key and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// A pending durable commit.
 pub type CommitFuture = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'static>>;
 
@@ -79,7 +82,7 @@ pub trait Store: Send + Sync {
         prefix: &[u8],
         after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    ) -> Result<Vec<Entry>, StoreError>;
 
     /// Applies `batch` atomically; resolves once it is durable. A failed check is
     /// [`StoreError::Conflict`] and writes nothing.

@@ -16,7 +16,7 @@ use std::thread;
 
 use tokio::sync::oneshot;
 
-use super::{Batch, CommitFuture, Op, Store, StoreError, decode_counter};
+use super::{Batch, CommitFuture, Entry, Op, Store, StoreError, decode_counter};
 
 /// Most batches one flush covers; more wait for the next round.
 const GROUP_MAX: usize = 1024;
@@ -77,7 +77,7 @@ impl Store for SledStore {
         prefix: &[u8],
         after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<Entry>, StoreError> {
         let mut out = Vec::new();
         let iter = match after {
             Some(after) => {

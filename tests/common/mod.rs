@@ -1,0 +1,230 @@
+//! Starts the real `vaultd` binary on a Unix socket in a temp dir, with a real sled directory
+//! and the local KMS provider, and kills it by its PID when dropped.
+#![allow(dead_code, unreachable_pub)]
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use vault_client::Client;
+
+/// The uid the seal-only rule names (nobody).
+pub const SEAL_ONLY_UID: u32 = 65534;
+/// A uid in the socket's group that the policy does not name.
+pub const STRANGER_UID: u32 = 65533;
+/// The socket's group (nogroup).
+pub const SOCKET_GID: u32 = 65534;
+
+/// A path to a workspace binary, built by `cargo build --workspace --bins` (scripts/test).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/..");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing: run scripts/test (it builds the binaries first)", path.display());
+    path
+}
+
+/// A running daemon and its directories.
+pub struct Daemon {
+    child: Option<Child>,
+    /// Data, keys and log (0700).
+    pub root: tempfile::TempDir,
+    /// Parent of the socket directory (0755, so other uids can reach the socket's group).
+    pub run: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    restarts: u32,
+}
+
+impl Daemon {
+    /// Starts a daemon with a fresh (uninitialized) vault.
+    pub fn start() -> Self {
+        let root = tempfile::tempdir().expect("tempdir");
+        let run = tempfile::tempdir().expect("tempdir");
+        fs::set_permissions(run.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        let keys = root.path().join("keys");
+        std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700).create(&keys).expect("keys dir");
+        let mut key = [0u8; 32];
+        fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut key)).expect("rng");
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(keys.join("test.key"))
+            .and_then(|mut f| f.write_all(&key))
+            .expect("key file");
+        let socket = run.path().join("sock").join("vaultd.sock");
+        let config = root.path().join("vaultd.toml");
+        fs::write(
+            &config,
+            format!(
+                r#"data_dir = "{data}"
+socket = "{socket}"
+socket_group = "nogroup"
+auto_unseal = true
+header_timeout_secs = 5
+
+[kms]
+provider = "local"
+key_dir = "{keys}"
+key_id = "test"
+
+[[policy]]
+name = "operator"
+uids = [0]
+capabilities = ["sys:init", "sys:seal", "sys:unseal", "sys:status", "tenant:create", "tenant:destroy",
+  "token:seal", "token:unseal", "token:read", "token:delete", "transit:seal", "transit:unseal",
+  "keys:read", "keys:rotate", "audit:read"]
+tenants = ["*"]
+
+[[policy]]
+name = "bank-receiver"
+uids = [{SEAL_ONLY_UID}]
+capabilities = ["token:seal"]
+tenants = ["*"]
+"#,
+                data = root.path().join("data").display(),
+                socket = socket.display(),
+                keys = keys.display(),
+            ),
+        )
+        .expect("config");
+        let log = root.path().join("vaultd.log");
+        let mut daemon = Self { child: None, root, run, socket, config, log, restarts: 0 };
+        daemon.spawn();
+        daemon
+    }
+
+    fn spawn(&mut self) {
+        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let child = Command::new(bin("vaultd"))
+            .arg("--config")
+            .arg(&self.config)
+            .env("VAULTD_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("start vaultd");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("vaultd exited with {status} at start:\n{}", self.log_text());
+            }
+            assert!(Instant::now() < deadline, "vaultd did not open its socket:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A client for this daemon.
+    pub fn client(&self) -> Client {
+        Client::new(&self.socket).with_timeout(Duration::from_secs(20))
+    }
+
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.as_ref().expect("running").id()).expect("pid fits")
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.wait(Duration::from_secs(20))
+    }
+
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill(&mut self) {
+        self.signal(libc::SIGKILL);
+        self.wait(Duration::from_secs(20));
+    }
+
+    /// Starts the daemon again on the same data directory and socket.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the daemon first");
+        self.restarts += 1;
+        self.spawn();
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs `vault-cli` against this daemon as the given uid/gid (None: as the test runner).
+    pub fn cli(&self, ids: Option<(u32, u32)>, args: &[&str], stdin: &[u8]) -> std::process::Output {
+        use std::os::unix::process::CommandExt as _;
+        let mut cmd = Command::new(bin("vault-cli"));
+        cmd.args(args).env("VAULT_SOCKET", &self.socket).env_remove("VAULTD_LOG");
+        if let Some((uid, gid)) = ids {
+            // std drops supplementary groups (setgroups(0)) when a root parent sets uid.
+            cmd.uid(uid).gid(gid);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start vault-cli");
+        child.stdin.take().expect("stdin").write_all(stdin).expect("write stdin");
+        child.wait_with_output().expect("vault-cli output")
+    }
+
+    fn signal(&mut self, signal: i32) {
+        let pid = self.pid();
+        // Killed by its own PID, which we hold as its parent until we reap it.
+        let rc = unsafe_free_kill(pid, signal);
+        assert_eq!(rc, 0, "kill({pid}, {signal})");
+    }
+
+    fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("vaultd did not exit in time:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `kill(2)` through the `kill` command, keeping the tests free of `unsafe`.
+fn unsafe_free_kill(pid: i32, signal: i32) -> i32 {
+    let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().expect("kill");
+    if status.success() { 0 } else { 1 }
+}
+
+/// Every file below `dir`.
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).expect("read dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Whether `haystack` contains `needle`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
