@@ -11,7 +11,12 @@ use vault_client::{ApiCode, Error, Secret, Timestamp};
 use common::Daemon;
 
 fn binding(account: &str) -> Binding {
-    Binding { subject: "user-42".into(), bank: "example-bank".into(), account: account.into(), scope: "accounts".into() }
+    Binding {
+        subject: "user-42".into(),
+        bank: "example-bank".into(),
+        account: account.into(),
+        scope: "accounts".into(),
+    }
 }
 
 fn put(secret: &str, account: &str) -> PutToken {
@@ -32,37 +37,69 @@ fn code(e: &Error) -> Option<&ApiCode> {
 async fn lifecycle_endpoints() {
     let daemon = Daemon::start();
     let c = daemon.client();
-    assert_eq!(c.health().await.expect("health").state, VaultState::Uninitialized);
-    let (status, _) = c.raw(Method::GET, "/v1/sys/health", None).await.expect("raw");
+    assert_eq!(
+        c.health().await.expect("health").state,
+        VaultState::Uninitialized
+    );
+    let (status, _) = c
+        .raw(Method::GET, "/v1/sys/health", None)
+        .await
+        .expect("raw");
     assert_eq!(status, 501);
     let err = c.create_tenant("acme").await.expect_err("uninitialized");
     assert_eq!(code(&err), Some(&ApiCode::Uninitialized));
 
     let init = c.init().await.expect("init");
     assert_eq!(init.master_key_version, 1);
-    assert_eq!(code(&c.init().await.expect_err("twice")), Some(&ApiCode::Conflict));
+    assert_eq!(
+        code(&c.init().await.expect_err("twice")),
+        Some(&ApiCode::Conflict)
+    );
     let status = c.status().await.expect("status");
     assert_eq!(status.vault_id.as_deref(), Some(init.vault_id.as_str()));
-    assert_eq!((status.kms.provider.as_str(), status.kms.key_id.as_str()), ("local", "test"));
+    assert_eq!(
+        (status.kms.provider.as_str(), status.kms.key_id.as_str()),
+        ("local", "test")
+    );
     assert_eq!(status.tenants, Some(0));
 
     c.create_tenant("acme").await.expect("tenant");
-    c.put_token("acme", "tok", &put("s3cret", "DE01")).await.expect("put");
+    c.put_token("acme", "tok", &put("s3cret", "DE01"))
+        .await
+        .expect("put");
     assert_eq!(c.seal().await.expect("seal").state, VaultState::Sealed);
-    let (status, _) = c.raw(Method::GET, "/v1/sys/health", None).await.expect("raw");
+    let (status, _) = c
+        .raw(Method::GET, "/v1/sys/health", None)
+        .await
+        .expect("raw");
     assert_eq!(status, 503);
-    let err = c.unseal_token("acme", "tok", None).await.expect_err("sealed");
+    let err = c
+        .unseal_token("acme", "tok", None)
+        .await
+        .expect_err("sealed");
     assert_eq!(code(&err), Some(&ApiCode::Sealed));
     if let Error::Api { status, .. } = err {
         assert_eq!(status, 503);
     }
-    assert_eq!(c.unseal().await.expect("unseal").state, VaultState::Unsealed);
-    let back = c.unseal_token("acme", "tok", None).await.expect("works again");
+    assert_eq!(
+        c.unseal().await.expect("unseal").state,
+        VaultState::Unsealed
+    );
+    let back = c
+        .unseal_token("acme", "tok", None)
+        .await
+        .expect("works again");
     assert_eq!(back.secret.expect("text").expose_secret(), b"s3cret");
 
     let metrics = c.metrics().await.expect("metrics");
-    assert!(metrics.contains("vaultd_requests_total{route=\"token.put\",status=\"200\"} 1"), "{metrics}");
-    assert!(metrics.contains("vaultd_kms_calls_total{provider=\"local\"} 2"), "init + unseal: {metrics}");
+    assert!(
+        metrics.contains("vaultd_requests_total{route=\"token.put\",status=\"200\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vaultd_kms_calls_total{provider=\"local\"} 2"),
+        "init + unseal: {metrics}"
+    );
     assert!(metrics.contains("vaultd_state 2"));
 }
 
@@ -73,7 +110,13 @@ async fn tenant_and_token_endpoints() {
     c.init().await.expect("init");
     let acme = c.create_tenant("acme").await.expect("create");
     assert_eq!(acme.current_key_version, 1);
-    assert_eq!(c.create_tenant("acme").await.expect("idempotent").created_at, acme.created_at);
+    assert_eq!(
+        c.create_tenant("acme")
+            .await
+            .expect("idempotent")
+            .created_at,
+        acme.created_at
+    );
     c.create_tenant("globex").await.expect("create");
 
     let mut req = put("access-1", "DE01");
@@ -81,48 +124,99 @@ async fn tenant_and_token_endpoints() {
     req.expected_revision = Some(0);
     let stored = c.put_token("acme", "consent-1", &req).await.expect("put");
     assert_eq!((stored.revision, stored.key_version), (1, 1));
-    let err = c.put_token("acme", "consent-1", &req).await.expect_err("exists");
+    let err = c
+        .put_token("acme", "consent-1", &req)
+        .await
+        .expect_err("exists");
     assert_eq!(code(&err), Some(&ApiCode::Conflict));
     req.expected_revision = Some(1);
     req.secret = None;
     req.secret_b64 = Some(Secret::new(vec![0, 159, 146, 150]));
-    assert_eq!(c.put_token("acme", "consent-1", &req).await.expect("cas").revision, 2);
+    assert_eq!(
+        c.put_token("acme", "consent-1", &req)
+            .await
+            .expect("cas")
+            .revision,
+        2
+    );
 
-    let expect = Expect { account: Some("DE01".into()), ..Expect::default() };
-    let back = c.unseal_token("acme", "consent-1", Some(expect)).await.expect("unseal");
-    assert_eq!(back.secret_b64.expect("binary").expose_secret(), [0, 159, 146, 150]);
+    let expect = Expect {
+        account: Some("DE01".into()),
+        ..Expect::default()
+    };
+    let back = c
+        .unseal_token("acme", "consent-1", Some(expect))
+        .await
+        .expect("unseal");
+    assert_eq!(
+        back.secret_b64.expect("binary").expose_secret(),
+        [0, 159, 146, 150]
+    );
     assert_eq!(back.revision, 2);
-    let wrong = Expect { account: Some("DE02".into()), ..Expect::default() };
-    let err = c.unseal_token("acme", "consent-1", Some(wrong)).await.expect_err("mismatch");
+    let wrong = Expect {
+        account: Some("DE02".into()),
+        ..Expect::default()
+    };
+    let err = c
+        .unseal_token("acme", "consent-1", Some(wrong))
+        .await
+        .expect_err("mismatch");
     assert_eq!(code(&err), Some(&ApiCode::BindingMismatch));
 
     let meta = c.token("acme", "consent-1").await.expect("meta");
-    assert_eq!((meta.revision, meta.key_version, meta.binding.account.as_str()), (2, 1, "DE01"));
+    assert_eq!(
+        (
+            meta.revision,
+            meta.key_version,
+            meta.binding.account.as_str()
+        ),
+        (2, 1, "DE01")
+    );
     for i in 0..5 {
-        c.put_token("acme", &format!("t{i}"), &put("x", "DE01")).await.expect("put");
+        c.put_token("acme", &format!("t{i}"), &put("x", "DE01"))
+            .await
+            .expect("put");
     }
     let page = c.list_tokens("acme", None, Some(4)).await.expect("list");
     assert_eq!(page.items.len(), 4);
-    let rest = c.list_tokens("acme", page.next.as_deref(), Some(4)).await.expect("list");
+    let rest = c
+        .list_tokens("acme", page.next.as_deref(), Some(4))
+        .await
+        .expect("list");
     assert_eq!(rest.items.len(), 2);
     assert!(rest.next.is_none());
 
     // Another tenant sees nothing of acme's tokens.
-    let err = c.unseal_token("globex", "consent-1", None).await.expect_err("other tenant");
+    let err = c
+        .unseal_token("globex", "consent-1", None)
+        .await
+        .expect_err("other tenant");
     assert_eq!(code(&err), Some(&ApiCode::NotFound));
-    assert_eq!(code(&c.tenant("nobody").await.expect_err("missing")), Some(&ApiCode::NotFound));
+    assert_eq!(
+        code(&c.tenant("nobody").await.expect_err("missing")),
+        Some(&ApiCode::NotFound)
+    );
 
     assert!(c.delete_token("acme", "t0").await.expect("delete").deleted);
-    assert_eq!(code(&c.token("acme", "t0").await.expect_err("gone")), Some(&ApiCode::NotFound));
+    assert_eq!(
+        code(&c.token("acme", "t0").await.expect_err("gone")),
+        Some(&ApiCode::NotFound)
+    );
     let info = c.tenant("acme").await.expect("show");
     assert_eq!((info.tokens, info.key_versions[0].records), (5, 5));
     assert_eq!(c.list_tenants().await.expect("list").tenants.len(), 2);
 
-    let (status, _) = c.raw(Method::DELETE, "/v1/tenants/acme", None).await.expect("raw");
+    let (status, _) = c
+        .raw(Method::DELETE, "/v1/tenants/acme", None)
+        .await
+        .expect("raw");
     assert_eq!(status, 400, "destroy needs ?confirm=acme");
     let gone = c.destroy_tenant("acme").await.expect("destroy");
     assert_eq!((gone.destroyed_key_versions, gone.deleted_tokens), (1, 5));
-    assert_eq!(code(&c.tenant("acme").await.expect_err("destroyed")), Some(&ApiCode::NotFound));
+    assert_eq!(
+        code(&c.tenant("acme").await.expect_err("destroyed")),
+        Some(&ApiCode::NotFound)
+    );
 }
 
 #[tokio::test]
@@ -132,21 +226,48 @@ async fn transit_endpoints_single_and_batch() {
     c.init().await.expect("init");
     c.create_tenant("acme").await.expect("tenant");
     c.create_tenant("globex").await.expect("tenant");
-    let blob = c.transit_seal("acme", Secret::from("iban DE89"), "invoice-1").await.expect("seal");
+    let blob = c
+        .transit_seal("acme", Secret::from("iban DE89"), "invoice-1")
+        .await
+        .expect("seal");
     assert!(blob.starts_with("vault:v1:"), "{blob}");
-    let back = c.transit_unseal("acme", &blob, "invoice-1").await.expect("unseal");
+    let back = c
+        .transit_unseal("acme", &blob, "invoice-1")
+        .await
+        .expect("unseal");
     assert_eq!(back.expose_secret(), b"iban DE89");
-    let err = c.transit_unseal("acme", &blob, "invoice-2").await.expect_err("other context");
+    let err = c
+        .transit_unseal("acme", &blob, "invoice-2")
+        .await
+        .expect_err("other context");
     assert_eq!(code(&err), Some(&ApiCode::DecryptionFailed));
-    let err = c.transit_unseal("globex", &blob, "invoice-1").await.expect_err("other tenant");
+    let err = c
+        .transit_unseal("globex", &blob, "invoice-1")
+        .await
+        .expect_err("other tenant");
     assert_eq!(code(&err), Some(&ApiCode::DecryptionFailed));
 
     let items = vec![
-        TransitSealItem { plaintext: Some(Secret::from("a")), plaintext_b64: None, context: "c1".into() },
-        TransitSealItem { plaintext: None, plaintext_b64: None, context: "bad".into() },
-        TransitSealItem { plaintext: None, plaintext_b64: Some(Secret::new(vec![0xff, 0])), context: "c3".into() },
+        TransitSealItem {
+            plaintext: Some(Secret::from("a")),
+            plaintext_b64: None,
+            context: "c1".into(),
+        },
+        TransitSealItem {
+            plaintext: None,
+            plaintext_b64: None,
+            context: "bad".into(),
+        },
+        TransitSealItem {
+            plaintext: None,
+            plaintext_b64: Some(Secret::new(vec![0xff, 0])),
+            context: "c3".into(),
+        },
     ];
-    let sealed = c.transit_seal_batch("acme", items).await.expect("batch seal");
+    let sealed = c
+        .transit_seal_batch("acme", items)
+        .await
+        .expect("batch seal");
     let blobs: Vec<String> = sealed
         .iter()
         .map(|r| match r {
@@ -156,17 +277,32 @@ async fn transit_endpoints_single_and_batch() {
         .collect();
     assert_eq!(blobs[1], "error:invalid");
     let unseal = vec![
-        TransitUnsealItem { sealed: blobs[0].clone(), context: "c1".into() },
-        TransitUnsealItem { sealed: blobs[2].clone(), context: "c3".into() },
-        TransitUnsealItem { sealed: blobs[0].clone(), context: "wrong".into() },
+        TransitUnsealItem {
+            sealed: blobs[0].clone(),
+            context: "c1".into(),
+        },
+        TransitUnsealItem {
+            sealed: blobs[2].clone(),
+            context: "c3".into(),
+        },
+        TransitUnsealItem {
+            sealed: blobs[0].clone(),
+            context: "wrong".into(),
+        },
     ];
-    let opened = c.transit_unseal_batch("acme", unseal).await.expect("batch unseal");
+    let opened = c
+        .transit_unseal_batch("acme", unseal)
+        .await
+        .expect("batch unseal");
     match &opened[0] {
         BatchItem::Done(p) => assert_eq!(p.plaintext.as_ref().expect("text").expose_secret(), b"a"),
         BatchItem::Failed { error } => panic!("{error:?}"),
     }
     match &opened[1] {
-        BatchItem::Done(p) => assert_eq!(p.plaintext_b64.as_ref().expect("binary").expose_secret(), [0xff, 0]),
+        BatchItem::Done(p) => assert_eq!(
+            p.plaintext_b64.as_ref().expect("binary").expose_secret(),
+            [0xff, 0]
+        ),
         BatchItem::Failed { error } => panic!("{error:?}"),
     }
     assert!(matches!(&opened[2], BatchItem::Failed { error } if error.code == "decryption_failed"));
@@ -181,9 +317,12 @@ async fn bad_input_gets_its_error_and_leaves_the_vault_healthy() {
     let c = daemon.client();
     c.init().await.expect("init");
     c.create_tenant("acme").await.expect("tenant");
-    c.put_token("acme", "keep", &put("kept-secret", "DE01")).await.expect("put");
+    c.put_token("acme", "keep", &put("kept-secret", "DE01"))
+        .await
+        .expect("put");
 
-    let good = br#"{"secret":"s","binding":{"subject":"u","bank":"b","account":"a","scope":"s"}}"#.to_vec();
+    let good = br#"{"secret":"s","binding":{"subject":"u","bank":"b","account":"a","scope":"s"}}"#
+        .to_vec();
     let cases: Vec<BadCase> = vec![
         (Method::PUT, "/v1/tenants/acme/tokens/big", Some(vec![b' '; 64 * 1024 + 1]), 413, "too_large"),
         (Method::PUT, "/v1/tenants/acme/tokens/x", Some(b"{not json".to_vec()), 400, "invalid"),
@@ -227,12 +366,22 @@ async fn bad_input_gets_its_error_and_leaves_the_vault_healthy() {
     for (method, path, body, want_status, want_code) in cases {
         let (status, answer) = c.raw(method.clone(), path, body).await.expect("answered");
         let json: serde_json::Value = serde_json::from_slice(&answer).expect("error body is JSON");
-        assert_eq!((status, json["error"]["code"].as_str()), (want_status, Some(want_code)), "{method} {path}: {json}");
+        assert_eq!(
+            (status, json["error"]["code"].as_str()),
+            (want_status, Some(want_code)),
+            "{method} {path}: {json}"
+        );
     }
-    let (status, _) = c.raw(Method::GET, "/v1/sys/health", None).await.expect("health");
+    let (status, _) = c
+        .raw(Method::GET, "/v1/sys/health", None)
+        .await
+        .expect("health");
     assert_eq!(status, 200);
     let info = c.tenant("acme").await.expect("show");
     assert_eq!(info.tokens, 1, "bad requests stored nothing");
-    let back = c.unseal_token("acme", "keep", None).await.expect("still there");
+    let back = c
+        .unseal_token("acme", "keep", None)
+        .await
+        .expect("still there");
     assert_eq!(back.secret.expect("text").expose_secret(), b"kept-secret");
 }

@@ -6,8 +6,8 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use vault_client::wire::{Binding, PutToken, VaultState};
 use vault_client::Secret;
+use vault_client::wire::{Binding, PutToken, VaultState};
 
 use common::Daemon;
 
@@ -15,7 +15,12 @@ fn put(secret: &str) -> PutToken {
     PutToken {
         secret: Some(Secret::from(secret)),
         secret_b64: None,
-        binding: Binding { subject: "u".into(), bank: "b".into(), account: "DE01".into(), scope: "accounts".into() },
+        binding: Binding {
+            subject: "u".into(),
+            bank: "b".into(),
+            account: "DE01".into(),
+            scope: "accounts".into(),
+        },
         expires_at: None,
         expected_revision: None,
     }
@@ -40,12 +45,17 @@ async fn sigterm_then_restart_keeps_every_token() {
     for t in ["acme", "globex"] {
         c.create_tenant(t).await.expect("tenant");
         for i in 0..40 {
-            c.put_token(t, &format!("tok-{i}"), &put(&format!("{t}-secret-{i}"))).await.expect("put");
+            c.put_token(t, &format!("tok-{i}"), &put(&format!("{t}-secret-{i}")))
+                .await
+                .expect("put");
         }
     }
     let status = daemon.terminate();
     assert!(status.success(), "SIGTERM exits 0, got {status}");
-    assert!(daemon.log_text().contains("vault sealed"), "sealed before exit");
+    assert!(
+        daemon.log_text().contains("vault sealed"),
+        "sealed before exit"
+    );
     assert!(!daemon.socket.exists(), "socket removed at exit");
 
     daemon.restart();
@@ -54,8 +64,14 @@ async fn sigterm_then_restart_keeps_every_token() {
     for t in ["acme", "globex"] {
         assert_eq!(c.tenant(t).await.expect("tenant").tokens, 40);
         for i in 0..40 {
-            let back = c.unseal_token(t, &format!("tok-{i}"), None).await.expect("unseal");
-            assert_eq!(back.secret.expect("text").expose_secret(), format!("{t}-secret-{i}").as_bytes());
+            let back = c
+                .unseal_token(t, &format!("tok-{i}"), None)
+                .await
+                .expect("unseal");
+            assert_eq!(
+                back.secret.expect("text").expose_secret(),
+                format!("{t}-secret-{i}").as_bytes()
+            );
         }
     }
 }
@@ -94,22 +110,35 @@ async fn sigkill_mid_run_loses_no_acknowledged_write() {
         w.await.expect("writer task");
     }
     let acked = acked.lock().expect("lock").clone();
-    assert!(acked.len() > 50, "writers made progress before the kill ({} acked)", acked.len());
+    assert!(
+        acked.len() > 50,
+        "writers made progress before the kill ({} acked)",
+        acked.len()
+    );
     eprintln!("acknowledged before SIGKILL: {}", acked.len());
 
     daemon.restart();
     wait_unsealed(&daemon).await;
     let c = daemon.client();
     for (id, secret) in &acked {
-        let back = c.unseal_token("acme", id, None).await.unwrap_or_else(|e| panic!("acknowledged {id} lost: {e}"));
-        assert_eq!(back.secret.expect("text").expose_secret(), secret.as_bytes());
+        let back = c
+            .unseal_token("acme", id, None)
+            .await
+            .unwrap_or_else(|e| panic!("acknowledged {id} lost: {e}"));
+        assert_eq!(
+            back.secret.expect("text").expose_secret(),
+            secret.as_bytes()
+        );
     }
     let info = c.tenant("acme").await.expect("tenant");
     let listed = {
         let mut n = 0u64;
         let mut after: Option<String> = None;
         loop {
-            let page = c.list_tokens("acme", after.as_deref(), Some(1000)).await.expect("list");
+            let page = c
+                .list_tokens("acme", after.as_deref(), Some(1000))
+                .await
+                .expect("list");
             n += page.items.len() as u64;
             match page.next {
                 Some(next) => after = Some(next),
@@ -117,6 +146,9 @@ async fn sigkill_mid_run_loses_no_acknowledged_write() {
             }
         }
     };
-    assert_eq!(info.tokens, listed, "record counts stay exact across a crash");
+    assert_eq!(
+        info.tokens, listed,
+        "record counts stay exact across a crash"
+    );
     assert!(info.tokens >= acked.len() as u64);
 }

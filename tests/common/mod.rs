@@ -21,9 +21,16 @@ pub const SOCKET_GID: u32 = 65534;
 /// A path to a workspace binary, built by `cargo build --workspace --bins` (scripts/test).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/..");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/..");
     let path = dir.join(name);
-    assert!(path.exists(), "{} is missing: run scripts/test (it builds the binaries first)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/test (it builds the binaries first)",
+        path.display()
+    );
     path
 }
 
@@ -38,18 +45,45 @@ pub struct Daemon {
     pub config: PathBuf,
     pub log: PathBuf,
     restarts: u32,
+    /// Size of a private tmpfs mounted on the data directory (`start_on_tmpfs`).
+    tmpfs_mib: Option<u32>,
 }
 
 impl Daemon {
     /// Starts a daemon with a fresh (uninitialized) vault.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Starts a daemon whose data directory is a private tmpfs of `mib` MiB, mounted in a mount
+    /// namespace of its own (`unshare -m`, needs root), so tests can fill it to make writes
+    /// fail with ENOSPC. The test reaches the mount through `/proc/PID/root`.
+    pub fn start_on_tmpfs(mib: u32) -> Self {
+        Self::start_with(Some(mib))
+    }
+
+    /// The data directory as this test process can reach it.
+    pub fn data_dir_seen_from_tests(&self) -> PathBuf {
+        let data = self.root.path().join("data");
+        match self.tmpfs_mib {
+            None => data,
+            Some(_) => PathBuf::from(format!("/proc/{}/root", self.pid()))
+                .join(data.strip_prefix("/").expect("absolute")),
+        }
+    }
+
+    fn start_with(tmpfs_mib: Option<u32>) -> Self {
         let root = tempfile::tempdir().expect("tempdir");
         let run = tempfile::tempdir().expect("tempdir");
         fs::set_permissions(run.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
         let keys = root.path().join("keys");
-        std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700).create(&keys).expect("keys dir");
+        std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700)
+            .create(&keys)
+            .expect("keys dir");
         let mut key = [0u8; 32];
-        fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut key)).expect("rng");
+        fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut key))
+            .expect("rng");
         fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -94,17 +128,50 @@ tenants = ["*"]
         )
         .expect("config");
         let log = root.path().join("vaultd.log");
-        let mut daemon = Self { child: None, root, run, socket, config, log, restarts: 0 };
+        let mut daemon = Self {
+            child: None,
+            root,
+            run,
+            socket,
+            config,
+            log,
+            restarts: 0,
+            tmpfs_mib,
+        };
         daemon.spawn();
         daemon
     }
 
     fn spawn(&mut self) {
-        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
-        let child = Command::new(bin("vaultd"))
-            .arg("--config")
-            .arg(&self.config)
-            .env("VAULTD_LOG", "debug")
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let mut cmd = match self.tmpfs_mib {
+            None => {
+                let mut cmd = Command::new(bin("vaultd"));
+                cmd.arg("--config").arg(&self.config);
+                cmd
+            }
+            Some(mib) => {
+                let data = self.root.path().join("data");
+                fs::create_dir_all(&data).expect("data dir");
+                fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).expect("chmod");
+                let script = format!(
+                    "mount -t tmpfs -o size={mib}m,mode=0700 vaultd-test {data} && exec {bin} --config {config}",
+                    data = data.display(),
+                    bin = bin("vaultd").display(),
+                    config = self.config.display(),
+                );
+                // unshare execs sh, and sh execs vaultd: the child's pid is the daemon's.
+                let mut cmd = Command::new("unshare");
+                cmd.args(["-m", "--propagation", "private", "sh", "-c", &script]);
+                cmd
+            }
+        };
+        let child = cmd
+            .env("VAULTD_LOG", "info,vaultd=debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log)
@@ -113,10 +180,18 @@ tenants = ["*"]
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("vaultd exited with {status} at start:\n{}", self.log_text());
             }
-            assert!(Instant::now() < deadline, "vaultd did not open its socket:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "vaultd did not open its socket:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -154,10 +229,17 @@ tenants = ["*"]
     }
 
     /// Runs `vault-cli` against this daemon as the given uid/gid (None: as the test runner).
-    pub fn cli(&self, ids: Option<(u32, u32)>, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    pub fn cli(
+        &self,
+        ids: Option<(u32, u32)>,
+        args: &[&str],
+        stdin: &[u8],
+    ) -> std::process::Output {
         use std::os::unix::process::CommandExt as _;
         let mut cmd = Command::new(bin("vault-cli"));
-        cmd.args(args).env("VAULT_SOCKET", &self.socket).env_remove("VAULTD_LOG");
+        cmd.args(args)
+            .env("VAULT_SOCKET", &self.socket)
+            .env_remove("VAULTD_LOG");
         if let Some((uid, gid)) = ids {
             // std drops supplementary groups (setgroups(0)) when a root parent sets uid.
             cmd.uid(uid).gid(gid);
@@ -168,7 +250,12 @@ tenants = ["*"]
             .stderr(Stdio::piped())
             .spawn()
             .expect("start vault-cli");
-        child.stdin.take().expect("stdin").write_all(stdin).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin)
+            .expect("write stdin");
         child.wait_with_output().expect("vault-cli output")
     }
 
@@ -206,7 +293,11 @@ impl Drop for Daemon {
 
 /// `kill(2)` through the `kill` command, keeping the tests free of `unsafe`.
 fn unsafe_free_kill(pid: i32, signal: i32) -> i32 {
-    let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().expect("kill");
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
     if status.success() { 0 } else { 1 }
 }
 

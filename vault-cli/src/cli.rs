@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
 use vault_client::Timestamp;
+use vault_client::audit::{Anchor, Outcome, unhex};
 
 /// Exit codes, shown at the end of `--help` and documented in `docs/cli.md`.
 const EXIT_CODES: &str = "\
@@ -16,7 +17,8 @@ Exit codes:
   4  denied: the caller lacks the capability
   5  not found (tenant, token)
   6  conflict, binding mismatch or expired token
-  7  cannot connect to the vaultd socket";
+  7  cannot connect to the vaultd socket
+  8  audit verification found problems";
 
 /// Operator and auditor command line for vaultd.
 ///
@@ -50,6 +52,9 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// The audit log: tail, search, verify (also offline), export, public key.
+    #[command(subcommand)]
+    Audit(Audit),
     /// Print shell completions to stdout.
     Completions {
         /// The shell to generate for.
@@ -209,8 +214,140 @@ pub(crate) enum Transit {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub(crate) enum Audit {
+    /// Write the log (entries and signed heads, byte for byte) to a new file, mode 0600.
+    Export {
+        /// The file to create; an existing file is refused unless --force.
+        file: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the audit public key (hex) that verifies the log's signed heads.
+    Pubkey,
+    /// Entries matching filters, oldest first. Personal data is searched by its HMAC.
+    Search(AuditSearch),
+    /// Print the last entries; with -f, keep printing new ones.
+    Tail {
+        /// How many entries.
+        #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 20,
+              value_parser = clap::value_parser!(u64).range(0..=100_000))]
+        lines: u64,
+        /// Poll every second for new entries until interrupted.
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// Verify the chain and its signatures: the daemon's log, or an export with --offline.
+    Verify(AuditVerify),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AuditSearch {
+    /// Only this tenant.
+    #[arg(long)]
+    pub(crate) tenant: Option<String>,
+    /// Only this token id.
+    #[arg(long, value_name = "ID")]
+    pub(crate) token: Option<String>,
+    /// Only this caller uid, or `system` for the daemon's own events.
+    #[arg(long, value_name = "UID|system", value_parser = parse_actor)]
+    pub(crate) actor: Option<String>,
+    /// Only this operation, e.g. token.put, token.unseal, sys.unseal.
+    #[arg(long)]
+    pub(crate) op: Option<String>,
+    /// Only this outcome.
+    #[arg(long, value_enum)]
+    pub(crate) outcome: Option<OutcomeArg>,
+    /// Not before this time (RFC 3339 or Unix seconds).
+    #[arg(long, value_name = "TIME", value_parser = parse_any_time)]
+    pub(crate) since: Option<Timestamp>,
+    /// Not after this time (RFC 3339 or Unix seconds).
+    #[arg(long, value_name = "TIME", value_parser = parse_any_time)]
+    pub(crate) until: Option<Timestamp>,
+    /// Only entries for this account, read as one line from stdin (personal data stays off the
+    /// command line); the daemon turns it into the HMAC the log holds.
+    #[arg(long, conflicts_with = "account_hmac")]
+    pub(crate) account_stdin: bool,
+    /// Only entries for the account with this HMAC (hex, from a log entry or `POST /v1/audit/hash`).
+    #[arg(long, value_name = "HEX", value_parser = parse_hmac)]
+    pub(crate) account_hmac: Option<String>,
+    /// Only entries for this subject, read as one line from stdin (after the account's line
+    /// when --account-stdin is given too).
+    #[arg(long, conflicts_with = "subject_hmac")]
+    pub(crate) subject_stdin: bool,
+    /// Only entries for the subject with this HMAC (hex).
+    #[arg(long, value_name = "HEX", value_parser = parse_hmac)]
+    pub(crate) subject_hmac: Option<String>,
+    /// Start after this sequence number (to continue an earlier search).
+    #[arg(long, value_name = "SEQ")]
+    pub(crate) after: Option<u64>,
+    /// Most entries printed.
+    #[arg(long, value_name = "N", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub(crate) limit: u64,
+}
+
+/// An outcome on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OutcomeArg {
+    /// Refused by policy.
+    Denied,
+    /// Failed with an error code.
+    Error,
+    /// Done.
+    Ok,
+}
+
+impl From<OutcomeArg> for Outcome {
+    fn from(o: OutcomeArg) -> Self {
+        match o {
+            OutcomeArg::Denied => Self::Denied,
+            OutcomeArg::Error => Self::Error,
+            OutcomeArg::Ok => Self::Ok,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AuditVerify {
+    /// Fail unless the log contains this signed head, recorded from an earlier `audit verify`:
+    /// finds a log replaced by an older copy, or cut off at a head.
+    #[arg(long, value_name = "SEQ:HASH", value_parser = parse_anchor)]
+    pub(crate) since_head: Option<Anchor>,
+    /// Verify this export (from `audit export`) instead of the daemon's log; needs no daemon.
+    #[arg(long, value_name = "FILE", requires = "pubkey")]
+    pub(crate) offline: Option<PathBuf>,
+    /// File holding the audit public key in hex, as `audit pubkey` prints it (with --offline).
+    #[arg(long, value_name = "KEYFILE", requires = "offline")]
+    pub(crate) pubkey: Option<PathBuf>,
+}
+
 fn parse_time(text: &str) -> Result<Timestamp, String> {
     Timestamp::parse(text).ok_or_else(|| format!("not an RFC 3339 time: {text:?}"))
+}
+
+fn parse_any_time(text: &str) -> Result<Timestamp, String> {
+    Timestamp::parse(text).ok_or_else(|| format!("not an RFC 3339 time or Unix seconds: {text:?}"))
+}
+
+fn parse_actor(text: &str) -> Result<String, String> {
+    if text == "system" || text.parse::<u32>().is_ok() {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("expected a uid or `system`, not {text:?}"))
+    }
+}
+
+/// An HMAC as the log writes it: 64 hex digits, lower case.
+fn parse_hmac(text: &str) -> Result<String, String> {
+    unhex::<32>(text)
+        .map(|_| text.trim().to_ascii_lowercase())
+        .ok_or_else(|| "expected 64 hex digits".to_owned())
+}
+
+fn parse_anchor(text: &str) -> Result<Anchor, String> {
+    text.parse()
 }
 
 #[cfg(test)]
@@ -222,5 +359,28 @@ mod tests {
     #[test]
     fn command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn offline_verify_needs_a_key_and_personal_data_stays_off_argv() {
+        let parse = |args: &[&str]| Cli::try_parse_from(["vault-cli"].iter().chain(args));
+        assert!(parse(&["audit", "verify", "--offline", "f"]).is_err());
+        assert!(parse(&["audit", "verify", "--pubkey", "k"]).is_err());
+        assert!(parse(&["audit", "verify", "--offline", "f", "--pubkey", "k"]).is_ok());
+        assert!(parse(&["audit", "verify", "--since-head", "3:zz"]).is_err());
+        assert!(parse(&["audit", "search", "--account", "DE89"]).is_err());
+        assert!(parse(&["audit", "search", "--account-hmac", "ab"]).is_err());
+        assert!(parse(&["audit", "search", "--actor", "root"]).is_err());
+        assert!(
+            parse(&[
+                "audit",
+                "search",
+                "--actor",
+                "system",
+                "--outcome",
+                "denied"
+            ])
+            .is_ok()
+        );
     }
 }

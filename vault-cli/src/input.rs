@@ -1,7 +1,8 @@
-//! Reading secrets: from stdin or a file, never from the command line, into zeroizing memory.
+//! Reading secrets and personal data: from stdin or a file, never from the command line, into
+//! zeroizing memory.
 
 use std::fs::File;
-use std::io::{self, IsTerminal as _, Read};
+use std::io::{self, BufRead, IsTerminal as _, Read};
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -43,6 +44,49 @@ pub(crate) fn read_secret(file: Option<&Path>, what: &str, mode: Mode) -> anyhow
         return Err(Usage::new(format!("the {what} is empty")).into());
     }
     Ok(secret)
+}
+
+/// Longest line of personal data read by [`read_lines`] (an account number, a subject).
+const MAX_LINE: usize = 4096;
+
+/// Reads one line from stdin for each name in `what` (e.g. `["account"]`), in that order, each
+/// without its newline and in zeroizing memory: personal data to search for, kept off argv.
+pub(crate) fn read_lines(what: &[&str]) -> anyhow::Result<Vec<Zeroizing<String>>> {
+    let mut stdin = io::stdin().lock();
+    if stdin.is_terminal() {
+        eprintln!(
+            "vault-cli: reading the {} from stdin, one per line",
+            what.join(" and the ")
+        );
+    }
+    lines_from(&mut stdin, what)
+}
+
+fn lines_from(reader: &mut impl BufRead, what: &[&str]) -> anyhow::Result<Vec<Zeroizing<String>>> {
+    let mut out = Vec::with_capacity(what.len());
+    for name in what {
+        // Capacity fixed up front, so the buffer never reallocates and leaves no stale copy.
+        let mut buf = Zeroizing::new(Vec::with_capacity(MAX_LINE + 2));
+        reader
+            .by_ref()
+            .take(MAX_LINE as u64 + 2)
+            .read_until(b'\n', &mut buf)
+            .context("cannot read stdin")?;
+        let line = buf
+            .strip_suffix(b"\r\n")
+            .or_else(|| buf.strip_suffix(b"\n"))
+            .unwrap_or(&buf);
+        if line.len() > MAX_LINE {
+            return Err(Usage::new(format!("the {name} exceeds {MAX_LINE} bytes")).into());
+        }
+        let text = std::str::from_utf8(line)
+            .map_err(|_| Usage::new(format!("the {name} is not UTF-8 text")))?;
+        if text.is_empty() {
+            return Err(Usage::new(format!("no {name} on stdin")).into());
+        }
+        out.push(Zeroizing::new(text.to_owned()));
+    }
+    Ok(out)
 }
 
 /// Reads all of `reader` (at most [`MAX_SECRET`] bytes) into zeroizing memory that never grows,
@@ -113,6 +157,22 @@ mod tests {
     fn text_mode_refuses_non_utf8() {
         let err = text(b"\xff").unwrap_err();
         assert!(err.is::<Usage>());
+    }
+
+    #[test]
+    fn reads_one_line_per_value() {
+        let mut input = &b"DE89370400440532013000\r\nuser-42\nrest"[..];
+        let lines = lines_from(&mut input, &["account", "subject"]).unwrap();
+        assert_eq!(lines[0].as_str(), "DE89370400440532013000");
+        assert_eq!(lines[1].as_str(), "user-42");
+        let err = lines_from(&mut &b"\n"[..], &["account"]).unwrap_err();
+        assert!(err.is::<Usage>());
+        let long = vec![b'1'; MAX_LINE + 1];
+        assert!(
+            lines_from(&mut &long[..], &["account"])
+                .unwrap_err()
+                .is::<Usage>()
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use vault_client::{ApiCode, Error};
 
-use crate::cmd::Usage;
+use crate::cmd::{AuditProblems, Usage};
 
 /// Exit status for errors that are not one of the specific classes below.
 const EXIT_OTHER: u8 = 1;
@@ -30,6 +30,7 @@ const EXIT_DENIED: u8 = 4;
 const EXIT_NOT_FOUND: u8 = 5;
 const EXIT_CONFLICT: u8 = 6;
 const EXIT_CONNECT: u8 = 7;
+const EXIT_AUDIT: u8 = 8;
 
 fn main() -> ExitCode {
     // clap exits 2 on a usage error and 0 for --help/--version.
@@ -56,6 +57,9 @@ fn main() -> ExitCode {
 fn exit_code(err: &anyhow::Error) -> u8 {
     if err.chain().any(|e| e.is::<Usage>()) {
         return EXIT_USAGE;
+    }
+    if err.chain().any(|e| e.is::<AuditProblems>()) {
+        return EXIT_AUDIT;
     }
     let Some(client_err) = err.chain().find_map(|e| e.downcast_ref::<Error>()) else {
         return EXIT_OTHER;
@@ -108,6 +112,7 @@ mod tests {
         assert_eq!(exit_code(&connect), EXIT_CONNECT);
         assert_eq!(exit_code(&anyhow::Error::new(Error::Timeout)), EXIT_OTHER);
         assert_eq!(exit_code(&anyhow::Error::new(Usage::new("x"))), EXIT_USAGE);
+        assert_eq!(exit_code(&anyhow::Error::new(AuditProblems(2))), EXIT_AUDIT);
         assert_eq!(exit_code(&anyhow::anyhow!("other")), EXIT_OTHER);
     }
 

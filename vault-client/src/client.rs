@@ -24,15 +24,17 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize as _, Zeroizing};
 
+use crate::audit::{Outcome, Report};
 use crate::error::Error;
 use crate::secret::Secret;
+use crate::time::Timestamp;
 use crate::wire::{
-    Batch, BatchItem, Deleted, DestroyResponse, Expect, Health, InitResponse, Plaintext, PutToken,
-    PutTokenResponse, Sealed, StateResponse, Status, TenantInfo, TenantList, TokenList, TokenMeta,
-    TransitSeal, TransitSealItem, TransitUnseal, TransitUnsealItem, UnsealToken,
-    UnsealTokenResponse,
+    AuditHash, AuditHashRequest, AuditPage, AuditPublicKey, Batch, BatchItem, Deleted,
+    DestroyResponse, Expect, Health, InitResponse, Plaintext, PutToken, PutTokenResponse, Sealed,
+    StateResponse, Status, TenantInfo, TenantList, TokenList, TokenMeta, TransitSeal,
+    TransitSealItem, TransitUnseal, TransitUnsealItem, UnsealToken, UnsealTokenResponse,
 };
 
 /// The timeout of a call unless [`Client::with_timeout`] sets another.
@@ -43,6 +45,71 @@ const MAX_IDLE: usize = 8;
 
 /// Largest answer body accepted (metrics and long lists included).
 const MAX_ANSWER: usize = 16 * 1024 * 1024;
+
+/// The filters and page of `GET /v1/audit` ([`Client::audit`]). Every field is optional; the
+/// default asks for the first page of the whole log.
+///
+/// ```
+/// use vault_client::AuditQuery;
+/// use vault_client::audit::Outcome;
+///
+/// let denied_in_acme = AuditQuery {
+///     tenant: Some("acme".into()),
+///     outcome: Some(Outcome::Denied),
+///     ..AuditQuery::default()
+/// };
+/// # let _ = denied_in_acme;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Only entries after this sequence number (the [`AuditPage::next`] of the previous page).
+    pub after: Option<u64>,
+    /// Page size, 1–10000 (the daemon's default is 100).
+    pub limit: Option<u32>,
+    /// Only this tenant.
+    pub tenant: Option<String>,
+    /// Only this token id.
+    pub token: Option<String>,
+    /// Only this caller uid (decimal), or `system`.
+    pub actor: Option<String>,
+    /// Only this operation (`token.put`, `sys.unseal`, …).
+    pub op: Option<String>,
+    /// Only this outcome.
+    pub outcome: Option<Outcome>,
+    /// Not before this time.
+    pub since: Option<Timestamp>,
+    /// Not after this time.
+    pub until: Option<Timestamp>,
+    /// Only entries whose binding account has this HMAC ([`Client::audit_hash`] of the account).
+    pub account_hmac: Option<String>,
+    /// Only entries whose binding subject has this HMAC.
+    pub subject_hmac: Option<String>,
+}
+
+impl AuditQuery {
+    /// The query string, `?…` (empty when nothing is set), every value percent-encoded.
+    fn to_query(&self) -> String {
+        let outcome = self.outcome.map(|o| match o {
+            Outcome::Denied => "denied",
+            Outcome::Error => "error",
+            Outcome::Ok => "ok",
+        });
+        let pairs: [(&str, Option<String>); 11] = [
+            ("after", self.after.map(|a| a.to_string())),
+            ("limit", self.limit.map(|l| l.to_string())),
+            ("tenant", self.tenant.clone()),
+            ("token", self.token.clone()),
+            ("actor", self.actor.clone()),
+            ("op", self.op.clone()),
+            ("outcome", outcome.map(str::to_owned)),
+            ("since", self.since.map(|t| t.unix().to_string())),
+            ("until", self.until.map(|t| t.unix().to_string())),
+            ("account_hmac", self.account_hmac.clone()),
+            ("subject_hmac", self.subject_hmac.clone()),
+        ];
+        query(pairs.iter().filter_map(|(k, v)| Some((*k, v.as_deref()?))))
+    }
+}
 
 /// An async client for one vaultd socket.
 ///
@@ -303,6 +370,68 @@ impl Client {
         Ok(batch.items)
     }
 
+    // ----- audit -----
+
+    /// `GET /v1/audit`: one page of entries matching `query`, oldest first. Continue with
+    /// [`AuditPage::next`] as [`AuditQuery::after`] until it is `None`; a page may hold fewer
+    /// entries than the limit (even none) and still have a `next`.
+    pub async fn audit(&self, query: &AuditQuery) -> Result<AuditPage, Error> {
+        Ok(self.audit_with_request_id(query).await?.0)
+    }
+
+    /// [`Client::audit`], also returning the request id the daemon gave this call
+    /// (`x-request-id`). The call itself appends an audit entry with that `request`, so a
+    /// follower of the log can tell its own polls from other callers' requests.
+    pub async fn audit_with_request_id(
+        &self,
+        query: &AuditQuery,
+    ) -> Result<(AuditPage, Option<String>), Error> {
+        let path = format!("/v1/audit{}", query.to_query());
+        let answer = self.call(Method::GET, path.clone(), None).await?;
+        let request_id = answer.request_id.clone();
+        Ok((answer.json(&path)?, request_id))
+    }
+
+    /// `GET /v1/audit/verify[?head=SEQ:HASH]`: the daemon verifies its whole log (chain,
+    /// sequence, every head's signature). With `head`, the log must also contain that signed
+    /// head, recorded earlier from a report's [`Report::head`].
+    pub async fn audit_verify(&self, head: Option<&str>) -> Result<Report, Error> {
+        self.get(format!(
+            "/v1/audit/verify{}",
+            query(head.map(|h| ("head", h)))
+        ))
+        .await
+    }
+
+    /// `POST /v1/audit/hash`: the HMAC of `value` (an account number or subject an auditor
+    /// searches for) as the log writes it, hex. The value travels in a zeroizing buffer.
+    pub async fn audit_hash(&self, value: &str) -> Result<String, Error> {
+        let mut request = AuditHashRequest {
+            value: value.to_owned(),
+        };
+        let body = to_json(&request);
+        request.value.zeroize();
+        let hash: AuditHash = self
+            .request(Method::POST, "/v1/audit/hash".to_owned(), Some(body?))
+            .await?;
+        Ok(hash.hmac)
+    }
+
+    /// `GET /v1/audit/pubkey`: the vault id and the Ed25519 public key that verifies the log's
+    /// signed heads.
+    pub async fn audit_pubkey(&self) -> Result<AuditPublicKey, Error> {
+        self.get("/v1/audit/pubkey".to_owned()).await
+    }
+
+    /// `GET /v1/audit/export?after=&limit=`: the stored entry lines and signed-head lines with
+    /// sequence numbers in `(after, after + limit]`, newline-terminated, byte for byte as stored
+    /// (the chain hash covers the exact bytes: write them out unchanged). `limit` is 1–10000.
+    pub async fn audit_export_page(&self, after: u64, limit: u32) -> Result<Vec<u8>, Error> {
+        let path = format!("/v1/audit/export?after={after}&limit={limit}");
+        let answer = self.call(Method::GET, path, None).await?;
+        Ok(answer.success()?.to_vec())
+    }
+
     // ----- raw -----
 
     /// Sends any request and returns the status and body as they are, error statuses included.
@@ -368,9 +497,18 @@ impl Client {
             match conn.try_send_request(request).await {
                 Ok(response) => {
                     let status = response.status().as_u16();
+                    let request_id = response
+                        .headers()
+                        .get(REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
                     let body = read_body(response.into_body()).await?;
                     self.put_idle(conn);
-                    return Ok(Answer { status, body });
+                    return Ok(Answer {
+                        status,
+                        body,
+                        request_id,
+                    });
                 }
                 Err(mut err) => match err.take_message() {
                     // The request never left: a pooled connection went away. Try a fresh one.
@@ -435,10 +573,14 @@ impl fmt::Debug for Client {
     }
 }
 
+/// The answer header that carries the request id (the `request` of the call's audit entry).
+const REQUEST_ID: &str = "x-request-id";
+
 /// A complete answer.
 struct Answer {
     status: u16,
     body: Zeroizing<Vec<u8>>,
+    request_id: Option<String>,
 }
 
 impl Answer {
@@ -594,6 +736,19 @@ fn segment(id: &str) -> String {
     })
 }
 
+/// A query string from `(name, value)` pairs: `?a=1&b=2`, or empty without pairs. Values are
+/// percent-encoded; names are fixed by the caller.
+fn query<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut out = String::new();
+    for (name, value) in pairs {
+        out.push(if out.is_empty() { '?' } else { '&' });
+        out.push_str(name);
+        out.push('=');
+        out.push_str(&query_value(value));
+    }
+    out
+}
+
 /// A query value: RFC 3986 unreserved bytes pass, everything else is percent-encoded.
 fn query_value(value: &str) -> String {
     percent_encode(value, |b| {
@@ -638,6 +793,28 @@ mod tests {
     }
 
     #[test]
+    fn audit_query_encodes_every_value() {
+        assert_eq!(AuditQuery::default().to_query(), "");
+        let q = AuditQuery {
+            after: Some(7),
+            limit: Some(50),
+            tenant: Some("acme".into()),
+            actor: Some("system".into()),
+            op: Some("token.put&limit=1".into()),
+            outcome: Some(Outcome::Denied),
+            since: Some(Timestamp(1_795_453_200)),
+            account_hmac: Some("ab12".into()),
+            ..AuditQuery::default()
+        };
+        assert_eq!(
+            q.to_query(),
+            "?after=7&limit=50&tenant=acme&actor=system&op=token.put%26limit%3D1\
+             &outcome=denied&since=1795453200&account_hmac=ab12"
+        );
+        assert_eq!(query([("head", "3:ab")]), "?head=3%3Aab");
+    }
+
+    #[test]
     fn request_body_is_exact_size_json() {
         let put = PutToken {
             secret: Some(Secret::from("tok\"en")),
@@ -670,6 +847,7 @@ mod tests {
         let answer = Answer {
             status: 200,
             body: Zeroizing::new(br#"{"secret":"hunter2","binding":7}"#.to_vec()),
+            request_id: None,
         };
         let err = answer.json::<UnsealTokenResponse>("/v1/x").unwrap_err();
         let text = err.to_string();
@@ -684,6 +862,7 @@ mod tests {
             body: Zeroizing::new(
                 br#"{"error":{"code":"not_found","message":"no such token"}}"#.to_vec(),
             ),
+            request_id: None,
         };
         let err = answer.json::<TokenMeta>("/v1/x").unwrap_err();
         assert_eq!(err.code(), Some(&crate::ApiCode::NotFound));

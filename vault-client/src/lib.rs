@@ -1,7 +1,9 @@
 //! Async client for `vaultd` over its local Unix socket, and the wire types the daemon shares.
 //!
 //! # Layout
-//! - `client`: [`Client`], one method per API endpoint, connection reuse and timeouts.
+//! - [`audit`]: the audit log format and its verification.
+//! - `client`: [`Client`], one method per API endpoint, connection reuse and timeouts;
+//!   [`AuditQuery`], the filters of `GET /v1/audit`.
 //! - `error`: [`Error`], typed after the API's error codes.
 //! - `secret`: [`Secret`], bytes that zeroize on drop and print `[redacted]`.
 //! - `time`: [`Timestamp`], RFC 3339 on the wire.
@@ -53,13 +55,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod audit;
 mod client;
 mod error;
 mod secret;
 mod time;
 pub mod wire;
 
-pub use client::Client;
+pub use client::{AuditQuery, Client};
 pub use error::{ApiCode, Error};
 pub use secret::Secret;
 pub use time::Timestamp;

@@ -43,6 +43,13 @@ pub enum VaultState {
 pub struct Health {
     /// Current state.
     pub state: VaultState,
+    /// False while audit entries cannot be written (every operation then fails closed).
+    #[serde(default = "yes")]
+    pub audit_available: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `GET /v1/sys/status`.
@@ -385,4 +392,37 @@ pub enum BatchItem<T> {
 pub struct Batch<T> {
     /// Results in request order.
     pub items: Vec<BatchItem<T>>,
+}
+
+/// `GET /v1/audit` answer: entries oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditPage {
+    /// Matching entries.
+    pub entries: Vec<crate::audit::Entry>,
+    /// Pass as `after` for the next page; absent when the log has been read to its end.
+    pub next: Option<u64>,
+}
+
+/// `POST /v1/audit/hash` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditHashRequest {
+    /// The value to hash, e.g. an account number an auditor searches for.
+    pub value: String,
+}
+
+/// `POST /v1/audit/hash` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditHash {
+    /// HMAC-SHA256 of the value under the audit key, hex, as entries write it.
+    pub hmac: String,
+}
+
+/// `GET /v1/audit/pubkey` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditPublicKey {
+    /// The vault whose log it signs.
+    pub vault_id: String,
+    /// Ed25519 public key, hex.
+    pub public_key: String,
 }

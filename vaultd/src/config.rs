@@ -15,6 +15,11 @@
 //! provider = "local"
 //! key_dir = "/etc/vaultd/keys"
 //! key_id = "main"
+//! # or, in production (docs/operator-aws.md):
+//! # provider = "aws"
+//! # key_id = "arn:aws:kms:eu-central-1:111122223333:key/1234abcd-…"  # key id or ARN, no alias
+//! # region = "eu-central-1"                     # optional: else the AWS region chain
+//! # endpoint_url = "https://kms.example.internal" # optional: a private or compatible endpoint
 //!
 //! [[policy]]
 //! name = "platform-app"
@@ -29,6 +34,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use crate::kms::aws::{KeyId, check_endpoint_url};
 use crate::policy::{Capability, Policy, Rule, TenantPattern};
 
 /// The daemon's checked configuration.
@@ -72,6 +78,16 @@ pub enum KmsConfig {
         /// Create the directory and key if missing (`--dev`).
         create: bool,
     },
+    /// AWS KMS (or a KMS-compatible endpoint) through the standard AWS credential chain.
+    Aws {
+        /// The key that wraps new master keys, and the only key unseal accepts.
+        key_id: KeyId,
+        /// Region; `None`: the AWS region chain (`AWS_REGION`, profile, instance metadata).
+        region: Option<String>,
+        /// Endpoint; `None`: the region's AWS endpoint (or `AWS_ENDPOINT_URL_KMS`). `https://`,
+        /// or `http://` to a loopback address only (a local test server).
+        endpoint_url: Option<String>,
+    },
 }
 
 /// The TOML file as written.
@@ -94,7 +110,15 @@ pub struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, tag = "provider", rename_all = "lowercase")]
 enum RawKms {
-    Local { key_dir: PathBuf, key_id: String },
+    Aws {
+        key_id: String,
+        region: Option<String>,
+        endpoint_url: Option<String>,
+    },
+    Local {
+        key_dir: PathBuf,
+        key_id: String,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,6 +213,25 @@ impl Config {
                 key_id,
                 create: false,
             },
+            RawKms::Aws {
+                key_id,
+                region,
+                endpoint_url,
+            } => KmsConfig::Aws {
+                key_id: key_id
+                    .parse()
+                    .map_err(anyhow::Error::msg)
+                    .context("[kms] key_id")?,
+                region: region.map(check_region).transpose()?,
+                endpoint_url: endpoint_url
+                    .map(|u| {
+                        check_endpoint_url(&u)
+                            .map(|()| u)
+                            .map_err(anyhow::Error::msg)
+                            .context("[kms] endpoint_url")
+                    })
+                    .transpose()?,
+            },
         };
         let socket_gid = raw.socket_group.as_deref().map(group_id).transpose()?;
         let mut rules = Vec::new();
@@ -245,6 +288,19 @@ impl Config {
             dev: false,
         })
     }
+}
+
+/// An AWS region name: lower-case letters, digits and `-`.
+fn check_region(region: String) -> anyhow::Result<String> {
+    let ok = !region.is_empty()
+        && region.len() <= 64
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !ok {
+        bail!("[kms] region {region:?} is not an AWS region name");
+    }
+    Ok(region)
 }
 
 /// Looks a name up in an `/etc/passwd`-format file: field 3 is the id.
@@ -328,6 +384,86 @@ mod tests {
             ))
             .is_err()
         );
+    }
+
+    const AWS: &str = "data_dir = \"/d\"\nsocket = \"/s\"\n[kms]\nprovider = \"aws\"\n";
+    const ARN: &str =
+        "arn:aws:kms:eu-central-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+    #[test]
+    fn parses_aws_kms() {
+        let cfg = parse(&format!(
+            "{AWS}key_id = \"{ARN}\"\nregion = \"eu-central-1\"\nendpoint_url = \"https://kms.example.internal\"\n"
+        ))
+        .expect("valid");
+        let KmsConfig::Aws {
+            key_id,
+            region,
+            endpoint_url,
+        } = cfg.kms
+        else {
+            panic!("aws provider expected");
+        };
+        assert_eq!(key_id.as_str(), ARN);
+        assert_eq!(region.as_deref(), Some("eu-central-1"));
+        assert_eq!(
+            endpoint_url.as_deref(),
+            Some("https://kms.example.internal")
+        );
+
+        let cfg = parse(&format!(
+            "{AWS}key_id = \"1234abcd-12ab-34cd-56ef-1234567890ab\"\n"
+        ))
+        .expect("region and endpoint are optional");
+        assert!(matches!(
+            cfg.kms,
+            KmsConfig::Aws {
+                region: None,
+                endpoint_url: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn rejects_aws_alias_missing_key_and_unknown_fields() {
+        assert!(parse(&format!("{AWS}key_id = \"alias/vaultd\"\n")).is_err());
+        assert!(parse(AWS).is_err());
+        assert!(parse(&format!("{AWS}key_id = \"{ARN}\"\nkey_dir = \"/k\"\n")).is_err());
+        assert!(
+            parse(&format!(
+                "{AWS}key_id = \"{ARN}\"\nregion = \"EU central\"\n"
+            ))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn rejects_plain_http_endpoint_off_this_machine() {
+        let with = |url: &str| {
+            parse(&format!(
+                "{AWS}key_id = \"{ARN}\"\nendpoint_url = \"{url}\"\n"
+            ))
+        };
+        for ok in [
+            "https://kms.eu-central-1.amazonaws.com",
+            "http://127.0.0.1:4566",
+            "http://localhost:4566/",
+            "http://[::1]:4566",
+        ] {
+            assert!(with(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://kms.example.internal",
+            "http://10.0.0.5:4566",
+            "http://127.0.0.1.evil.example:80",
+            "ftp://127.0.0.1",
+            "kms.example.internal",
+            "https://",
+            "https://user:pw@kms.example.internal",
+        ] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -12,6 +12,9 @@ pub enum Error {
     /// `init` on a vault that already has a master key.
     #[error("vault is already initialized")]
     AlreadyInitialized,
+    /// The audit entry could not be written durably; the operation did not take effect.
+    #[error("audit log unavailable: the operation was not performed")]
+    AuditUnavailable,
     /// The token's binding does not match what the caller expected.
     #[error("token binding does not match the expectation")]
     BindingMismatch,
@@ -58,6 +61,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Self::AlreadyInitialized | Self::Conflict(_) => "conflict",
+            Self::AuditUnavailable => "audit_unavailable",
             Self::BindingMismatch => "binding_mismatch",
             Self::DecryptionFailed => "decryption_failed",
             Self::Expired => "expired",
@@ -87,9 +91,10 @@ impl Error {
             Self::Random | Self::Store(StoreError::Backend(_) | StoreError::Corrupt(_)) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
-            Self::Sealed | Self::Uninitialized | Self::Store(StoreError::Closed) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::AuditUnavailable
+            | Self::Sealed
+            | Self::Uninitialized
+            | Self::Store(StoreError::Closed) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(StoreError::Conflict) => StatusCode::CONFLICT,
         }
     }

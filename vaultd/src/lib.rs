@@ -5,6 +5,7 @@
 //! See `docs/key-hierarchy.md` and `docs/record-format.md`.
 //!
 //! # Layout
+//! - [`audit`]: audit events, HMAC of personal data, the signer of chain heads.
 //! - [`config`]: the TOML file, environment and flags, checked into a `Config`.
 //! - [`error`]: the error type and its one map to HTTP status codes.
 //! - [`ids`]: tenant and token ids, checked at the edge.
@@ -19,6 +20,7 @@
 //! - `os`: process hardening; the only module with `unsafe` code.
 #![deny(unsafe_code)]
 
+pub mod audit;
 pub mod config;
 pub mod error;
 pub mod ids;

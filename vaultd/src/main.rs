@@ -6,17 +6,26 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use tokio::net::UnixListener;
+use vault_client::audit::Outcome;
 use vault_client::wire::VaultState;
+use vaultd::audit::Event;
 use vaultd::config::{Config, KmsConfig, Overrides};
 use vaultd::kms::KmsProvider;
+use vaultd::kms::aws::AwsKms;
 use vaultd::kms::local::LocalKms;
 use vaultd::server::{self, App, Limits, Metrics};
 use vaultd::store::sled::SledStore;
 use vaultd::vault::Vault;
+
+/// First wait between auto-unseal attempts; it doubles up to [`UNSEAL_BACKOFF_MAX`].
+const UNSEAL_BACKOFF_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait between auto-unseal attempts.
+const UNSEAL_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// A hardened vault for bank consent tokens, serving its API on a Unix socket.
 #[derive(Debug, Parser)]
@@ -105,6 +114,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
             key_id,
             create,
         } => Arc::new(LocalKms::open(key_dir, key_id, *create).context("local KMS provider")?),
+        KmsConfig::Aws {
+            key_id,
+            region,
+            endpoint_url,
+        } => Arc::new(
+            AwsKms::connect(key_id.clone(), region.as_deref(), endpoint_url.as_deref())
+                .await
+                .context("AWS KMS provider")?,
+        ),
     };
     let store = SledStore::open(&config.data_dir.join("db"), config.cache_bytes)
         .context("opening the store")?;
@@ -112,13 +130,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("opening the vault")?;
     if config.auto_init && vault.state() == VaultState::Uninitialized {
-        let init = vault.init().await.context("initializing the vault")?;
+        let mut ev = Event::system("sys.init");
+        let init = vault
+            .init(&mut ev)
+            .await
+            .context("initializing the vault")?;
         tracing::info!(vault_id = %init.vault_id, "dev vault initialized");
-    }
-    if config.auto_unseal && vault.state() == VaultState::Sealed {
-        if let Err(e) = vault.unseal().await {
-            tracing::warn!(error = %e, "auto-unseal failed; staying sealed (vault-cli operator unseal retries)");
-        }
     }
     let listener = bind(&config)?;
     let app = Arc::new(App {
@@ -131,14 +148,71 @@ async fn run(config: Config) -> anyhow::Result<()> {
         header_timeout: config.header_timeout,
     };
     tracing::info!(socket = %config.socket.display(), state = ?vault.state(), "serving");
+    // After the bind, so that the daemon answers (sealed, health 503) while the KMS is away.
+    let unsealer = (config.auto_unseal && vault.state() == VaultState::Sealed)
+        .then(|| tokio::spawn(auto_unseal(vault.clone())));
     if config.dev {
         print_dev_banner(&config.socket);
     }
     server::run(listener, app, limits, shutdown_signal()).await;
-    vault.seal().await.ok();
+    if let Some(task) = unsealer {
+        task.abort();
+    }
+    if let Err(e) = vault.seal(&mut Event::system("sys.seal.shutdown")).await {
+        tracing::warn!(error = %e, "sealing at shutdown failed");
+    }
     let _ = fs::remove_file(&config.socket);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Unseals through the KMS, retrying while the KMS is unreachable or throttling (backoff
+/// 1 s, 2 s, … capped at 30 s, without giving up), until the vault is unsealed, by this task or
+/// by an operator (`Vault::unseal` is serialized and idempotent). A permanent failure (access
+/// denied, key disabled, wrong key, decryption failed, …) stops it: retrying cannot help.
+async fn auto_unseal(vault: Vault) {
+    let mut delay = UNSEAL_BACKOFF_FIRST;
+    for attempt in 1u64.. {
+        if vault.state() != VaultState::Sealed {
+            return;
+        }
+        let mut ev = Event::system("sys.unseal.auto");
+        let result = vault.unseal(&mut ev).await;
+        let (outcome, code) = match &result {
+            Ok(()) => (Outcome::Ok, None),
+            Err(e) => (Outcome::Error, Some(e.code())),
+        };
+        if let Err(e) = vault.record(&mut ev, outcome, code).await {
+            tracing::error!(error = %e, "auto-unseal: audit entry not written");
+        }
+        match result {
+            Ok(()) => {
+                tracing::info!(attempt, "auto-unseal: vault unsealed");
+                return;
+            }
+            Err(vaultd::Error::Kms(e)) if e.is_transient() => {
+                tracing::warn!(
+                    attempt,
+                    code = e.code(),
+                    error = %e,
+                    retry_in_secs = delay.as_secs(),
+                    "auto-unseal failed; staying sealed and retrying"
+                );
+            }
+            Err(e) => {
+                tracing::error!(
+                    attempt,
+                    code = e.code(),
+                    error = %e,
+                    "auto-unseal failed and will not be retried: operator action needed \
+                     (docs/operator-aws.md), then `vault-cli operator unseal`"
+                );
+                return;
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(UNSEAL_BACKOFF_MAX);
+    }
 }
 
 /// Creates the socket under umask 077 inside a 0750 directory, then opens it to the group (0660).

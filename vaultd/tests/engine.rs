@@ -2,6 +2,10 @@
 
 mod common;
 
+fn ev() -> vaultd::audit::Event {
+    vaultd::audit::Event::system("test")
+}
+
 use std::time::Duration;
 
 use vault_client::Timestamp;
@@ -27,46 +31,64 @@ async fn lifecycle_transitions() {
     let vault = open(dir.path()).await;
     assert_eq!(vault.state(), VaultState::Uninitialized);
     assert!(matches!(
-        vault.create_tenant(&t("acme")).await,
+        vault.create_tenant(&t("acme"), &mut ev()).await,
         Err(Error::Uninitialized)
     ));
-    assert!(matches!(vault.unseal().await, Err(Error::Uninitialized)));
-    assert!(matches!(vault.seal().await, Err(Error::Uninitialized)));
+    assert!(matches!(
+        vault.unseal(&mut ev()).await,
+        Err(Error::Uninitialized)
+    ));
+    assert!(matches!(
+        vault.seal(&mut ev()).await,
+        Err(Error::Uninitialized)
+    ));
 
-    let init = vault.init().await.expect("init");
+    let init = vault.init(&mut ev()).await.expect("init");
     assert_eq!(init.master_key_version, 1);
     assert_eq!(vault.state(), VaultState::Unsealed);
-    assert!(matches!(vault.init().await, Err(Error::AlreadyInitialized)));
-    vault.create_tenant(&t("acme")).await.expect("tenant");
+    assert!(matches!(
+        vault.init(&mut ev()).await,
+        Err(Error::AlreadyInitialized)
+    ));
     vault
-        .put_token(&t("acme"), &k("tok"), &put("s3cret", "DE01"))
+        .create_tenant(&t("acme"), &mut ev())
+        .await
+        .expect("tenant");
+    vault
+        .put_token(&t("acme"), &k("tok"), &put("s3cret", "DE01"), &mut ev())
         .await
         .expect("put");
 
-    vault.seal().await.expect("seal");
+    vault.seal(&mut ev()).await.expect("seal");
     assert_eq!(vault.state(), VaultState::Sealed);
-    vault.seal().await.expect("sealing twice is fine");
+    vault.seal(&mut ev()).await.expect("sealing twice is fine");
     assert!(matches!(
-        vault.unseal_token(&t("acme"), &k("tok"), None),
+        vault.unseal_token(&t("acme"), &k("tok"), None, &mut ev()),
         Err(Error::Sealed)
     ));
     assert!(matches!(
         vault
-            .put_token(&t("acme"), &k("tok"), &put("x", "DE01"))
+            .put_token(&t("acme"), &k("tok"), &put("x", "DE01"), &mut ev())
             .await,
         Err(Error::Sealed)
     ));
     assert!(matches!(
-        vault.transit_seal(&t("acme"), &Secret::from("x"), ""),
+        vault.transit_seal(&t("acme"), &Secret::from("x"), "", &mut ev()),
         Err(Error::Sealed)
     ));
     assert!(matches!(vault.list_tenants(), Err(Error::Sealed)));
-    assert!(matches!(vault.init().await, Err(Error::AlreadyInitialized)));
+    assert!(matches!(
+        vault.init(&mut ev()).await,
+        Err(Error::AlreadyInitialized)
+    ));
 
-    vault.unseal().await.expect("unseal");
-    vault.unseal().await.expect("unsealing twice is fine");
+    vault.unseal(&mut ev()).await.expect("unseal");
+    vault
+        .unseal(&mut ev())
+        .await
+        .expect("unsealing twice is fine");
     let back = vault
-        .unseal_token(&t("acme"), &k("tok"), None)
+        .unseal_token(&t("acme"), &k("tok"), None, &mut ev())
         .expect("unseal token");
     assert_eq!(back.secret.expect("utf-8").expose_secret(), b"s3cret");
 }
@@ -77,27 +99,31 @@ async fn restart_keeps_everything_and_starts_sealed() {
     let blob;
     {
         let vault = open_initialized(dir.path()).await;
-        vault.create_tenant(&t("acme")).await.expect("tenant");
+        vault
+            .create_tenant(&t("acme"), &mut ev())
+            .await
+            .expect("tenant");
         for i in 0..50 {
             vault
                 .put_token(
                     &t("acme"),
                     &k(&format!("tok-{i:02}")),
                     &put(&format!("secret-{i}"), "DE01"),
+                    &mut ev(),
                 )
                 .await
                 .expect("put");
         }
         blob = vault
-            .transit_seal(&t("acme"), &Secret::from("invoice"), "ctx")
+            .transit_seal(&t("acme"), &Secret::from("invoice"), "ctx", &mut ev())
             .expect("transit");
     }
     let vault = open(dir.path()).await;
     assert_eq!(vault.state(), VaultState::Sealed);
-    vault.unseal().await.expect("unseal");
+    vault.unseal(&mut ev()).await.expect("unseal");
     for i in 0..50 {
         let back = vault
-            .unseal_token(&t("acme"), &k(&format!("tok-{i:02}")), None)
+            .unseal_token(&t("acme"), &k(&format!("tok-{i:02}")), None, &mut ev())
             .expect("unseal");
         assert_eq!(
             back.secret.expect("utf-8").expose_secret(),
@@ -106,7 +132,7 @@ async fn restart_keeps_everything_and_starts_sealed() {
     }
     assert_eq!(
         vault
-            .transit_unseal(&t("acme"), &blob, "ctx")
+            .transit_unseal(&t("acme"), &blob, "ctx", &mut ev())
             .expect("transit")
             .expose_secret(),
         b"invoice"
@@ -128,14 +154,14 @@ async fn unseal_with_another_local_key_fails_and_stays_sealed() {
     std::fs::write(&key_file, [7u8; 32]).expect("overwrite key");
     let vault = open(dir.path()).await;
     assert!(matches!(
-        vault.unseal().await,
+        vault.unseal(&mut ev()).await,
         Err(Error::Kms(KmsError::DecryptionFailed))
     ));
     assert_eq!(vault.state(), VaultState::Sealed);
     drop(vault);
     let other = open_with_key(dir.path(), "other-key").await;
     assert!(matches!(
-        other.unseal().await,
+        other.unseal(&mut ev()).await,
         Err(Error::Kms(KmsError::DecryptionFailed))
     ));
 }
@@ -145,13 +171,13 @@ async fn compare_and_set_revisions() {
     let dir = tempfile::tempdir().expect("tempdir");
     let vault = open_initialized(dir.path()).await;
     let (acme, tok) = (t("acme"), k("tok"));
-    vault.create_tenant(&acme).await.expect("tenant");
+    vault.create_tenant(&acme, &mut ev()).await.expect("tenant");
 
     let mut req = put("v1", "DE01");
     req.expected_revision = Some(0);
     assert_eq!(
         vault
-            .put_token(&acme, &tok, &req)
+            .put_token(&acme, &tok, &req, &mut ev())
             .await
             .expect("create")
             .revision,
@@ -159,7 +185,7 @@ async fn compare_and_set_revisions() {
     );
     assert!(
         matches!(
-            vault.put_token(&acme, &tok, &req).await,
+            vault.put_token(&acme, &tok, &req, &mut ev()).await,
             Err(Error::Conflict(_))
         ),
         "0 means absent"
@@ -169,7 +195,7 @@ async fn compare_and_set_revisions() {
     req.secret = Secret::from("v2");
     assert_eq!(
         vault
-            .put_token(&acme, &tok, &req)
+            .put_token(&acme, &tok, &req, &mut ev())
             .await
             .expect("cas")
             .revision,
@@ -177,10 +203,12 @@ async fn compare_and_set_revisions() {
     );
     req.secret = Secret::from("lost-update");
     assert!(matches!(
-        vault.put_token(&acme, &tok, &req).await,
+        vault.put_token(&acme, &tok, &req, &mut ev()).await,
         Err(Error::Conflict(_))
     ));
-    let back = vault.unseal_token(&acme, &tok, None).expect("unseal");
+    let back = vault
+        .unseal_token(&acme, &tok, None, &mut ev())
+        .expect("unseal");
     assert_eq!(
         back.secret.expect("utf-8").expose_secret(),
         b"v2",
@@ -193,18 +221,31 @@ async fn compare_and_set_revisions() {
 async fn concurrent_refreshes_lose_no_revision_and_counts_stay_exact() {
     let dir = tempfile::tempdir().expect("tempdir");
     let vault = open_initialized(dir.path()).await;
-    vault.create_tenant(&t("acme")).await.expect("tenant");
+    vault
+        .create_tenant(&t("acme"), &mut ev())
+        .await
+        .expect("tenant");
     let tasks: Vec<_> = (0..8)
         .map(|i| {
             let vault = vault.clone();
             tokio::spawn(async move {
                 for j in 0..10 {
                     vault
-                        .put_token(&t("acme"), &k("shared"), &put(&format!("w{i}-{j}"), "DE01"))
+                        .put_token(
+                            &t("acme"),
+                            &k("shared"),
+                            &put(&format!("w{i}-{j}"), "DE01"),
+                            &mut ev(),
+                        )
                         .await
                         .expect("put");
                     vault
-                        .put_token(&t("acme"), &k(&format!("own-{i}")), &put("x", "DE01"))
+                        .put_token(
+                            &t("acme"),
+                            &k(&format!("own-{i}")),
+                            &put("x", "DE01"),
+                            &mut ev(),
+                        )
                         .await
                         .expect("put");
                 }
@@ -216,7 +257,7 @@ async fn concurrent_refreshes_lose_no_revision_and_counts_stay_exact() {
     }
     assert_eq!(
         vault
-            .unseal_token(&t("acme"), &k("shared"), None)
+            .unseal_token(&t("acme"), &k("shared"), None, &mut ev())
             .expect("unseal")
             .revision,
         80
@@ -231,10 +272,13 @@ async fn binding_expectation_and_expiry() {
     let dir = tempfile::tempdir().expect("tempdir");
     let vault = open_initialized(dir.path()).await;
     let (acme, tok) = (t("acme"), k("tok"));
-    vault.create_tenant(&acme).await.expect("tenant");
+    vault.create_tenant(&acme, &mut ev()).await.expect("tenant");
     let mut req = put("s", "DE01");
     req.expires_at = Some(Timestamp::now().unix() + 2);
-    vault.put_token(&acme, &tok, &req).await.expect("put");
+    vault
+        .put_token(&acme, &tok, &req, &mut ev())
+        .await
+        .expect("put");
 
     let right = Expect {
         account: Some("DE01".into()),
@@ -242,7 +286,7 @@ async fn binding_expectation_and_expiry() {
         scope: None,
     };
     let back = vault
-        .unseal_token(&acme, &tok, Some(&right))
+        .unseal_token(&acme, &tok, Some(&right), &mut ev())
         .expect("matching expectation");
     assert_eq!(back.binding, binding("DE01"));
     for wrong in [
@@ -260,24 +304,24 @@ async fn binding_expectation_and_expiry() {
         },
     ] {
         assert!(matches!(
-            vault.unseal_token(&acme, &tok, Some(&wrong)),
+            vault.unseal_token(&acme, &tok, Some(&wrong), &mut ev()),
             Err(Error::BindingMismatch)
         ));
     }
 
     tokio::time::sleep(Duration::from_millis(3100)).await;
     assert!(matches!(
-        vault.unseal_token(&acme, &tok, None),
+        vault.unseal_token(&acme, &tok, None, &mut ev()),
         Err(Error::Expired)
     ));
     assert!(
-        vault.token_meta(&acme, &tok).is_ok(),
+        vault.token_meta(&acme, &tok, &mut ev()).is_ok(),
         "metadata of an expired token stays readable"
     );
 
     req.expires_at = Some(Timestamp::now().unix() - 1);
     assert!(matches!(
-        vault.put_token(&acme, &tok, &req).await,
+        vault.put_token(&acme, &tok, &req, &mut ev()).await,
         Err(Error::Invalid(_))
     ));
 }
@@ -286,33 +330,39 @@ async fn binding_expectation_and_expiry() {
 async fn tenants_are_isolated() {
     let dir = tempfile::tempdir().expect("tempdir");
     let vault = open_initialized(dir.path()).await;
-    vault.create_tenant(&t("acme")).await.expect("tenant");
-    vault.create_tenant(&t("globex")).await.expect("tenant");
     vault
-        .put_token(&t("acme"), &k("tok"), &put("s", "DE01"))
+        .create_tenant(&t("acme"), &mut ev())
+        .await
+        .expect("tenant");
+    vault
+        .create_tenant(&t("globex"), &mut ev())
+        .await
+        .expect("tenant");
+    vault
+        .put_token(&t("acme"), &k("tok"), &put("s", "DE01"), &mut ev())
         .await
         .expect("put");
     assert!(matches!(
-        vault.unseal_token(&t("globex"), &k("tok"), None),
+        vault.unseal_token(&t("globex"), &k("tok"), None, &mut ev()),
         Err(Error::NotFound(_))
     ));
     assert!(matches!(
-        vault.unseal_token(&t("nobody"), &k("tok"), None),
+        vault.unseal_token(&t("nobody"), &k("tok"), None, &mut ev()),
         Err(Error::NotFound(_))
     ));
     let blob = vault
-        .transit_seal(&t("acme"), &Secret::from("p"), "c")
+        .transit_seal(&t("acme"), &Secret::from("p"), "c", &mut ev())
         .expect("seal");
     assert!(matches!(
-        vault.transit_unseal(&t("globex"), &blob, "c"),
+        vault.transit_unseal(&t("globex"), &blob, "c", &mut ev()),
         Err(Error::DecryptionFailed)
     ));
     assert!(matches!(
-        vault.transit_unseal(&t("acme"), &blob, "other"),
+        vault.transit_unseal(&t("acme"), &blob, "other", &mut ev()),
         Err(Error::DecryptionFailed)
     ));
     assert!(matches!(
-        vault.transit_unseal(&t("acme"), "vault:v1:!!", "c"),
+        vault.transit_unseal(&t("acme"), "vault:v1:!!", "c", &mut ev()),
         Err(Error::Invalid(_))
     ));
 }
@@ -321,12 +371,23 @@ async fn tenants_are_isolated() {
 async fn create_is_idempotent_and_list_pages() {
     let dir = tempfile::tempdir().expect("tempdir");
     let vault = open_initialized(dir.path()).await;
-    let first = vault.create_tenant(&t("acme")).await.expect("tenant");
-    let again = vault.create_tenant(&t("acme")).await.expect("again");
+    let first = vault
+        .create_tenant(&t("acme"), &mut ev())
+        .await
+        .expect("tenant");
+    let again = vault
+        .create_tenant(&t("acme"), &mut ev())
+        .await
+        .expect("again");
     assert_eq!(first.created_at, again.created_at);
     for i in 0..25 {
         vault
-            .put_token(&t("acme"), &k(&format!("tok-{i:02}")), &put("s", "DE01"))
+            .put_token(
+                &t("acme"),
+                &k(&format!("tok-{i:02}")),
+                &put("s", "DE01"),
+                &mut ev(),
+            )
             .await
             .expect("put");
     }
@@ -349,11 +410,13 @@ async fn create_is_idempotent_and_list_pages() {
         Err(Error::Invalid(_))
     ));
     vault
-        .delete_token(&t("acme"), &k("tok-00"))
+        .delete_token(&t("acme"), &k("tok-00"), &mut ev())
         .await
         .expect("delete");
     assert!(matches!(
-        vault.delete_token(&t("acme"), &k("tok-00")).await,
+        vault
+            .delete_token(&t("acme"), &k("tok-00"), &mut ev())
+            .await,
         Err(Error::NotFound(_))
     ));
     assert_eq!(vault.tenant_info(&t("acme")).expect("info").tokens, 24);
@@ -365,32 +428,38 @@ async fn crypto_shred_blob_sealed_before_destroy_does_not_open_after_recreate() 
     let dir = tempfile::tempdir().expect("tempdir");
     let vault = open_initialized(dir.path()).await;
     let acme = t("acme");
-    vault.create_tenant(&acme).await.expect("tenant");
+    vault.create_tenant(&acme, &mut ev()).await.expect("tenant");
     for i in 0..30 {
         vault
-            .put_token(&acme, &k(&format!("tok-{i}")), &put("s", "DE01"))
+            .put_token(&acme, &k(&format!("tok-{i}")), &put("s", "DE01"), &mut ev())
             .await
             .expect("put");
     }
     let blob = vault
-        .transit_seal(&acme, &Secret::from("invoice-iban"), "ctx")
+        .transit_seal(&acme, &Secret::from("invoice-iban"), "ctx", &mut ev())
         .expect("seal");
-    let gone = vault.destroy_tenant(&acme).await.expect("destroy");
+    let gone = vault
+        .destroy_tenant(&acme, &mut ev())
+        .await
+        .expect("destroy");
     assert_eq!((gone.destroyed_key_versions, gone.deleted_tokens), (1, 30));
     assert!(matches!(vault.tenant_info(&acme), Err(Error::NotFound(_))));
     assert!(matches!(
-        vault.transit_unseal(&acme, &blob, "ctx"),
+        vault.transit_unseal(&acme, &blob, "ctx", &mut ev()),
         Err(Error::NotFound(_))
     ));
 
-    let again = vault.create_tenant(&acme).await.expect("recreate");
+    let again = vault
+        .create_tenant(&acme, &mut ev())
+        .await
+        .expect("recreate");
     assert_eq!(again.tokens, 0);
     assert!(matches!(
-        vault.transit_unseal(&acme, &blob, "ctx"),
+        vault.transit_unseal(&acme, &blob, "ctx", &mut ev()),
         Err(Error::DecryptionFailed)
     ));
     assert!(matches!(
-        vault.unseal_token(&acme, &k("tok-1"), None),
+        vault.unseal_token(&acme, &k("tok-1"), None, &mut ev()),
         Err(Error::NotFound(_))
     ));
     assert_eq!(
@@ -408,10 +477,18 @@ async fn interrupted_destroy_is_finished_at_next_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let vault = open_initialized(dir.path()).await;
-        vault.create_tenant(&t("acme")).await.expect("tenant");
+        vault
+            .create_tenant(&t("acme"), &mut ev())
+            .await
+            .expect("tenant");
         for i in 0..5 {
             vault
-                .put_token(&t("acme"), &k(&format!("tok-{i}")), &put("s", "DE01"))
+                .put_token(
+                    &t("acme"),
+                    &k(&format!("tok-{i}")),
+                    &put("s", "DE01"),
+                    &mut ev(),
+                )
                 .await
                 .expect("put");
         }
@@ -430,8 +507,11 @@ async fn interrupted_destroy_is_finished_at_next_open() {
             .expect("commit");
     }
     let vault = open(dir.path()).await;
-    vault.unseal().await.expect("unseal");
-    vault.create_tenant(&t("acme")).await.expect("recreate");
+    vault.unseal(&mut ev()).await.expect("unseal");
+    vault
+        .create_tenant(&t("acme"), &mut ev())
+        .await
+        .expect("recreate");
     assert_eq!(
         vault
             .list_tokens(&t("acme"), None, 100)
@@ -446,7 +526,10 @@ async fn interrupted_destroy_is_finished_at_next_open() {
 async fn rejects_bad_input_and_changes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let vault = open_initialized(dir.path()).await;
-    vault.create_tenant(&t("acme")).await.expect("tenant");
+    vault
+        .create_tenant(&t("acme"), &mut ev())
+        .await
+        .expect("tenant");
     let mut big = put("s", "DE01");
     big.secret = Secret::new(vec![b'x'; vaultd::vault::MAX_SECRET_LEN + 1]);
     let mut empty_account = put("s", "");
@@ -454,7 +537,9 @@ async fn rejects_bad_input_and_changes_nothing() {
     let empty_secret = put("", "DE01");
     for bad in [big, empty_account, empty_secret] {
         assert!(matches!(
-            vault.put_token(&t("acme"), &k("tok"), &bad).await,
+            vault
+                .put_token(&t("acme"), &k("tok"), &bad, &mut ev())
+                .await,
             Err(Error::Invalid(_))
         ));
     }
@@ -483,17 +568,25 @@ async fn planted_secret_never_reaches_the_data_directory() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let vault = open_initialized(dir.path()).await;
-        vault.create_tenant(&t("acme")).await.expect("tenant");
+        vault
+            .create_tenant(&t("acme"), &mut ev())
+            .await
+            .expect("tenant");
         for i in 0..20 {
             vault
-                .put_token(&t("acme"), &k(&format!("tok-{i}")), &put(PLANTED, ACCOUNT))
+                .put_token(
+                    &t("acme"),
+                    &k(&format!("tok-{i}")),
+                    &put(PLANTED, ACCOUNT),
+                    &mut ev(),
+                )
                 .await
                 .expect("put");
         }
         vault
-            .transit_seal(&t("acme"), &Secret::from(PLANTED), ACCOUNT)
+            .transit_seal(&t("acme"), &Secret::from(PLANTED), ACCOUNT, &mut ev())
             .expect("transit");
-        vault.seal().await.expect("seal");
+        vault.seal(&mut ev()).await.expect("seal");
     }
     let data = dir.path().join("data");
     let all = files(&data);

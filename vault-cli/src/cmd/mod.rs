@@ -1,5 +1,6 @@
 //! One module per command group; [`run`] builds the client and dispatches.
 
+mod audit;
 mod completions;
 mod sys;
 mod tenant;
@@ -45,6 +46,21 @@ impl fmt::Display for Usage {
 
 impl std::error::Error for Usage {}
 
+/// Audit verification ran and found problems (exit code 8); the report is already printed.
+#[derive(Debug)]
+pub(crate) struct AuditProblems(pub(crate) usize);
+
+impl fmt::Display for AuditProblems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            1 => f.write_str("audit verification found 1 problem"),
+            n => write!(f, "audit verification found {n} problems"),
+        }
+    }
+}
+
+impl std::error::Error for AuditProblems {}
+
 /// Runs the parsed command line.
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Completions { shell } = cli.command {
@@ -59,6 +75,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     };
     runtime.block_on(async {
         match cli.command {
+            Command::Audit(a) => audit::run(&ctx, a).await,
             Command::Completions { .. } => Ok(()),
             Command::Operator(op) => sys::operator(&ctx, op).await,
             Command::Status => sys::status(&ctx).await,

@@ -33,10 +33,23 @@ impl DekSlot<'_> {
     }
 }
 
-fn audit_aad(vault_id: &str, mk_version: u32) -> Vec<u8> {
+/// The two audit keys, each wrapped in its own slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AuditPurpose {
+    /// HMAC of personal data.
+    Hmac,
+    /// Ed25519 seed of the chain-head signatures.
+    Signing,
+}
+
+fn audit_aad(vault_id: &str, purpose: AuditPurpose, mk_version: u32) -> Vec<u8> {
+    let purpose: &[u8] = match purpose {
+        AuditPurpose::Hmac => b"hmac",
+        AuditPurpose::Signing => b"signing",
+    };
     aad(
         AUDIT_KEY_WRAP,
-        &[vault_id.as_bytes(), &mk_version.to_be_bytes()],
+        &[vault_id.as_bytes(), purpose, &mk_version.to_be_bytes()],
     )
 }
 
@@ -82,25 +95,27 @@ pub(crate) fn unwrap_dek(
     unwrap(mk, wrapped, &slot.aad()).map(DataKey::new)
 }
 
-/// Wraps the audit key under master key version `mk_version`.
+/// Wraps an audit key under master key version `mk_version`.
 pub(crate) fn wrap_audit_key(
     mk: &MasterKey,
     key: &AuditKey,
     vault_id: &str,
+    purpose: AuditPurpose,
     mk_version: u32,
 ) -> Result<Vec<u8>, getrandom::Error> {
     let copy = KeyBytes::from_slice(key.expose_secret()).expect("an audit key is 32 bytes");
-    wrap(mk, &copy, &audit_aad(vault_id, mk_version))
+    wrap(mk, &copy, &audit_aad(vault_id, purpose, mk_version))
 }
 
-/// Unwraps the audit key; this is also the check that an unwrapped master key is the right one.
+/// Unwraps an audit key; this is also the check that an unwrapped master key is the right one.
 pub(crate) fn unwrap_audit_key(
     mk: &MasterKey,
     wrapped: &[u8],
     vault_id: &str,
+    purpose: AuditPurpose,
     mk_version: u32,
 ) -> Result<AuditKey, DecryptionFailed> {
-    unwrap(mk, wrapped, &audit_aad(vault_id, mk_version)).map(AuditKey::new)
+    unwrap(mk, wrapped, &audit_aad(vault_id, purpose, mk_version)).map(AuditKey::new)
 }
 
 #[cfg(test)]
@@ -137,10 +152,11 @@ mod tests {
         #[test]
         fn audit_key_wrap_round_trips(mk: [u8; 32], k: [u8; 32], m in 1u32..9) {
             let mk = MasterKey::new(key(mk));
-            let wrapped = wrap_audit_key(&mk, &AuditKey::new(key(k)), "vault", m).expect("rng");
-            let back = unwrap_audit_key(&mk, &wrapped, "vault", m).expect("authentic");
+            let wrapped = wrap_audit_key(&mk, &AuditKey::new(key(k)), "vault", AuditPurpose::Hmac, m).expect("rng");
+            let back = unwrap_audit_key(&mk, &wrapped, "vault", AuditPurpose::Hmac, m).expect("authentic");
             prop_assert_eq!(back.expose_secret(), &k);
-            prop_assert!(unwrap_audit_key(&mk, &wrapped, "vault", m + 1).is_err());
+            prop_assert!(unwrap_audit_key(&mk, &wrapped, "vault", AuditPurpose::Hmac, m + 1).is_err());
+            prop_assert!(unwrap_audit_key(&mk, &wrapped, "vault", AuditPurpose::Signing, m).is_err());
         }
     }
 }

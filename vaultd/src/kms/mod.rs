@@ -3,6 +3,7 @@
 //! never on the token path ([`KmsProvider::calls`] counts every call).
 //!
 //! - `local`: a 256-bit key in a 0600 file (development, tests, single-machine use).
+//! - `aws`: AWS KMS (or a KMS-compatible endpoint) through aws-sdk-kms.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -12,6 +13,7 @@ use http::StatusCode;
 
 use crate::secret::MasterKey;
 
+pub mod aws;
 pub mod local;
 
 /// A boxed future, so that [`KmsProvider`] stays object-safe.
@@ -94,7 +96,8 @@ pub enum KmsError {
         "KMS could not decrypt the wrapped master key (altered ciphertext or wrong encryption context)"
     )]
     DecryptionFailed,
-    /// The KMS key is disabled.
+    /// The KMS key is disabled, or in another state that refuses use until an operator acts
+    /// (pending import, an unavailable custom key store).
     #[error("KMS key {0} is disabled")]
     KeyDisabled(String),
     /// The local key file is missing, unreadable, or readable by others.
@@ -106,13 +109,19 @@ pub enum KmsError {
     /// The KMS key is scheduled for deletion.
     #[error("KMS key {0} is pending deletion")]
     KeyPendingDeletion(String),
-    /// The KMS asks us to slow down.
+    /// The request was refused: by the KMS for a reason no other variant names (its error code
+    /// and message, e.g. a key whose usage is not ENCRYPT_DECRYPT), or by vaultd before sending
+    /// it (an alias as key id, plain http off this machine); or the KMS answered nonsense.
+    #[error("KMS request rejected: {0}")]
+    Rejected(String),
+    /// The KMS asks us to slow down (after the provider's own retries).
     #[error("KMS throttled the request")]
     Throttled,
-    /// The KMS could not be reached.
+    /// The KMS could not be reached, timed out, or reported an internal failure.
     #[error("KMS unreachable: {0}")]
     Unreachable(String),
-    /// The KMS answered with a key id other than the one that should have wrapped the key.
+    /// The key that wraps the master key is not the one the provider is configured for (the
+    /// `aws` provider pins its key), or the KMS reported using a key other than the one asked for.
     #[error("KMS key id mismatch: expected {expected}, KMS used {actual}")]
     WrongKeyId {
         /// The key id we asked for.
@@ -132,6 +141,7 @@ impl KmsError {
             Self::KeyFile(_) => "kms_key_file",
             Self::KeyNotFound(_) => "kms_key_not_found",
             Self::KeyPendingDeletion(_) => "kms_key_pending_deletion",
+            Self::Rejected(_) => "kms_rejected",
             Self::Throttled => "kms_throttled",
             Self::Unreachable(_) => "kms_unreachable",
             Self::WrongKeyId { .. } => "kms_wrong_key_id",
@@ -148,6 +158,7 @@ impl KmsError {
             | Self::KeyFile(_)
             | Self::KeyNotFound(_)
             | Self::KeyPendingDeletion(_)
+            | Self::Rejected(_)
             | Self::WrongKeyId { .. } => StatusCode::BAD_GATEWAY,
         }
     }

@@ -19,7 +19,7 @@ pub(super) const MAX_BODY: usize = 64 * 1024;
 pub(super) type Body = Full<Bytes>;
 
 /// An answer that is not a success: status, code and message.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Failure {
     pub(super) status: StatusCode,
     pub(super) code: &'static str,

@@ -5,6 +5,9 @@ use http::{Method, StatusCode};
 use super::message::Failure;
 use crate::ids::{TenantId, TokenId};
 use crate::policy::Capability;
+use crate::vault::AuditFilter;
+use vault_client::Timestamp;
+use vault_client::audit::{Anchor, Outcome};
 
 /// Default page size of token lists.
 const DEFAULT_LIMIT: usize = 100;
@@ -12,6 +15,18 @@ const DEFAULT_LIMIT: usize = 100;
 /// Every endpoint, with its parsed path and query parameters.
 #[derive(Debug)]
 pub(super) enum Route {
+    AuditExport {
+        after: u64,
+        limit: usize,
+    },
+    AuditHash,
+    AuditList {
+        filter: AuditFilter,
+        after: u64,
+        limit: usize,
+    },
+    AuditPublicKey,
+    AuditVerify(Option<Anchor>),
     CreateTenant(TenantId),
     DeleteToken(TenantId, TokenId),
     DestroyTenant(TenantId),
@@ -39,6 +54,11 @@ impl Route {
     /// A stable name for logs and metrics.
     pub(super) fn name(&self) -> &'static str {
         match self {
+            Self::AuditExport { .. } => "audit.export",
+            Self::AuditHash => "audit.hash",
+            Self::AuditList { .. } => "audit.list",
+            Self::AuditPublicKey => "audit.pubkey",
+            Self::AuditVerify(_) => "audit.verify",
             Self::CreateTenant(_) => "tenant.create",
             Self::DeleteToken(..) => "token.delete",
             Self::DestroyTenant(_) => "tenant.destroy",
@@ -63,6 +83,11 @@ impl Route {
     pub(super) fn capability(&self) -> Option<Capability> {
         Some(match self {
             Self::Health => return None,
+            Self::AuditExport { .. }
+            | Self::AuditHash
+            | Self::AuditList { .. }
+            | Self::AuditPublicKey
+            | Self::AuditVerify(_) => Capability::AuditRead,
             Self::CreateTenant(_) => Capability::TenantCreate,
             Self::DeleteToken(..) => Capability::TokenDelete,
             Self::DestroyTenant(_) => Capability::TenantDestroy,
@@ -92,13 +117,7 @@ impl Route {
             | Self::ShowToken(t, _)
             | Self::UnsealToken(t, _)
             | Self::ListTokens { tenant: t, .. } => Some(t),
-            Self::Health
-            | Self::Init
-            | Self::ListTenants
-            | Self::Metrics
-            | Self::Seal
-            | Self::Status
-            | Self::Unseal => None,
+            _ => None,
         }
     }
 
@@ -126,6 +145,64 @@ pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<
         ["v1", "sys", "init"] => only(&m, Method::POST, Route::Init)?,
         ["v1", "sys", "unseal"] => only(&m, Method::POST, Route::Unseal)?,
         ["v1", "sys", "seal"] => only(&m, Method::POST, Route::Seal)?,
+        ["v1", "audit"] => {
+            let (after, limit) = (
+                number(q.take("after"), 0)?,
+                number(q.take("limit"), DEFAULT_LIMIT as u64)?,
+            );
+            let outcome = match q.take("outcome").as_deref() {
+                None => None,
+                Some("ok") => Some(Outcome::Ok),
+                Some("denied") => Some(Outcome::Denied),
+                Some("error") => Some(Outcome::Error),
+                Some(_) => return Err(Failure::invalid("outcome must be ok, denied or error")),
+            };
+            let time = |t: Option<String>| -> Result<Option<Timestamp>, Failure> {
+                t.map(|t| {
+                    Timestamp::parse(&t)
+                        .ok_or_else(|| Failure::invalid("times are RFC 3339 or Unix seconds"))
+                })
+                .transpose()
+            };
+            let filter = AuditFilter {
+                tenant: q.take("tenant"),
+                token: q.take("token"),
+                actor: q.take("actor"),
+                op: q.take("op"),
+                outcome,
+                since: time(q.take("since"))?,
+                until: time(q.take("until"))?,
+                account_hmac: q.take("account_hmac"),
+                subject_hmac: q.take("subject_hmac"),
+            };
+            let limit = usize::try_from(limit).map_err(|_| Failure::invalid("limit too large"))?;
+            only(
+                &m,
+                Method::GET,
+                Route::AuditList {
+                    filter,
+                    after,
+                    limit,
+                },
+            )?
+        }
+        ["v1", "audit", "verify"] => {
+            let anchor = q
+                .take("head")
+                .map(|h| {
+                    h.parse::<Anchor>()
+                        .map_err(|e| Failure::invalid(format!("head: {e}")))
+                })
+                .transpose()?;
+            only(&m, Method::GET, Route::AuditVerify(anchor))?
+        }
+        ["v1", "audit", "hash"] => only(&m, Method::POST, Route::AuditHash)?,
+        ["v1", "audit", "pubkey"] => only(&m, Method::GET, Route::AuditPublicKey)?,
+        ["v1", "audit", "export"] => {
+            let (after, limit) = (number(q.take("after"), 0)?, number(q.take("limit"), 1000)?);
+            let limit = usize::try_from(limit).map_err(|_| Failure::invalid("limit too large"))?;
+            only(&m, Method::GET, Route::AuditExport { after, limit })?
+        }
         ["v1", "tenants"] => only(&m, Method::GET, Route::ListTenants)?,
         ["v1", "tenants", t] => match m {
             Method::PUT => Route::CreateTenant(tenant(t)?),
@@ -189,6 +266,13 @@ pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<
     Ok(route)
 }
 
+fn number(text: Option<String>, default: u64) -> Result<u64, Failure> {
+    text.map_or(Ok(default), |t| {
+        t.parse()
+            .map_err(|_| Failure::invalid("after and limit must be numbers"))
+    })
+}
+
 fn only(method: &Method, allowed: Method, route: Route) -> Result<Route, Failure> {
     if *method == allowed {
         Ok(route)
@@ -213,20 +297,51 @@ fn token(text: &str) -> Result<TokenId, Failure> {
     TokenId::parse(text).map_err(Failure::from)
 }
 
+/// Decodes `%XX` escapes (and `+` as a space); the result must be UTF-8 without control characters.
+fn percent_decode(text: &str) -> Result<String, Failure> {
+    let bad = || Failure::invalid("malformed percent-encoding in the query");
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = text.get(i + 1..i + 3).ok_or_else(bad)?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    let decoded = String::from_utf8(out).map_err(|_| bad())?;
+    if decoded.chars().any(char::is_control) {
+        return Err(Failure::invalid("control characters in the query"));
+    }
+    Ok(decoded)
+}
+
 /// Query parameters; any left unconsumed are refused.
 struct Query(Vec<(String, String)>);
 
 impl Query {
     fn parse(query: Option<&str>) -> Result<Self, Failure> {
-        let mut pairs = Vec::new();
+        let mut pairs: Vec<(String, String)> = Vec::new();
         for part in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (k, v) = part.split_once('=').unwrap_or((part, ""));
-            if pairs.iter().any(|(seen, _)| seen == k) {
+            let (k, v) = (percent_decode(k)?, percent_decode(v)?);
+            if pairs.iter().any(|(seen, _)| *seen == k) {
                 return Err(Failure::invalid(format!(
                     "query parameter {k:?} given twice"
                 )));
             }
-            pairs.push((k.to_owned(), v.to_owned()));
+            pairs.push((k, v));
         }
         Ok(Self(pairs))
     }

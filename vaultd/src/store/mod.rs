@@ -8,7 +8,10 @@
 use std::future::Future;
 use std::pin::Pin;
 
+pub mod chain;
 pub mod sled;
+
+use chain::{LogEntry, SharedSigner};
 
 /// A key and its value.
 pub type Entry = (Vec<u8>, Vec<u8>);
@@ -36,13 +39,15 @@ pub struct Check {
     pub value: Option<Vec<u8>>,
 }
 
-/// Writes applied atomically if every check holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Writes applied atomically if every check holds, with the audit entries that describe them.
+#[derive(Debug, Default)]
 pub struct Batch {
     /// Preconditions.
     pub checks: Vec<Check>,
     /// Writes, in order.
     pub ops: Vec<Op>,
+    /// Audit entries appended to the chain in the same atomic write.
+    pub log: Vec<LogEntry>,
 }
 
 impl Batch {
@@ -61,6 +66,12 @@ impl Batch {
     /// Removes `key`.
     pub fn delete(&mut self, key: Vec<u8>) -> &mut Self {
         self.ops.push(Op::Delete(key));
+        self
+    }
+
+    /// Appends an audit entry in the same atomic write.
+    pub fn log(&mut self, entry: LogEntry) -> &mut Self {
+        self.log.push(entry);
         self
     }
 
@@ -87,6 +98,12 @@ pub trait Store: Send + Sync {
     /// Applies `batch` atomically; resolves once it is durable. A failed check is
     /// [`StoreError::Conflict`] and writes nothing.
     fn commit(&self, batch: Batch) -> CommitFuture;
+
+    /// The signer of audit chain heads (set while unsealed).
+    fn head_signer(&self) -> &SharedSigner;
+
+    /// The last entry under `prefix`.
+    fn last(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError>;
 }
 
 /// A storage failure.

@@ -5,54 +5,148 @@
 //! then flushes once and answers all of them: concurrent writers share one flush. Checks run on
 //! the writer thread, so check-then-write is atomic with respect to every other writer.
 //!
+//! Audit entries in a batch are sequenced and hash-chained here (`chain`), inside the same
+//! atomic `apply_batch` as the batch's writes; every group that appended entries ends with a
+//! signed chain head, written before the group's one flush.
+//!
 //! Durability: `flush()` uses `sync_file_range`/`fsync` through sled; an acknowledged batch
 //! survives a process crash. sled 0.34 does not flush the drive's write cache on every path
 //! (sled#1452), so a power cut can lose acknowledged writes on drives with volatile caches.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::mpsc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock, mpsc};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use super::chain::{self, ChainState, SharedSigner};
 use super::{Batch, CommitFuture, Entry, Op, Store, StoreError, decode_counter};
 
 /// Most batches one flush covers; more wait for the next round.
 const GROUP_MAX: usize = 1024;
+/// Least time between two attempts to reopen a failed database.
+const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a reopen waits for in-flight readers to release the old handle's file lock.
+const REOPEN_LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Where a job's answer goes.
+type Answer = oneshot::Sender<Result<(), StoreError>>;
 
 struct Job {
     batch: Batch,
-    done: oneshot::Sender<Result<(), StoreError>>,
+    done: Answer,
 }
 
 /// A sled database in a directory.
+///
+/// After an I/O error sled 0.34 refuses every later write (it keeps the error), so a full disk
+/// would stop the vault for good. The writer therefore marks the database failed and, before
+/// its next group (at most once per [`REOPEN_INTERVAL`]), drops it and opens it again: sled's
+/// recovery discards what was never flushed (never acknowledged), and the audit chain resumes
+/// from the last durable entry. Reads in the meantime answer [`StoreError::Closed`].
 pub struct SledStore {
-    tree: sled::Db,
+    shared: Arc<Shared>,
+    signer: SharedSigner,
     writer: mpsc::Sender<Job>,
     thread: Option<thread::JoinHandle<()>>,
+}
+
+struct Shared {
+    path: PathBuf,
+    cache_bytes: u64,
+    /// `None` while the database is being reopened.
+    db: RwLock<Option<sled::Db>>,
+}
+
+impl Shared {
+    fn open_db(&self) -> Result<sled::Db, StoreError> {
+        sled::Config::new()
+            .path(&self.path)
+            .cache_capacity(self.cache_bytes)
+            .flush_every_ms(None)
+            .open()
+            .map_err(backend)
+    }
+
+    fn db(&self) -> Result<sled::Db, StoreError> {
+        self.db
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or(StoreError::Closed)
+    }
+
+    /// Drops the failed handle and opens the database again.
+    fn reopen(&self) -> Result<sled::Db, StoreError> {
+        let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        drop(slot.take());
+        let deadline = Instant::now() + REOPEN_LOCK_WAIT;
+        loop {
+            match self.open_db() {
+                Ok(db) => {
+                    *slot = Some(db.clone());
+                    return Ok(db);
+                }
+                // Readers that cloned the old handle may still hold sled's file lock.
+                Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
 impl SledStore {
     /// Opens (or creates) the database in `dir`, with a page cache of `cache_bytes`.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .flush_every_ms(None)
-            .open()
-            .map_err(backend)?;
+        let shared = Shared {
+            path: dir.to_owned(),
+            cache_bytes,
+            db: RwLock::new(None),
+        };
+        let db = shared.open_db()?;
+        let chain = chain_state(&db)?;
+        *shared.db.write().unwrap_or_else(PoisonError::into_inner) = Some(db.clone());
+        let shared = Arc::new(shared);
         let (writer, queue) = mpsc::channel::<Job>();
-        let tree = db.clone();
+        let signer = SharedSigner::default();
+        let (for_writer, signer_for_writer) = (shared.clone(), signer.clone());
         let thread = thread::Builder::new()
             .name("vaultd-store-writer".into())
-            .spawn(move || write_loop(&tree, &queue))
+            .spawn(move || {
+                Writer {
+                    shared: for_writer,
+                    db: Some(db),
+                    chain,
+                    last_reopen: None,
+                }
+                .run(&queue, &signer_for_writer)
+            })
             .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
         Ok(Self {
-            tree: db,
+            shared,
+            signer,
             writer,
             thread: Some(thread),
         })
+    }
+}
+
+/// Where the audit chain stands in `db`.
+fn chain_state(db: &sled::Db) -> Result<ChainState, StoreError> {
+    match db
+        .scan_prefix(chain::ENTRIES)
+        .next_back()
+        .transpose()
+        .map_err(backend)?
+    {
+        None => Ok(ChainState::empty()),
+        Some((key, bytes)) => {
+            let seq =
+                chain::seq_of(&key).ok_or_else(|| StoreError::Corrupt("audit entry key".into()))?;
+            Ok(ChainState::after(Some((seq, &bytes))))
+        }
     }
 }
 
@@ -69,7 +163,12 @@ impl Drop for SledStore {
 
 impl Store for SledStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.tree.get(key).map_err(backend)?.map(|v| v.to_vec()))
+        Ok(self
+            .shared
+            .db()?
+            .get(key)
+            .map_err(backend)?
+            .map(|v| v.to_vec()))
     }
 
     fn scan(
@@ -78,14 +177,15 @@ impl Store for SledStore {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
+        let db = self.shared.db()?;
         let mut out = Vec::new();
         let iter = match after {
             Some(after) => {
                 let mut start = after.to_vec();
                 start.push(0);
-                self.tree.range(start..)
+                db.range(start..)
             }
-            None => self.tree.range(prefix.to_vec()..),
+            None => db.range(prefix.to_vec()..),
         };
         for item in iter {
             let (k, v) = item.map_err(backend)?;
@@ -95,6 +195,21 @@ impl Store for SledStore {
             out.push((k.to_vec(), v.to_vec()));
         }
         Ok(out)
+    }
+
+    fn head_signer(&self) -> &SharedSigner {
+        &self.signer
+    }
+
+    fn last(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
+        let last = self
+            .shared
+            .db()?
+            .scan_prefix(prefix)
+            .next_back()
+            .transpose()
+            .map_err(backend)?;
+        Ok(last.map(|(k, v)| (k.to_vec(), v.to_vec())))
     }
 
     fn commit(&self, batch: Batch) -> CommitFuture {
@@ -107,30 +222,128 @@ impl Store for SledStore {
     }
 }
 
-fn write_loop(db: &sled::Db, queue: &mpsc::Receiver<Job>) {
-    while let Ok(first) = queue.recv() {
-        let mut jobs = vec![first];
-        while jobs.len() < GROUP_MAX {
-            match queue.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
+/// The one writer: group commit, audit chain, recovery after I/O errors.
+struct Writer {
+    shared: Arc<Shared>,
+    /// `None` after an I/O error, until a reopen succeeds.
+    db: Option<sled::Db>,
+    chain: ChainState,
+    last_reopen: Option<Instant>,
+}
+
+impl Writer {
+    fn run(mut self, queue: &mpsc::Receiver<Job>, signer: &SharedSigner) {
+        while let Ok(first) = queue.recv() {
+            let mut jobs = vec![first];
+            while jobs.len() < GROUP_MAX {
+                match queue.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            let answers = match self.usable_db() {
+                Ok(db) => self.group(&db, jobs, signer),
+                Err(e) => jobs
+                    .into_iter()
+                    .map(|job| (job.done, Err(e.clone())))
+                    .collect(),
+            };
+            for (done, answer) in answers {
+                let _ = done.send(answer);
             }
         }
-        let results: Vec<_> = jobs.iter().map(|job| apply(db, &job.batch)).collect();
-        let flushed = if results.iter().any(Result::is_ok) {
-            db.flush().map(drop).map_err(backend)
+        if let Some(db) = &self.db {
+            let _ = db.flush();
+        }
+    }
+
+    /// The database, reopening it after a failure (at most once per interval).
+    fn usable_db(&mut self) -> Result<sled::Db, StoreError> {
+        if let Some(db) = &self.db {
+            return Ok(db.clone());
+        }
+        if self
+            .last_reopen
+            .is_some_and(|t| t.elapsed() < REOPEN_INTERVAL)
+        {
+            return Err(StoreError::Backend(
+                "storage failed; waiting to reopen it".into(),
+            ));
+        }
+        self.last_reopen = Some(Instant::now());
+        let db = self.shared.reopen()?;
+        self.chain = chain_state(&db)?;
+        tracing::warn!(
+            seq = self.chain.last_seq,
+            "storage reopened after a failure; audit chain resumes"
+        );
+        self.db = Some(db.clone());
+        Ok(db)
+    }
+
+    /// Applies a group of jobs, signs the chain head, flushes once.
+    fn group(
+        &mut self,
+        db: &sled::Db,
+        jobs: Vec<Job>,
+        signer: &SharedSigner,
+    ) -> Vec<(Answer, Result<(), StoreError>)> {
+        let group_start = self.chain.last_seq;
+        let mut results = Vec::with_capacity(jobs.len());
+        let mut waiting = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            results.push(apply(db, job.batch, &mut self.chain));
+            waiting.push(job.done);
+        }
+        let written = results.iter().any(Result::is_ok);
+        let signed = if self.chain.last_seq > group_start {
+            sign_head(db, &self.chain, signer)
         } else {
             Ok(())
         };
-        for (job, result) in jobs.into_iter().zip(results) {
-            let answer = result.and_then(|()| flushed.clone());
-            let _ = job.done.send(answer);
+        let flushed = if written {
+            db.flush().map(drop).map_err(backend).and(signed)
+        } else {
+            signed
+        };
+        let failed = results
+            .iter()
+            .chain([&flushed])
+            .any(|r| matches!(r, Err(StoreError::Backend(_))));
+        if failed {
+            // sled keeps an I/O error for good: reopen before the next group.
+            tracing::error!("storage write failed; the database will be reopened");
+            self.db = None;
+            *self
+                .shared
+                .db
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = None;
         }
+        waiting
+            .into_iter()
+            .zip(results)
+            .map(|(done, result)| (done, result.and_then(|()| flushed.clone())))
+            .collect()
     }
-    let _ = db.flush();
 }
 
-fn apply(db: &sled::Db, batch: &Batch) -> Result<(), StoreError> {
+/// Writes the signed head of the chain, if a signer is set (the vault is unsealed).
+fn sign_head(db: &sled::Db, chain: &ChainState, signer: &SharedSigner) -> Result<(), StoreError> {
+    let signer = signer
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    if let Some(signer) = signer {
+        let head = signer.sign_head(chain.last_seq, &chain.last_hash);
+        db.insert(chain::head_key(chain.last_seq), head)
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// Checks and applies one batch atomically; the chain advances only if it applied.
+fn apply(db: &sled::Db, batch: Batch, chain: &mut ChainState) -> Result<(), StoreError> {
     for check in &batch.checks {
         let current = db.get(&check.key).map_err(backend)?;
         if current.as_deref() != check.value.as_deref() {
@@ -162,7 +375,14 @@ fn apply(db: &sled::Db, batch: &Batch) -> Result<(), StoreError> {
             writes.insert(key, &value.to_be_bytes());
         }
     }
-    db.apply_batch(writes).map_err(backend)
+    let mut next = *chain;
+    for entry in batch.log {
+        let (key, bytes) = next.append(entry);
+        writes.insert(key, bytes);
+    }
+    db.apply_batch(writes).map_err(backend)?;
+    *chain = next;
+    Ok(())
 }
 
 fn backend(e: sled::Error) -> StoreError {

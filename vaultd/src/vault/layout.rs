@@ -3,7 +3,8 @@
 //! ```text
 //! m/vault                 VaultMeta (JSON)
 //! m/mk/{version:010}      MasterKeyRecord (JSON): the KMS-wrapped master key
-//! m/audit-key             AuditKeyRecord (JSON): the audit key wrapped under the master key
+//! m/audit-key             AuditKeyRecord (JSON): the audit keys wrapped under the master key
+//! a/e/{seq:020}, a/h/{seq:020}  audit entries and signed heads (`store::chain`)
 //! t/{tenant}              TenantRecord (JSON): the tenant's wrapped DEK chain
 //! c/{tenant}/{version:010} record count of that DEK version (8-byte counter)
 //! r/{tenant}/{token}      token record (record format v1)
@@ -80,12 +81,14 @@ pub(crate) struct MasterKeyRecord {
     pub(crate) created_at: i64,
 }
 
-/// The audit key wrapped under master key `mk_version`.
+/// The audit keys wrapped under master key `mk_version`, and the signing key's public half.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AuditKeyRecord {
     pub(crate) mk_version: u32,
-    pub(crate) wrapped: Bytes,
+    pub(crate) hmac: Bytes,
+    pub(crate) signing: Bytes,
+    pub(crate) public_key: String,
 }
 
 /// A tenant and its chain of wrapped data keys.

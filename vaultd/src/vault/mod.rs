@@ -6,20 +6,26 @@
 //! - `tenants`: create, list, show, destroy (crypto-shred).
 //! - `tokens`: stored tokens: put with compare-and-set, unseal, metadata, list, delete.
 //! - `transit`: seal and unseal blobs the caller keeps.
+//! - `audit`: reading the audit log: pages, verification, export, HMAC of a value.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use vault_client::Timestamp;
 use vault_client::wire::{InitResponse, KmsInfo, Status, VaultState};
 
+use vault_client::audit::{OP_ADOPT_UNSIGNED, OP_TRUNCATED, Outcome};
+
+use crate::audit::{AuditSigner, Event};
 use crate::error::Error;
 use crate::ids::TenantId;
-use crate::keys::wrap::{self, DekSlot};
+use crate::keys::wrap::{self, AuditPurpose, DekSlot};
 use crate::kms::{EncryptionContext, KmsProvider, WrappedMasterKey};
 use crate::secret::{AuditKey, DataKey, KeyBytes, MasterKey};
-use crate::store::{Batch, Store, StoreError};
+use crate::store::{Batch, Store, StoreError, chain};
 
+mod audit;
 pub(crate) mod layout;
 mod tenants;
 mod tokens;
@@ -27,6 +33,7 @@ mod transit;
 
 use layout::{AuditKeyRecord, Bytes, MasterKeyRecord, TenantRecord, VaultMeta};
 
+pub use audit::{AuditFilter, MAX_AUDIT_PAGE};
 pub use tokens::{MAX_BINDING_FIELD_LEN, MAX_PAGE, MAX_SECRET_LEN, PutToken};
 pub use transit::{MAX_BATCH, MAX_CONTEXT_LEN, MAX_PLAINTEXT_LEN};
 
@@ -43,6 +50,11 @@ struct Inner {
     store: Arc<dyn Store>,
     kms: Arc<dyn KmsProvider>,
     state: RwLock<State>,
+    /// False after an audit write failed, until one succeeds (`GET /v1/sys/health`).
+    audit_ok: AtomicBool,
+    /// Entries an earlier run left after its last signed head, to be adopted by an explicit
+    /// entry once the signer is back (`docs/audit-log.md`).
+    unsigned_tail: std::sync::Mutex<Option<(u64, u64)>>,
     /// Serializes init, unseal and seal.
     lifecycle: tokio::sync::Mutex<()>,
     /// Serializes writers of the same token (by hash stripe), so that concurrent refreshes of
@@ -63,8 +75,8 @@ enum State {
 pub(crate) struct Keys {
     meta: VaultMeta,
     master: MasterKey,
-    #[allow(dead_code)] // read by the audit trail
-    audit: AuditKey,
+    audit_hmac: AuditKey,
+    signer: Arc<AuditSigner>,
     deks: RwLock<HashMap<(TenantId, u32), Arc<DataKey>>>,
 }
 
@@ -81,12 +93,15 @@ impl Vault {
                 store,
                 kms,
                 state: RwLock::new(state),
+                audit_ok: AtomicBool::new(true),
+                unsigned_tail: std::sync::Mutex::new(None),
                 lifecycle: tokio::sync::Mutex::new(()),
                 writers: (0..WRITER_STRIPES)
                     .map(|_| tokio::sync::Mutex::new(()))
                     .collect(),
             }),
         };
+        vault.check_log_tail().await?;
         vault.finish_interrupted_destroys().await?;
         Ok(vault)
     }
@@ -105,8 +120,9 @@ impl Vault {
         self.inner.kms.as_ref()
     }
 
-    /// Creates master key v1 and the audit key, stores their wrapped forms, and unseals.
-    pub async fn init(&self) -> Result<InitResponse, Error> {
+    /// Creates master key v1 and the audit keys, stores their wrapped forms, and unseals. The
+    /// event is recorded in the same write.
+    pub async fn init(&self, ev: &mut Event) -> Result<InitResponse, Error> {
         let _guard = self.inner.lifecycle.lock().await;
         if !matches!(*self.read_state(), State::Uninitialized) {
             return Err(Error::AlreadyInitialized);
@@ -122,11 +138,32 @@ impl Vault {
         };
         let context = EncryptionContext::master_key(&vault_id, 1);
         let (master, wrapped) = self.inner.kms.generate_master_key(&context).await?;
-        let audit = AuditKey::new(KeyBytes::random()?);
+        let hmac = AuditKey::new(KeyBytes::random()?);
+        let seed = AuditKey::new(KeyBytes::random()?);
+        let signer = AuditSigner::new(seed.expose_secret(), &vault_id);
         let audit_record = AuditKeyRecord {
             mk_version: 1,
-            wrapped: Bytes(wrap::wrap_audit_key(&master, &audit, &vault_id, 1)?),
+            hmac: Bytes(wrap::wrap_audit_key(
+                &master,
+                &hmac,
+                &vault_id,
+                AuditPurpose::Hmac,
+                1,
+            )?),
+            signing: Bytes(wrap::wrap_audit_key(
+                &master,
+                &seed,
+                &vault_id,
+                AuditPurpose::Signing,
+                1,
+            )?),
+            public_key: signer.public_key(),
         };
+        ev.master_key_version = Some(1);
+        ev.detail
+            .insert("kms_provider".into(), self.inner.kms.provider().into());
+        ev.detail
+            .insert("kms_key_id".into(), wrapped.key_id.clone());
         let mk_record = MasterKeyRecord {
             version: 1,
             kms_key_id: wrapped.key_id,
@@ -138,13 +175,23 @@ impl Vault {
             .check(layout::META.to_vec(), None)
             .put(layout::META.to_vec(), layout::encode(&meta))
             .put(layout::master_key(1), layout::encode(&mk_record))
-            .put(layout::AUDIT_KEY.to_vec(), layout::encode(&audit_record));
-        match self.inner.store.commit(batch).await {
-            Err(StoreError::Conflict) => return Err(Error::AlreadyInitialized),
-            other => other?,
+            .put(layout::AUDIT_KEY.to_vec(), layout::encode(&audit_record))
+            .log(ev.entry(Outcome::Ok, None));
+        let keys = Arc::new(Keys::new(meta, master, hmac, Arc::new(signer)));
+        self.set_signer(Some(keys.signer.clone()));
+        match self.commit(batch).await {
+            Ok(()) => ev.mark_recorded(),
+            Err(e) => {
+                self.set_signer(None);
+                return Err(match e {
+                    Error::Store(StoreError::Conflict) => Error::AlreadyInitialized,
+                    other => other,
+                });
+            }
         }
         tracing::info!(vault_id = %vault_id, kms = self.inner.kms.provider(), "vault initialized");
-        *self.write_state() = State::Unsealed(Arc::new(Keys::new(meta, master, audit)));
+        *self.write_state() = State::Unsealed(keys);
+        self.adopt_unsigned_tail().await;
         Ok(InitResponse {
             vault_id,
             master_key_version: 1,
@@ -152,60 +199,202 @@ impl Vault {
         })
     }
 
-    /// Unwraps the master key through the KMS. Unsealing an unsealed vault does nothing.
-    pub async fn unseal(&self) -> Result<(), Error> {
+    /// Unwraps the master key through the KMS. Unsealing an unsealed vault does nothing. On
+    /// success the audit signer is in place before the event is recorded, so its head is signed.
+    pub async fn unseal(&self, ev: &mut Event) -> Result<(), Error> {
         let _guard = self.inner.lifecycle.lock().await;
         let meta = match &*self.read_state() {
             State::Uninitialized => return Err(Error::Uninitialized),
-            State::Unsealed(_) => return Ok(()),
+            State::Unsealed(keys) => {
+                ev.master_key_version = Some(keys.meta.master_key_version);
+                return Ok(());
+            }
             State::Sealed(meta) => meta.clone(),
         };
         let store = &self.inner.store;
         let version = meta.master_key_version;
+        ev.master_key_version = Some(version);
         let mk_record: MasterKeyRecord = layout::decode(
             &store
                 .get(&layout::master_key(version))?
                 .ok_or_else(|| missing("master key record"))?,
             "master key record",
         )?;
+        ev.detail
+            .insert("kms_key_id".into(), mk_record.kms_key_id.clone());
         let wrapped = WrappedMasterKey {
             key_id: mk_record.kms_key_id,
             ciphertext: mk_record.wrapped.0,
         };
         let context = EncryptionContext::master_key(&meta.vault_id, version);
         let master = self.inner.kms.unwrap_master_key(&wrapped, &context).await?;
-        let audit_record: AuditKeyRecord = layout::decode(
+        let record: AuditKeyRecord = layout::decode(
             &store
                 .get(layout::AUDIT_KEY)?
                 .ok_or_else(|| missing("audit key record"))?,
             "audit key record",
         )?;
-        let audit = wrap::unwrap_audit_key(
-            &master,
-            &audit_record.wrapped.0,
-            &meta.vault_id,
-            audit_record.mk_version,
-        )
-        .map_err(|_| StoreError::Corrupt("audit key does not open under the master key".into()))?;
+        let unwrap_audit = |wrapped: &Bytes, purpose| {
+            wrap::unwrap_audit_key(
+                &master,
+                &wrapped.0,
+                &meta.vault_id,
+                purpose,
+                record.mk_version,
+            )
+            .map_err(|_| StoreError::Corrupt("audit keys do not open under the master key".into()))
+        };
+        let hmac = unwrap_audit(&record.hmac, AuditPurpose::Hmac)?;
+        let seed = unwrap_audit(&record.signing, AuditPurpose::Signing)?;
+        let signer = Arc::new(AuditSigner::new(seed.expose_secret(), &meta.vault_id));
+        if signer.public_key() != record.public_key {
+            return Err(StoreError::Corrupt(
+                "audit public key does not match the signing key".into(),
+            )
+            .into());
+        }
         tracing::info!(vault_id = %meta.vault_id, master_key_version = version, "vault unsealed");
-        *self.write_state() = State::Unsealed(Arc::new(Keys::new(meta, master, audit)));
+        self.set_signer(Some(signer.clone()));
+        *self.write_state() = State::Unsealed(Arc::new(Keys::new(meta, master, hmac, signer)));
+        self.adopt_unsigned_tail().await;
         Ok(())
     }
 
-    /// Wipes the master key and every data key. Sealing a sealed vault does nothing.
-    pub async fn seal(&self) -> Result<(), Error> {
-        let _guard = self.inner.lifecycle.lock().await;
-        let mut state = self.write_state();
-        match &*state {
-            State::Uninitialized => Err(Error::Uninitialized),
-            State::Sealed(_) => Ok(()),
-            State::Unsealed(keys) => {
-                let meta = keys.meta.clone();
-                tracing::info!(vault_id = %meta.vault_id, "vault sealed");
-                *state = State::Sealed(meta);
-                Ok(())
+    /// At open: entries after the last signed head are adopted at the next unseal; a signed
+    /// head beyond the last entry means the log was cut, which is recorded at once, before new
+    /// entries reuse those sequence numbers.
+    async fn check_log_tail(&self) -> Result<(), Error> {
+        let seq = |entry: Option<crate::store::Entry>| {
+            entry.and_then(|(k, _)| chain::seq_of(&k)).unwrap_or(0)
+        };
+        let last_entry = seq(self.store().last(chain::ENTRIES)?);
+        let last_head = seq(self.store().last(chain::HEADS)?);
+        if last_head > last_entry {
+            tracing::error!(
+                last_entry,
+                last_head,
+                "audit log cut off: a signed head covers entries that are missing"
+            );
+            let mut ev = Event::system(OP_TRUNCATED);
+            ev.detail
+                .insert("last_entry".into(), last_entry.to_string());
+            ev.detail.insert("last_head".into(), last_head.to_string());
+            self.record(&mut ev, Outcome::Error, Some("audit_truncated"))
+                .await?;
+        } else if last_entry > last_head {
+            *self
+                .inner
+                .unsigned_tail
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some((last_head + 1, last_entry));
+        }
+        Ok(())
+    }
+
+    /// Records that entries an earlier run left unsigned are now chained under this run's
+    /// signatures, so that verification reports them instead of hiding them.
+    async fn adopt_unsigned_tail(&self) {
+        let tail = *self
+            .inner
+            .unsigned_tail
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some((from, to)) = tail else { return };
+        let mut ev = Event::system(OP_ADOPT_UNSIGNED);
+        ev.detail.insert("from".into(), from.to_string());
+        ev.detail.insert("to".into(), to.to_string());
+        match self.record(&mut ev, Outcome::Ok, None).await {
+            Ok(()) => {
+                tracing::warn!(
+                    from,
+                    to,
+                    "audit entries left unsigned by an earlier run were adopted; verify reports them"
+                );
+                *self
+                    .inner
+                    .unsigned_tail
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = None;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not record the adoption of unsigned audit entries")
             }
         }
+    }
+
+    /// Wipes the master key and every data key. Sealing a sealed vault does nothing. The event
+    /// is recorded (and signed) before the keys go.
+    pub async fn seal(&self, ev: &mut Event) -> Result<(), Error> {
+        let _guard = self.inner.lifecycle.lock().await;
+        let meta = match &*self.read_state() {
+            State::Uninitialized => return Err(Error::Uninitialized),
+            State::Sealed(_) => return Ok(()),
+            State::Unsealed(keys) => keys.meta.clone(),
+        };
+        ev.master_key_version = Some(meta.master_key_version);
+        self.record(ev, Outcome::Ok, None).await?;
+        self.set_signer(None);
+        tracing::info!(vault_id = %meta.vault_id, "vault sealed");
+        *self.write_state() = State::Sealed(meta);
+        Ok(())
+    }
+
+    /// Records `ev` on its own, unless an operation's write already did. Fails closed: the
+    /// caller must not answer with the operation's result when this fails.
+    pub async fn record(
+        &self,
+        ev: &mut Event,
+        outcome: Outcome,
+        code: Option<&str>,
+    ) -> Result<(), Error> {
+        if ev.is_recorded() {
+            return Ok(());
+        }
+        let mut batch = Batch::default();
+        batch.log(ev.entry(outcome, code));
+        self.commit(batch).await?;
+        ev.mark_recorded();
+        Ok(())
+    }
+
+    /// False after an audit entry could not be written, until one can again.
+    pub fn audit_available(&self) -> bool {
+        self.inner.audit_ok.load(Ordering::Relaxed)
+    }
+
+    /// Commits a batch; a storage failure marks the audit log unavailable (every batch that
+    /// carries an entry is an audit write) and is reported as `AuditUnavailable` when the batch
+    /// carried one.
+    async fn commit(&self, batch: Batch) -> Result<(), Error> {
+        let audited = !batch.log.is_empty();
+        match self.inner.store.commit(batch).await {
+            Ok(()) => {
+                if audited {
+                    self.inner.audit_ok.store(true, Ordering::Relaxed);
+                }
+                Ok(())
+            }
+            Err(StoreError::Conflict) => Err(StoreError::Conflict.into()),
+            Err(e) => {
+                self.inner.audit_ok.store(false, Ordering::Relaxed);
+                tracing::error!(error = %e, "store write failed");
+                Err(if audited {
+                    Error::AuditUnavailable
+                } else {
+                    e.into()
+                })
+            }
+        }
+    }
+
+    fn set_signer(&self, signer: Option<Arc<AuditSigner>>) {
+        let signer = signer.map(|s| s as Arc<dyn crate::store::chain::HeadSigner>);
+        *self
+            .inner
+            .store
+            .head_signer()
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = signer;
     }
 
     /// Identity, state, KMS, master key version and counts.
@@ -319,11 +508,17 @@ impl Vault {
 }
 
 impl Keys {
-    fn new(meta: VaultMeta, master: MasterKey, audit: AuditKey) -> Self {
+    fn new(
+        meta: VaultMeta,
+        master: MasterKey,
+        audit_hmac: AuditKey,
+        signer: Arc<AuditSigner>,
+    ) -> Self {
         Self {
             meta,
             master,
-            audit,
+            audit_hmac,
+            signer,
             deks: RwLock::new(HashMap::new()),
         }
     }

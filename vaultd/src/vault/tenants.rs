@@ -5,18 +5,24 @@ use vault_client::wire::{DestroyResponse, KeyVersionInfo, TenantInfo, TenantList
 
 use super::layout::{self, Bytes, DekRecord, TenantRecord};
 use super::{Keys, Vault};
+use crate::audit::Event;
 use crate::error::Error;
 use crate::ids::TenantId;
 use crate::keys::wrap::{self, DekSlot};
 use crate::secret::{DataKey, KeyBytes};
 use crate::store::{Batch, StoreError, decode_counter};
+use vault_client::audit::Outcome;
 
 /// Records deleted per batch while shredding.
 const SHRED_BATCH: usize = 1000;
 
 impl Vault {
     /// Creates `tenant` with data key version 1; creating an existing tenant returns it as is.
-    pub async fn create_tenant(&self, tenant: &TenantId) -> Result<TenantInfo, Error> {
+    pub async fn create_tenant(
+        &self,
+        tenant: &TenantId,
+        ev: &mut Event,
+    ) -> Result<TenantInfo, Error> {
         let keys = self.keys()?;
         if self
             .store()
@@ -34,14 +40,20 @@ impl Vault {
             current: 1,
             deks: vec![new_dek(&keys, tenant, 1, now)?],
         };
+        ev.key_version = Some(1);
+        ev.master_key_version = Some(keys.meta.master_key_version);
         let mut batch = Batch::default();
         batch
             .check(layout::tenant(tenant.as_str()), None)
-            .put(layout::tenant(tenant.as_str()), layout::encode(&record));
-        match self.store().commit(batch).await {
-            Ok(()) => tracing::info!(tenant = %tenant, key_version = 1, "tenant created"),
-            Err(StoreError::Conflict) => {} // created concurrently: answer with what is stored
-            Err(e) => return Err(e.into()),
+            .put(layout::tenant(tenant.as_str()), layout::encode(&record))
+            .log(ev.entry(Outcome::Ok, None));
+        match self.commit(batch).await {
+            Ok(()) => {
+                ev.mark_recorded();
+                tracing::info!(tenant = %tenant, key_version = 1, "tenant created: data key v1");
+            }
+            Err(Error::Store(StoreError::Conflict)) => {} // created concurrently: answer with what is stored
+            Err(e) => return Err(e),
         }
         self.tenant_info(tenant)
     }
@@ -70,9 +82,18 @@ impl Vault {
 
     /// Crypto-shreds `tenant`: its data keys are destroyed first (one atomic, durable batch),
     /// then its records are deleted. A crash in between is finished at the next start.
-    pub async fn destroy_tenant(&self, tenant: &TenantId) -> Result<DestroyResponse, Error> {
-        self.keys()?;
+    pub async fn destroy_tenant(
+        &self,
+        tenant: &TenantId,
+        ev: &mut Event,
+    ) -> Result<DestroyResponse, Error> {
+        let keys = self.keys()?;
         let (record, bytes) = self.load_tenant(tenant)?.ok_or_else(|| not_found(tenant))?;
+        let destroyed = u32::try_from(record.deks.len()).unwrap_or(u32::MAX);
+        ev.master_key_version = Some(keys.meta.master_key_version);
+        let versions: Vec<String> = record.deks.iter().map(|d| d.version.to_string()).collect();
+        ev.detail
+            .insert("destroyed_key_versions".into(), versions.join(","));
         let mut batch = Batch::default();
         batch
             .check(layout::tenant(tenant.as_str()), Some(bytes))
@@ -84,16 +105,17 @@ impl Vault {
         {
             batch.delete(key);
         }
-        match self.store().commit(batch).await {
-            Err(StoreError::Conflict) => {
+        batch.log(ev.entry(Outcome::Ok, None));
+        match self.commit(batch).await {
+            Err(Error::Store(StoreError::Conflict)) => {
                 return Err(Error::Conflict(
                     "tenant changed during destroy; retry".into(),
                 ));
             }
             other => other?,
         }
+        ev.mark_recorded();
         self.forget_deks(tenant);
-        let destroyed = u32::try_from(record.deks.len()).unwrap_or(u32::MAX);
         tracing::info!(tenant = %tenant, destroyed_key_versions = destroyed, "tenant data keys destroyed");
         let deleted = self.shred_records(tenant).await?;
         tracing::info!(tenant = %tenant, deleted_tokens = deleted, "tenant destroyed");
@@ -118,11 +140,11 @@ impl Vault {
                 batch.delete(key);
                 deleted += 1;
             }
-            self.store().commit(batch).await?;
+            self.commit(batch).await?;
         }
         let mut batch = Batch::default();
         batch.delete(layout::tombstone(tenant.as_str()));
-        self.store().commit(batch).await?;
+        self.commit(batch).await?;
         Ok(deleted)
     }
 
@@ -134,6 +156,11 @@ impl Vault {
                 .ok_or_else(|| StoreError::Corrupt("tombstone key".into()))?;
             let deleted = self.shred_records(&name).await?;
             tracing::info!(tenant = %name, deleted_tokens = deleted, "finished interrupted tenant destroy");
+            let mut ev = Event::system("tenant.destroy.resume");
+            ev.tenant = Some(name.to_string());
+            ev.detail
+                .insert("deleted_tokens".into(), deleted.to_string());
+            self.record(&mut ev, Outcome::Ok, None).await?;
         }
         Ok(())
     }

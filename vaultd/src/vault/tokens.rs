@@ -10,11 +10,13 @@ use vault_client::wire::{
 use super::layout::{self, TenantRecord};
 use super::tenants::not_found;
 use super::{Keys, Vault};
+use crate::audit::Event;
 use crate::error::Error;
 use crate::ids::{TenantId, TokenId};
 use crate::record::{self, Header, RecordSlot, Token};
 use crate::secret::Secret;
 use crate::store::{Batch, StoreError};
+use vault_client::audit::Outcome;
 
 /// Longest secret accepted, in bytes.
 pub const MAX_SECRET_LEN: usize = 32 * 1024;
@@ -78,9 +80,11 @@ impl Vault {
         tenant: &TenantId,
         token: &TokenId,
         req: &PutToken,
+        ev: &mut Event,
     ) -> Result<PutTokenResponse, Error> {
         req.check()?;
         let keys = self.keys()?;
+        note_binding(&keys, ev, &req.binding);
         let key = layout::record(tenant.as_str(), token.as_str());
         let _writer = self.lock_writer(&key).await;
         for _ in 0..WRITE_ATTEMPTS {
@@ -107,6 +111,7 @@ impl Vault {
             let slot = slot(&keys, tenant, token);
             let bytes =
                 record::seal_record(&dek, slot, header, &req.binding, req.secret.expose_secret())?;
+            ev.key_version = Some(version);
             let mut batch = Batch::default();
             batch
                 .check(layout::tenant(tenant.as_str()), Some(tenant_bytes))
@@ -116,15 +121,17 @@ impl Vault {
             if let Some(h) = old_header {
                 batch.add(layout::counter(tenant.as_str(), h.key_version), -1);
             }
-            match self.store().commit(batch).await {
+            batch.log(ev.entry(Outcome::Ok, None));
+            match self.commit(batch).await {
                 Ok(()) => {
+                    ev.mark_recorded();
                     return Ok(PutTokenResponse {
                         revision: header.revision,
                         key_version: version,
                     });
                 }
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
+                Err(Error::Store(StoreError::Conflict)) => continue,
+                Err(e) => return Err(e),
             }
         }
         Err(Error::Conflict(
@@ -138,9 +145,12 @@ impl Vault {
         tenant: &TenantId,
         token: &TokenId,
         expect: Option<&Expect>,
+        ev: &mut Event,
     ) -> Result<UnsealTokenResponse, Error> {
         let keys = self.keys()?;
         let opened = self.open_token(&keys, tenant, token)?;
+        ev.key_version = Some(opened.header.key_version);
+        note_binding(&keys, ev, &opened.binding);
         if let Some(e) = expect {
             let b = &opened.binding;
             let matches = record::field_matches(e.account.as_deref(), &b.account)
@@ -172,9 +182,16 @@ impl Vault {
     }
 
     /// A token's metadata, never its secret.
-    pub fn token_meta(&self, tenant: &TenantId, token: &TokenId) -> Result<TokenMeta, Error> {
+    pub fn token_meta(
+        &self,
+        tenant: &TenantId,
+        token: &TokenId,
+        ev: &mut Event,
+    ) -> Result<TokenMeta, Error> {
         let keys = self.keys()?;
         let opened = self.open_token(&keys, tenant, token)?;
+        ev.key_version = Some(opened.header.key_version);
+        note_binding(&keys, ev, &opened.binding);
         Ok(meta(token.as_str(), opened))
     }
 
@@ -215,8 +232,14 @@ impl Vault {
     }
 
     /// Deletes a token.
-    pub async fn delete_token(&self, tenant: &TenantId, token: &TokenId) -> Result<Deleted, Error> {
-        self.keys()?;
+    pub async fn delete_token(
+        &self,
+        tenant: &TenantId,
+        token: &TokenId,
+        ev: &mut Event,
+    ) -> Result<Deleted, Error> {
+        let keys = self.keys()?;
+        ev.master_key_version = Some(keys.meta.master_key_version);
         let key = layout::record(tenant.as_str(), token.as_str());
         let _writer = self.lock_writer(&key).await;
         for _ in 0..WRITE_ATTEMPTS {
@@ -226,15 +249,20 @@ impl Vault {
                 .get(&key)?
                 .ok_or_else(|| token_not_found(token))?;
             let header = header_of(&old)?;
+            ev.key_version = Some(header.key_version);
             let mut batch = Batch::default();
             batch
                 .check(key.clone(), Some(old))
                 .delete(key.clone())
-                .add(layout::counter(tenant.as_str(), header.key_version), -1);
-            match self.store().commit(batch).await {
-                Ok(()) => return Ok(Deleted { deleted: true }),
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
+                .add(layout::counter(tenant.as_str(), header.key_version), -1)
+                .log(ev.entry(Outcome::Ok, None));
+            match self.commit(batch).await {
+                Ok(()) => {
+                    ev.mark_recorded();
+                    return Ok(Deleted { deleted: true });
+                }
+                Err(Error::Store(StoreError::Conflict)) => continue,
+                Err(e) => return Err(e),
             }
         }
         Err(Error::Conflict(
@@ -265,6 +293,13 @@ impl Vault {
             StoreError::Corrupt(format!("token {token} of tenant {tenant} does not decrypt")).into()
         })
     }
+}
+
+/// Records the binding's personal data in the event, as HMACs under the audit key.
+fn note_binding(keys: &Keys, ev: &mut Event, binding: &Binding) {
+    ev.master_key_version = Some(keys.meta.master_key_version);
+    ev.subject_hmac = Some(crate::audit::hmac(&keys.audit_hmac, &binding.subject));
+    ev.account_hmac = Some(crate::audit::hmac(&keys.audit_hmac, &binding.account));
 }
 
 fn slot<'a>(keys: &'a Keys, tenant: &'a TenantId, token: &'a TokenId) -> RecordSlot<'a> {

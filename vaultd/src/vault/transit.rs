@@ -3,6 +3,7 @@
 
 use super::Vault;
 use super::tenants::not_found;
+use crate::audit::Event;
 use crate::error::Error;
 use crate::ids::TenantId;
 use crate::record::{self, RecordError};
@@ -22,6 +23,7 @@ impl Vault {
         tenant: &TenantId,
         plaintext: &Secret,
         context: &str,
+        ev: &mut Event,
     ) -> Result<String, Error> {
         if plaintext.len() > MAX_PLAINTEXT_LEN {
             return Err(Error::Invalid(format!(
@@ -32,6 +34,8 @@ impl Vault {
         let keys = self.keys()?;
         let (record, _) = self.load_tenant(tenant)?.ok_or_else(|| not_found(tenant))?;
         let dek = self.dek(&keys, tenant, &record, record.current)?;
+        ev.key_version = Some(record.current);
+        ev.master_key_version = Some(keys.meta.master_key_version);
         Ok(record::seal_transit(
             &dek,
             &keys.meta.vault_id,
@@ -48,12 +52,15 @@ impl Vault {
         tenant: &TenantId,
         blob: &str,
         context: &str,
+        ev: &mut Event,
     ) -> Result<Secret, Error> {
         check_context(context)?;
         let (version, raw) =
             record::parse_transit(blob).map_err(|e| Error::Invalid(e.to_string()))?;
         let keys = self.keys()?;
         let (record, _) = self.load_tenant(tenant)?.ok_or_else(|| not_found(tenant))?;
+        ev.key_version = Some(version);
+        ev.master_key_version = Some(keys.meta.master_key_version);
         if record.dek(version).is_none() {
             return Err(Error::DecryptionFailed);
         }

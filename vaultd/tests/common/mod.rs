@@ -27,7 +27,10 @@ pub async fn open_with_key(dir: &Path, key_id: &str) -> Vault {
 
 pub async fn open_initialized(dir: &Path) -> Vault {
     let vault = open(dir).await;
-    vault.init().await.expect("init");
+    vault
+        .init(&mut vaultd::audit::Event::system("test"))
+        .await
+        .expect("init");
     vault
 }
 

@@ -1,21 +1,26 @@
-//! Request handling: route, authorize, read the body, dispatch to one operation group.
+//! Request handling: route, authorize, read the body, dispatch to one operation group, and
+//! record the audit entry before the answer leaves (fail closed: when the entry cannot be
+//! written, the answer is `503 audit_unavailable` and no result is returned).
 //!
 //! - `sys`: health, status, init, seal, unseal, metrics.
 //! - `tenants`: create, list, show, destroy.
 //! - `tokens`: put, unseal, metadata, list, delete.
 //! - `transit`: seal and unseal blobs, single and batch.
+//! - `audit`: entries, verify, export, public key, HMAC of a value.
 
 use std::time::Instant;
 
-use ::http::{Request, Response};
+use ::http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use vault_client::audit::Outcome;
 
 use super::App;
 use super::message::{self, Body, Failure};
 use super::routes::{self, Route};
+use crate::audit::{Event, request_id};
 use crate::policy::Identity;
-use ::http::StatusCode;
 
+mod audit;
 mod sys;
 mod tenants;
 mod tokens;
@@ -26,29 +31,51 @@ pub(super) async fn handle(app: &App, who: Identity, req: Request<Incoming>) -> 
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let route = routes::parse(&parts.method, parts.uri.path(), parts.uri.query());
-    let name = route.as_ref().map_or("unknown", Route::name);
-    let (tenant, token) = match &route {
-        Ok(r) => (
-            r.tenant().map(ToString::to_string),
-            r.token().map(ToString::to_string),
-        ),
-        Err(_) => (None, None),
+    if let Ok(Route::Health) = route {
+        // Unauthenticated and data-free: answered without an audit entry (see docs/audit-log.md).
+        app.metrics.record("sys.health", 200);
+        return sys::health(app);
+    }
+    let name = route.as_ref().map_or("invalid", Route::name);
+    let mut ev = Event::caller(&who, name, request_id());
+    if let Ok(r) = &route {
+        ev.tenant = r.tenant().map(ToString::to_string);
+        ev.token = r.token().map(ToString::to_string);
+    }
+    let result = match &route {
+        Err(failure) => Err(failure.clone()),
+        Ok(route) => serve(app, who, route, body, &mut ev).await,
     };
-    let response = match route {
-        Err(failure) => message::failure(&failure),
-        Ok(route) => match serve(app, who, &route, body).await {
-            Ok(response) => response,
-            Err(failure) => {
-                if failure.status.is_server_error() {
-                    tracing::warn!(route = name, code = failure.code, %who, "request failed");
-                }
-                message::failure(&failure)
-            }
-        },
+    let (outcome, code) = match &result {
+        Ok(_) => (Outcome::Ok, None),
+        Err(f) if f.code == "denied" => (Outcome::Denied, Some(f.code)),
+        Err(f) => (Outcome::Error, Some(f.code)),
     };
+    let mut response = match app.vault.record(&mut ev, outcome, code).await {
+        Ok(()) => result.unwrap_or_else(|f| message::failure(&f)),
+        Err(e) => {
+            tracing::error!(route = name, %who, "audit entry not written; answering audit_unavailable");
+            message::failure(&Failure::from(e))
+        }
+    };
+    if let Ok(id) = HeaderValue::from_str(ev.request()) {
+        response.headers_mut().insert("x-request-id", id);
+    }
     let status = response.status().as_u16();
+    if response.status().is_server_error() {
+        tracing::warn!(route = name, status, %who, request = ev.request(), "request failed");
+    }
     app.metrics.record(name, status);
-    tracing::debug!(route = name, status, %who, tenant, token, micros = started.elapsed().as_micros() as u64, "request");
+    tracing::debug!(
+        route = name,
+        status,
+        %who,
+        tenant = ev.tenant.as_deref(),
+        token = ev.token.as_deref(),
+        request = ev.request(),
+        micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        "request"
+    );
     response
 }
 
@@ -57,6 +84,7 @@ async fn serve(
     who: Identity,
     route: &Route,
     body: Incoming,
+    ev: &mut Event,
 ) -> Result<Response<Body>, Failure> {
     if let Some(capability) = route.capability() {
         let tenant = route.tenant().map(|t| t.as_str());
@@ -76,17 +104,22 @@ async fn serve(
         | Route::Init
         | Route::Unseal
         | Route::Seal
-        | Route::Metrics => sys::serve(app, route, &body).await,
+        | Route::Metrics => sys::serve(app, route, &body, ev).await,
         Route::CreateTenant(_)
         | Route::ShowTenant(_)
         | Route::ListTenants
-        | Route::DestroyTenant(_) => tenants::serve(app, who, route, &body).await,
+        | Route::DestroyTenant(_) => tenants::serve(app, who, route, &body, ev).await,
         Route::PutToken(..)
         | Route::UnsealToken(..)
         | Route::ShowToken(..)
         | Route::ListTokens { .. }
-        | Route::DeleteToken(..) => tokens::serve(app, route, &body).await,
-        Route::TransitSeal(_) | Route::TransitUnseal(_) => transit::serve(app, route, &body),
+        | Route::DeleteToken(..) => tokens::serve(app, route, &body, ev).await,
+        Route::TransitSeal(_) | Route::TransitUnseal(_) => transit::serve(app, route, &body, ev),
+        Route::AuditList { .. }
+        | Route::AuditVerify(_)
+        | Route::AuditHash
+        | Route::AuditPublicKey
+        | Route::AuditExport { .. } => audit::serve(app, route, &body),
     }
 }
 

@@ -4,34 +4,46 @@ use ::http::{Response, StatusCode};
 use vault_client::wire::{Health, StateResponse, VaultState};
 
 use super::no_body;
+use crate::audit::Event;
 use crate::server::App;
 use crate::server::message::{self as http, Body, Failure};
 use crate::server::routes::Route;
+
+/// 200 unsealed, 503 sealed (or audit unavailable), 501 uninitialized; the body says which.
+pub(super) fn health(app: &App) -> Response<Body> {
+    let state = app.vault.state();
+    let audit_available = app.vault.audit_available();
+    let status = match state {
+        VaultState::Unsealed if audit_available => StatusCode::OK,
+        VaultState::Unsealed | VaultState::Sealed => StatusCode::SERVICE_UNAVAILABLE,
+        VaultState::Uninitialized => StatusCode::NOT_IMPLEMENTED,
+    };
+    http::json(
+        status,
+        &Health {
+            state,
+            audit_available,
+        },
+    )
+}
 
 pub(super) async fn serve(
     app: &App,
     route: &Route,
     body: &[u8],
+    ev: &mut Event,
 ) -> Result<Response<Body>, Failure> {
     let vault = &app.vault;
     match route {
-        Route::Health => {
-            let state = vault.state();
-            let status = match state {
-                VaultState::Unsealed => StatusCode::OK,
-                VaultState::Sealed => StatusCode::SERVICE_UNAVAILABLE,
-                VaultState::Uninitialized => StatusCode::NOT_IMPLEMENTED,
-            };
-            Ok(http::json(status, &Health { state }))
-        }
+        Route::Health => Ok(health(app)),
         Route::Status => Ok(http::json(StatusCode::OK, &vault.status()?)),
         Route::Init => {
             no_body(body)?;
-            Ok(http::json(StatusCode::OK, &vault.init().await?))
+            Ok(http::json(StatusCode::OK, &vault.init(ev).await?))
         }
         Route::Unseal => {
             no_body(body)?;
-            vault.unseal().await?;
+            vault.unseal(ev).await?;
             Ok(http::json(
                 StatusCode::OK,
                 &StateResponse {
@@ -41,7 +53,7 @@ pub(super) async fn serve(
         }
         Route::Seal => {
             no_body(body)?;
-            vault.seal().await?;
+            vault.seal(ev).await?;
             Ok(http::json(
                 StatusCode::OK,
                 &StateResponse {

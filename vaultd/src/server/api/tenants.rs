@@ -4,6 +4,7 @@ use ::http::{Response, StatusCode};
 use vault_client::wire::TenantList;
 
 use super::no_body;
+use crate::audit::Event;
 use crate::policy::{Capability, Identity};
 use crate::server::App;
 use crate::server::message::{self as http, Body, Failure};
@@ -14,11 +15,15 @@ pub(super) async fn serve(
     who: Identity,
     route: &Route,
     body: &[u8],
+    ev: &mut Event,
 ) -> Result<Response<Body>, Failure> {
     let vault = &app.vault;
     no_body(body)?;
     match route {
-        Route::CreateTenant(t) => Ok(http::json(StatusCode::OK, &vault.create_tenant(t).await?)),
+        Route::CreateTenant(t) => Ok(http::json(
+            StatusCode::OK,
+            &vault.create_tenant(t, ev).await?,
+        )),
         Route::ShowTenant(t) => Ok(http::json(StatusCode::OK, &vault.tenant_info(t)?)),
         Route::ListTenants => {
             let all = vault.list_tenants()?;
@@ -29,7 +34,10 @@ pub(super) async fn serve(
                 .collect();
             Ok(http::json(StatusCode::OK, &TenantList { tenants }))
         }
-        Route::DestroyTenant(t) => Ok(http::json(StatusCode::OK, &vault.destroy_tenant(t).await?)),
+        Route::DestroyTenant(t) => Ok(http::json(
+            StatusCode::OK,
+            &vault.destroy_tenant(t, ev).await?,
+        )),
         _ => unreachable!("routed by api::serve"),
     }
 }

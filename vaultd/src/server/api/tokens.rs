@@ -4,6 +4,7 @@ use ::http::{Response, StatusCode};
 use vault_client::wire::{self, UnsealToken};
 
 use super::no_body;
+use crate::audit::Event;
 use crate::server::App;
 use crate::server::message::{self as http, Body, Failure};
 use crate::server::routes::Route;
@@ -13,6 +14,7 @@ pub(super) async fn serve(
     app: &App,
     route: &Route,
     body: &[u8],
+    ev: &mut Event,
 ) -> Result<Response<Body>, Failure> {
     let vault = &app.vault;
     match route {
@@ -34,19 +36,19 @@ pub(super) async fn serve(
             };
             Ok(http::json(
                 StatusCode::OK,
-                &vault.put_token(t, k, &put).await?,
+                &vault.put_token(t, k, &put, ev).await?,
             ))
         }
         Route::UnsealToken(t, k) => {
             let req: UnsealToken = http::parse(body, true)?;
             Ok(http::json(
                 StatusCode::OK,
-                &vault.unseal_token(t, k, req.expect.as_ref())?,
+                &vault.unseal_token(t, k, req.expect.as_ref(), ev)?,
             ))
         }
         Route::ShowToken(t, k) => {
             no_body(body)?;
-            Ok(http::json(StatusCode::OK, &vault.token_meta(t, k)?))
+            Ok(http::json(StatusCode::OK, &vault.token_meta(t, k, ev)?))
         }
         Route::ListTokens {
             tenant,
@@ -61,7 +63,10 @@ pub(super) async fn serve(
         }
         Route::DeleteToken(t, k) => {
             no_body(body)?;
-            Ok(http::json(StatusCode::OK, &vault.delete_token(t, k).await?))
+            Ok(http::json(
+                StatusCode::OK,
+                &vault.delete_token(t, k, ev).await?,
+            ))
         }
         _ => unreachable!("routed by api::serve"),
     }

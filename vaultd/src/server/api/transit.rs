@@ -5,6 +5,7 @@ use vault_client::wire::{
     Batch, BatchItem, ErrorDetail, Plaintext, Sealed, TransitSeal, TransitUnseal,
 };
 
+use crate::audit::Event;
 use crate::error::Error;
 use crate::ids::TenantId;
 use crate::secret::Secret;
@@ -13,7 +14,12 @@ use crate::server::message::{self as http, Body, Failure};
 use crate::server::routes::Route;
 use crate::vault::{MAX_BATCH, Vault};
 
-pub(super) fn serve(app: &App, route: &Route, body: &[u8]) -> Result<Response<Body>, Failure> {
+pub(super) fn serve(
+    app: &App,
+    route: &Route,
+    body: &[u8],
+    ev: &mut Event,
+) -> Result<Response<Body>, Failure> {
     let vault = &app.vault;
     match route {
         Route::TransitSeal(t) => {
@@ -38,6 +44,7 @@ pub(super) fn serve(app: &App, route: &Route, body: &[u8]) -> Result<Response<Bo
                                 item.plaintext,
                                 item.plaintext_b64,
                                 &item.context,
+                                ev,
                             ))
                         })
                         .collect();
@@ -45,7 +52,8 @@ pub(super) fn serve(app: &App, route: &Route, body: &[u8]) -> Result<Response<Bo
                 }
                 None => {
                     let context = req.context.unwrap_or_default();
-                    let sealed = seal_one(vault, t, req.plaintext, req.plaintext_b64, &context)?;
+                    let sealed =
+                        seal_one(vault, t, req.plaintext, req.plaintext_b64, &context, ev)?;
                     Ok(http::json(StatusCode::OK, &sealed))
                 }
             }
@@ -57,7 +65,9 @@ pub(super) fn serve(app: &App, route: &Route, body: &[u8]) -> Result<Response<Bo
                     check_batch(items.len())?;
                     let results = items
                         .into_iter()
-                        .map(|item| item_result(unseal_one(vault, t, &item.sealed, &item.context)))
+                        .map(|item| {
+                            item_result(unseal_one(vault, t, &item.sealed, &item.context, ev))
+                        })
                         .collect();
                     Ok(http::json(StatusCode::OK, &Batch { items: results }))
                 }
@@ -65,7 +75,7 @@ pub(super) fn serve(app: &App, route: &Route, body: &[u8]) -> Result<Response<Bo
                     let context = req.context.unwrap_or_default();
                     Ok(http::json(
                         StatusCode::OK,
-                        &unseal_one(vault, t, &sealed, &context)?,
+                        &unseal_one(vault, t, &sealed, &context, ev)?,
                     ))
                 }
                 _ => Err(Failure::invalid(
@@ -83,6 +93,7 @@ fn seal_one(
     text: Option<Secret>,
     b64: Option<Secret>,
     context: &str,
+    ev: &mut Event,
 ) -> Result<Sealed, Failure> {
     let plaintext = match (text, b64) {
         (Some(p), None) | (None, Some(p)) => p,
@@ -93,7 +104,7 @@ fn seal_one(
         }
     };
     Ok(Sealed {
-        sealed: vault.transit_seal(tenant, &plaintext, context)?,
+        sealed: vault.transit_seal(tenant, &plaintext, context, ev)?,
     })
 }
 
@@ -102,8 +113,9 @@ fn unseal_one(
     tenant: &TenantId,
     sealed: &str,
     context: &str,
+    ev: &mut Event,
 ) -> Result<Plaintext, Failure> {
-    let plain = vault.transit_unseal(tenant, sealed, context)?;
+    let plain = vault.transit_unseal(tenant, sealed, context, ev)?;
     Ok(if plain.expose_str().is_some() {
         Plaintext {
             plaintext: Some(plain),

@@ -1,0 +1,676 @@
+//! `audit tail|search|verify|pubkey|export`.
+//!
+//! Every request the CLI sends is itself an audit entry. `tail` finds the end of the log with a
+//! galloping search (about 2·log2(size) one-entry reads, each cheap for the daemon) and hides
+//! the entries of its own requests, which it knows by the request id the daemon answers with.
+//! `export` steps by whole pages and stops at the first page without entries, so the entries of
+//! its own requests cannot keep it going. `verify --offline` reads only files.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read as _, Write};
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use vault_client::audit::{
+    Actor, Anchor, Entry, Head, HeadLine, Report, Verifier, hex, public_key,
+};
+use vault_client::{AuditQuery, Client};
+
+use super::{AuditProblems, Ctx, Usage};
+use crate::cli::{Audit, AuditSearch, AuditVerify};
+use crate::input::read_lines;
+use crate::output::{or_dash, write_fields, write_json};
+
+/// Entries per `GET /v1/audit` page (the daemon's largest).
+const PAGE: u64 = 10_000;
+/// Sequence numbers per export page: entries and heads of 5000 entries stay well under the
+/// client's 16 MiB answer limit.
+const EXPORT_PAGE: u32 = 5_000;
+/// How often `tail -f` asks for new entries.
+const POLL: Duration = Duration::from_secs(1);
+/// Longest export line `verify --offline` reads whole; a longer one is reported unreadable.
+const MAX_LINE: usize = 1024 * 1024;
+/// Longest key file read.
+const MAX_KEYFILE: u64 = 4096;
+/// How a head line starts (`docs/audit-log.md`).
+const HEAD_PREFIX: &[u8] = b"{\"head\"";
+
+/// Runs an `audit` subcommand.
+pub(crate) async fn run(ctx: &Ctx, cmd: Audit) -> anyhow::Result<()> {
+    match cmd {
+        Audit::Export { file, force } => export(ctx, &file, force).await,
+        Audit::Pubkey => pubkey(ctx).await,
+        Audit::Search(args) => search(ctx, args).await,
+        Audit::Tail { lines, follow } => tail(ctx, lines, follow).await,
+        Audit::Verify(args) => verify(ctx, args).await,
+    }
+}
+
+// ----- tail -----
+
+async fn tail(ctx: &Ctx, lines: u64, follow: bool) -> anyhow::Result<()> {
+    let client = &ctx.client;
+    // Request ids of our own calls: their entries are hidden.
+    let mut own = HashSet::new();
+    let end = last_seq(client, &mut own)
+        .await
+        .context("cannot find the end of the audit log")?;
+    // Enough entries to have `lines` left once our own probes are hidden.
+    let own_count = u64::try_from(own.len()).unwrap_or(u64::MAX);
+    let mut after = end.saturating_sub(lines.saturating_add(own_count));
+    let mut window = Vec::new();
+    while after < end {
+        let query = AuditQuery {
+            after: Some(after),
+            limit: Some(page_limit(end - after)),
+            ..AuditQuery::default()
+        };
+        let (page, id) = client
+            .audit_with_request_id(&query)
+            .await
+            .context("cannot read the audit log")?;
+        own.extend(id);
+        let Some(last) = page.entries.last() else {
+            break;
+        };
+        after = last.seq;
+        window.extend(
+            page.entries
+                .into_iter()
+                .filter(|e| e.seq <= end && !own.remove(&e.request)),
+        );
+        if page.next.is_none() {
+            break;
+        }
+    }
+    let skip = window
+        .len()
+        .saturating_sub(usize::try_from(lines).unwrap_or(usize::MAX));
+    {
+        let mut out = ctx.out();
+        if !ctx.json {
+            write_header(&mut out)?;
+        }
+        write_entries(&mut out, &window[skip..], ctx.json)?;
+        out.flush()?;
+    }
+    if !follow {
+        return Ok(());
+    }
+    let mut after = end;
+    loop {
+        tokio::time::sleep(POLL).await;
+        loop {
+            let query = AuditQuery {
+                after: Some(after),
+                limit: Some(page_limit(PAGE)),
+                ..AuditQuery::default()
+            };
+            let (page, id) = client
+                .audit_with_request_id(&query)
+                .await
+                .context("cannot read the audit log")?;
+            own.extend(id);
+            if let Some(last) = page.entries.last() {
+                after = last.seq;
+            }
+            let new: Vec<Entry> = page
+                .entries
+                .into_iter()
+                .filter(|e| !own.remove(&e.request))
+                .collect();
+            let mut out = ctx.out();
+            write_entries(&mut out, &new, ctx.json)?;
+            out.flush()?;
+            if page.next.is_none() {
+                break;
+            }
+        }
+    }
+}
+
+/// The last sequence number of the log (0 when empty): a galloping search with one-entry reads,
+/// each O(1) for the daemon. Each read appends an entry of its own; their request ids go to
+/// `own`. The log grows meanwhile, so the answer is an entry that was last at some moment.
+async fn last_seq(client: &Client, own: &mut HashSet<String>) -> anyhow::Result<u64> {
+    if !any_after(client, 0, own).await? {
+        return Ok(0);
+    }
+    // Invariant: an entry after `lo` was seen, none after `hi`.
+    let (mut lo, mut hi) = (0u64, 1u64);
+    while any_after(client, hi, own).await? {
+        lo = hi;
+        hi = hi
+            .checked_mul(2)
+            .context("audit sequence numbers out of range")?;
+    }
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if any_after(client, mid, own).await? {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(hi)
+}
+
+/// Whether the log holds an entry after `seq`.
+async fn any_after(client: &Client, seq: u64, own: &mut HashSet<String>) -> anyhow::Result<bool> {
+    let query = AuditQuery {
+        after: Some(seq),
+        limit: Some(1),
+        ..AuditQuery::default()
+    };
+    let (page, id) = client.audit_with_request_id(&query).await?;
+    own.extend(id);
+    Ok(!page.entries.is_empty())
+}
+
+fn page_limit(wanted: u64) -> u32 {
+    u32::try_from(wanted.clamp(1, PAGE)).expect("PAGE fits in u32")
+}
+
+// ----- search -----
+
+async fn search(ctx: &Ctx, args: AuditSearch) -> anyhow::Result<()> {
+    let client = &ctx.client;
+    let mut names = Vec::new();
+    if args.account_stdin {
+        names.push("account");
+    }
+    if args.subject_stdin {
+        names.push("subject");
+    }
+    let mut values = if names.is_empty() {
+        Vec::new()
+    } else {
+        read_lines(&names)?
+    }
+    .into_iter();
+    let mut account_hmac = args.account_hmac;
+    if args.account_stdin {
+        let account = values.next().context("stdin ended early")?;
+        account_hmac = Some(hash(client, &account, "account").await?);
+    }
+    let mut subject_hmac = args.subject_hmac;
+    if args.subject_stdin {
+        let subject = values.next().context("stdin ended early")?;
+        subject_hmac = Some(hash(client, &subject, "subject").await?);
+    }
+    let mut query = AuditQuery {
+        after: args.after,
+        limit: None,
+        tenant: args.tenant,
+        token: args.token,
+        actor: args.actor,
+        op: args.op,
+        outcome: args.outcome.map(Into::into),
+        since: args.since,
+        until: args.until,
+        account_hmac,
+        subject_hmac,
+    };
+    let mut remaining = args.limit;
+    if !ctx.json {
+        write_header(&mut ctx.out())?;
+    }
+    loop {
+        query.limit = Some(page_limit(remaining));
+        let page = client
+            .audit(&query)
+            .await
+            .context("cannot search the audit log")?;
+        remaining = remaining.saturating_sub(u64::try_from(page.entries.len()).unwrap_or(u64::MAX));
+        let mut out = ctx.out();
+        write_entries(&mut out, &page.entries, ctx.json)?;
+        out.flush()?;
+        let Some(next) = page.next else {
+            return Ok(());
+        };
+        query.after = Some(next);
+        if remaining == 0 {
+            eprintln!("vault-cli: more entries may match: continue with --after {next}");
+            return Ok(());
+        }
+    }
+}
+
+/// The HMAC the log writes for `value`, computed by the daemon.
+async fn hash(client: &Client, value: &str, what: &str) -> anyhow::Result<String> {
+    client
+        .audit_hash(value)
+        .await
+        .with_context(|| format!("cannot hash the {what}"))
+}
+
+// ----- verify -----
+
+async fn verify(ctx: &Ctx, args: AuditVerify) -> anyhow::Result<()> {
+    let anchor = args.since_head.as_ref();
+    let report = match (&args.offline, &args.pubkey) {
+        (Some(file), Some(keyfile)) => verify_file(file, keyfile, anchor)?,
+        (None, None) => {
+            let head = anchor.map(|a| format!("{}:{}", a.seq, hex(&a.hash)));
+            ctx.client
+                .audit_verify(head.as_deref())
+                .await
+                .context("cannot verify the audit log")?
+        }
+        _ => return Err(Usage::new("--offline and --pubkey go together").into()),
+    };
+    {
+        let mut out = ctx.out();
+        if ctx.json {
+            write_json(&mut out, &report)?;
+        } else {
+            write_report(&mut out, &report)?;
+        }
+    }
+    if report.ok && report.problems.is_empty() {
+        Ok(())
+    } else {
+        Err(AuditProblems(report.problems.len().max(1)).into())
+    }
+}
+
+/// Verifies an export with the public key alone: no daemon, no socket.
+fn verify_file(file: &Path, keyfile: &Path, anchor: Option<&Anchor>) -> anyhow::Result<Report> {
+    let mut text = String::new();
+    File::open(keyfile)
+        .and_then(|f| f.take(MAX_KEYFILE).read_to_string(&mut text))
+        .with_context(|| format!("cannot read the key file {}", keyfile.display()))?;
+    let key = public_key(&text).with_context(|| {
+        format!(
+            "{} does not hold an Ed25519 public key in hex (as `vault-cli audit pubkey` prints it)",
+            keyfile.display()
+        )
+    })?;
+    let mut reader = File::open(file)
+        .map(BufReader::new)
+        .with_context(|| format!("cannot open {}", file.display()))?;
+    let mut verifier = Verifier::new(key);
+    for_each_line(&mut reader, |line| {
+        // Blank lines carry nothing (an editor's trailing newline); every other line counts.
+        if !line.is_empty() {
+            verifier.line(line);
+        }
+    })
+    .with_context(|| format!("cannot read {}", file.display()))?;
+    Ok(verifier.finish(anchor))
+}
+
+/// Calls `each` with every line of `reader`, without its `\n`, exactly as it is otherwise. A
+/// line longer than [`MAX_LINE`] is passed cut short (so it reads as damaged) and its rest
+/// skipped.
+fn for_each_line(reader: &mut impl BufRead, mut each: impl FnMut(&[u8])) -> io::Result<()> {
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader
+            .by_ref()
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        } else if line.len() > MAX_LINE {
+            skip_line(reader)?;
+        }
+        each(&line);
+    }
+}
+
+fn skip_line(reader: &mut impl BufRead) -> io::Result<()> {
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        if let Some(i) = buf.iter().position(|&b| b == b'\n') {
+            reader.consume(i + 1);
+            return Ok(());
+        }
+        let len = buf.len();
+        reader.consume(len);
+    }
+}
+
+fn write_report(out: &mut impl Write, report: &Report) -> io::Result<()> {
+    let verdict = if report.ok {
+        "ok".to_owned()
+    } else {
+        match report.problems.len() {
+            1 => "FAILED: 1 problem".to_owned(),
+            n => format!("FAILED: {n} problems"),
+        }
+    };
+    let head = report
+        .head
+        .as_ref()
+        .map(|h| format!("{}:{}", h.seq, h.hash));
+    let mut fields = vec![
+        ("verification", verdict),
+        ("entries", report.entries.to_string()),
+        ("head", or_dash(head.as_deref())),
+        ("signed through", or_dash(report.signed_through)),
+    ];
+    fields.extend(report.problems.iter().map(|p| ("problem", p.clone())));
+    write_fields(out, &fields)?;
+    if report.ok
+        && let Some(head) = head
+    {
+        writeln!(
+            out,
+            "\nRecord this head outside this machine. Later,\n  \
+             vault-cli audit verify --since-head {head}\n\
+             fails unless the log still contains it (an older copy or a cut tail would not)."
+        )?;
+    }
+    out.flush()
+}
+
+// ----- pubkey -----
+
+async fn pubkey(ctx: &Ctx) -> anyhow::Result<()> {
+    let key = ctx
+        .client
+        .audit_pubkey()
+        .await
+        .context("cannot read the audit public key")?;
+    let mut out = ctx.out();
+    if ctx.json {
+        write_json(&mut out, &key)?;
+    } else {
+        writeln!(out, "{}", key.public_key)?;
+    }
+    Ok(())
+}
+
+// ----- export -----
+
+/// What an export wrote.
+#[derive(Debug, Default, Serialize)]
+struct ExportSummary {
+    file: PathBuf,
+    entries: u64,
+    heads: u64,
+    last_entry: Option<u64>,
+    last_head: Option<Head>,
+}
+
+async fn export(ctx: &Ctx, path: &Path, force: bool) -> anyhow::Result<()> {
+    // With --force, write beside FILE and replace it only once the export is complete.
+    let write_path = if force {
+        partial_path(path)?
+    } else {
+        path.to_owned()
+    };
+    let mut file = create_private(&write_path).map_err(|e| {
+        if e.kind() == io::ErrorKind::AlreadyExists && !force {
+            anyhow::Error::new(Usage::new(format!(
+                "{} exists; pass --force to replace it",
+                path.display()
+            )))
+        } else {
+            anyhow::Error::new(e).context(format!("cannot create {}", write_path.display()))
+        }
+    })?;
+    let written = write_export(&ctx.client, &mut file, path).await;
+    let summary = match written.and_then(|s| {
+        file.sync_all()
+            .with_context(|| format!("cannot write {}", write_path.display()))?;
+        if force {
+            fs::rename(&write_path, path)
+                .with_context(|| format!("cannot replace {}", path.display()))?;
+        }
+        Ok(s)
+    }) {
+        Ok(summary) => summary,
+        Err(e) => {
+            drop(file);
+            let _ = fs::remove_file(&write_path);
+            return Err(e);
+        }
+    };
+    let mut out = ctx.out();
+    if ctx.json {
+        return Ok(write_json(&mut out, &summary)?);
+    }
+    let last_head = summary.last_head.as_ref();
+    write_fields(
+        &mut out,
+        &[
+            ("file", path.display().to_string()),
+            ("entries", summary.entries.to_string()),
+            ("heads", summary.heads.to_string()),
+            ("last entry", or_dash(summary.last_entry)),
+            (
+                "last head",
+                or_dash(last_head.map(|h| format!("{}:{}", h.seq, h.hash))),
+            ),
+            ("signed at", or_dash(last_head.map(|h| h.time))),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Pages through `/v1/audit/export`, writing every line verbatim.
+async fn write_export(
+    client: &Client,
+    file: &mut File,
+    path: &Path,
+) -> anyhow::Result<ExportSummary> {
+    /// Only the sequence number of an entry line.
+    #[derive(Deserialize)]
+    struct Seq {
+        seq: u64,
+    }
+    let mut summary = ExportSummary {
+        file: path.to_owned(),
+        ..ExportSummary::default()
+    };
+    let mut after = 0u64;
+    loop {
+        let page = client
+            .audit_export_page(after, EXPORT_PAGE)
+            .await
+            .with_context(|| format!("cannot export the audit log after entry {after}"))?;
+        if !page.is_empty() && page.last() != Some(&b'\n') {
+            anyhow::bail!("the daemon's export page after entry {after} is not whole lines");
+        }
+        let mut entries = 0u64;
+        let mut last_entry = None;
+        let mut last_head = None;
+        for line in page.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            if line.starts_with(HEAD_PREFIX) {
+                summary.heads += 1;
+                last_head = Some(line);
+            } else {
+                entries += 1;
+                last_entry = Some(line);
+            }
+        }
+        file.write_all(&page)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        if let Some(line) = last_entry {
+            summary.last_entry = serde_json::from_slice::<Seq>(line).ok().map(|s| s.seq);
+        }
+        if let Some(line) = last_head {
+            summary.last_head = serde_json::from_slice::<HeadLine>(line)
+                .ok()
+                .map(|h| h.head);
+        }
+        summary.entries += entries;
+        // Step by the whole range, not to the last entry: each request appends an entry of its
+        // own, which must not keep the export going.
+        if entries == 0 {
+            return Ok(summary);
+        }
+        after = after
+            .checked_add(u64::from(EXPORT_PAGE))
+            .context("audit sequence numbers out of range")?;
+    }
+}
+
+/// Creates a new file readable by its owner only; an existing file or symlink is an error.
+fn create_private(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
+/// `DIR/.NAME.partial-PID` beside `path`.
+fn partial_path(path: &Path) -> anyhow::Result<PathBuf> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| Usage::new(format!("{} is not a file name", path.display())))?;
+    let mut partial = std::ffi::OsString::from(".");
+    partial.push(name);
+    partial.push(format!(".partial-{}", std::process::id()));
+    Ok(path.with_file_name(partial))
+}
+
+// ----- entries as text -----
+
+/// Column titles and the width each is padded to (the last is not padded), fixed so that the
+/// rows `tail -f` prints poll after poll line up.
+const COLUMNS: [(&str, usize); 9] = [
+    ("SEQ", 6),
+    ("TIME", 20),
+    ("ACTOR", 18),
+    ("OP", 14),
+    ("TENANT", 10),
+    ("TOKEN", 12),
+    ("OUTCOME", 7),
+    ("CODE", 12),
+    ("KEY", 0),
+];
+
+fn write_header(out: &mut impl Write) -> io::Result<()> {
+    write_row(out, COLUMNS.iter().map(|(title, _)| (*title).to_owned()))
+}
+
+/// Entries as table rows, or with `json` one JSON object per line.
+fn write_entries(out: &mut impl Write, entries: &[Entry], json: bool) -> io::Result<()> {
+    for e in entries {
+        if json {
+            serde_json::to_writer(&mut *out, e)?;
+            writeln!(out)?;
+        } else {
+            write_row(out, entry_row(e).into_iter())?;
+        }
+    }
+    Ok(())
+}
+
+fn entry_row(e: &Entry) -> [String; 9] {
+    let actor = match &e.actor {
+        Actor::Caller { uid, gid, pid } => match pid {
+            Some(pid) => format!("{uid}:{gid}/{pid}"),
+            None => format!("{uid}:{gid}"),
+        },
+        Actor::System(_) => "system".to_owned(),
+    };
+    let key = match (e.key_version, e.master_key_version) {
+        (Some(k), Some(m)) => format!("v{k}/m{m}"),
+        (Some(k), None) => format!("v{k}"),
+        (None, Some(m)) => format!("m{m}"),
+        (None, None) => "-".to_owned(),
+    };
+    let outcome = match e.outcome {
+        vault_client::audit::Outcome::Denied => "denied",
+        vault_client::audit::Outcome::Error => "error",
+        vault_client::audit::Outcome::Ok => "ok",
+    };
+    [
+        e.seq.to_string(),
+        e.time.to_string(),
+        actor,
+        e.op.clone(),
+        or_dash(e.tenant.as_deref()),
+        or_dash(e.token.as_deref()),
+        outcome.to_owned(),
+        or_dash(e.code.as_deref()),
+        key,
+    ]
+}
+
+fn write_row(out: &mut impl Write, cells: impl Iterator<Item = String>) -> io::Result<()> {
+    let mut line = String::new();
+    for ((_, width), cell) in COLUMNS.iter().zip(cells) {
+        if !line.is_empty() {
+            line.push_str("  ");
+        }
+        line.push_str(&cell);
+        let pad = width.saturating_sub(cell.chars().count());
+        line.extend(std::iter::repeat_n(' ', pad));
+    }
+    writeln!(out, "{}", line.trim_end())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn lines(input: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for_each_line(&mut &input[..], |l| out.push(l.to_vec())).unwrap();
+        out
+    }
+
+    #[test]
+    fn splits_lines_exactly() {
+        assert_eq!(lines(b"a\nb\r\n\nc"), [&b"a"[..], b"b\r", b"", b"c"]);
+        assert!(lines(b"").is_empty());
+    }
+
+    #[test]
+    fn cuts_overlong_lines_and_goes_on() {
+        let mut input = vec![b'x'; MAX_LINE + 10];
+        input.extend_from_slice(b"\nnext\n");
+        let got = lines(&input);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].len(), MAX_LINE + 1);
+        assert_eq!(got[1], b"next");
+    }
+
+    #[test]
+    fn partial_file_is_hidden_beside_the_target() {
+        let p = partial_path(Path::new("/tmp/x/audit.ndjson")).unwrap();
+        assert_eq!(p.parent(), Some(Path::new("/tmp/x")));
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with(".audit.ndjson.partial-"), "{name}");
+        assert!(partial_path(Path::new("/")).is_err());
+    }
+
+    #[test]
+    fn rows_have_fixed_columns() {
+        let mut out = Vec::new();
+        write_header(&mut out).unwrap();
+        write_row(&mut out, ["1", "t", "a"].into_iter().map(String::from)).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let mut rows = text.lines();
+        let header = rows.next().unwrap();
+        assert!(
+            header.starts_with("SEQ     TIME                  ACTOR"),
+            "{header}"
+        );
+        assert_eq!(
+            rows.next().unwrap(),
+            format!("1{}t{}a", " ".repeat(7), " ".repeat(21))
+        );
+    }
+}

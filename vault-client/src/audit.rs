@@ -1,0 +1,548 @@
+//! The audit log format (`docs/audit-log.md`) and its verification. The daemon writes and
+//! verifies its log with this module; `vault-cli audit verify --offline` checks an export with
+//! it and the public key alone.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::time::Timestamp;
+
+/// Label of an entry's chain hash.
+pub const ENTRY_LABEL: &[u8] = b"vaultd/v1/audit-entry";
+/// Label of a signed head's message.
+pub const HEAD_LABEL: &[u8] = b"vaultd/v1/audit-head";
+/// The `prev` of entry 1.
+pub const GENESIS: [u8; 32] = [0; 32];
+/// The `op` of the entry a run writes at start when a signed head names entries beyond the
+/// last stored one: the log was cut (`detail.last_entry`, `detail.last_head`).
+pub const OP_TRUNCATED: &str = "audit.truncated";
+/// The `op` of the entry a run writes when it finds entries that an earlier run left unsigned:
+/// `detail.from` ..= `detail.to` are then chained but not signed by the run that wrote them.
+pub const OP_ADOPT_UNSIGNED: &str = "audit.adopt_unsigned";
+
+/// Who caused an entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Actor {
+    /// A caller on the socket, as the kernel reported it.
+    Caller {
+        /// User id.
+        uid: u32,
+        /// Primary group id.
+        gid: u32,
+        /// Process id at connect time.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pid: Option<i32>,
+    },
+    /// The daemon itself (auto-unseal, recovery).
+    System(SystemActor),
+}
+
+/// The literal `"system"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SystemActor {
+    /// The daemon.
+    System,
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Caller {
+                uid,
+                gid,
+                pid: Some(pid),
+            } => write!(f, "uid={uid} gid={gid} pid={pid}"),
+            Self::Caller {
+                uid,
+                gid,
+                pid: None,
+            } => write!(f, "uid={uid} gid={gid}"),
+            Self::System(_) => f.write_str("system"),
+        }
+    }
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Refused by policy.
+    Denied,
+    /// Failed with an error code.
+    Error,
+    /// Done.
+    Ok,
+}
+
+/// One audit entry. Field order is the serialization order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// 1, 2, 3, … without gaps.
+    pub seq: u64,
+    /// When the entry was made.
+    pub time: Timestamp,
+    /// Request id.
+    pub request: String,
+    /// Who.
+    pub actor: Actor,
+    /// What (route name or system event).
+    pub op: String,
+    /// Tenant named by the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Token id named by the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The API error code, when not ok.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Tenant data key version used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_version: Option<u32>,
+    /// Master key version in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_key_version: Option<u32>,
+    /// HMAC of the binding's subject under the audit key (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_hmac: Option<String>,
+    /// HMAC of the binding's account under the audit key (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_hmac: Option<String>,
+    /// Key-event details (KMS key ids, versions).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub detail: BTreeMap<String, String>,
+    /// Chain hash of the previous entry (hex).
+    pub prev: String,
+}
+
+/// A signed chain head.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Head {
+    /// The last entry it covers.
+    pub seq: u64,
+    /// That entry's chain hash (hex).
+    pub hash: String,
+    /// When it was signed.
+    pub time: Timestamp,
+    /// The vault whose log this is.
+    pub vault_id: String,
+    /// Ed25519 signature over [`head_message`] (hex).
+    pub signature: String,
+}
+
+/// A head as stored and exported: `{"head": {…}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadLine {
+    /// The head.
+    pub head: Head,
+}
+
+/// The chain hash of an entry: SHA-256(label || exact entry bytes).
+pub fn entry_hash(line: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(ENTRY_LABEL);
+    h.update(line);
+    h.finalize().into()
+}
+
+/// The message a head signature covers.
+pub fn head_message(vault_id: &str, seq: u64, hash: &[u8; 32], time: Timestamp) -> Vec<u8> {
+    let mut m = Vec::with_capacity(HEAD_LABEL.len() + vault_id.len() + 48);
+    m.extend_from_slice(HEAD_LABEL);
+    m.extend_from_slice(vault_id.as_bytes());
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(hash);
+    m.extend_from_slice(&time.unix().to_be_bytes());
+    m
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses lower- or upper-case hex of exactly `N` bytes.
+pub fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let text = text.trim();
+    if text.len() != 2 * N || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Parses an Ed25519 public key given as hex.
+pub fn public_key(text: &str) -> Option<VerifyingKey> {
+    VerifyingKey::from_bytes(&unhex::<32>(text)?).ok()
+}
+
+/// A head to expect: `SEQ:HASH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    /// Sequence number.
+    pub seq: u64,
+    /// Chain hash at it.
+    pub hash: [u8; 32],
+}
+
+impl std::str::FromStr for Anchor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (seq, hash) = s.split_once(':').ok_or("expected SEQ:HASH")?;
+        Ok(Self {
+            seq: seq.parse().map_err(|_| "SEQ must be a number")?,
+            hash: unhex(hash).ok_or("HASH must be 64 hex digits")?,
+        })
+    }
+}
+
+/// The result of a verification (`GET /v1/audit/verify`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// No problems.
+    pub ok: bool,
+    /// Entries checked.
+    pub entries: u64,
+    /// The chain head after the last entry.
+    pub head: Option<HeadRef>,
+    /// The last entry covered by a valid signed head.
+    pub signed_through: Option<u64>,
+    /// Everything wrong, in log order.
+    pub problems: Vec<String>,
+}
+
+/// A position in the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeadRef {
+    /// Sequence number.
+    pub seq: u64,
+    /// Chain hash (hex).
+    pub hash: String,
+}
+
+/// Checks a log line by line: entries and heads in sequence order.
+#[derive(Debug)]
+pub struct Verifier {
+    key: VerifyingKey,
+    vault_id: Option<String>,
+    next_seq: u64,
+    prev: [u8; 32],
+    entries: u64,
+    signed_through: Option<u64>,
+    /// Sequence numbers of heads seen whose hash matched, for anchor checks.
+    anchors_seen: Vec<(u64, [u8; 32])>,
+    problems: Vec<String>,
+}
+
+/// Most problems listed; later ones are counted only.
+const MAX_PROBLEMS: usize = 100;
+
+impl Verifier {
+    /// A verifier for a log that starts at entry 1, signed by `key`.
+    pub fn new(key: VerifyingKey) -> Self {
+        Self {
+            key,
+            vault_id: None,
+            next_seq: 1,
+            prev: GENESIS,
+            entries: 0,
+            signed_through: None,
+            anchors_seen: Vec::new(),
+            problems: Vec::new(),
+        }
+    }
+
+    /// Feeds one line of an export: an entry or a head.
+    pub fn line(&mut self, line: &[u8]) {
+        if line.starts_with(b"{\"head\"") {
+            match serde_json::from_slice::<HeadLine>(line) {
+                Ok(h) => self.head(&h.head),
+                Err(_) => self.problem(format!(
+                    "after seq {}: unreadable head line",
+                    self.next_seq - 1
+                )),
+            }
+        } else {
+            self.entry(line);
+        }
+    }
+
+    /// Feeds one entry, as its exact stored bytes.
+    pub fn entry(&mut self, line: &[u8]) {
+        let expected = self.next_seq;
+        let entry: Entry = match serde_json::from_slice(line) {
+            Ok(e) => e,
+            Err(_) => {
+                self.problem(format!("seq {expected}: unreadable entry"));
+                // Still chain over the bytes, so one bad line is one problem.
+                self.prev = entry_hash(line);
+                self.next_seq += 1;
+                return;
+            }
+        };
+        if entry.seq != expected {
+            self.problem(format!(
+                "seq {expected}: found seq {} (entry removed, reordered or inserted)",
+                entry.seq
+            ));
+        }
+        if entry.op == OP_TRUNCATED {
+            let at = |k: &str| entry.detail.get(k).cloned().unwrap_or_else(|| "?".into());
+            self.problem(format!(
+                "seq {}: at start the daemon found the log cut off: the last entry was {} but a signed head covered {}",
+                entry.seq,
+                at("last_entry"),
+                at("last_head")
+            ));
+        }
+        if entry.op == OP_ADOPT_UNSIGNED {
+            let range = |k: &str| entry.detail.get(k).cloned().unwrap_or_else(|| "?".into());
+            self.problem(format!(
+                "seq {}: entries {}..={} were left unsigned by an earlier run and adopted at unseal; \
+                 they are chained but not signed by the run that wrote them",
+                entry.seq,
+                range("from"),
+                range("to")
+            ));
+        }
+        if unhex::<32>(&entry.prev) != Some(self.prev) {
+            self.problem(format!("seq {}: prev does not match the previous entry's hash (edited, removed, reordered or forged)", entry.seq));
+        }
+        self.prev = entry_hash(line);
+        self.entries += 1;
+        self.next_seq = entry.seq.max(expected) + 1;
+    }
+
+    /// Feeds one signed head; it must cover exactly the last entry fed.
+    pub fn head(&mut self, head: &Head) {
+        let last = self.next_seq - 1;
+        if let Some(id) = &self.vault_id
+            && *id != head.vault_id
+        {
+            self.problem(format!(
+                "head {}: vault id {} differs from {id}",
+                head.seq, head.vault_id
+            ));
+        }
+        self.vault_id.get_or_insert_with(|| head.vault_id.clone());
+        let Some(hash) = unhex::<32>(&head.hash) else {
+            self.problem(format!("head {}: unreadable hash", head.seq));
+            return;
+        };
+        let message = head_message(&head.vault_id, head.seq, &hash, head.time);
+        let signature_ok = unhex::<64>(&head.signature)
+            .map(|s| Signature::from_bytes(&s))
+            .is_some_and(|s| self.key.verify_strict(&message, &s).is_ok());
+        if !signature_ok {
+            self.problem(format!(
+                "head {}: signature does not verify with the audit public key",
+                head.seq
+            ));
+            return;
+        }
+        if head.seq > last {
+            self.problem(format!(
+                "head {}: signed for entries up to {} but the log ends at {last} (tail cut off)",
+                head.seq, head.seq
+            ));
+            return;
+        }
+        if head.seq < last || hash != self.prev {
+            self.problem(format!(
+                "head {}: does not match the chain at that point",
+                head.seq
+            ));
+            return;
+        }
+        self.signed_through = Some(head.seq);
+        self.anchors_seen.push((head.seq, hash));
+    }
+
+    /// The report; with `anchor`, the log must contain that head.
+    pub fn finish(mut self, anchor: Option<&Anchor>) -> Report {
+        let last = self.next_seq - 1;
+        if let Some(a) = anchor
+            && !self
+                .anchors_seen
+                .iter()
+                .any(|(s, h)| *s == a.seq && *h == a.hash)
+        {
+            self.problem(format!(
+                "the recorded head {}:{} is not in this log (older copy, or the tail cut off)",
+                a.seq,
+                hex(&a.hash)
+            ));
+        }
+        if last > 0 && self.signed_through.is_none_or(|s| s < last) {
+            let from = self.signed_through.map_or(1, |s| s + 1);
+            self.problems.push(format!(
+                "unsigned_tail: entries {from}..={last} are not covered by a signed head"
+            ));
+        }
+        let ok = self.problems.is_empty();
+        Report {
+            ok,
+            entries: self.entries,
+            head: (last > 0).then(|| HeadRef {
+                seq: last,
+                hash: hex(&self.prev),
+            }),
+            signed_through: self.signed_through,
+            problems: self.problems,
+        }
+    }
+
+    fn problem(&mut self, text: String) {
+        if self.problems.len() < MAX_PROBLEMS {
+            self.problems.push(text);
+        } else if self.problems.len() == MAX_PROBLEMS {
+            self.problems.push("… more problems not listed".into());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::{Signer, SigningKey};
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(&[7; 32])
+    }
+
+    fn entry(seq: u64, prev: &[u8; 32]) -> Vec<u8> {
+        let e = Entry {
+            seq,
+            time: Timestamp(1_795_453_200),
+            request: format!("r{seq}"),
+            actor: Actor::Caller {
+                uid: 0,
+                gid: 0,
+                pid: Some(1),
+            },
+            op: "token.unseal".into(),
+            tenant: Some("acme".into()),
+            token: Some("t".into()),
+            outcome: Outcome::Ok,
+            code: None,
+            key_version: Some(1),
+            master_key_version: Some(1),
+            subject_hmac: None,
+            account_hmac: None,
+            detail: BTreeMap::new(),
+            prev: hex(prev),
+        };
+        serde_json::to_vec(&e).expect("json")
+    }
+
+    fn head(seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+        let time = Timestamp(1_795_453_201);
+        let sig = key().sign(&head_message("v", seq, hash, time));
+        let h = HeadLine {
+            head: Head {
+                seq,
+                hash: hex(hash),
+                time,
+                vault_id: "v".into(),
+                signature: hex(&sig.to_bytes()),
+            },
+        };
+        serde_json::to_vec(&h).expect("json")
+    }
+
+    /// Five entries, a head after the third and after the fifth.
+    fn log() -> Vec<Vec<u8>> {
+        let mut lines = Vec::new();
+        let mut prev = GENESIS;
+        for seq in 1..=5 {
+            let e = entry(seq, &prev);
+            prev = entry_hash(&e);
+            lines.push(e);
+            if seq == 3 || seq == 5 {
+                lines.push(head(seq, &prev));
+            }
+        }
+        lines
+    }
+
+    fn verify(lines: &[Vec<u8>], anchor: Option<&Anchor>) -> Report {
+        let mut v = Verifier::new(key().verifying_key());
+        for l in lines {
+            v.line(l);
+        }
+        v.finish(anchor)
+    }
+
+    #[test]
+    fn intact_log_verifies() {
+        let r = verify(&log(), None);
+        assert!(r.ok, "{:?}", r.problems);
+        assert_eq!((r.entries, r.signed_through), (5, Some(5)));
+    }
+
+    #[test]
+    fn each_kind_of_tampering_is_found() {
+        let good = log();
+        let mut edited = good.clone();
+        edited[1] = String::from_utf8(edited[1].clone())
+            .expect("utf8")
+            .replace("\"uid\":0", "\"uid\":1")
+            .into_bytes();
+        let mut removed = good.clone();
+        removed.remove(1);
+        let mut swapped = good.clone();
+        swapped.swap(0, 1);
+        let mut inserted = good.clone();
+        inserted.insert(2, entry(3, &entry_hash(&good[1])));
+        let cut_entries_only: Vec<_> = good
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 5)
+            .map(|(_, l)| l.clone())
+            .collect();
+        let mut bad_sig = good.clone();
+        let last = bad_sig.len() - 1;
+        bad_sig[last] = head(5, &[9; 32]);
+        for (name, lines) in [
+            ("edited", edited),
+            ("removed", removed),
+            ("swapped", swapped),
+            ("inserted", inserted),
+            ("tail cut, head kept", cut_entries_only),
+            ("bad head", bad_sig),
+        ] {
+            let r = verify(&lines, None);
+            assert!(!r.ok, "{name} was not found");
+        }
+    }
+
+    #[test]
+    fn older_copy_is_found_by_an_anchor() {
+        let good = log();
+        let r = verify(&good, None);
+        let anchor: Anchor = format!("{}:{}", 5, r.head.as_ref().expect("head").hash)
+            .parse()
+            .expect("anchor");
+        assert!(verify(&good, Some(&anchor)).ok);
+        let older = &good[..4]; // entries 1-3 and their head: a valid, older prefix
+        assert!(verify(older, None).ok, "a clean prefix is valid on its own");
+        assert!(
+            !verify(older, Some(&anchor)).ok,
+            "but not against a newer recorded head"
+        );
+    }
+}

@@ -1,0 +1,172 @@
+//! What the daemon records in the audit log (`docs/audit-log.md`): one [`Event`] per request or
+//! key event, personal data only as an HMAC under the audit key, and the Ed25519 signer of chain
+//! heads. The chain itself is kept by the store (`store::chain`).
+
+use std::collections::BTreeMap;
+
+use ed25519_dalek::{Signer as _, SigningKey};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use vault_client::Timestamp;
+use vault_client::audit::{Actor, Entry, Head, HeadLine, Outcome, SystemActor, head_message, hex};
+
+use crate::policy::Identity;
+use crate::secret::AuditKey;
+use crate::store::chain::{HeadSigner, LogEntry};
+
+/// One audit event being assembled: the server creates it, the engine fills in key versions and
+/// binding HMACs, and it is recorded exactly once, inside the operation's own write when there
+/// is one, else on its own before the answer is sent.
+#[derive(Debug, Clone)]
+pub struct Event {
+    request: String,
+    actor: Actor,
+    op: String,
+    /// Tenant the request names.
+    pub tenant: Option<String>,
+    /// Token id the request names.
+    pub token: Option<String>,
+    /// Data key version used.
+    pub key_version: Option<u32>,
+    /// Master key version in force.
+    pub master_key_version: Option<u32>,
+    /// HMAC of the binding's subject.
+    pub subject_hmac: Option<String>,
+    /// HMAC of the binding's account.
+    pub account_hmac: Option<String>,
+    /// Key-event details.
+    pub detail: BTreeMap<String, String>,
+    recorded: bool,
+}
+
+impl Event {
+    /// An event caused by a caller on the socket.
+    pub fn caller(who: &Identity, op: &str, request: String) -> Self {
+        Self::new(
+            Actor::Caller {
+                uid: who.uid,
+                gid: who.gid,
+                pid: who.pid,
+            },
+            op,
+            request,
+        )
+    }
+
+    /// An event the daemon causes itself.
+    pub fn system(op: &str) -> Self {
+        Self::new(Actor::System(SystemActor::System), op, request_id())
+    }
+
+    fn new(actor: Actor, op: &str, request: String) -> Self {
+        Self {
+            request,
+            actor,
+            op: op.to_owned(),
+            tenant: None,
+            token: None,
+            key_version: None,
+            master_key_version: None,
+            subject_hmac: None,
+            account_hmac: None,
+            detail: BTreeMap::new(),
+            recorded: false,
+        }
+    }
+
+    /// The request id.
+    pub fn request(&self) -> &str {
+        &self.request
+    }
+
+    /// Whether it has been written.
+    pub fn is_recorded(&self) -> bool {
+        self.recorded
+    }
+
+    pub(crate) fn mark_recorded(&mut self) {
+        self.recorded = true;
+    }
+
+    /// The log entry of this event with `outcome`; its sequence number and chain hash are
+    /// filled in by the store's writer.
+    pub fn entry(&self, outcome: Outcome, code: Option<&str>) -> LogEntry {
+        let mut entry = Entry {
+            seq: 0,
+            time: Timestamp::now(),
+            request: self.request.clone(),
+            actor: self.actor.clone(),
+            op: self.op.clone(),
+            tenant: self.tenant.clone(),
+            token: self.token.clone(),
+            outcome,
+            code: code.map(str::to_owned),
+            key_version: self.key_version,
+            master_key_version: self.master_key_version,
+            subject_hmac: self.subject_hmac.clone(),
+            account_hmac: self.account_hmac.clone(),
+            detail: self.detail.clone(),
+            prev: String::new(),
+        };
+        LogEntry::new(move |seq, prev| {
+            entry.seq = seq;
+            entry.prev = hex(prev);
+            serde_json::to_vec(&entry).expect("audit entries serialize infallibly")
+        })
+    }
+}
+
+/// A random request id (16 bytes, hex).
+pub fn request_id() -> String {
+    let mut bytes = [0u8; 16];
+    // An all-zero id on RNG failure still leaves the entry chained and sequenced.
+    let _ = getrandom::fill(&mut bytes);
+    hex(&bytes)
+}
+
+/// HMAC-SHA256 of `value` under the audit key, hex: how personal data appears in the log.
+pub fn hmac(key: &AuditKey, value: &str) -> String {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.expose_secret())
+        .expect("HMAC accepts 32-byte keys");
+    mac.update(value.as_bytes());
+    hex(&mac.finalize().into_bytes())
+}
+
+/// Signs chain heads with the vault's Ed25519 audit key (held only while unsealed; the
+/// `zeroize` feature of ed25519-dalek wipes it on drop).
+pub struct AuditSigner {
+    key: SigningKey,
+    vault_id: String,
+}
+
+impl AuditSigner {
+    /// A signer from the 32-byte seed.
+    pub fn new(seed: &[u8; 32], vault_id: &str) -> Self {
+        Self {
+            key: SigningKey::from_bytes(seed),
+            vault_id: vault_id.to_owned(),
+        }
+    }
+
+    /// The public key, hex.
+    pub fn public_key(&self) -> String {
+        hex(self.key.verifying_key().as_bytes())
+    }
+}
+
+impl HeadSigner for AuditSigner {
+    fn sign_head(&self, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+        let time = Timestamp::now();
+        let signature = self
+            .key
+            .sign(&head_message(&self.vault_id, seq, hash, time));
+        let head = Head {
+            seq,
+            hash: hex(hash),
+            time,
+            vault_id: self.vault_id.clone(),
+            signature: hex(&signature.to_bytes()),
+        };
+        serde_json::to_vec(&HeadLine { head }).expect("heads serialize infallibly")
+    }
+}

@@ -1,0 +1,101 @@
+//! The audit hash chain, kept by the store's single writer so that sequence numbers and hashes
+//! are assigned in commit order, and an entry lands in the same atomic batch as the write it
+//! describes. Format: `docs/audit-log.md`.
+//!
+//! ```text
+//! a/e/{seq:020}   entry bytes (JSON), chained by SHA-256
+//! a/h/{seq:020}   signed head after the group commit that ended at seq
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+
+use vault_client::audit::{GENESIS, entry_hash};
+
+/// Key prefix of entries.
+pub const ENTRIES: &[u8] = b"a/e/";
+/// Key prefix of signed heads.
+pub const HEADS: &[u8] = b"a/h/";
+
+/// Renders an entry from its sequence number and the previous entry's chain hash.
+type Render = Box<dyn FnOnce(u64, &[u8; 32]) -> Vec<u8> + Send>;
+
+/// Produces an entry's bytes once its sequence number and previous hash are known.
+pub struct LogEntry(Render);
+
+impl LogEntry {
+    /// Wraps the function that renders the entry.
+    pub fn new(render: impl FnOnce(u64, &[u8; 32]) -> Vec<u8> + Send + 'static) -> Self {
+        Self(Box::new(render))
+    }
+
+    pub(crate) fn render(self, seq: u64, prev: &[u8; 32]) -> Vec<u8> {
+        (self.0)(seq, prev)
+    }
+}
+
+impl fmt::Debug for LogEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LogEntry")
+    }
+}
+
+/// Signs the chain head at the end of a group commit; returns the head's stored bytes.
+pub trait HeadSigner: Send + Sync {
+    /// The head line for the chain at `seq` with hash `hash`.
+    fn sign_head(&self, seq: u64, hash: &[u8; 32]) -> Vec<u8>;
+}
+
+/// The signer in force: set while unsealed, cleared (and the key dropped) when sealed.
+pub type SharedSigner = Arc<std::sync::RwLock<Option<Arc<dyn HeadSigner>>>>;
+
+/// The key of entry `seq`.
+pub fn entry_key(seq: u64) -> Vec<u8> {
+    format!("a/e/{seq:020}").into_bytes()
+}
+
+/// The key of the head at `seq`.
+pub fn head_key(seq: u64) -> Vec<u8> {
+    format!("a/h/{seq:020}").into_bytes()
+}
+
+/// The sequence number in an entry or head key.
+pub fn seq_of(key: &[u8]) -> Option<u64> {
+    std::str::from_utf8(key.get(4..)?).ok()?.parse().ok()
+}
+
+/// Where the chain stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChainState {
+    pub(crate) last_seq: u64,
+    pub(crate) last_hash: [u8; 32],
+}
+
+impl ChainState {
+    pub(crate) fn empty() -> Self {
+        Self {
+            last_seq: 0,
+            last_hash: GENESIS,
+        }
+    }
+
+    /// Resumes after the last stored entry.
+    pub(crate) fn after(last: Option<(u64, &[u8])>) -> Self {
+        match last {
+            None => Self::empty(),
+            Some((seq, bytes)) => Self {
+                last_seq: seq,
+                last_hash: entry_hash(bytes),
+            },
+        }
+    }
+
+    /// Renders `entry` as the next one; returns its key and bytes.
+    pub(crate) fn append(&mut self, entry: LogEntry) -> (Vec<u8>, Vec<u8>) {
+        let seq = self.last_seq + 1;
+        let bytes = entry.render(seq, &self.last_hash);
+        self.last_seq = seq;
+        self.last_hash = entry_hash(&bytes);
+        (entry_key(seq), bytes)
+    }
+}

@@ -1,0 +1,528 @@
+//! The `aws` provider against a real KMS API server (moto): every KMS fault gives its documented
+//! error, none panics, and the vault stays sealed; the token path never calls the KMS; the
+//! daemon serves sealed while the KMS is away and auto-unseals when it returns.
+
+mod moto;
+
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use http::StatusCode;
+use vault_client::wire::{Binding, VaultState};
+use vaultd::Vault;
+use vaultd::audit::Event;
+use vaultd::ids::{TenantId, TokenId};
+use vaultd::kms::KmsError;
+use vaultd::kms::aws::AwsKms;
+use vaultd::secret::Secret;
+use vaultd::store::sled::SledStore;
+use vaultd::store::{Batch, Store};
+use vaultd::vault::PutToken;
+
+use moto::{Moto, Outage};
+
+const META: &[u8] = b"m/vault";
+const MK_1: &[u8] = b"m/mk/0000000001";
+
+/// An audit event for a library call (the daemon makes one per request).
+fn ev() -> Event {
+    Event::system("test")
+}
+
+fn aws(sdk: &aws_config::SdkConfig, key_id: &str) -> AwsKms {
+    AwsKms::new(sdk, key_id.parse().expect("key id"))
+}
+
+fn store(dir: &Path) -> Arc<SledStore> {
+    Arc::new(SledStore::open(&dir.join("db"), 16 << 20).expect("sled"))
+}
+
+async fn open(store: &Arc<SledStore>, kms: AwsKms) -> Vault {
+    Vault::open(store.clone(), Arc::new(kms))
+        .await
+        .expect("open vault")
+}
+
+/// A vault initialized under `key_id` on `moto`, then sealed.
+async fn sealed_vault(moto: &Moto, key_id: &str, store: &Arc<SledStore>) -> Vault {
+    let vault = open(store, aws(&moto.sdk_config(), key_id)).await;
+    vault.init(&mut ev()).await.expect("init");
+    vault.seal(&mut ev()).await.expect("seal");
+    vault
+}
+
+/// Unseal fails with a KMS error, answers with a status and code that name it, and the vault
+/// stays sealed.
+async fn unseal_fails(vault: &Vault) -> KmsError {
+    let err = vault.unseal(&mut ev()).await.expect_err("unseal must fail");
+    assert_eq!(vault.state(), VaultState::Sealed, "must stay sealed");
+    let text = err.to_string();
+    assert!(err.code().starts_with("kms_"), "{}: {text}", err.code());
+    match err {
+        vaultd::Error::Kms(e) => e,
+        other => panic!("expected a KMS error, got {other:?}"),
+    }
+}
+
+async fn get_json(store: &Arc<SledStore>, key: &[u8]) -> serde_json::Value {
+    let bytes = store.get(key).expect("get").expect("present");
+    serde_json::from_slice(&bytes).expect("json")
+}
+
+async fn put_json(store: &Arc<SledStore>, key: &[u8], value: &serde_json::Value) {
+    let mut batch = Batch::default();
+    batch.put(key.to_vec(), serde_json::to_vec(value).expect("json"));
+    store.commit(batch).await.expect("commit");
+}
+
+#[tokio::test]
+async fn kms_endpoint_down_while_sealed_is_unreachable_then_unseals_when_it_returns() {
+    let moto = Moto::start();
+    let key = moto.create_key().await;
+    // vaultd talks to moto through a forwarder that can go down and come back on the same
+    // port; moto keeps its keys in memory only, so a restarted moto would have lost the key.
+    let outage = Outage::new(moto.port());
+    outage.up().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store(dir.path());
+    let sdk = moto::sdk_config(&moto::endpoint(outage.port()));
+    let vault = open(&store, aws(&sdk, &key)).await;
+    vault.init(&mut ev()).await.expect("init");
+    vault.seal(&mut ev()).await.expect("seal");
+
+    outage.down().await;
+    for _ in 0..2 {
+        let err = unseal_fails(&vault).await;
+        assert!(matches!(err, KmsError::Unreachable(_)), "{err:?}");
+        assert!(err.is_transient());
+        assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(err.code(), "kms_unreachable");
+    }
+
+    outage.up().await;
+    vault
+        .unseal(&mut ev())
+        .await
+        .expect("unseal once the KMS is back");
+    assert_eq!(vault.state(), VaultState::Unsealed);
+    vault
+        .create_tenant(&TenantId::parse("acme").expect("tenant"), &mut ev())
+        .await
+        .expect("usable after unseal");
+}
+
+#[tokio::test]
+async fn kms_server_stopped_while_sealed_is_unreachable_and_stays_sealed() {
+    let mut moto = Moto::start();
+    let key = moto.create_key().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store(dir.path());
+    let vault = sealed_vault(&moto, &key, &store).await;
+    moto.stop();
+    let err = unseal_fails(&vault).await;
+    assert!(matches!(err, KmsError::Unreachable(_)), "{err:?}");
+    assert!(
+        !err.to_string().contains(moto::SECRET_ACCESS_KEY),
+        "no credentials in messages: {err}"
+    );
+}
+
+#[tokio::test]
+async fn disabled_key_gives_key_disabled_and_stays_sealed() {
+    let moto = Moto::start();
+    let key = moto.create_key().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store(dir.path());
+    let vault = sealed_vault(&moto, &key, &store).await;
+    moto.disable_key(&key).await;
+    let err = unseal_fails(&vault).await;
+    assert!(matches!(err, KmsError::KeyDisabled(_)), "{err:?}");
+    assert_eq!(err.code(), "kms_key_disabled");
+    assert_eq!(err.status(), StatusCode::BAD_GATEWAY);
+    assert!(!err.is_transient());
+
+    // init under a disabled key fails too and leaves the vault uninitialized
+    let other = tempfile::tempdir().expect("tempdir");
+    let fresh = open(&self::store(other.path()), aws(&moto.sdk_config(), &key)).await;
+    assert!(matches!(
+        fresh.init(&mut ev()).await,
+        Err(vaultd::Error::Kms(KmsError::KeyDisabled(_)))
+    ));
+    assert_eq!(fresh.state(), VaultState::Uninitialized);
+}
+
+#[tokio::test]
+async fn key_pending_deletion_gives_key_pending_deletion_and_stays_sealed() {
+    let moto = Moto::start();
+    let key = moto.create_key().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store(dir.path());
+    let vault = sealed_vault(&moto, &key, &store).await;
+    moto.schedule_key_deletion(&key).await;
+    let err = unseal_fails(&vault).await;
+    assert!(matches!(err, KmsError::KeyPendingDeletion(_)), "{err:?}");
+    assert_eq!(err.code(), "kms_key_pending_deletion");
+    assert!(!err.is_transient());
+}
+
+#[tokio::test]
+async fn config_naming_another_key_gives_wrong_key_id_without_calling_kms() {
+    let moto = Moto::start();
+    let key = moto.create_key().await;
+    let other = moto.create_key().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store(dir.path());
+    drop(sealed_vault(&moto, &key, &store).await);
+
+    let vault = open(&store, aws(&moto.sdk_config(), &other)).await;
+    let err = unseal_fails(&vault).await;
+    let KmsError::WrongKeyId { expected, actual } = &err else {
+        panic!("expected WrongKeyId, got {err:?}");
+    };
+    assert_eq!(expected, &other);
+    assert!(actual.ends_with(&format!(":key/{key}")), "{actual}");
+    assert_eq!(err.code(), "kms_wrong_key_id");
+    assert_eq!(vault.kms().calls(), 0, "refused before any KMS call");
+}
+
+#[tokio::test]
+async fn stored_key_id_pointed_at_another_key_fails_closed() {
+    let moto = Moto::start();
+    let key = moto.create_key().await;
+    let other = moto.create_key().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store(dir.path());
+    drop(sealed_vault(&moto, &key, &store).await);
+    // The record now claims the other key, and so does the config: the pin holds, KMS refuses.
+    let mut record = get_json(&store, MK_1).await;
+    record["kms_key_id"] = serde_json::Value::String(other.clone());
+    put_json(&store, MK_1, &record).await;
+
+    let vault = open(&store, aws(&moto.sdk_config(), &other)).await;
+    let err = unseal_fails(&vault).await;
+    // AWS KMS answers IncorrectKeyException (→ DecryptionFailed); moto answers
+    // AccessDeniedException. Either way: permanent, and sealed.
+    assert!(
+        matches!(err, KmsError::DecryptionFailed | KmsError::AccessDenied(_)),
+        "{err:?}"
+    );
+    assert!(!err.is_transient());
+}
+
+#[tokio::test]
+async fn wrong_encryption_context_gives_decryption_failed_and_stays_sealed() {
+    let moto = Moto::start();
+    let key = moto.create_key().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store(dir.path());
+    drop(sealed_vault(&moto, &key, &store).await);
+    let original = get_json(&store, META).await;
+
+    // another vault id
+    let mut meta = original.clone();
+    meta["vault_id"] = serde_json::Value::String("0123456789abcdef0123456789abcdef".into());
+    put_json(&store, META, &meta).await;
+    let vault = open(&store, aws(&moto.sdk_config(), &key)).await;
+    let err = unseal_fails(&vault).await;
+    assert!(matches!(err, KmsError::DecryptionFailed), "{err:?}");
+    assert_eq!(err.code(), "kms_decryption_failed");
+    drop(vault);
+
+    // another master key version: MK 1's record copied to slot 2
+    let mut record = get_json(&store, MK_1).await;
+    record["version"] = 2.into();
+    put_json(&store, b"m/mk/0000000002", &record).await;
+    let mut meta = original.clone();
+    meta["master_key_version"] = 2.into();
+    put_json(&store, META, &meta).await;
+    let vault = open(&store, aws(&moto.sdk_config(), &key)).await;
+    let err = unseal_fails(&vault).await;
+    assert!(matches!(err, KmsError::DecryptionFailed), "{err:?}");
+    drop(vault);
+
+    // the untouched metadata still unseals
+    put_json(&store, META, &original).await;
+    let vault = open(&store, aws(&moto.sdk_config(), &key)).await;
+    vault
+        .unseal(&mut ev())
+        .await
+        .expect("original context unseals");
+}
+
+#[tokio::test]
+async fn flipped_byte_in_stored_wrapped_master_key_gives_decryption_failed() {
+    let moto = Moto::start();
+    let key = moto.create_key().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store(dir.path());
+    let vault = sealed_vault(&moto, &key, &store).await;
+    let original = get_json(&store, MK_1).await;
+    let wrapped = STANDARD
+        .decode(original["wrapped"].as_str().expect("wrapped is base64"))
+        .expect("base64");
+
+    for position in [wrapped.len() - 1, wrapped.len() / 2 + 8] {
+        let mut tampered = wrapped.clone();
+        tampered[position] ^= 0x80;
+        let mut record = original.clone();
+        record["wrapped"] = serde_json::Value::String(STANDARD.encode(&tampered));
+        put_json(&store, MK_1, &record).await;
+        let err = unseal_fails(&vault).await;
+        assert!(
+            matches!(err, KmsError::DecryptionFailed),
+            "byte {position}: {err:?}"
+        );
+        assert!(!err.is_transient());
+    }
+
+    put_json(&store, MK_1, &original).await;
+    vault
+        .unseal(&mut ev())
+        .await
+        .expect("the untouched record unseals");
+}
+
+#[tokio::test]
+async fn plain_http_off_loopback_is_refused_before_anything_is_sent() {
+    let moto = Moto::start();
+    let key = moto.create_key().await;
+    // 0.0.0.0 is not a loopback address, but a connection to it reaches this machine: if the
+    // check failed, the request would go to moto and succeed.
+    let sdk = moto::sdk_config(&format!("http://0.0.0.0:{}", moto.port()));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vault = open(&store(dir.path()), aws(&sdk, &key)).await;
+    let err = vault
+        .init(&mut ev())
+        .await
+        .expect_err("must refuse plain http off loopback");
+    let vaultd::Error::Kms(KmsError::Rejected(reason)) = &err else {
+        panic!("expected Rejected, got {err:?}");
+    };
+    assert!(reason.contains("plain http"), "{reason}");
+    assert_eq!(vault.state(), VaultState::Uninitialized);
+}
+
+#[tokio::test]
+async fn thousand_token_unseals_after_unseal_make_no_kms_calls() {
+    let moto = Moto::start();
+    let key = moto.create_key().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store(dir.path());
+    let vault = sealed_vault(&moto, &key, &store).await;
+    assert_eq!(vault.kms().calls(), 1, "init: GenerateDataKey");
+    vault.unseal(&mut ev()).await.expect("unseal");
+    assert_eq!(vault.kms().calls(), 2, "unseal: Decrypt");
+
+    let tenant = TenantId::parse("acme").expect("tenant");
+    let token = TokenId::parse("consent-1").expect("token");
+    vault
+        .create_tenant(&tenant, &mut ev())
+        .await
+        .expect("tenant");
+    vault
+        .put_token(
+            &tenant,
+            &token,
+            &PutToken {
+                secret: Secret::from("access-token"),
+                binding: Binding {
+                    subject: "user-1".into(),
+                    bank: "bank".into(),
+                    account: "DE89370400440532013000".into(),
+                    scope: "accounts".into(),
+                },
+                expires_at: None,
+                expected_revision: None,
+            },
+            &mut ev(),
+        )
+        .await
+        .expect("put");
+
+    let before = vault.kms().calls();
+    for _ in 0..1000 {
+        vault
+            .unseal_token(&tenant, &token, None, &mut ev())
+            .expect("unseal token");
+    }
+    assert_eq!(
+        vault.kms().calls(),
+        before,
+        "the token path never calls the KMS"
+    );
+}
+
+// ----- the daemon: serves sealed while the KMS is away, auto-unseals when it returns -----
+
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &Path, kms_port: u16, key_id: &str) -> Self {
+        let socket = dir.join("run/vaultd.sock");
+        let log = dir.join("vaultd.log");
+        let config = dir.join("vaultd.toml");
+        let uid = std::fs::metadata(dir).expect("dir").uid();
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = \"{data}\"\nsocket = \"{socket}\"\nauto_unseal = true\n\
+                 [kms]\nprovider = \"aws\"\nkey_id = \"{key_id}\"\nregion = \"{region}\"\n\
+                 endpoint_url = \"http://127.0.0.1:{kms_port}\"\n\
+                 [[policy]]\nuids = [{uid}]\ncapabilities = [\"sys:unseal\", \"sys:status\"]\n",
+                data = dir.join("data").display(),
+                socket = socket.display(),
+                region = moto::REGION,
+            ),
+        )
+        .expect("config");
+        let child = Command::new(env!("CARGO_BIN_EXE_vaultd"))
+            .arg("--config")
+            .arg(&config)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("AWS_ACCESS_KEY_ID", moto::ACCESS_KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", moto::SECRET_ACCESS_KEY)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("VAULTD_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("starting vaultd");
+        Self { child, socket, log }
+    }
+
+    fn client(&self) -> vault_client::Client {
+        vault_client::Client::new(&self.socket).with_timeout(Duration::from_secs(60))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `check` holds, or fails after `within` showing the log.
+    async fn wait_for(&self, what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
+        let deadline = Instant::now() + within;
+        while !check().await {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn state(&self) -> Option<VaultState> {
+        self.client().health().await.ok().map(|h| h.state)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A data directory initialized under `key_id` through `kms_port`, then closed.
+async fn initialized_data_dir(dir: &Path, kms_port: u16, key_id: &str) {
+    let data = dir.join("data");
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&data)
+        .expect("data dir");
+    let store = store(&data);
+    let sdk = moto::sdk_config(&moto::endpoint(kms_port));
+    let vault = open(&store, aws(&sdk, key_id)).await;
+    vault.init(&mut ev()).await.expect("init");
+}
+
+#[tokio::test]
+async fn daemon_serves_sealed_while_kms_is_down_and_auto_unseals_when_it_returns() {
+    let moto = Moto::start();
+    let key = moto.create_key().await;
+    let outage = Outage::new(moto.port());
+    outage.up().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    initialized_data_dir(dir.path(), outage.port(), &key).await;
+    outage.down().await;
+
+    let daemon = Daemon::start(dir.path(), outage.port(), &key);
+    daemon
+        .wait_for(
+            "the daemon to answer sealed",
+            Duration::from_secs(30),
+            async || daemon.state().await == Some(VaultState::Sealed),
+        )
+        .await;
+    // a manual unseal meanwhile names the fault
+    let err = daemon
+        .client()
+        .unseal()
+        .await
+        .expect_err("unseal fails while the KMS is down");
+    assert!(
+        matches!(err, vault_client::Error::Api { status: 503, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("kms_unreachable"), "{err}");
+    daemon
+        .wait_for(
+            "a second auto-unseal attempt",
+            Duration::from_secs(30),
+            async || {
+                daemon
+                    .log()
+                    .matches("auto-unseal failed; staying sealed")
+                    .count()
+                    >= 2
+            },
+        )
+        .await;
+    assert_eq!(daemon.state().await, Some(VaultState::Sealed));
+
+    outage.up().await;
+    daemon
+        .wait_for("auto-unseal", Duration::from_secs(60), async || {
+            daemon.state().await == Some(VaultState::Unsealed)
+        })
+        .await;
+    let log = daemon.log();
+    assert!(log.contains("WARN"), "{log}");
+    assert!(log.contains("kms_unreachable"), "{log}");
+    assert!(log.contains("auto-unseal: vault unsealed"), "{log}");
+    assert!(!log.contains(moto::SECRET_ACCESS_KEY), "{log}");
+}
+
+#[tokio::test]
+async fn daemon_stops_auto_unseal_on_a_permanent_kms_error() {
+    let moto = Moto::start();
+    let key = moto.create_key().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    initialized_data_dir(dir.path(), moto.port(), &key).await;
+    moto.disable_key(&key).await;
+
+    let daemon = Daemon::start(dir.path(), moto.port(), &key);
+    daemon
+        .wait_for(
+            "the permanent failure",
+            Duration::from_secs(30),
+            async || daemon.log().contains("will not be retried"),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let log = daemon.log();
+    assert_eq!(log.matches("auto-unseal failed").count(), 1, "{log}");
+    assert!(log.contains("kms_key_disabled"), "{log}");
+    assert_eq!(daemon.state().await, Some(VaultState::Sealed));
+}
