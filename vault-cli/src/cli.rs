@@ -11,12 +11,12 @@ use vault_client::audit::{Anchor, Outcome, unhex};
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  any other error (invalid request, KMS failure, timeout, internal error, ...)
+  1  any other error (invalid request, KMS failure, timeout, failed rewrap job, ...)
   2  usage error (bad arguments, or a confirmation that does not match)
   3  the vault is sealed or uninitialized
   4  denied: the caller lacks the capability
   5  not found (tenant, token)
-  6  conflict, binding mismatch or expired token
+  6  conflict (e.g. retiring a key version still in use), binding mismatch or expired token
   7  cannot connect to the vaultd socket
   8  audit verification found problems";
 
@@ -60,6 +60,9 @@ pub(crate) enum Command {
         /// The shell to generate for.
         shell: Shell,
     },
+    /// Key rotation, rewrap of stored records, retirement, history.
+    #[command(subcommand)]
+    Keys(Keys),
     /// Vault lifecycle: init, unseal, seal.
     #[command(subcommand)]
     Operator(Operator),
@@ -71,9 +74,84 @@ pub(crate) enum Command {
     /// Consent tokens: put, get, list, delete.
     #[command(subcommand)]
     Token(Token),
-    /// Transit mode: seal and unseal data the caller keeps.
+    /// Transit mode: seal, unseal and rewrap data the caller keeps.
     #[command(subcommand)]
     Transit(Transit),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Keys {
+    /// Set a tenant's minimum decryption version for transit blobs.
+    ///
+    /// Transit blobs under lower versions are refused from now on. No key is destroyed, so the
+    /// step can be undone; stored records are not affected (rewrap them instead).
+    Config {
+        /// The tenant.
+        tenant: String,
+        /// The lowest data key version transit unseal accepts.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        min_decryption_version: u32,
+    },
+    /// Key events with time, actor, versions and KMS key, and the live data key versions.
+    History {
+        /// Only this tenant's events (and the vault-wide ones) and keys.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Show a background job (`keys rewrap --detach` prints its id).
+    Job {
+        /// The job id.
+        id: String,
+    },
+    /// Destroy a tenant's data key versions below N.
+    ///
+    /// Refused (exit 6) while any stored record still uses one of them: run `keys rewrap`
+    /// first. Also raises the tenant's minimum decryption version to N.
+    Retire {
+        /// The tenant.
+        tenant: String,
+        /// Destroy every version below this one (at most the current version).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        below: u32,
+    },
+    /// Re-encrypt stored records under their tenant's current data key.
+    ///
+    /// The daemon runs it as a background job that survives restarts. Without --detach this
+    /// waits for the end with a progress bar (exit 0 when completed, 1 when failed);
+    /// interrupting the wait does not stop the job.
+    Rewrap {
+        /// Only this tenant (default: every tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// At most N records per second.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        rate: Option<u64>,
+        /// Print the job id and exit; follow it with `keys job ID`.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Rotate the master key, move it to another KMS key, or rotate a tenant's data key.
+    #[command(subcommand)]
+    Rotate(Rotate),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Rotate {
+    /// Move the master key under another KMS key (then set kms.key_id in the config).
+    Kms {
+        /// The KMS key id to move the master key under.
+        key_id: String,
+    },
+    /// Rotate the master key: every data key is rewrapped under a new version.
+    ///
+    /// The data keys and the audit keys are rewrapped in one atomic switch, and the old master
+    /// key version is destroyed.
+    Master,
+    /// Rotate a tenant's data key: new seals use the new version, older ones still decrypt.
+    Tenant {
+        /// The tenant.
+        tenant: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,6 +268,19 @@ pub(crate) struct TokenGet {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Transit {
+    /// Re-encrypt a blob (from --sealed or stdin) under the current key; print the new blob.
+    ///
+    /// The plaintext never leaves the daemon. Needs transit:unseal.
+    Rewrap {
+        /// The tenant whose key sealed it.
+        tenant: String,
+        /// Context given at seal time (the new blob keeps it).
+        #[arg(long, default_value = "")]
+        context: String,
+        /// The blob (a blob is not secret); read from stdin when absent.
+        #[arg(long, value_name = "BLOB")]
+        sealed: Option<String>,
+    },
     /// Seal stdin and print the blob (vault:v{N}:...); the daemon keeps nothing.
     Seal {
         /// The tenant whose key seals.

@@ -223,6 +223,9 @@ pub struct Report {
     pub signed_through: Option<u64>,
     /// Everything wrong, in log order.
     pub problems: Vec<String>,
+    /// Adopted unsigned ranges the auditor accepted (`accept`), for the record.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accepted: Vec<String>,
 }
 
 /// A position in the chain.
@@ -245,6 +248,9 @@ pub struct Verifier {
     signed_through: Option<u64>,
     /// Sequence numbers of heads seen whose hash matched, for anchor checks.
     anchors_seen: Vec<(u64, [u8; 32])>,
+    /// Sequence numbers of `audit.adopt_unsigned` entries the auditor has reviewed.
+    accept: Vec<u64>,
+    accepted: Vec<String>,
     problems: Vec<String>,
 }
 
@@ -262,8 +268,19 @@ impl Verifier {
             entries: 0,
             signed_through: None,
             anchors_seen: Vec::new(),
+            accept: Vec::new(),
+            accepted: Vec::new(),
             problems: Vec::new(),
         }
+    }
+
+    /// Accepts the adoptions recorded by these `audit.adopt_unsigned` entries: an auditor who
+    /// has reviewed the adopted range lists it here, and verification reports it as accepted
+    /// instead of as a problem.
+    #[must_use]
+    pub fn accepting(mut self, seqs: &[u64]) -> Self {
+        self.accept = seqs.to_vec();
+        self
     }
 
     /// Feeds one line of an export: an entry or a head.
@@ -311,13 +328,18 @@ impl Verifier {
         }
         if entry.op == OP_ADOPT_UNSIGNED {
             let range = |k: &str| entry.detail.get(k).cloned().unwrap_or_else(|| "?".into());
-            self.problem(format!(
+            let text = format!(
                 "seq {}: entries {}..={} were left unsigned by an earlier run and adopted at unseal; \
                  they are chained but not signed by the run that wrote them",
                 entry.seq,
                 range("from"),
                 range("to")
-            ));
+            );
+            if self.accept.contains(&entry.seq) {
+                self.accepted.push(text);
+            } else {
+                self.problem(text);
+            }
         }
         if unhex::<32>(&entry.prev) != Some(self.prev) {
             self.problem(format!("seq {}: prev does not match the previous entry's hash (edited, removed, reordered or forged)", entry.seq));
@@ -403,6 +425,7 @@ impl Verifier {
             }),
             signed_through: self.signed_through,
             problems: self.problems,
+            accepted: self.accepted,
         }
     }
 
@@ -528,6 +551,33 @@ mod tests {
             let r = verify(&lines, None);
             assert!(!r.ok, "{name} was not found");
         }
+    }
+
+    #[test]
+    fn adopted_unsigned_entries_are_problems_until_accepted() {
+        let mut lines = log();
+        let prev = entry_hash(&lines[lines.len() - 2]);
+        let mut adopt: Entry = serde_json::from_slice(&entry(6, &prev)).expect("json");
+        adopt.op = OP_ADOPT_UNSIGNED.into();
+        adopt.detail.insert("from".into(), "4".into());
+        adopt.detail.insert("to".into(), "5".into());
+        let adopt = serde_json::to_vec(&adopt).expect("json");
+        let hash = entry_hash(&adopt);
+        lines.push(adopt);
+        lines.push(head(6, &hash));
+        let r = verify(&lines, None);
+        assert!(
+            !r.ok && r.problems[0].contains("adopted"),
+            "{:?}",
+            r.problems
+        );
+        let mut v = Verifier::new(key().verifying_key()).accepting(&[6]);
+        for l in &lines {
+            v.line(l);
+        }
+        let r = v.finish(None);
+        assert!(r.ok, "{:?}", r.problems);
+        assert_eq!(r.accepted.len(), 1);
     }
 
     #[test]

@@ -32,9 +32,11 @@ use crate::secret::Secret;
 use crate::time::Timestamp;
 use crate::wire::{
     AuditHash, AuditHashRequest, AuditPage, AuditPublicKey, Batch, BatchItem, Deleted,
-    DestroyResponse, Expect, Health, InitResponse, Plaintext, PutToken, PutTokenResponse, Sealed,
-    StateResponse, Status, TenantInfo, TenantList, TokenList, TokenMeta, TransitSeal,
-    TransitSealItem, TransitUnseal, TransitUnsealItem, UnsealToken, UnsealTokenResponse,
+    DestroyResponse, Expect, Health, InitResponse, Job, JobStarted, KeyConfig, KeyHistory,
+    KmsRotate, KmsRotated, MasterRotated, Plaintext, PutToken, PutTokenResponse, Retire, Retired,
+    RewrapStart, Sealed, StateResponse, Status, TenantInfo, TenantList, TenantRotated, TokenList,
+    TokenMeta, TransitSeal, TransitSealItem, TransitUnseal, TransitUnsealItem, UnsealToken,
+    UnsealTokenResponse,
 };
 
 /// The timeout of a call unless [`Client::with_timeout`] sets another.
@@ -368,6 +370,127 @@ impl Client {
         let path = format!("/v1/tenants/{}/unseal", segment(tenant));
         let batch: Batch<Plaintext> = self.request(Method::POST, path, Some(body)).await?;
         Ok(batch.items)
+    }
+
+    /// `POST /v1/tenants/{tenant}/rewrap`: re-encrypts a blob made by [`Client::transit_seal`]
+    /// (same `context`) under the tenant's current data key version and returns the new blob.
+    /// The plaintext never leaves the daemon. Needs `transit:unseal`.
+    pub async fn transit_rewrap(
+        &self,
+        tenant: &str,
+        sealed: &str,
+        context: &str,
+    ) -> Result<String, Error> {
+        let body = to_json(&TransitUnseal {
+            sealed: Some(sealed.to_owned()),
+            context: Some(context.to_owned()),
+            items: None,
+        })?;
+        let path = format!("/v1/tenants/{}/rewrap", segment(tenant));
+        let rewrapped: Sealed = self.request(Method::POST, path, Some(body)).await?;
+        Ok(rewrapped.sealed)
+    }
+
+    /// Batch form of [`Client::transit_rewrap`]: one result per item, in order; an item's
+    /// failure does not fail the others.
+    pub async fn transit_rewrap_batch(
+        &self,
+        tenant: &str,
+        items: Vec<TransitUnsealItem>,
+    ) -> Result<Vec<BatchItem<Sealed>>, Error> {
+        let body = to_json(&TransitUnseal {
+            items: Some(items),
+            ..TransitUnseal::default()
+        })?;
+        let path = format!("/v1/tenants/{}/rewrap", segment(tenant));
+        let batch: Batch<Sealed> = self.request(Method::POST, path, Some(body)).await?;
+        Ok(batch.items)
+    }
+
+    // ----- keys -----
+
+    /// `POST /v1/tenants/{tenant}/keys/rotate`: a new data key version becomes current; new
+    /// seals use it and every older version still decrypts.
+    pub async fn rotate_tenant(&self, tenant: &str) -> Result<TenantRotated, Error> {
+        self.post_empty(format!("/v1/tenants/{}/keys/rotate", segment(tenant)))
+            .await
+    }
+
+    /// `POST /v1/keys/master/rotate`: a new master key version; every data key and the audit keys
+    /// are rewrapped under it and the old version is destroyed, in one atomic switch. Needs
+    /// `keys:rotate` on every tenant.
+    ///
+    /// On a large vault this takes seconds, well within the default timeout. A timeout (or a
+    /// lost connection) says nothing about the outcome: the rotation goes on in the daemon, so
+    /// read [`Client::status`] before trying again.
+    pub async fn rotate_master(&self) -> Result<MasterRotated, Error> {
+        self.post_empty("/v1/keys/master/rotate".to_owned()).await
+    }
+
+    /// `POST /v1/keys/kms/rotate`: the KMS rewraps the current master key under `key_id`. The
+    /// daemon's configured `kms.key_id` must then be changed to it before the next restart.
+    pub async fn rotate_kms(&self, key_id: &str) -> Result<KmsRotated, Error> {
+        let body = to_json(&KmsRotate {
+            key_id: key_id.to_owned(),
+        })?;
+        self.request(Method::POST, "/v1/keys/kms/rotate".to_owned(), Some(body))
+            .await
+    }
+
+    /// `POST /v1/tenants/{tenant}/keys/retire`: destroys every data key version below
+    /// `below_version`. Refused ([`ApiCode::Conflict`](crate::ApiCode)) while a stored record
+    /// still uses one: rewrap first ([`Client::start_rewrap`]).
+    pub async fn retire(&self, tenant: &str, below_version: u32) -> Result<Retired, Error> {
+        let body = to_json(&Retire { below_version })?;
+        let path = format!("/v1/tenants/{}/keys/retire", segment(tenant));
+        self.request(Method::POST, path, Some(body)).await
+    }
+
+    /// `POST /v1/tenants/{tenant}/keys/config`: transit blobs under versions below
+    /// `min_decryption_version` are refused from now on; no key is destroyed.
+    pub async fn set_key_config(
+        &self,
+        tenant: &str,
+        min_decryption_version: u32,
+    ) -> Result<KeyConfig, Error> {
+        let body = to_json(&KeyConfig {
+            min_decryption_version,
+        })?;
+        let path = format!("/v1/tenants/{}/keys/config", segment(tenant));
+        self.request(Method::POST, path, Some(body)).await
+    }
+
+    /// `POST /v1/keys/rewrap` (answered `202 Accepted`): starts a background job that
+    /// re-encrypts the stored records of `tenant` (`None`: of every tenant) under each tenant's
+    /// current data key version, at most `rate` records per second. Follow it with
+    /// [`Client::job`].
+    pub async fn start_rewrap(
+        &self,
+        tenant: Option<&str>,
+        rate: Option<u64>,
+    ) -> Result<JobStarted, Error> {
+        let body = to_json(&RewrapStart {
+            tenant: tenant.map(str::to_owned),
+            rate,
+        })?;
+        self.request(Method::POST, "/v1/keys/rewrap".to_owned(), Some(body))
+            .await
+    }
+
+    /// `GET /v1/jobs/{id}`: a background job's state and progress.
+    pub async fn job(&self, id: &str) -> Result<Job, Error> {
+        self.get(format!("/v1/jobs/{}", segment(id))).await
+    }
+
+    /// `GET /v1/keys/history[?tenant=T]`: every key event (of `tenant` and the vault-wide ones,
+    /// or all), the live data key versions with their record counts and ages, and the master
+    /// key.
+    pub async fn key_history(&self, tenant: Option<&str>) -> Result<KeyHistory, Error> {
+        self.get(format!(
+            "/v1/keys/history{}",
+            query(tenant.map(|t| ("tenant", t)))
+        ))
+        .await
     }
 
     // ----- audit -----
@@ -866,6 +989,29 @@ mod tests {
         };
         let err = answer.json::<TokenMeta>("/v1/x").unwrap_err();
         assert_eq!(err.code(), Some(&crate::ApiCode::NotFound));
+    }
+
+    #[test]
+    fn accepted_answer_is_success() {
+        let answer = Answer {
+            status: 202,
+            body: Zeroizing::new(br#"{"id":"8f3a0c1d2e4b5a69"}"#.to_vec()),
+            request_id: None,
+        };
+        let started = answer.json::<JobStarted>("/v1/keys/rewrap").unwrap();
+        assert_eq!(started.id, "8f3a0c1d2e4b5a69");
+    }
+
+    #[test]
+    fn rewrap_start_sends_only_what_is_set() {
+        let all = to_json(&RewrapStart::default()).unwrap();
+        assert_eq!(&all[..], b"{}");
+        let one = to_json(&RewrapStart {
+            tenant: Some("acme".into()),
+            rate: Some(500),
+        })
+        .unwrap();
+        assert_eq!(&one[..], br#"{"tenant":"acme","rate":500}"#);
     }
 
     #[test]

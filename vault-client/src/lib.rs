@@ -52,6 +52,36 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Rotate a tenant's data key, move every stored record to the new version, then destroy the
+//! old one (`docs/key-rotation.md`):
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use vault_client::wire::JobState;
+//! use vault_client::{Client, Error};
+//!
+//! # async fn demo() -> Result<(), Error> {
+//! let client = Client::new("/run/vaultd/vaultd.sock");
+//! let rotated = client.rotate_tenant("acme").await?;
+//! let job = client.start_rewrap(Some("acme"), None).await?;
+//! loop {
+//!     let progress = client.job(&job.id).await?;
+//!     match progress.state {
+//!         JobState::Completed => break,
+//!         JobState::Failed => {
+//!             eprintln!("rewrap failed: {}", progress.error.unwrap_or_default());
+//!             return Ok(());
+//!         }
+//!         JobState::Running => tokio::time::sleep(Duration::from_millis(250)).await,
+//!     }
+//! }
+//! // Refused (`ApiCode::Conflict`) while any stored record still uses an older version.
+//! client.retire("acme", rotated.key_version).await?;
+//! # Ok(())
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

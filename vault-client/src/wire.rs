@@ -426,3 +426,179 @@ pub struct AuditPublicKey {
     /// Ed25519 public key, hex.
     pub public_key: String,
 }
+
+/// State of a background job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Finished; every record it covers is under its tenant's current key version.
+    Completed,
+    /// Stopped on an error; see `error`.
+    Failed,
+    /// In progress (paused while the vault is sealed; resumed at unseal after a restart).
+    Running,
+}
+
+/// `GET /v1/jobs/{id}` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Job {
+    /// Job id.
+    pub id: String,
+    /// `rewrap`.
+    pub kind: String,
+    /// State.
+    pub state: JobState,
+    /// The tenant it covers; absent: every tenant.
+    pub tenant: Option<String>,
+    /// Records rewrapped so far.
+    pub done: u64,
+    /// Records under old key versions when the job started.
+    pub total: u64,
+    /// Records per second since the job started.
+    pub rate: f64,
+    /// Rate limit in records per second, if any.
+    pub rate_limit: Option<u64>,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// When it finished.
+    pub finished_at: Option<Timestamp>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// `POST /v1/keys/rewrap` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewrapStart {
+    /// Only this tenant; absent: every tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// At most this many records per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<u64>,
+}
+
+/// `POST /v1/keys/rewrap` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobStarted {
+    /// Poll `GET /v1/jobs/{id}`.
+    pub id: String,
+}
+
+/// `POST /v1/tenants/{t}/keys/rotate` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TenantRotated {
+    /// Tenant.
+    pub tenant: String,
+    /// The new current version.
+    pub key_version: u32,
+}
+
+/// `POST /v1/keys/master/rotate` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MasterRotated {
+    /// The new master key version.
+    pub master_key_version: u32,
+    /// The KMS key that wraps it.
+    pub kms_key_id: String,
+    /// Data key versions rewrapped under it.
+    pub rewrapped_data_keys: u64,
+    /// Milliseconds the rotation took.
+    pub millis: u64,
+}
+
+/// `POST /v1/keys/kms/rotate` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KmsRotate {
+    /// The KMS key to move the master key under.
+    pub key_id: String,
+}
+
+/// `POST /v1/keys/kms/rotate` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KmsRotated {
+    /// Master key version (unchanged).
+    pub master_key_version: u32,
+    /// The KMS key that wrapped it before.
+    pub old_kms_key_id: String,
+    /// The KMS key that wraps it now.
+    pub kms_key_id: String,
+}
+
+/// `POST /v1/tenants/{t}/keys/retire` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retire {
+    /// Destroy every data key version below this one.
+    pub below_version: u32,
+}
+
+/// `POST /v1/tenants/{t}/keys/retire` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Retired {
+    /// Tenant.
+    pub tenant: String,
+    /// Versions destroyed.
+    pub retired_versions: Vec<u32>,
+    /// The tenant's minimum decryption version now.
+    pub min_decryption_version: u32,
+}
+
+/// `POST /v1/tenants/{t}/keys/config` body and answer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// Transit blobs under lower versions are refused.
+    pub min_decryption_version: u32,
+}
+
+/// The master key, as history shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MasterKeyInfo {
+    /// Version.
+    pub version: u32,
+    /// The KMS key that wraps it.
+    pub kms_key_id: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// One live data key version, as history shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LiveKeyVersion {
+    /// Version.
+    pub version: u32,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// Age in whole days.
+    pub age_days: u64,
+    /// Stored records under it.
+    pub records: u64,
+    /// Records and transit blobs ever encrypted under it.
+    pub encryptions: u64,
+}
+
+/// A tenant's live keys, as history shows them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TenantKeys {
+    /// Tenant.
+    pub tenant: String,
+    /// Version new seals use.
+    pub current_key_version: u32,
+    /// Transit blobs under lower versions are refused.
+    pub min_decryption_version: u32,
+    /// Live versions, oldest first.
+    pub versions: Vec<LiveKeyVersion>,
+}
+
+/// `GET /v1/keys/history[?tenant=T]` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyHistory {
+    /// The current master key.
+    pub master: MasterKeyInfo,
+    /// Every key event, oldest first (audit entries).
+    pub events: Vec<crate::audit::Entry>,
+    /// Live data key versions per tenant.
+    pub tenants: Vec<TenantKeys>,
+}

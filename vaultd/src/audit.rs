@@ -36,6 +36,10 @@ pub struct Event {
     pub account_hmac: Option<String>,
     /// Key-event details.
     pub detail: BTreeMap<String, String>,
+    /// Writes that go into the same atomic batch as the entry (e.g. encryption counters).
+    pub(crate) ops: Vec<crate::store::Op>,
+    /// A key event: also listed by `GET /v1/keys/history`.
+    key_event: bool,
     recorded: bool,
 }
 
@@ -70,8 +74,21 @@ impl Event {
             subject_hmac: None,
             account_hmac: None,
             detail: BTreeMap::new(),
+            ops: Vec::new(),
+            key_event: false,
             recorded: false,
         }
+    }
+
+    /// Marks this event as a key event (created, rotated, rewrapped, retired, destroyed).
+    pub fn key_event(&mut self) -> &mut Self {
+        self.key_event = true;
+        self
+    }
+
+    /// Renames the operation (e.g. a request that turned out to create a key).
+    pub fn set_op(&mut self, op: &str) {
+        op.clone_into(&mut self.op);
     }
 
     /// The request id.
@@ -108,13 +125,21 @@ impl Event {
             detail: self.detail.clone(),
             prev: String::new(),
         };
-        LogEntry::new(move |seq, prev| {
+        let entry = LogEntry::new(move |seq, prev| {
             entry.seq = seq;
             entry.prev = hex(prev);
             serde_json::to_vec(&entry).expect("audit entries serialize infallibly")
-        })
+        });
+        if self.key_event {
+            entry.indexed(KEY_EVENTS)
+        } else {
+            entry
+        }
     }
 }
+
+/// Index prefix of key events in the store (`k/{seq:020}` → the audit entry `a/e/{seq:020}`).
+pub const KEY_EVENTS: &[u8] = b"k/";
 
 /// A random request id (16 bytes, hex).
 pub fn request_id() -> String {

@@ -62,6 +62,8 @@ pub struct Config {
     pub header_timeout: Duration,
     /// sled page cache in bytes.
     pub cache_bytes: u64,
+    /// Automatic tenant data key rotation, if configured.
+    pub rotation: Option<RotationPolicy>,
     /// Whether this is `--dev` (prints a banner, creates what is missing).
     pub dev: bool,
 }
@@ -103,8 +105,28 @@ pub struct RawConfig {
     header_timeout_secs: Option<u64>,
     cache_mib: Option<u64>,
     kms: Option<RawKms>,
+    rotation: Option<RotationPolicy>,
     #[serde(default)]
     policy: Vec<RawRule>,
+}
+
+/// `[rotation]`: rotate a tenant's data key when its current version is older than
+/// `max_dek_age_days` or has made `max_encryptions_per_version` encryptions; checked every
+/// `check_interval_secs` (default 3600).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationPolicy {
+    /// Largest age of a current data key version, in days.
+    pub max_dek_age_days: Option<u64>,
+    /// Most encryptions under one data key version.
+    pub max_encryptions_per_version: Option<u64>,
+    /// Seconds between checks.
+    #[serde(default = "default_check_interval")]
+    pub check_interval_secs: u64,
+}
+
+fn default_check_interval() -> u64 {
+    3600
 }
 
 #[derive(Debug, Deserialize)]
@@ -182,6 +204,7 @@ impl Config {
             max_connections: 256,
             header_timeout: Duration::from_secs(10),
             cache_bytes: 64 << 20,
+            rotation: None,
             dev: true,
         }
     }
@@ -273,6 +296,17 @@ impl Config {
         if max_connections == 0 {
             bail!("max_connections must be at least 1");
         }
+        if let Some(r) = &raw.rotation {
+            if r.max_dek_age_days.is_none() && r.max_encryptions_per_version.is_none() {
+                bail!("[rotation] needs max_dek_age_days or max_encryptions_per_version");
+            }
+            if r.check_interval_secs == 0
+                || r.max_dek_age_days == Some(0)
+                || r.max_encryptions_per_version == Some(0)
+            {
+                bail!("[rotation] values must be at least 1");
+            }
+        }
         Ok(Self {
             data_dir,
             socket,
@@ -285,6 +319,7 @@ impl Config {
             max_connections,
             header_timeout: Duration::from_secs(raw.header_timeout_secs.unwrap_or(10).max(1)),
             cache_bytes: raw.cache_mib.unwrap_or(64).max(1) << 20,
+            rotation: raw.rotation,
             dev: false,
         })
     }

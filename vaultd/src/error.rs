@@ -12,8 +12,11 @@ pub enum Error {
     /// `init` on a vault that already has a master key.
     #[error("vault is already initialized")]
     AlreadyInitialized,
-    /// The audit entry could not be written durably; the operation did not take effect.
-    #[error("audit log unavailable: the operation was not performed")]
+    /// The audit entry could not be written durably, so the operation was not acknowledged. A
+    /// write and its entry share one atomic batch: both took effect or neither did.
+    #[error(
+        "audit log unavailable: the operation was not acknowledged (a write and its audit entry stand or fall together)"
+    )]
     AuditUnavailable,
     /// The token's binding does not match what the caller expected.
     #[error("token binding does not match the expectation")]

@@ -10,7 +10,8 @@
 //! - [`error`]: the error type and its one map to HTTP status codes.
 //! - [`ids`]: tenant and token ids, checked at the edge.
 //! - [`secret`]: key newtypes that zeroize and never print.
-//! - `keys`: AEAD, HKDF derivation, wrapping under the master key.
+//! - `keys`: AEAD, HKDF derivation, wrapping under the master key (public but hidden, for the
+//!   micro benches in `benches/` only).
 //! - [`kms`]: KMS provider interface and the `local` provider.
 //! - [`policy`]: caller identities and capabilities.
 //! - [`record`]: record format v1 for stored tokens and transit blobs.
@@ -24,7 +25,8 @@ pub mod audit;
 pub mod config;
 pub mod error;
 pub mod ids;
-pub(crate) mod keys;
+#[doc(hidden)]
+pub mod keys;
 pub mod kms;
 #[allow(unsafe_code)]
 pub mod os;

@@ -151,11 +151,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // After the bind, so that the daemon answers (sealed, health 503) while the KMS is away.
     let unsealer = (config.auto_unseal && vault.state() == VaultState::Sealed)
         .then(|| tokio::spawn(auto_unseal(vault.clone())));
+    let rotator = config
+        .rotation
+        .map(|policy| tokio::spawn(rotate_on_schedule(vault.clone(), policy)));
     if config.dev {
         print_dev_banner(&config.socket);
     }
     server::run(listener, app, limits, shutdown_signal()).await;
-    if let Some(task) = unsealer {
+    for task in [unsealer, rotator].into_iter().flatten() {
         task.abort();
     }
     if let Err(e) = vault.seal(&mut Event::system("sys.seal.shutdown")).await {
@@ -212,6 +215,28 @@ async fn auto_unseal(vault: Vault) {
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(UNSEAL_BACKOFF_MAX);
+    }
+}
+
+/// Rotates tenant data keys that the policy says are due, every `check_interval_secs`, while
+/// the vault is unsealed.
+async fn rotate_on_schedule(vault: Vault, policy: vaultd::config::RotationPolicy) {
+    let mut tick =
+        tokio::time::interval(std::time::Duration::from_secs(policy.check_interval_secs));
+    loop {
+        tick.tick().await;
+        if vault.state() != VaultState::Unsealed {
+            continue;
+        }
+        match vault.rotate_due(&policy).await {
+            Ok(rotated) if !rotated.is_empty() => {
+                tracing::info!(tenants = rotated.len(), "scheduled data key rotation done")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduled data key rotation failed; retrying at the next check")
+            }
+        }
     }
 }
 

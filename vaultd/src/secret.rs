@@ -95,6 +95,13 @@ pub fn test_only_data_key(key: KeyBytes) -> DataKey {
     DataKey::new(key)
 }
 
+/// A master key from given bytes, for benches only: in the vault a master key comes only from
+/// the RNG or an authenticated KMS unwrap.
+#[doc(hidden)]
+pub fn test_only_master_key(key: KeyBytes) -> MasterKey {
+    MasterKey::new(key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

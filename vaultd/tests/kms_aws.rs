@@ -526,3 +526,65 @@ async fn daemon_stops_auto_unseal_on_a_permanent_kms_error() {
     assert!(log.contains("kms_key_disabled"), "{log}");
     assert_eq!(daemon.state().await, Some(VaultState::Sealed));
 }
+
+#[tokio::test]
+async fn kms_migration_reencrypts_the_master_key_under_another_aws_key() {
+    let moto = Moto::start();
+    let key = moto.create_key().await;
+    let other = moto.create_key().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store(dir.path());
+    {
+        let vault = open(&store, aws(&moto.sdk_config(), &key)).await;
+        vault.init(&mut ev()).await.expect("init");
+        let tenant = vaultd::ids::TenantId::parse("acme").expect("id");
+        vault
+            .create_tenant(&tenant, &mut ev())
+            .await
+            .expect("tenant");
+        let calls = vault.kms().calls();
+        let moved = vault
+            .rotate_kms(&other, &mut ev())
+            .await
+            .expect("ReEncrypt to the other key");
+        assert_eq!(vault.kms().calls(), calls + 1, "one ReEncrypt call");
+        assert!(
+            moved.old_kms_key_id.ends_with(&key) && moved.kms_key_id.ends_with(&other),
+            "{moved:?}"
+        );
+        let history = vault.key_history(None).expect("history");
+        let event = history.events.last().expect("migration event");
+        assert_eq!(
+            event.detail.get("event").map(String::as_str),
+            Some("master_key_moved_to_kms_key")
+        );
+        assert!(
+            event
+                .detail
+                .get("old_kms_key_id")
+                .is_some_and(|k| k.ends_with(&key))
+        );
+        assert!(
+            event
+                .detail
+                .get("kms_key_id")
+                .is_some_and(|k| k.ends_with(&other))
+        );
+        vault.seal(&mut ev()).await.expect("seal");
+    }
+    // The old key can now be disabled: the daemon, configured with the new key, unseals.
+    moto.disable_key(&key).await;
+    let vault = open(&store, aws(&moto.sdk_config(), &other)).await;
+    vault
+        .unseal(&mut ev())
+        .await
+        .expect("unseal under the new key");
+    assert_eq!(vault.key_history(None).expect("history").tenants.len(), 1);
+    // Configured with the old key, the pin refuses before calling the KMS.
+    drop(vault);
+    let stale = open(&store, aws(&moto.sdk_config(), &key)).await;
+    assert!(matches!(
+        unseal_fails(&stale).await,
+        KmsError::WrongKeyId { .. }
+    ));
+}

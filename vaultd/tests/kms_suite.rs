@@ -17,7 +17,7 @@ async fn suite(provider: &dyn KmsProvider, other_key_id: &str) {
 
     // generate → unwrap round trip
     let (master, wrapped) = provider
-        .generate_master_key(&context)
+        .generate_master_key(provider.key_id(), &context)
         .await
         .expect("generate");
     assert!(!wrapped.key_id.is_empty());

@@ -574,14 +574,19 @@ fn write_entries(out: &mut impl Write, entries: &[Entry], json: bool) -> io::Res
     Ok(())
 }
 
-fn entry_row(e: &Entry) -> [String; 9] {
-    let actor = match &e.actor {
+/// `uid:gid/pid` of a caller, or `system`.
+pub(super) fn actor_name(actor: &Actor) -> String {
+    match actor {
         Actor::Caller { uid, gid, pid } => match pid {
             Some(pid) => format!("{uid}:{gid}/{pid}"),
             None => format!("{uid}:{gid}"),
         },
         Actor::System(_) => "system".to_owned(),
-    };
+    }
+}
+
+fn entry_row(e: &Entry) -> [String; 9] {
+    let actor = actor_name(&e.actor);
     let key = match (e.key_version, e.master_key_version) {
         (Some(k), Some(m)) => format!("v{k}/m{m}"),
         (Some(k), None) => format!("v{k}"),

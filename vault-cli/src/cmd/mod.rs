@@ -2,6 +2,7 @@
 
 mod audit;
 mod completions;
+mod keys;
 mod sys;
 mod tenant;
 mod token;
@@ -77,6 +78,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         match cli.command {
             Command::Audit(a) => audit::run(&ctx, a).await,
             Command::Completions { .. } => Ok(()),
+            Command::Keys(k) => keys::run(&ctx, k).await,
             Command::Operator(op) => sys::operator(&ctx, op).await,
             Command::Status => sys::status(&ctx).await,
             Command::Tenant(t) => tenant::run(&ctx, t).await,

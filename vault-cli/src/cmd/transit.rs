@@ -1,4 +1,4 @@
-//! `transit seal|unseal`: the caller keeps the sealed blob; the daemon keeps nothing.
+//! `transit seal|unseal|rewrap`: the caller keeps the sealed blob; the daemon keeps nothing.
 
 use std::io::{self, Read as _, Write as _};
 
@@ -16,6 +16,28 @@ const MAX_BLOB: u64 = 256 * 1024;
 /// Runs a `transit` subcommand.
 pub(crate) async fn run(ctx: &Ctx, cmd: Transit) -> anyhow::Result<()> {
     match cmd {
+        Transit::Rewrap {
+            tenant,
+            context,
+            sealed,
+        } => {
+            let blob = match sealed {
+                Some(blob) => blob,
+                None => read_blob()?,
+            };
+            let sealed = ctx
+                .client
+                .transit_rewrap(&tenant, blob.trim(), &context)
+                .await
+                .with_context(|| format!("cannot rewrap for tenant {tenant}"))?;
+            let mut out = ctx.out();
+            if ctx.json {
+                write_json(&mut out, &Sealed { sealed })?;
+            } else {
+                writeln!(out, "{sealed}")?;
+            }
+            Ok(())
+        }
         Transit::Seal {
             tenant,
             context,

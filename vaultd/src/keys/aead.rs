@@ -11,7 +11,7 @@ pub(crate) const TAG_LEN: usize = 16;
 
 /// Authentication failed: wrong key, wrong associated data, or altered bytes. Deliberately opaque.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct DecryptionFailed;
+pub struct DecryptionFailed;
 
 /// Encrypts `plaintext` under `key`, authenticating `aad`. Returns `ciphertext || tag`.
 pub(crate) fn seal(

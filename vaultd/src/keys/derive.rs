@@ -19,7 +19,7 @@ pub(crate) const RECORD_AAD: &[u8] = b"vaultd/v1/record";
 /// Associated-data label of a transit blob.
 pub(crate) const TRANSIT_AAD: &[u8] = b"vaultd/v1/transit";
 /// HKDF info of a stored record's key.
-pub(crate) const RECORD_KEY: &[u8] = b"vaultd/v1/record-key";
+pub const RECORD_KEY: &[u8] = b"vaultd/v1/record-key";
 /// HKDF info of a transit blob's key.
 pub(crate) const TRANSIT_KEY: &[u8] = b"vaultd/v1/transit-key";
 
@@ -39,7 +39,7 @@ pub(crate) fn aad(label: &[u8], fields: &[&[u8]]) -> Vec<u8> {
 
 /// The one-use key of a record or blob: HKDF-SHA256(ikm = DEK, salt = the record's random salt,
 /// info = `label`), 32 bytes.
-pub(crate) fn record_key(dek: &DataKey, salt: &[u8; 32], label: &[u8]) -> KeyBytes {
+pub fn record_key(dek: &DataKey, salt: &[u8; 32], label: &[u8]) -> KeyBytes {
     let hkdf = Hkdf::<Sha256>::new(Some(salt), dek.expose_secret());
     let mut okm = [0u8; 32];
     hkdf.expand(label, &mut okm)

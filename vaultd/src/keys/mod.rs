@@ -10,6 +10,6 @@
 //! - `derive`: labels, associated-data encoding, HKDF per-record keys.
 //! - `wrap`: data keys and the audit key under the master key.
 
-pub(crate) mod aead;
-pub(crate) mod derive;
-pub(crate) mod wrap;
+pub mod aead;
+pub mod derive;
+pub mod wrap;

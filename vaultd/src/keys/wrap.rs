@@ -12,11 +12,15 @@ use crate::secret::{AuditKey, DataKey, KeyBytes, MasterKey};
 pub(crate) const WRAPPED_LEN: usize = NONCE_LEN + 32 + TAG_LEN;
 
 /// Where a data key belongs: the associated data of its wrap.
-pub(crate) struct DekSlot<'a> {
-    pub(crate) vault_id: &'a str,
-    pub(crate) tenant: &'a str,
-    pub(crate) dek_version: u32,
-    pub(crate) mk_version: u32,
+pub struct DekSlot<'a> {
+    /// Vault id.
+    pub vault_id: &'a str,
+    /// Tenant id.
+    pub tenant: &'a str,
+    /// Version of the data key.
+    pub dek_version: u32,
+    /// Version of the master key that wraps it.
+    pub mk_version: u32,
 }
 
 impl DekSlot<'_> {
@@ -77,7 +81,7 @@ fn unwrap(mk: &MasterKey, wrapped: &[u8], aad: &[u8]) -> Result<KeyBytes, Decryp
 }
 
 /// Wraps a data key for its slot.
-pub(crate) fn wrap_dek(
+pub fn wrap_dek(
     mk: &MasterKey,
     dek: &DataKey,
     slot: &DekSlot<'_>,
@@ -87,7 +91,7 @@ pub(crate) fn wrap_dek(
 }
 
 /// Unwraps a data key; it exists only if the wrap authenticated for exactly this slot.
-pub(crate) fn unwrap_dek(
+pub fn unwrap_dek(
     mk: &MasterKey,
     wrapped: &[u8],
     slot: &DekSlot<'_>,

@@ -184,23 +184,26 @@ impl KmsProvider for AwsKms {
 
     fn generate_master_key<'a>(
         &'a self,
+        key_id: &'a str,
         context: &'a EncryptionContext,
     ) -> BoxFuture<'a, Result<(MasterKey, WrappedMasterKey), KmsError>> {
         Box::pin(async move {
+            // Only the configured key, or one this provider moved the master key to.
+            self.check_pinned(key_id)?;
             self.count();
             let mut out = self
                 .client
                 .generate_data_key()
-                .key_id(self.key_id.as_str())
+                .key_id(key_id)
                 .key_spec(DataKeySpec::Aes256)
                 .set_encryption_context(Some(context_map(context)))
                 .send()
                 .await
-                .map_err(|e| map_error(e, self.key_id.as_str()))?;
+                .map_err(|e| map_error(e, key_id))?;
             // Take the plaintext first so that it is wiped on every path below.
             let plaintext = take_plaintext(out.plaintext.take());
             let reported = out.key_id.take().unwrap_or_default();
-            check_reported(self.key_id.as_str(), &reported)?;
+            check_reported(key_id, &reported)?;
             let master = plaintext
                 .as_deref()
                 .and_then(|p| KeyBytes::from_slice(p))

@@ -138,13 +138,14 @@ impl KmsProvider for LocalKms {
 
     fn generate_master_key<'a>(
         &'a self,
+        key_id: &'a str,
         context: &'a EncryptionContext,
     ) -> BoxFuture<'a, Result<(MasterKey, WrappedMasterKey), KmsError>> {
         Box::pin(async move {
             self.count();
             let mk = KeyBytes::random().map_err(|e| KmsError::KeyFile(format!("random: {e}")))?;
             let mk = MasterKey::new(mk);
-            let wrapped = self.wrap(&self.key_id, &mk, context)?;
+            let wrapped = self.wrap(key_id, &mk, context)?;
             Ok((mk, wrapped))
         })
     }

@@ -59,9 +59,12 @@ pub trait KmsProvider: Send + Sync {
     /// The key id new master keys are wrapped under.
     fn key_id(&self) -> &str;
 
-    /// Creates a new random master key and its wrapped form under [`KmsProvider::key_id`].
+    /// Creates a new random master key and its wrapped form under `key_id` (at init the
+    /// configured [`KmsProvider::key_id`]; at master rotation the key that wraps the current
+    /// master key, so that a KMS migration is kept).
     fn generate_master_key<'a>(
         &'a self,
+        key_id: &'a str,
         context: &'a EncryptionContext,
     ) -> BoxFuture<'a, Result<(MasterKey, WrappedMasterKey), KmsError>>;
 

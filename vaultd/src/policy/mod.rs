@@ -190,6 +190,17 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// Whether `who` holds `capability` on every tenant (a rule with the pattern `*`).
+    pub fn allows_everywhere(&self, who: &Identity, capability: Capability) -> bool {
+        self.rules.iter().any(|rule| {
+            (rule.uids.contains(&who.uid) || rule.gids.contains(&who.gid))
+                && rule.capabilities.contains(&capability)
+                && (!capability.tenant_scoped() || rule.tenants.contains(&TenantPattern::Any))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +249,16 @@ mod tests {
         assert!(p.allows(&who(5, 2000), Capability::TokenUnseal, Some("globex")));
         assert!(!p.allows(&who(5, 2000), Capability::TokenUnseal, Some("globex2")));
         assert!(!p.allows(&who(5, 2000), Capability::TokenUnseal, Some("initech")));
+    }
+
+    #[test]
+    fn vault_wide_operations_need_every_tenant() {
+        let p = policy();
+        assert!(p.allows_everywhere(&who(1001, 1), Capability::TokenSeal));
+        assert!(
+            !p.allows_everywhere(&who(5, 2000), Capability::TokenUnseal),
+            "acme-* is not every tenant"
+        );
     }
 
     #[test]

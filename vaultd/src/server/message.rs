@@ -11,6 +11,7 @@ use vault_client::wire::{ErrorBody, ErrorDetail};
 use zeroize::Zeroizing;
 
 use crate::error::Error;
+use crate::store::StoreError;
 
 /// Largest request body accepted.
 pub(super) const MAX_BODY: usize = 64 * 1024;
@@ -42,14 +43,17 @@ impl Failure {
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
-        let message = match &e {
+        let internal = matches!(
+            e,
+            Error::Random | Error::Store(StoreError::Backend(_) | StoreError::Corrupt(_))
+        );
+        let message = if internal {
             // Internal details go to the log, not to the caller.
-            Error::Store(_) | Error::Random => "internal error; see the vaultd log".to_owned(),
-            other => other.to_string(),
-        };
-        if matches!(e, Error::Store(_) | Error::Random) {
             tracing::error!(error = %e, "internal error");
-        }
+            "internal error; see the vaultd log".to_owned()
+        } else {
+            e.to_string()
+        };
         Self {
             status: e.status(),
             code: e.code(),
@@ -58,9 +62,23 @@ impl From<Error> for Failure {
     }
 }
 
-/// Reads the whole body, refusing more than [`MAX_BODY`] bytes. The bytes are wiped on drop.
+/// Longest time allowed to receive a request body.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads the whole body, refusing more than [`MAX_BODY`] bytes or a body that takes longer than
+/// [`BODY_TIMEOUT`]. This copy is wiped on drop; hyper's own read buffers are not ours to wipe
+/// (`docs/threat-model.md`).
 pub(super) async fn read_body(body: Incoming) -> Result<Zeroizing<Vec<u8>>, Failure> {
-    match Limited::new(body, MAX_BODY).collect().await {
+    let collected = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect())
+        .await
+        .map_err(|_| {
+            Failure::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                "the request body took too long",
+            )
+        })?;
+    match collected {
         Ok(collected) => Ok(Zeroizing::new(collected.to_bytes().to_vec())),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Failure::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -26,7 +26,19 @@ pub(super) enum Route {
         limit: usize,
     },
     AuditPublicKey,
-    AuditVerify(Option<Anchor>),
+    AuditVerify {
+        anchor: Option<Anchor>,
+        accept: Vec<u64>,
+    },
+    Job(String),
+    KeyConfig(TenantId),
+    KeyHistory(Option<TenantId>),
+    KmsRotate,
+    MasterRotate,
+    Retire(TenantId),
+    Rewrap,
+    RotateTenant(TenantId),
+    TransitRewrap(TenantId),
     CreateTenant(TenantId),
     DeleteToken(TenantId, TokenId),
     DestroyTenant(TenantId),
@@ -58,7 +70,16 @@ impl Route {
             Self::AuditHash => "audit.hash",
             Self::AuditList { .. } => "audit.list",
             Self::AuditPublicKey => "audit.pubkey",
-            Self::AuditVerify(_) => "audit.verify",
+            Self::AuditVerify { .. } => "audit.verify",
+            Self::Job(_) => "job.show",
+            Self::KeyConfig(_) => "tenant.keys.config",
+            Self::KeyHistory(_) => "keys.history",
+            Self::KmsRotate => "keys.kms.rotate",
+            Self::MasterRotate => "keys.master.rotate",
+            Self::Retire(_) => "tenant.keys.retire",
+            Self::Rewrap => "keys.rewrap",
+            Self::RotateTenant(_) => "tenant.keys.rotate",
+            Self::TransitRewrap(_) => "transit.rewrap",
             Self::CreateTenant(_) => "tenant.create",
             Self::DeleteToken(..) => "token.delete",
             Self::DestroyTenant(_) => "tenant.destroy",
@@ -87,7 +108,13 @@ impl Route {
             | Self::AuditHash
             | Self::AuditList { .. }
             | Self::AuditPublicKey
-            | Self::AuditVerify(_) => Capability::AuditRead,
+            | Self::AuditVerify { .. } => Capability::AuditRead,
+            Self::Job(_) | Self::KeyHistory(_) => Capability::KeysRead,
+            Self::KeyConfig(_) | Self::Retire(_) | Self::RotateTenant(_) => Capability::KeysRotate,
+            // Vault-wide key operations: granted only to rules that hold keys:rotate on "*"
+            // (checked in api::serve).
+            Self::KmsRotate | Self::MasterRotate | Self::Rewrap => Capability::KeysRotate,
+            Self::TransitRewrap(_) => Capability::TransitUnseal,
             Self::CreateTenant(_) => Capability::TenantCreate,
             Self::DeleteToken(..) => Capability::TokenDelete,
             Self::DestroyTenant(_) => Capability::TenantDestroy,
@@ -104,6 +131,18 @@ impl Route {
         })
     }
 
+    /// Operations over the whole vault: the capability must be granted on every tenant (`*`).
+    pub(super) fn vault_wide(&self) -> bool {
+        matches!(
+            self,
+            Self::Job(_)
+                | Self::KmsRotate
+                | Self::MasterRotate
+                | Self::Rewrap
+                | Self::KeyHistory(None)
+        )
+    }
+
     /// The tenant the request is about, if any.
     pub(super) fn tenant(&self) -> Option<&TenantId> {
         match self {
@@ -116,7 +155,12 @@ impl Route {
             | Self::PutToken(t, _)
             | Self::ShowToken(t, _)
             | Self::UnsealToken(t, _)
-            | Self::ListTokens { tenant: t, .. } => Some(t),
+            | Self::ListTokens { tenant: t, .. }
+            | Self::KeyConfig(t)
+            | Self::Retire(t)
+            | Self::RotateTenant(t)
+            | Self::TransitRewrap(t)
+            | Self::KeyHistory(Some(t)) => Some(t),
             _ => None,
         }
     }
@@ -194,7 +238,20 @@ pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<
                         .map_err(|e| Failure::invalid(format!("head: {e}")))
                 })
                 .transpose()?;
-            only(&m, Method::GET, Route::AuditVerify(anchor))?
+            let accept = q
+                .take("accept")
+                .map(|list| {
+                    list.split(',')
+                        .map(|n| {
+                            n.trim().parse::<u64>().map_err(|_| {
+                                Failure::invalid("accept is a comma-separated list of seq numbers")
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()?
+                .unwrap_or_default();
+            only(&m, Method::GET, Route::AuditVerify { anchor, accept })?
         }
         ["v1", "audit", "hash"] => only(&m, Method::POST, Route::AuditHash)?,
         ["v1", "audit", "pubkey"] => only(&m, Method::GET, Route::AuditPublicKey)?,
@@ -252,6 +309,24 @@ pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<
         ["v1", "tenants", t, "tokens", k, "unseal"] => {
             only(&m, Method::POST, Route::UnsealToken(tenant(t)?, token(k)?))?
         }
+        ["v1", "tenants", t, "rewrap"] => only(&m, Method::POST, Route::TransitRewrap(tenant(t)?))?,
+        ["v1", "tenants", t, "keys", "rotate"] => {
+            only(&m, Method::POST, Route::RotateTenant(tenant(t)?))?
+        }
+        ["v1", "tenants", t, "keys", "retire"] => {
+            only(&m, Method::POST, Route::Retire(tenant(t)?))?
+        }
+        ["v1", "tenants", t, "keys", "config"] => {
+            only(&m, Method::POST, Route::KeyConfig(tenant(t)?))?
+        }
+        ["v1", "keys", "master", "rotate"] => only(&m, Method::POST, Route::MasterRotate)?,
+        ["v1", "keys", "kms", "rotate"] => only(&m, Method::POST, Route::KmsRotate)?,
+        ["v1", "keys", "rewrap"] => only(&m, Method::POST, Route::Rewrap)?,
+        ["v1", "keys", "history"] => {
+            let t = q.take("tenant").map(|t| tenant(&t)).transpose()?;
+            only(&m, Method::GET, Route::KeyHistory(t))?
+        }
+        ["v1", "jobs", id] => only(&m, Method::GET, Route::Job((*id).to_owned()))?,
         ["v1", "tenants", t, "seal"] => only(&m, Method::POST, Route::TransitSeal(tenant(t)?))?,
         ["v1", "tenants", t, "unseal"] => only(&m, Method::POST, Route::TransitUnseal(tenant(t)?))?,
         _ => {

@@ -21,16 +21,27 @@ pub const HEADS: &[u8] = b"a/h/";
 type Render = Box<dyn FnOnce(u64, &[u8; 32]) -> Vec<u8> + Send>;
 
 /// Produces an entry's bytes once its sequence number and previous hash are known.
-pub struct LogEntry(Render);
+pub struct LogEntry {
+    render: Render,
+    /// If set, an empty value at `{index}{seq:020}` is written with the entry (a secondary
+    /// index of the log, e.g. key events under `k/`).
+    index: Option<&'static [u8]>,
+}
 
 impl LogEntry {
     /// Wraps the function that renders the entry.
     pub fn new(render: impl FnOnce(u64, &[u8; 32]) -> Vec<u8> + Send + 'static) -> Self {
-        Self(Box::new(render))
+        Self {
+            render: Box::new(render),
+            index: None,
+        }
     }
 
-    pub(crate) fn render(self, seq: u64, prev: &[u8; 32]) -> Vec<u8> {
-        (self.0)(seq, prev)
+    /// Also indexes the entry under `prefix`.
+    #[must_use]
+    pub fn indexed(mut self, prefix: &'static [u8]) -> Self {
+        self.index = Some(prefix);
+        self
     }
 }
 
@@ -59,9 +70,12 @@ pub fn head_key(seq: u64) -> Vec<u8> {
     format!("a/h/{seq:020}").into_bytes()
 }
 
-/// The sequence number in an entry or head key.
+/// The sequence number at the end of an entry, head or index key (its last 20 digits).
 pub fn seq_of(key: &[u8]) -> Option<u64> {
-    std::str::from_utf8(key.get(4..)?).ok()?.parse().ok()
+    std::str::from_utf8(key.get(key.len().checked_sub(20)?..)?)
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Where the chain stands.
@@ -90,12 +104,18 @@ impl ChainState {
         }
     }
 
-    /// Renders `entry` as the next one; returns its key and bytes.
-    pub(crate) fn append(&mut self, entry: LogEntry) -> (Vec<u8>, Vec<u8>) {
+    /// Renders `entry` as the next one; returns the writes: the entry, and its index key.
+    pub(crate) fn append(&mut self, entry: LogEntry) -> Vec<(Vec<u8>, Vec<u8>)> {
         let seq = self.last_seq + 1;
-        let bytes = entry.render(seq, &self.last_hash);
+        let bytes = (entry.render)(seq, &self.last_hash);
         self.last_seq = seq;
         self.last_hash = entry_hash(&bytes);
-        (entry_key(seq), bytes)
+        let mut writes = vec![(entry_key(seq), bytes)];
+        if let Some(prefix) = entry.index {
+            let mut key = prefix.to_vec();
+            key.extend_from_slice(format!("{seq:020}").as_bytes());
+            writes.push((key, Vec::new()));
+        }
+        writes
     }
 }

@@ -377,8 +377,9 @@ fn apply(db: &sled::Db, batch: Batch, chain: &mut ChainState) -> Result<(), Stor
     }
     let mut next = *chain;
     for entry in batch.log {
-        let (key, bytes) = next.append(entry);
-        writes.insert(key, bytes);
+        for (key, bytes) in next.append(entry) {
+            writes.insert(key, bytes);
+        }
     }
     db.apply_batch(writes).map_err(backend)?;
     *chain = next;

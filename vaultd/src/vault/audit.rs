@@ -121,10 +121,10 @@ impl Vault {
 
     /// Verifies the whole stored log: chain, sequence, and every head's signature; with
     /// `anchor`, also that the log holds that recorded head.
-    pub fn audit_verify(&self, anchor: Option<&Anchor>) -> Result<Report, Error> {
+    pub fn audit_verify(&self, anchor: Option<&Anchor>, accept: &[u64]) -> Result<Report, Error> {
         let key = public_key(&self.audit_public_key()?.public_key)
             .ok_or_else(|| StoreError::Corrupt("audit public key".into()))?;
-        let mut verifier = Verifier::new(key);
+        let mut verifier = Verifier::new(key).accepting(accept);
         let mut last = 0;
         self.for_each_line(0, u64::MAX, |line| verifier.line(line))?;
         if let Some((key, _)) = self.store().last(ENTRIES)? {

@@ -8,7 +8,10 @@
 //! t/{tenant}              TenantRecord (JSON): the tenant's wrapped DEK chain
 //! c/{tenant}/{version:010} record count of that DEK version (8-byte counter)
 //! r/{tenant}/{token}      token record (record format v1)
+//! n/{tenant}/{version:010} encryptions made under that DEK version (8-byte counter)
 //! d/{tenant}              tombstone: the tenant is being crypto-shredded
+//! j/{id}                  JobRecord (JSON): a background rewrap job and its cursor
+//! k/{seq:020}             index of key events in the audit log
 //! ```
 //! Ids never contain `/`, so every prefix names exactly one tenant.
 
@@ -42,6 +45,20 @@ pub(crate) fn counters(tenant: &str) -> Vec<u8> {
 pub(crate) fn counter(tenant: &str, version: u32) -> Vec<u8> {
     format!("c/{tenant}/{version:010}").into_bytes()
 }
+
+pub(crate) fn encryptions(tenant: &str, version: u32) -> Vec<u8> {
+    format!("n/{tenant}/{version:010}").into_bytes()
+}
+
+pub(crate) fn all_encryptions(tenant: &str) -> Vec<u8> {
+    format!("n/{tenant}/").into_bytes()
+}
+
+pub(crate) fn job(id: &str) -> Vec<u8> {
+    format!("j/{id}").into_bytes()
+}
+
+pub(crate) const JOBS: &[u8] = b"j/";
 
 pub(crate) fn records(tenant: &str) -> Vec<u8> {
     format!("r/{tenant}/").into_bytes()
@@ -97,7 +114,14 @@ pub(crate) struct AuditKeyRecord {
 pub(crate) struct TenantRecord {
     pub(crate) created_at: i64,
     pub(crate) current: u32,
+    /// Transit blobs under lower versions are refused.
+    #[serde(default = "first_version")]
+    pub(crate) min_decryption_version: u32,
     pub(crate) deks: Vec<DekRecord>,
+}
+
+fn first_version() -> u32 {
+    1
 }
 
 impl TenantRecord {
@@ -114,6 +138,24 @@ pub(crate) struct DekRecord {
     pub(crate) created_at: i64,
     pub(crate) mk_version: u32,
     pub(crate) wrapped: Bytes,
+}
+
+/// A background job (`docs/key-rotation.md`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct JobRecord {
+    pub(crate) id: String,
+    pub(crate) kind: String,
+    pub(crate) tenant: Option<String>,
+    pub(crate) state: vault_client::wire::JobState,
+    /// The last record key handled (as text: ids are ASCII).
+    pub(crate) cursor: Option<String>,
+    pub(crate) done: u64,
+    pub(crate) total: u64,
+    pub(crate) rate_limit: Option<u64>,
+    pub(crate) started_at: i64,
+    pub(crate) finished_at: Option<i64>,
+    pub(crate) error: Option<String>,
 }
 
 /// Bytes as base64 in JSON.

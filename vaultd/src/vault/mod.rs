@@ -6,6 +6,9 @@
 //! - `tenants`: create, list, show, destroy (crypto-shred).
 //! - `tokens`: stored tokens: put with compare-and-set, unseal, metadata, list, delete.
 //! - `transit`: seal and unseal blobs the caller keeps.
+//! - `history`: key events and live key versions.
+//! - `jobs`: background rewrap of stored records to the current key versions.
+//! - `rotation`: tenant and master key rotation, retirement, KMS migration.
 //! - `audit`: reading the audit log: pages, verification, export, HMAC of a value.
 
 use std::collections::HashMap;
@@ -26,7 +29,10 @@ use crate::secret::{AuditKey, DataKey, KeyBytes, MasterKey};
 use crate::store::{Batch, Store, StoreError, chain};
 
 mod audit;
+mod history;
+mod jobs;
 pub(crate) mod layout;
+mod rotation;
 mod tenants;
 mod tokens;
 mod transit;
@@ -55,6 +61,11 @@ struct Inner {
     /// Entries an earlier run left after its last signed head, to be adopted by an explicit
     /// entry once the signer is back (`docs/audit-log.md`).
     unsigned_tail: std::sync::Mutex<Option<(u64, u64)>>,
+    /// Tenant-record changes take it shared; master-key rotation takes it exclusively, so no
+    /// data key is wrapped under a master key version that is being replaced.
+    tenants: tokio::sync::RwLock<()>,
+    /// Ids of jobs with a runner in this process.
+    jobs_running: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Serializes init, unseal and seal.
     lifecycle: tokio::sync::Mutex<()>,
     /// Serializes writers of the same token (by hash stripe), so that concurrent refreshes of
@@ -95,6 +106,8 @@ impl Vault {
                 state: RwLock::new(state),
                 audit_ok: AtomicBool::new(true),
                 unsigned_tail: std::sync::Mutex::new(None),
+                tenants: tokio::sync::RwLock::new(()),
+                jobs_running: std::sync::Mutex::default(),
                 lifecycle: tokio::sync::Mutex::new(()),
                 writers: (0..WRITER_STRIPES)
                     .map(|_| tokio::sync::Mutex::new(()))
@@ -137,7 +150,11 @@ impl Vault {
             master_key_version: 1,
         };
         let context = EncryptionContext::master_key(&vault_id, 1);
-        let (master, wrapped) = self.inner.kms.generate_master_key(&context).await?;
+        let (master, wrapped) = self
+            .inner
+            .kms
+            .generate_master_key(self.inner.kms.key_id(), &context)
+            .await?;
         let hmac = AuditKey::new(KeyBytes::random()?);
         let seed = AuditKey::new(KeyBytes::random()?);
         let signer = AuditSigner::new(seed.expose_secret(), &vault_id);
@@ -160,6 +177,9 @@ impl Vault {
             public_key: signer.public_key(),
         };
         ev.master_key_version = Some(1);
+        ev.key_event()
+            .detail
+            .insert("event".into(), "master_key_created".into());
         ev.detail
             .insert("kms_provider".into(), self.inner.kms.provider().into());
         ev.detail
@@ -257,6 +277,9 @@ impl Vault {
         self.set_signer(Some(signer.clone()));
         *self.write_state() = State::Unsealed(Arc::new(Keys::new(meta, master, hmac, signer)));
         self.adopt_unsigned_tail().await;
+        if let Err(e) = self.resume_jobs() {
+            tracing::error!(error = %e, "could not resume rewrap jobs");
+        }
         Ok(())
     }
 
@@ -323,7 +346,8 @@ impl Vault {
     }
 
     /// Wipes the master key and every data key. Sealing a sealed vault does nothing. The event
-    /// is recorded (and signed) before the keys go.
+    /// is recorded (and signed) before the keys go; sealing is a safety action, so the keys go
+    /// even when the entry cannot be written (the answer is then `audit_unavailable`).
     pub async fn seal(&self, ev: &mut Event) -> Result<(), Error> {
         let _guard = self.inner.lifecycle.lock().await;
         let meta = match &*self.read_state() {
@@ -332,11 +356,11 @@ impl Vault {
             State::Unsealed(keys) => keys.meta.clone(),
         };
         ev.master_key_version = Some(meta.master_key_version);
-        self.record(ev, Outcome::Ok, None).await?;
+        let recorded = self.record(ev, Outcome::Ok, None).await;
         self.set_signer(None);
         tracing::info!(vault_id = %meta.vault_id, "vault sealed");
         *self.write_state() = State::Sealed(meta);
-        Ok(())
+        recorded
     }
 
     /// Records `ev` on its own, unless an operation's write already did. Fails closed: the
@@ -351,6 +375,9 @@ impl Vault {
             return Ok(());
         }
         let mut batch = Batch::default();
+        if outcome == Outcome::Ok {
+            batch.ops.append(&mut ev.ops);
+        }
         batch.log(ev.entry(outcome, code));
         self.commit(batch).await?;
         ev.mark_recorded();
@@ -413,6 +440,24 @@ impl Vault {
             (Some(t), Some(n))
         } else {
             (None, None)
+        };
+        // The KMS key that wraps the current master key (it differs from the configured one
+        // after a KMS migration, until the config names the new key).
+        let kms = match &meta {
+            Some(m) => match self
+                .store()
+                .get(&layout::master_key(m.master_key_version))?
+            {
+                Some(bytes) => {
+                    let record: MasterKeyRecord = layout::decode(&bytes, "master key record")?;
+                    KmsInfo {
+                        key_id: record.kms_key_id,
+                        ..kms
+                    }
+                }
+                None => kms,
+            },
+            None => kms,
         };
         Ok(Status {
             vault_id: meta.as_ref().map(|m| m.vault_id.clone()),
@@ -508,6 +553,11 @@ impl Vault {
 }
 
 impl Keys {
+    /// A second handle on the audit HMAC key (for the key set that replaces this one).
+    fn audit_hmac_copy(&self) -> AuditKey {
+        AuditKey::new(KeyBytes::from_slice(self.audit_hmac.expose_secret()).expect("32 bytes"))
+    }
+
     fn new(
         meta: VaultMeta,
         master: MasterKey,

@@ -23,6 +23,7 @@ impl Vault {
         tenant: &TenantId,
         ev: &mut Event,
     ) -> Result<TenantInfo, Error> {
+        let _tenants = self.inner.tenants.read().await;
         let keys = self.keys()?;
         if self
             .store()
@@ -38,10 +39,14 @@ impl Vault {
         let record = TenantRecord {
             created_at: now,
             current: 1,
+            min_decryption_version: 1,
             deks: vec![new_dek(&keys, tenant, 1, now)?],
         };
         ev.key_version = Some(1);
         ev.master_key_version = Some(keys.meta.master_key_version);
+        ev.key_event()
+            .detail
+            .insert("event".into(), "data_key_created".into());
         let mut batch = Batch::default();
         batch
             .check(layout::tenant(tenant.as_str()), None)
@@ -87,6 +92,7 @@ impl Vault {
         tenant: &TenantId,
         ev: &mut Event,
     ) -> Result<DestroyResponse, Error> {
+        let _tenants = self.inner.tenants.read().await;
         let keys = self.keys()?;
         let (record, bytes) = self.load_tenant(tenant)?.ok_or_else(|| not_found(tenant))?;
         let destroyed = u32::try_from(record.deks.len()).unwrap_or(u32::MAX);
@@ -94,16 +100,21 @@ impl Vault {
         let versions: Vec<String> = record.deks.iter().map(|d| d.version.to_string()).collect();
         ev.detail
             .insert("destroyed_key_versions".into(), versions.join(","));
+        ev.key_event()
+            .detail
+            .insert("event".into(), "data_keys_destroyed".into());
         let mut batch = Batch::default();
         batch
             .check(layout::tenant(tenant.as_str()), Some(bytes))
             .delete(layout::tenant(tenant.as_str()))
             .put(layout::tombstone(tenant.as_str()), Vec::new());
-        for (key, _) in self
-            .store()
-            .scan(&layout::counters(tenant.as_str()), None, usize::MAX)?
-        {
-            batch.delete(key);
+        for prefix in [
+            layout::counters(tenant.as_str()),
+            layout::all_encryptions(tenant.as_str()),
+        ] {
+            for (key, _) in self.store().scan(&prefix, None, usize::MAX)? {
+                batch.delete(key);
+            }
         }
         batch.log(ev.entry(Outcome::Ok, None));
         match self.commit(batch).await {

@@ -117,7 +117,8 @@ impl Vault {
                 .check(layout::tenant(tenant.as_str()), Some(tenant_bytes))
                 .check(key.clone(), old)
                 .put(key.clone(), bytes)
-                .add(layout::counter(tenant.as_str(), version), 1);
+                .add(layout::counter(tenant.as_str(), version), 1)
+                .add(layout::encryptions(tenant.as_str(), version), 1);
             if let Some(h) = old_header {
                 batch.add(layout::counter(tenant.as_str(), h.key_version), -1);
             }

@@ -1,13 +1,14 @@
 //! Transit mode: the vault seals and unseals blobs that the caller keeps. A blob names its key
 //! version (`vault:v{N}:…`) and is bound to the tenant and the caller's context.
 
-use super::Vault;
 use super::tenants::not_found;
+use super::{Vault, layout};
 use crate::audit::Event;
 use crate::error::Error;
 use crate::ids::TenantId;
 use crate::record::{self, RecordError};
 use crate::secret::Secret;
+use crate::store::Op;
 
 /// Longest transit plaintext, in bytes.
 pub const MAX_PLAINTEXT_LEN: usize = 32 * 1024;
@@ -36,6 +37,10 @@ impl Vault {
         let dek = self.dek(&keys, tenant, &record, record.current)?;
         ev.key_version = Some(record.current);
         ev.master_key_version = Some(keys.meta.master_key_version);
+        ev.ops.push(Op::Add(
+            layout::encryptions(tenant.as_str(), record.current),
+            1,
+        ));
         Ok(record::seal_transit(
             &dek,
             &keys.meta.vault_id,
@@ -61,6 +66,12 @@ impl Vault {
         let (record, _) = self.load_tenant(tenant)?.ok_or_else(|| not_found(tenant))?;
         ev.key_version = Some(version);
         ev.master_key_version = Some(keys.meta.master_key_version);
+        if version < record.min_decryption_version {
+            return Err(Error::Invalid(format!(
+                "key version {version} is below the tenant's minimum decryption version {}",
+                record.min_decryption_version
+            )));
+        }
         if record.dek(version).is_none() {
             return Err(Error::DecryptionFailed);
         }
@@ -77,6 +88,18 @@ impl Vault {
             RecordError::Malformed(m) => Error::Invalid(m.into()),
             RecordError::DecryptionFailed => Error::DecryptionFailed,
         })
+    }
+
+    /// Re-encrypts a blob under the tenant's current version; the plaintext stays inside.
+    pub fn transit_rewrap(
+        &self,
+        tenant: &TenantId,
+        blob: &str,
+        context: &str,
+        ev: &mut Event,
+    ) -> Result<String, Error> {
+        let plain = self.transit_unseal(tenant, blob, context, ev)?;
+        self.transit_seal(tenant, &plain, context, ev)
     }
 }
 

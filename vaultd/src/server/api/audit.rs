@@ -22,11 +22,11 @@ pub(super) fn serve(app: &App, route: &Route, body: &[u8]) -> Result<Response<Bo
                 &vault.audit_entries(filter, *after, *limit)?,
             ))
         }
-        Route::AuditVerify(anchor) => {
+        Route::AuditVerify { anchor, accept } => {
             no_body(body)?;
             Ok(http::json(
                 StatusCode::OK,
-                &vault.audit_verify(anchor.as_ref())?,
+                &vault.audit_verify(anchor.as_ref(), accept)?,
             ))
         }
         Route::AuditPublicKey => {

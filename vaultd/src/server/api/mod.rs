@@ -6,6 +6,7 @@
 //! - `tenants`: create, list, show, destroy.
 //! - `tokens`: put, unseal, metadata, list, delete.
 //! - `transit`: seal and unseal blobs, single and batch.
+//! - `keys`: rotation, rewrap jobs, retirement, history.
 //! - `audit`: entries, verify, export, public key, HMAC of a value.
 
 use std::time::Instant;
@@ -21,6 +22,7 @@ use crate::audit::{Event, request_id};
 use crate::policy::Identity;
 
 mod audit;
+mod keys;
 mod sys;
 mod tenants;
 mod tokens;
@@ -88,7 +90,12 @@ async fn serve(
 ) -> Result<Response<Body>, Failure> {
     if let Some(capability) = route.capability() {
         let tenant = route.tenant().map(|t| t.as_str());
-        if !app.policy.allows(&who, capability, tenant) {
+        let allowed = if route.vault_wide() {
+            app.policy.allows_everywhere(&who, capability)
+        } else {
+            app.policy.allows(&who, capability, tenant)
+        };
+        if !allowed {
             tracing::info!(route = route.name(), capability = capability.name(), %who, "denied");
             return Err(Failure::new(
                 StatusCode::FORBIDDEN,
@@ -116,10 +123,19 @@ async fn serve(
         | Route::DeleteToken(..) => tokens::serve(app, route, &body, ev).await,
         Route::TransitSeal(_) | Route::TransitUnseal(_) => transit::serve(app, route, &body, ev),
         Route::AuditList { .. }
-        | Route::AuditVerify(_)
+        | Route::AuditVerify { .. }
         | Route::AuditHash
         | Route::AuditPublicKey
         | Route::AuditExport { .. } => audit::serve(app, route, &body),
+        Route::Job(_)
+        | Route::KeyConfig(_)
+        | Route::KeyHistory(_)
+        | Route::KmsRotate
+        | Route::MasterRotate
+        | Route::Retire(_)
+        | Route::Rewrap
+        | Route::RotateTenant(_) => keys::serve(app, route, &body, ev).await,
+        Route::TransitRewrap(_) => transit::serve(app, route, &body, ev),
     }
 }
 

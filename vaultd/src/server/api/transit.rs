@@ -83,6 +83,31 @@ pub(super) fn serve(
                 )),
             }
         }
+        Route::TransitRewrap(t) => {
+            let req: TransitUnseal = http::parse_required(body)?;
+            let rewrap = |sealed: &str, context: &str, ev: &mut Event| -> Result<Sealed, Failure> {
+                Ok(Sealed {
+                    sealed: vault.transit_rewrap(t, sealed, context, ev)?,
+                })
+            };
+            match (req.items, req.sealed) {
+                (Some(items), None) if req.context.is_none() => {
+                    check_batch(items.len())?;
+                    let results = items
+                        .into_iter()
+                        .map(|item| item_result(rewrap(&item.sealed, &item.context, ev)))
+                        .collect();
+                    Ok(http::json(StatusCode::OK, &Batch { items: results }))
+                }
+                (None, Some(sealed)) => {
+                    let context = req.context.unwrap_or_default();
+                    Ok(http::json(StatusCode::OK, &rewrap(&sealed, &context, ev)?))
+                }
+                _ => Err(Failure::invalid(
+                    "give either items or a single sealed blob",
+                )),
+            }
+        }
         _ => unreachable!("routed by api::serve"),
     }
 }

@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# vaultd side by side with what a platform team would run instead, on this machine, in one run
+# (docs/performance.md):
+#
+#   vaultd      stored unseal, durable put, 90/10 mix (release build, --dev config: local KMS,
+#               every operation durably audited, as by default)
+#   redis       GET and SET, no pipelining; SET again with appendonly yes + appendfsync always
+#   PostgreSQL  pgcrypto: read with pgp_sym_decrypt, upsert with pgp_sym_encrypt, and the same
+#               with raw encrypt/decrypt(…, 'aes'); synchronous_commit=on
+#
+# Every system is driven by the same harness (vault-load: one request in flight per connection,
+# the same key scheme, value size and latency record), each server on a Unix socket in a temp
+# dir, killed by its PID at the end. Then a sweep of p99 latency against concurrency for vaultd
+# unseal, redis GET and the PostgreSQL raw-AES read, plotted to docs/perf-latency.svg.
+#
+#   benches/compare.sh --quick      # < 5 min once built (3 runs × 3 s per row, short sweep)
+#   benches/compare.sh              # 5 runs × 10 s per row, 3 runs per sweep point
+#   benches/compare.sh --scale      # then benches/scale.sh (1,000,000 tokens, 10,000 tenants)
+#
+# Options: --runs N, --duration S, --concurrency N (32), --value-size B (1024),
+# --tokens N (10000), --tenants N (100), --no-sweep, --no-plot.
+# Writes benches/results/compare[-quick].json (medians and every run) and sweep[-quick].json.
+# Missing servers are installed from Debian packages (needs root or sudo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+QUICK=0 SCALE=0 SWEEP=1 PLOT=1
+RUNS="" DURATION="" CONCURRENCY=32 VALUE_SIZE=1024 TOKENS=10000 TENANTS=100
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) QUICK=1 ;;
+        --scale) SCALE=1 ;;
+        --no-sweep) SWEEP=0 ;;
+        --no-plot) PLOT=0 ;;
+        --runs) RUNS=$2; shift ;;
+        --duration) DURATION=$2; shift ;;
+        --concurrency) CONCURRENCY=$2; shift ;;
+        --value-size) VALUE_SIZE=$2; shift ;;
+        --tokens) TOKENS=$2; shift ;;
+        --tenants) TENANTS=$2; shift ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        *) echo "compare.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+if [ "$QUICK" = 1 ]; then
+    RUNS=${RUNS:-3} DURATION=${DURATION:-3} WARMUP=1 SWEEP_RUNS=1 SWEEP_DURATION=2 SUFFIX=-quick
+else
+    RUNS=${RUNS:-5} DURATION=${DURATION:-10} WARMUP=2 SWEEP_RUNS=3 SWEEP_DURATION=5 SUFFIX=""
+fi
+SWEEP_LEVELS="1 4 16 32 64"
+RESULTS=$ROOT/benches/results
+mkdir -p "$RESULTS"
+T0=$(date +%s)
+say() { printf '==> [%3ss] %s\n' "$(( $(date +%s) - T0 ))" "$*" >&2; }
+
+# ---- tools: install what is missing from Debian packages ----
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-cli >/dev/null || missing+=(redis-tools)
+[ -n "$PG_BIN" ] && [ -x "$PG_BIN/initdb" ] || missing+=(postgresql)
+ls /usr/share/postgresql/*/extension/pgcrypto.control >/dev/null 2>&1 || missing+=(postgresql-contrib)
+command -v python3 >/dev/null || missing+=(python3)
+command -v curl >/dev/null || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    say "installing ${missing[*]} (apt-get)"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+    PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+fi
+
+# ---- build: release vaultd and the load generator ----
+say "building vaultd and vault-load (release)"
+cargo build --release -q -p vaultd -p vault-load
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+LOAD=$BIN/vault-load
+
+# ---- servers, each in the temp dir on a Unix socket; killed by PID on exit ----
+WORK=$(mktemp -d /tmp/vault-compare.XXXXXX)
+chmod 755 "$WORK"
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_for() { # seconds, description, command…
+    local limit=$1 what=$2; shift 2
+    for _ in $(seq $((limit * 20))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.05; done
+    echo "compare.sh: $what did not come up; logs in $WORK" >&2; exit 1
+}
+
+say "starting vaultd, redis (twice) and PostgreSQL in $WORK"
+mkdir -m 700 "$WORK/vaultd"
+(cd "$WORK" && VAULTD_LOG=warn exec "$BIN/vaultd" --dev --data-dir "$WORK/vaultd" \
+    >/dev/null 2>"$WORK/vaultd.log") &
+VAULTD_PID=$!; PIDS+=("$VAULTD_PID")
+# Health answers 200 once the vault is unsealed (503 sealed, 501 uninitialized).
+wait_for 30 vaultd curl -sf -o /dev/null --unix-socket "$WORK/vaultd/vaultd.sock" \
+    http://localhost/v1/sys/health
+
+start_redis() { # name, extra redis-server arguments…
+    local name=$1; shift
+    mkdir "$WORK/$name"
+    redis-server --port 0 --unixsocket "$WORK/$name.sock" --unixsocketperm 700 \
+        --dir "$WORK/$name" --save '' --daemonize no --logfile "$WORK/$name.log" "$@" &
+    PIDS+=("$!")
+    wait_for 10 "$name" redis-cli -s "$WORK/$name.sock" ping
+}
+start_redis redis --appendonly no
+start_redis redis-aof --appendonly yes --appendfsync always
+
+# initdb refuses root: run PostgreSQL as its Debian user then. setpriv and the subshell exec,
+# so $! is the postmaster's PID.
+AS_PG=()
+mkdir "$WORK/pg"
+if [ "$(id -u)" = 0 ]; then
+    AS_PG=(setpriv --reuid=postgres --regid=postgres --init-groups)
+    chown postgres: "$WORK/pg"
+fi
+(cd "$WORK/pg" && "${AS_PG[@]}" "$PG_BIN/initdb" -D "$WORK/pg/data" --auth=trust -U postgres \
+    --no-locale -E UTF8 >"$WORK/initdb.log" 2>&1)
+(cd "$WORK/pg" && exec "${AS_PG[@]}" "$PG_BIN/postgres" -D "$WORK/pg/data" -k "$WORK/pg" \
+    -c listen_addresses= -c synchronous_commit=on -c fsync=on -c max_connections=200 \
+    -c shared_buffers=256MB >"$WORK/postgres.log" 2>&1) &
+PIDS+=("$!")
+PG_SOCKET=$WORK/pg/.s.PGSQL.5432
+wait_for 30 PostgreSQL "$PG_BIN/pg_isready" -q -h "$WORK/pg"
+
+# ---- the rows: label | system | workload | extra vault-load arguments ----
+ROWS=(
+    "vaultd unseal|vaultd|unseal|--socket $WORK/vaultd/vaultd.sock --pid $VAULTD_PID"
+    "vaultd put|vaultd|put|--socket $WORK/vaultd/vaultd.sock --pid $VAULTD_PID"
+    "vaultd mix 90/10|vaultd|mix|--socket $WORK/vaultd/vaultd.sock --pid $VAULTD_PID"
+    "redis GET|redis|get|--socket $WORK/redis.sock"
+    "redis SET|redis|set|--socket $WORK/redis.sock"
+    "redis SET appendfsync always|redis|set|--socket $WORK/redis-aof.sock"
+    "postgres pgp_sym_decrypt read|postgres|read|--socket $PG_SOCKET --pg-crypto pgp"
+    "postgres pgp_sym_encrypt upsert|postgres|upsert|--socket $PG_SOCKET --pg-crypto pgp"
+    "postgres aes decrypt read|postgres|read|--socket $PG_SOCKET --pg-crypto aes"
+    "postgres aes encrypt upsert|postgres|upsert|--socket $PG_SOCKET --pg-crypto aes"
+)
+COMMON=(--value-size "$VALUE_SIZE" --tokens "$TOKENS" --tenants "$TENANTS" --json)
+
+# Set-up once per store: tenants and tokens in vaultd, keys in both redis, both tables.
+say "set-up: $TOKENS tokens in $TENANTS tenants in each store"
+for setup in "vaultd|--socket $WORK/vaultd/vaultd.sock" "redis|--socket $WORK/redis.sock" \
+    "redis|--socket $WORK/redis-aof.sock" "postgres|--socket $PG_SOCKET --pg-crypto pgp" \
+    "postgres|--socket $PG_SOCKET --pg-crypto aes"; do
+    IFS='|' read -r system extra <<<"$setup"
+    # shellcheck disable=SC2086
+    "$LOAD" --system "$system" $extra "${COMMON[@]}" --setup-only >/dev/null
+done
+
+RUNS_FILE=$WORK/runs.jsonl
+: >"$RUNS_FILE"
+python3 "$ROOT/benches/report.py" machine >"$WORK/machine-before.json"
+# Round-robin: run r of every row, then run r+1, so drifting background load hits all alike.
+for r in $(seq "$RUNS"); do
+    for row in "${ROWS[@]}"; do
+        IFS='|' read -r label system workload extra <<<"$row"
+        say "run $r/$RUNS: $label (-c $CONCURRENCY, ${DURATION}s)"
+        # shellcheck disable=SC2086
+        "$LOAD" --system "$system" -w "$workload" $extra -c "$CONCURRENCY" \
+            --duration "$DURATION" --warmup "$WARMUP" --no-setup --label "$label" \
+            "${COMMON[@]}" >>"$RUNS_FILE"
+    done
+done
+
+SWEEP_FILE=$WORK/sweep.jsonl
+: >"$SWEEP_FILE"
+if [ "$SWEEP" = 1 ]; then
+    SWEEP_ROWS=(
+        "vaultd unseal|vaultd|unseal|--socket $WORK/vaultd/vaultd.sock"
+        "redis GET|redis|get|--socket $WORK/redis.sock"
+        "postgres aes decrypt read|postgres|read|--socket $PG_SOCKET --pg-crypto aes"
+    )
+    for r in $(seq "$SWEEP_RUNS"); do
+        for c in $SWEEP_LEVELS; do
+            for row in "${SWEEP_ROWS[@]}"; do
+                IFS='|' read -r label system workload extra <<<"$row"
+                say "sweep $r/$SWEEP_RUNS: $label -c $c"
+                # shellcheck disable=SC2086
+                "$LOAD" --system "$system" -w "$workload" $extra -c "$c" \
+                    --duration "$SWEEP_DURATION" --warmup 0.5 --no-setup --label "$label" \
+                    "${COMMON[@]}" >>"$SWEEP_FILE"
+            done
+        done
+    done
+fi
+python3 "$ROOT/benches/report.py" machine >"$WORK/machine-after.json"
+
+python3 "$ROOT/benches/report.py" compare --runs "$RUNS_FILE" \
+    --machine-before "$WORK/machine-before.json" --machine-after "$WORK/machine-after.json" \
+    --out "$RESULTS/compare$SUFFIX.json" --reference-read "vaultd unseal" --reference-write "vaultd put"
+if [ "$SWEEP" = 1 ]; then
+    python3 "$ROOT/benches/report.py" sweep --runs "$SWEEP_FILE" --out "$RESULTS/sweep$SUFFIX.json"
+    if [ "$PLOT" = 1 ]; then
+        python3 "$ROOT/benches/report.py" plot --sweep "$RESULTS/sweep$SUFFIX.json" \
+            --out "$ROOT/docs/perf-latency.svg"
+    fi
+fi
+say "done: benches/results/compare$SUFFIX.json"
+
+if [ "$SCALE" = 1 ]; then
+    cleanup
+    trap - EXIT
+    if [ "$QUICK" = 1 ]; then exec "$ROOT/benches/scale.sh" --quick; fi
+    exec "$ROOT/benches/scale.sh"
+fi

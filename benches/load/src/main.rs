@@ -1,0 +1,513 @@
+//! `vault-load`: drives N concurrent connections over a Unix socket, one request in flight on
+//! each, against vaultd (through vault-client), redis-server or PostgreSQL with pgcrypto, so
+//! that every system is measured by the same harness and the same latency record.
+//! docs/performance.md tells how the numbers there were made.
+//!
+//! ```text
+//! vault-load --spawn target/release/vaultd --workload unseal -c 32 --duration 10
+//! vault-load --system redis --socket /tmp/x/redis.sock --workload get --json
+//! ```
+//!
+//! # Layout
+//! - `conn`: one connection per system, the operations, the key and value scheme.
+//! - `daemon`: a `vaultd --dev` of our own, its start-to-serving time, memory from /proc.
+//! - `pg`, `resp`: minimal PostgreSQL (protocol v3) and redis (RESP2) clients.
+//! - `stats`: latency percentiles.
+
+mod conn;
+mod daemon;
+mod pg;
+mod resp;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+use tokio::sync::Barrier;
+
+use conn::{Conn, Op, PgCrypto, System, Target};
+use daemon::{Daemon, Memory};
+use stats::{Latency, nanos};
+
+/// Load generator for vaultd, redis and PostgreSQL over Unix sockets.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The system under test.
+    #[arg(long, value_enum, default_value_t = System::Vaultd)]
+    system: System,
+    /// What each connection does: `unseal` (alias `get`, `read`), `put` (alias `set`,
+    /// `upsert`, `write`), `transit-seal`, `transit-unseal`, or `mix` (90% unseal, 10% put).
+    #[arg(long, short, value_enum, default_value_t = Workload::Unseal)]
+    workload: Workload,
+    /// The server's socket (PostgreSQL: the socket file, `DIR/.s.PGSQL.5432`).
+    #[arg(long, required_unless_present = "spawn")]
+    socket: Option<PathBuf>,
+    /// Start this vaultd binary with a `--dev` configuration in `--data-dir` (default: a temp
+    /// dir, removed at the end), measure its start to unsealed-and-serving, stop it at the end.
+    #[arg(long, conflicts_with = "socket")]
+    spawn: Option<PathBuf>,
+    /// Data directory of the spawned daemon; kept, and reused by the next run.
+    #[arg(long, requires = "spawn")]
+    data_dir: Option<PathBuf>,
+    /// Report the peak (VmHWM) and current RSS of this process at the end (default: the
+    /// spawned daemon).
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Concurrent connections, each with one request in flight.
+    #[arg(long, short, default_value_t = 32)]
+    concurrency: usize,
+    /// Measured seconds (after the warm-up). Default 10 unless `--count` is given.
+    #[arg(long, short, conflicts_with = "count")]
+    duration: Option<f64>,
+    /// Run exactly this many operations (no warm-up) instead of a duration.
+    #[arg(long, short = 'n')]
+    count: Option<u64>,
+    /// Warm-up seconds before the measured duration.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Bytes of each secret.
+    #[arg(long, default_value_t = 1024)]
+    value_size: usize,
+    /// Tenants the tokens are spread over.
+    #[arg(long, default_value_t = 10)]
+    tenants: usize,
+    /// Stored tokens (token i belongs to tenant i % tenants); operations pick one at random.
+    #[arg(long, default_value_t = 1000)]
+    tokens: usize,
+    /// Skip the set-up phase (tenants, tokens, tables): they exist from an earlier run.
+    #[arg(long)]
+    no_setup: bool,
+    /// Only the set-up phase.
+    #[arg(long, conflicts_with = "no_setup")]
+    setup_only: bool,
+    /// Connections of the set-up phase.
+    #[arg(long, default_value_t = 64)]
+    setup_concurrency: usize,
+    /// PostgreSQL: pgcrypto's OpenPGP functions or raw AES.
+    #[arg(long, value_enum, default_value_t = PgCrypto::Aes)]
+    pg_crypto: PgCrypto,
+    /// PostgreSQL user (the socket must allow it with `trust`).
+    #[arg(long, default_value = "postgres")]
+    pg_user: String,
+    /// PostgreSQL database.
+    #[arg(long, default_value = "postgres")]
+    pg_database: String,
+    /// Worker threads of the load generator (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// A label copied into the JSON output.
+    #[arg(long)]
+    label: Option<String>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What each connection does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum Workload {
+    /// Read a stored token (vaultd: unseal, durably audited).
+    #[value(alias = "get", alias = "read")]
+    Unseal,
+    /// Write a stored token (vaultd: durable put).
+    #[value(alias = "set", alias = "upsert", alias = "write")]
+    Put,
+    /// Transit seal (vaultd only).
+    TransitSeal,
+    /// Transit unseal (vaultd only).
+    TransitUnseal,
+    /// 90% unseal, 10% put.
+    Mix,
+}
+
+/// What one run measured; `--json` prints it.
+#[derive(Debug, serde::Serialize)]
+struct Report {
+    label: Option<String>,
+    system: System,
+    workload: Workload,
+    pg_crypto: Option<PgCrypto>,
+    concurrency: usize,
+    value_size: usize,
+    tenants: usize,
+    tokens: usize,
+    /// Seconds measured (the warm-up excluded).
+    secs: f64,
+    ops: u64,
+    ops_per_sec: f64,
+    errors: u64,
+    first_errors: Vec<String>,
+    latency: Latency,
+    /// Mix only: reads and writes apart.
+    read: Option<Latency>,
+    write: Option<Latency>,
+    setup: Option<Setup>,
+    daemon: Option<Memory>,
+    start_to_serving_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+struct Setup {
+    concurrency: usize,
+    tenants: usize,
+    tokens: usize,
+    secs: f64,
+    tokens_per_sec: f64,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        runtime.worker_threads(n);
+    }
+    let result = runtime
+        .enable_all()
+        .build()
+        .context("starting the runtime")
+        .and_then(|rt| rt.block_on(run(args)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vault-load: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    check(&args)?;
+    let daemon = match &args.spawn {
+        Some(vaultd) => Some(Daemon::spawn(vaultd, args.data_dir.as_deref()).await?),
+        None => None,
+    };
+    let socket = match (&daemon, &args.socket) {
+        (Some(d), _) => d.socket.clone(),
+        (None, Some(s)) => s.clone(),
+        (None, None) => bail!("--socket or --spawn is required"),
+    };
+    let target = Arc::new(Target {
+        system: args.system,
+        socket,
+        pg_crypto: args.pg_crypto,
+        pg_user: args.pg_user.clone(),
+        pg_database: args.pg_database.clone(),
+        value: (0..args.value_size)
+            .map(|i| b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[i % 62])
+            .collect(),
+        tenants: args.tenants,
+        tokens: args.tokens,
+    });
+    let setup = if args.no_setup {
+        None
+    } else {
+        Some(setup(&target, &args).await?)
+    };
+    let mut report = Report {
+        label: args.label.clone(),
+        system: args.system,
+        workload: args.workload,
+        pg_crypto: (args.system == System::Postgres).then_some(args.pg_crypto),
+        concurrency: args.concurrency,
+        value_size: args.value_size,
+        tenants: args.tenants,
+        tokens: args.tokens,
+        secs: 0.0,
+        ops: 0,
+        ops_per_sec: 0.0,
+        errors: 0,
+        first_errors: Vec::new(),
+        latency: Latency::default(),
+        read: None,
+        write: None,
+        setup,
+        daemon: None,
+        start_to_serving_ms: daemon
+            .as_ref()
+            .map(|d| d.start_to_serving.as_secs_f64() * 1e3),
+    };
+    if !args.setup_only {
+        load(&target, &args, &mut report).await?;
+    }
+    if let Some(pid) = args.pid.or(daemon.as_ref().and_then(Daemon::pid)) {
+        report.daemon = Some(Memory::of(pid)?);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_report(&report, args.setup_only);
+    }
+    if let Some(daemon) = daemon {
+        daemon.stop().await?;
+    }
+    Ok(())
+}
+
+fn check(args: &Args) -> anyhow::Result<()> {
+    if args.concurrency == 0 || args.tenants == 0 || args.tokens == 0 {
+        bail!("--concurrency, --tenants and --tokens must be at least 1");
+    }
+    let transit = matches!(
+        args.workload,
+        Workload::TransitSeal | Workload::TransitUnseal
+    );
+    if transit && args.system != System::Vaultd {
+        bail!("transit workloads are vaultd only");
+    }
+    if args.spawn.is_some() && args.system != System::Vaultd {
+        bail!(
+            "--spawn starts vaultd only; start redis or PostgreSQL yourself (benches/compare.sh)"
+        );
+    }
+    Ok(())
+}
+
+/// Creates the tenants (vaultd), the table (PostgreSQL) and writes every token once.
+async fn setup(target: &Arc<Target>, args: &Args) -> anyhow::Result<Setup> {
+    target.prepare_schema().await?;
+    let started = Instant::now();
+    if target.system == System::Vaultd {
+        parallel(
+            target,
+            args.setup_concurrency,
+            target.tenants,
+            Op::CreateTenant,
+        )
+        .await
+        .context("creating tenants")?;
+    }
+    parallel(target, args.setup_concurrency, target.tokens, Op::Write)
+        .await
+        .context("writing tokens")?;
+    let secs = started.elapsed().as_secs_f64();
+    Ok(Setup {
+        concurrency: args.setup_concurrency,
+        tenants: target.tenants,
+        tokens: target.tokens,
+        secs,
+        tokens_per_sec: target.tokens as f64 / secs,
+    })
+}
+
+/// Runs `op(i)` for every i below `total` on `concurrency` connections; fails on any error.
+async fn parallel(
+    target: &Arc<Target>,
+    concurrency: usize,
+    total: usize,
+    op: fn(usize) -> Op,
+) -> anyhow::Result<()> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency.clamp(1, total))
+        .map(|_| {
+            let (target, next) = (target.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut conn = Conn::connect(&target).await?;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= total {
+                        return anyhow::Ok(());
+                    }
+                    conn.run(op(i))
+                        .await
+                        .with_context(|| format!("{:?}", op(i)))?;
+                    if i > 0 && i % 100_000 == 0 {
+                        let rate = i as f64 / started.elapsed().as_secs_f64();
+                        eprintln!("vault-load: set-up {i}/{total} ({rate:.0}/s)");
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.context("set-up task panicked")??;
+    }
+    Ok(())
+}
+
+/// What one connection recorded.
+#[derive(Default)]
+struct Recorded {
+    /// Latencies in ns: [reads, writes].
+    samples: [Vec<u64>; 2],
+    errors: u64,
+    first_errors: Vec<String>,
+}
+
+/// The measured phase.
+async fn load(target: &Arc<Target>, args: &Args, report: &mut Report) -> anyhow::Result<()> {
+    let duration = match (args.count, args.duration) {
+        (Some(_), _) => None,
+        (None, d) => Some(Duration::from_secs_f64(d.unwrap_or(10.0))),
+    };
+    let warmup = Duration::from_secs_f64(if duration.is_some() { args.warmup } else { 0.0 });
+    let barrier = Arc::new(Barrier::new(args.concurrency));
+    let start = Arc::new(OnceLock::<Instant>::new());
+    let issued = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..args.concurrency)
+        .map(|w| {
+            let (target, barrier, start, issued) = (
+                target.clone(),
+                barrier.clone(),
+                start.clone(),
+                issued.clone(),
+            );
+            let (workload, count) = (args.workload, args.count);
+            tokio::spawn(async move {
+                let conn = connect_worker(&target, workload, w).await;
+                // Every connection is open before the clock starts (and a failed one must
+                // still reach the barrier, or the others would wait for ever).
+                barrier.wait().await;
+                let mut conn = conn?;
+                let t0 = *start.get_or_init(Instant::now);
+                let window = duration.map(|d| (t0 + warmup, t0 + warmup + d));
+                let mut rng = Rng::new(w as u64);
+                let mut rec = Recorded::default();
+                loop {
+                    if let Some(count) = count
+                        && issued.fetch_add(1, Ordering::Relaxed) >= count
+                    {
+                        break;
+                    }
+                    let (kind, op) = pick(workload, &mut rng, target.tokens);
+                    let begin = Instant::now();
+                    if window.is_some_and(|(_, end)| begin >= end) {
+                        break;
+                    }
+                    let result = conn.run(op).await;
+                    let done = Instant::now();
+                    if window.is_some_and(|(from, to)| begin < from || done > to) {
+                        continue;
+                    }
+                    match result {
+                        Ok(()) => rec.samples[kind].push(nanos(done - begin)),
+                        Err(e) => {
+                            rec.errors += 1;
+                            if rec.first_errors.len() < 3 {
+                                rec.first_errors.push(format!("{e:#}"));
+                            }
+                        }
+                    }
+                }
+                anyhow::Ok(rec)
+            })
+        })
+        .collect();
+    let mut all = Recorded::default();
+    for task in tasks {
+        let rec = task.await.context("load task panicked")??;
+        for (into, from) in all.samples.iter_mut().zip(rec.samples) {
+            into.extend(from);
+        }
+        all.errors += rec.errors;
+        all.first_errors.extend(rec.first_errors);
+    }
+    let elapsed = start.get().map_or(Duration::ZERO, Instant::elapsed);
+    report.secs = duration.unwrap_or(elapsed).as_secs_f64();
+    let [mut reads, mut writes] = all.samples;
+    if args.workload == Workload::Mix {
+        report.read = Some(Latency::of(&mut reads));
+        report.write = Some(Latency::of(&mut writes));
+    }
+    reads.append(&mut writes);
+    report.latency = Latency::of(&mut reads);
+    report.ops = report.latency.ops;
+    report.ops_per_sec = report.ops as f64 / report.secs;
+    report.errors = all.errors;
+    all.first_errors.truncate(5);
+    report.first_errors = all.first_errors;
+    Ok(())
+}
+
+async fn connect_worker(
+    target: &Arc<Target>,
+    workload: Workload,
+    worker: usize,
+) -> anyhow::Result<Conn> {
+    let mut conn = Conn::connect(target).await?;
+    if workload == Workload::TransitUnseal {
+        conn.prepare_transit(worker).await?;
+    }
+    Ok(conn)
+}
+
+/// The next operation: a token picked uniformly; index 0 reads, 1 writes.
+fn pick(workload: Workload, rng: &mut Rng, tokens: usize) -> (usize, Op) {
+    let i = rng.below(tokens);
+    match workload {
+        Workload::Unseal => (0, Op::Read(i)),
+        Workload::Put => (1, Op::Write(i)),
+        Workload::TransitSeal => (1, Op::TransitSeal(i)),
+        Workload::TransitUnseal => (0, Op::TransitUnseal),
+        Workload::Mix if rng.below(10) == 0 => (1, Op::Write(i)),
+        Workload::Mix => (0, Op::Read(i)),
+    }
+}
+
+/// xorshift64*: uniform enough to pick keys, and no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        // Multiply-shift: maps 64 random bits onto 0..n without a modulo bias worth noticing.
+        ((u128::from(x) * n as u128) >> 64) as usize
+    }
+}
+
+fn print_report(r: &Report, setup_only: bool) {
+    let what = match r.pg_crypto {
+        Some(crypto) => format!("{:?} ({crypto:?})", r.system),
+        None => format!("{:?}", r.system),
+    };
+    println!(
+        "vault-load: {what} {:?}, {} connections, {}-byte values, {} tokens in {} tenants",
+        r.workload, r.concurrency, r.value_size, r.tokens, r.tenants
+    );
+    if let Some(ms) = r.start_to_serving_ms {
+        println!("  start      {ms:.1} ms from spawn to unsealed and serving");
+    }
+    if let Some(s) = &r.setup {
+        println!(
+            "  set-up     {} tenants, {} tokens in {:.1} s ({:.0} tokens/s)",
+            s.tenants, s.tokens, s.secs, s.tokens_per_sec
+        );
+    }
+    if !setup_only {
+        println!(
+            "  ops        {} in {:.1} s: {:.0} ops/s, {} errors",
+            r.ops, r.secs, r.ops_per_sec, r.errors
+        );
+        println!("  latency    {}", r.latency.line());
+        for (name, l) in [("read", &r.read), ("write", &r.write)] {
+            if let Some(l) = l {
+                println!("  {name:<10} {} ops, {}", l.ops, l.line());
+            }
+        }
+        for e in &r.first_errors {
+            println!("  error      {e}");
+        }
+    }
+    if let Some(m) = &r.daemon {
+        println!(
+            "  memory     pid {}: peak RSS (VmHWM) {:.1} MiB, RSS {:.1} MiB",
+            m.pid,
+            m.vm_hwm_kib as f64 / 1024.0,
+            m.vm_rss_kib as f64 / 1024.0
+        );
+    }
+}

@@ -1,0 +1,104 @@
+//! Key history (`GET /v1/keys/history`): every key event (an index `k/{seq}` into the audit
+//! log, so events are chained and signed like every entry) and the live key versions.
+
+use vault_client::Timestamp;
+use vault_client::audit::Entry;
+use vault_client::wire::{KeyHistory, LiveKeyVersion, MasterKeyInfo, TenantKeys};
+
+use super::Vault;
+use super::layout::{self, MasterKeyRecord, VaultMeta};
+use super::tenants::not_found;
+use crate::audit::KEY_EVENTS;
+use crate::error::Error;
+use crate::ids::TenantId;
+use crate::store::{StoreError, chain, decode_counter};
+
+impl Vault {
+    /// Key events (of one tenant, or all) and the live key versions with counts and ages.
+    pub fn key_history(&self, tenant: Option<&TenantId>) -> Result<KeyHistory, Error> {
+        let meta: VaultMeta = layout::decode(
+            &self
+                .store()
+                .get(layout::META)?
+                .ok_or(Error::Uninitialized)?,
+            "vault metadata",
+        )?;
+        let mk: MasterKeyRecord = layout::decode(
+            &self
+                .store()
+                .get(&layout::master_key(meta.master_key_version))?
+                .ok_or_else(|| StoreError::Corrupt("master key record".into()))?,
+            "master key record",
+        )?;
+        let mut events = Vec::new();
+        for (key, _) in self.store().scan(KEY_EVENTS, None, usize::MAX)? {
+            let seq =
+                chain::seq_of(&key).ok_or_else(|| StoreError::Corrupt("key event index".into()))?;
+            let bytes = self.store().get(&chain::entry_key(seq))?.ok_or_else(|| {
+                StoreError::Corrupt(format!("key event {seq} has no audit entry"))
+            })?;
+            let entry: Entry = serde_json::from_slice(&bytes)
+                .map_err(|_| StoreError::Corrupt(format!("audit entry {seq}")))?;
+            let wanted = tenant.is_none_or(|t| {
+                entry.tenant.as_deref() == Some(t.as_str()) || entry.tenant.is_none()
+            });
+            if wanted {
+                events.push(entry);
+            }
+        }
+        let tenants = match tenant {
+            Some(t) => {
+                self.load_tenant(t)?.ok_or_else(|| not_found(t))?;
+                vec![t.clone()]
+            }
+            None => self.tenant_ids()?,
+        };
+        let now = Timestamp::now().unix();
+        let mut live = Vec::with_capacity(tenants.len());
+        for t in tenants {
+            let Some((record, _)) = self.load_tenant(&t)? else {
+                continue;
+            };
+            let counts = self.record_counts(&t)?;
+            let mut encryptions = Vec::new();
+            for (key, value) in
+                self.store()
+                    .scan(&layout::all_encryptions(t.as_str()), None, usize::MAX)?
+            {
+                encryptions.push((
+                    layout::counter_version(&key)?,
+                    u64::try_from(decode_counter(&value)?).unwrap_or(0),
+                ));
+            }
+            let find = |list: &[(u32, u64)], v: u32| {
+                list.iter().find(|(lv, _)| *lv == v).map_or(0, |(_, n)| *n)
+            };
+            let versions = record
+                .deks
+                .iter()
+                .map(|d| LiveKeyVersion {
+                    version: d.version,
+                    created_at: Timestamp(d.created_at),
+                    age_days: u64::try_from((now - d.created_at) / 86_400).unwrap_or(0),
+                    records: find(&counts, d.version),
+                    encryptions: find(&encryptions, d.version),
+                })
+                .collect();
+            live.push(TenantKeys {
+                tenant: t.to_string(),
+                current_key_version: record.current,
+                min_decryption_version: record.min_decryption_version,
+                versions,
+            });
+        }
+        Ok(KeyHistory {
+            master: MasterKeyInfo {
+                version: mk.version,
+                kms_key_id: mk.kms_key_id,
+                created_at: Timestamp(mk.created_at),
+            },
+            events,
+            tenants: live,
+        })
+    }
+}
