@@ -164,7 +164,7 @@ done
 
 RUNS_FILE=$WORK/runs.jsonl
 : >"$RUNS_FILE"
-python3 "$ROOT/benches/report.py" machine >"$WORK/machine-before.json"
+python3 "$ROOT/benches/report.py" machine --fsync-dir "$WORK" >"$WORK/machine-before.json"
 # Round-robin: run r of every row, then run r+1, so drifting background load hits all alike.
 for r in $(seq "$RUNS"); do
     for row in "${ROWS[@]}"; do
@@ -198,7 +198,7 @@ if [ "$SWEEP" = 1 ]; then
         done
     done
 fi
-python3 "$ROOT/benches/report.py" machine >"$WORK/machine-after.json"
+python3 "$ROOT/benches/report.py" machine --fsync-dir "$WORK" >"$WORK/machine-after.json"
 
 python3 "$ROOT/benches/report.py" compare --runs "$RUNS_FILE" \
     --machine-before "$WORK/machine-before.json" --machine-after "$WORK/machine-after.json" \

@@ -21,7 +21,7 @@ import sys
 import time
 
 
-def machine():
+def machine(fsync_dir=None):
     cpu = "unknown"
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -33,7 +33,7 @@ def machine():
         for line in f:
             if line.startswith("MemTotal:"):
                 mem_kib = int(line.split()[1])
-    return {
+    out = {
         "nproc": os.cpu_count(),
         "cpu": cpu,
         "mem_gib": round(mem_kib / 1024 / 1024, 1),
@@ -41,6 +41,29 @@ def machine():
         "loadavg": [round(x, 2) for x in os.getloadavg()],
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if fsync_dir:
+        out["fdatasync_us"] = fdatasync_us(fsync_dir)
+    return out
+
+
+def fdatasync_us(directory, seconds=1.0):
+    """Median latency of an 8 KiB write + fdatasync in `directory`: what every durable
+    acknowledgement on this disk costs at least, at the moment of the run."""
+    path = os.path.join(directory, "fdatasync-probe.tmp")
+    samples = []
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        block = b"x" * 8192
+        end = time.monotonic() + seconds
+        while time.monotonic() < end or len(samples) < 10:
+            t = time.perf_counter()
+            os.pwrite(fd, block, 0)
+            os.fdatasync(fd)
+            samples.append((time.perf_counter() - t) * 1e6)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return round(statistics.median(samples))
 
 
 def read_runs(path):
@@ -139,7 +162,9 @@ def print_table(rows, before, after):
         print(
             f"\n{before['nproc']} cores, {before['cpu']}, {before['mem_gib']} GiB; "
             f"load average {before['loadavg'][0]} before, "
-            f"{after['loadavg'][0] if after else '?'} after"
+            f"{after['loadavg'][0] if after else '?'} after; 8 KiB write + fdatasync "
+            f"{before.get('fdatasync_us', '?')} us before, "
+            f"{after.get('fdatasync_us', '?') if after else '?'} us after"
         )
     n = rows[0]["runs"] if rows else 0
     c = rows[0]["concurrency"] if rows else 0
@@ -286,7 +311,7 @@ def scale(args):
     runs = read_runs(args.runs)
     s = summarize("vaultd unseal", runs)
     out = {
-        "machine": machine(),
+        "machine": machine(args.fsync_dir),
         "tokens": load["tokens"],
         "tenants": load["tenants"],
         "load": {
@@ -307,7 +332,10 @@ def scale(args):
         json.dump(out, f, indent=1)
         f.write("\n")
     m = out["machine"]
-    print(f"\n{m['nproc']} cores, {m['cpu']}; load average now {m['loadavg'][0]}")
+    print(
+        f"\n{m['nproc']} cores, {m['cpu']}; load average now {m['loadavg'][0]}; "
+        f"8 KiB write + fdatasync {m.get('fdatasync_us', '?')} us"
+    )
     print(f"scale: {out['tokens']} tokens in {out['tenants']} tenants")
     print(
         f"  load       {out['load']['secs']:.0f} s ({out['load']['tokens_per_sec']:.0f} tokens/s, "
@@ -333,7 +361,8 @@ def scale(args):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("machine")
+    mc = sub.add_parser("machine")
+    mc.add_argument("--fsync-dir", help="also measure write + fdatasync latency there")
     c = sub.add_parser("compare")
     c.add_argument("--runs", required=True)
     c.add_argument("--out", required=True)
@@ -351,9 +380,10 @@ def main():
     sc.add_argument("--load", required=True)
     sc.add_argument("--runs", required=True)
     sc.add_argument("--out", required=True)
+    sc.add_argument("--fsync-dir")
     args = p.parse_args()
     if args.cmd == "machine":
-        json.dump(machine(), sys.stdout)
+        json.dump(machine(args.fsync_dir), sys.stdout)
         print()
     else:
         {"compare": compare, "sweep": sweep, "plot": plot, "scale": scale}[args.cmd](args)

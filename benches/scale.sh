@@ -65,4 +65,4 @@ for r in $(seq "$RUNS"); do
         --warmup 1 --label "scale unseal" >>"$WORK/runs.jsonl"
 done
 python3 "$ROOT/benches/report.py" scale --load "$WORK/load.jsonl" --runs "$WORK/runs.jsonl" \
-    --out "$RESULTS/scale$SUFFIX.json"
+    --out "$RESULTS/scale$SUFFIX.json" --fsync-dir "$WORK"

@@ -3,31 +3,10 @@
 mod common;
 
 use http::Method;
-use vault_client::wire::{
-    BatchItem, Binding, Expect, PutToken, TransitSealItem, TransitUnsealItem, VaultState,
-};
+use vault_client::wire::{BatchItem, Expect, TransitSealItem, TransitUnsealItem, VaultState};
 use vault_client::{ApiCode, Error, Secret, Timestamp};
 
-use common::Daemon;
-
-fn binding(account: &str) -> Binding {
-    Binding {
-        subject: "user-42".into(),
-        bank: "example-bank".into(),
-        account: account.into(),
-        scope: "accounts".into(),
-    }
-}
-
-fn put(secret: &str, account: &str) -> PutToken {
-    PutToken {
-        secret: Some(Secret::from(secret)),
-        secret_b64: None,
-        binding: binding(account),
-        expires_at: None,
-        expected_revision: None,
-    }
-}
+use common::{Daemon, put};
 
 fn code(e: &Error) -> Option<&ApiCode> {
     e.code()

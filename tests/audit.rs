@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use http::Method;
 use serde_json::Value;
-use vault_client::wire::{Binding, Expect, PutToken, VaultState};
+use vault_client::wire::{Binding, Expect, PutToken};
 use vault_client::{ApiCode, Client, Secret};
 use vaultd::store::Store as _;
 use vaultd::store::chain::{entry_key, head_key};
 use vaultd::store::sled::SledStore;
 
-use common::{Daemon, SOCKET_GID, STRANGER_UID, contains};
+use common::{Daemon, SOCKET_GID, STRANGER_UID, contains, wait_unsealed};
 
 const ACCOUNT: &str = "DE02100500000054540402";
 const SECRET: &str = "PLANTED-AUDIT-SECRET-5150";
@@ -59,16 +59,6 @@ async fn traffic(daemon: &Daemon) {
     c.unseal_token("acme", "nope", None)
         .await
         .expect_err("not found");
-}
-
-async fn wait_unsealed(c: &Client) {
-    for _ in 0..500 {
-        if matches!(c.health().await, Ok(h) if h.state == VaultState::Unsealed) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("not unsealed");
 }
 
 #[tokio::test]

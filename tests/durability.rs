@@ -6,36 +6,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use vault_client::Secret;
-use vault_client::wire::{Binding, PutToken, VaultState};
-
-use common::Daemon;
-
-fn put(secret: &str) -> PutToken {
-    PutToken {
-        secret: Some(Secret::from(secret)),
-        secret_b64: None,
-        binding: Binding {
-            subject: "u".into(),
-            bank: "b".into(),
-            account: "DE01".into(),
-            scope: "accounts".into(),
-        },
-        expires_at: None,
-        expected_revision: None,
-    }
-}
-
-async fn wait_unsealed(daemon: &Daemon) {
-    let c = daemon.client();
-    for _ in 0..500 {
-        if matches!(c.health().await, Ok(h) if h.state == VaultState::Unsealed) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("daemon did not auto-unseal:\n{}", daemon.log_text());
-}
+use common::{Daemon, put, wait_unsealed};
 
 #[tokio::test]
 async fn sigterm_then_restart_keeps_every_token() {
@@ -45,9 +16,13 @@ async fn sigterm_then_restart_keeps_every_token() {
     for t in ["acme", "globex"] {
         c.create_tenant(t).await.expect("tenant");
         for i in 0..40 {
-            c.put_token(t, &format!("tok-{i}"), &put(&format!("{t}-secret-{i}")))
-                .await
-                .expect("put");
+            c.put_token(
+                t,
+                &format!("tok-{i}"),
+                &put(&format!("{t}-secret-{i}"), "DE01"),
+            )
+            .await
+            .expect("put");
         }
     }
     let status = daemon.terminate();
@@ -59,7 +34,7 @@ async fn sigterm_then_restart_keeps_every_token() {
     assert!(!daemon.socket.exists(), "socket removed at exit");
 
     daemon.restart();
-    wait_unsealed(&daemon).await;
+    wait_unsealed(&daemon.client()).await;
     let c = daemon.client();
     for t in ["acme", "globex"] {
         assert_eq!(c.tenant(t).await.expect("tenant").tokens, 40);
@@ -92,8 +67,10 @@ async fn sigkill_mid_run_loses_no_acknowledged_write() {
                     let id = format!("w{w}-{n}");
                     let secret = format!("secret-{w}-{n}");
                     // Also rewrite a shared token, so revisions race across writers.
-                    let shared = client.put_token("acme", "shared", &put(&secret)).await;
-                    match client.put_token("acme", &id, &put(&secret)).await {
+                    let shared = client
+                        .put_token("acme", "shared", &put(&secret, "DE01"))
+                        .await;
+                    match client.put_token("acme", &id, &put(&secret, "DE01")).await {
                         Ok(_) => acked.lock().expect("lock").push((id, secret)),
                         Err(_) => break,
                     }
@@ -118,7 +95,7 @@ async fn sigkill_mid_run_loses_no_acknowledged_write() {
     eprintln!("acknowledged before SIGKILL: {}", acked.len());
 
     daemon.restart();
-    wait_unsealed(&daemon).await;
+    wait_unsealed(&daemon.client()).await;
     let c = daemon.client();
     for (id, secret) in &acked {
         let back = c

@@ -7,35 +7,9 @@ use std::time::{Duration, Instant};
 
 use http::Method;
 use serde_json::Value;
-use vault_client::wire::{Binding, PutToken, VaultState};
 use vault_client::{Client, Secret};
 
-use common::Daemon;
-
-fn put(secret: &str) -> PutToken {
-    PutToken {
-        secret: Some(Secret::from(secret)),
-        secret_b64: None,
-        binding: Binding {
-            subject: "u".into(),
-            bank: "b".into(),
-            account: "DE01".into(),
-            scope: "accounts".into(),
-        },
-        expires_at: None,
-        expected_revision: None,
-    }
-}
-
-async fn wait_unsealed(c: &Client) {
-    for _ in 0..1000 {
-        if matches!(c.health().await, Ok(h) if h.state == VaultState::Unsealed) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("not unsealed");
-}
+use common::{Daemon, put, wait_unsealed};
 
 async fn call(c: &Client, method: Method, path: &str, body: &str) -> Value {
     let body = (!body.is_empty()).then(|| body.as_bytes().to_vec());
@@ -58,7 +32,7 @@ async fn fill(c: &Client, tenant: &str, n: usize) {
                     c.put_token(
                         &tenant,
                         &format!("tok-{i:05}"),
-                        &put(&format!("secret-{i}")),
+                        &put(&format!("secret-{i}"), "DE01"),
                     )
                     .await
                     .expect("put");

@@ -319,3 +319,32 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+/// A put of `secret` bound to `account` (subject `user-42`, bank `example-bank`, scope
+/// `accounts`).
+pub fn put(secret: &str, account: &str) -> vault_client::wire::PutToken {
+    vault_client::wire::PutToken {
+        secret: Some(vault_client::Secret::from(secret)),
+        secret_b64: None,
+        binding: vault_client::wire::Binding {
+            subject: "user-42".into(),
+            bank: "example-bank".into(),
+            account: account.into(),
+            scope: "accounts".into(),
+        },
+        expires_at: None,
+        expected_revision: None,
+    }
+}
+
+/// Waits (up to 20 s) until the daemon reports itself unsealed.
+pub async fn wait_unsealed(c: &Client) {
+    for _ in 0..1000 {
+        if matches!(c.health().await, Ok(h) if h.state == vault_client::wire::VaultState::Unsealed)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the daemon did not unseal");
+}

@@ -412,6 +412,10 @@ pub(crate) struct AuditVerify {
     /// File holding the audit public key in hex, as `audit pubkey` prints it (with --offline).
     #[arg(long, value_name = "KEYFILE", requires = "offline")]
     pub(crate) pubkey: Option<PathBuf>,
+    /// Accept the adoption recorded by this `audit.adopt_unsigned` entry (its SEQ), once you
+    /// have reviewed the unsigned range it names; repeatable.
+    #[arg(long, value_name = "SEQ")]
+    pub(crate) accept_adopted: Vec<u64>,
 }
 
 fn parse_time(text: &str) -> Result<Timestamp, String> {

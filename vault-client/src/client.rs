@@ -519,11 +519,26 @@ impl Client {
     /// sequence, every head's signature). With `head`, the log must also contain that signed
     /// head, recorded earlier from a report's [`Report::head`].
     pub async fn audit_verify(&self, head: Option<&str>) -> Result<Report, Error> {
-        self.get(format!(
-            "/v1/audit/verify{}",
-            query(head.map(|h| ("head", h)))
-        ))
-        .await
+        self.audit_verify_accepting(head, &[]).await
+    }
+
+    /// [`Client::audit_verify`], accepting the adoptions recorded by these reviewed
+    /// `audit.adopt_unsigned` entries (their seq numbers).
+    pub async fn audit_verify_accepting(
+        &self,
+        head: Option<&str>,
+        accept: &[u64],
+    ) -> Result<Report, Error> {
+        let accept = accept
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let pairs = head
+            .map(|h| ("head", h))
+            .into_iter()
+            .chain((!accept.is_empty()).then_some(("accept", accept.as_str())));
+        self.get(format!("/v1/audit/verify{}", query(pairs))).await
     }
 
     /// `POST /v1/audit/hash`: the HMAC of `value` (an account number or subject an auditor

@@ -2,28 +2,16 @@
 
 mod common;
 
-fn ev() -> vaultd::audit::Event {
-    vaultd::audit::Event::system("test")
-}
-
 use std::time::Duration;
 
 use vault_client::Timestamp;
 use vault_client::wire::{Expect, VaultState};
 use vaultd::Error;
-use vaultd::ids::{TenantId, TokenId};
+use vaultd::ids::TenantId;
 use vaultd::kms::KmsError;
 use vaultd::secret::Secret;
 
-use common::{binding, open, open_initialized, open_with_key, put};
-
-fn t(name: &str) -> TenantId {
-    TenantId::parse(name).expect("tenant id")
-}
-
-fn k(name: &str) -> TokenId {
-    TokenId::parse(name).expect("token id")
-}
+use common::{binding, ev, k, open, open_initialized, open_with_key, put, t};
 
 #[tokio::test]
 async fn lifecycle_transitions() {

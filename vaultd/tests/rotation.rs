@@ -8,23 +8,10 @@ use std::time::Duration;
 use vault_client::wire::{JobState, KeyConfig};
 use vaultd::Error;
 use vaultd::config::RotationPolicy;
-use vaultd::ids::{TenantId, TokenId};
 use vaultd::kms::local::LocalKms;
 use vaultd::secret::Secret;
 
-use common::{open, open_initialized, put};
-
-fn ev() -> vaultd::audit::Event {
-    vaultd::audit::Event::system("test")
-}
-
-fn t(name: &str) -> TenantId {
-    TenantId::parse(name).expect("tenant id")
-}
-
-fn k(name: &str) -> TokenId {
-    TokenId::parse(name).expect("token id")
-}
+use common::{ev, k, open, open_initialized, put, t};
 
 async fn fill(vault: &vaultd::Vault, tenant: &str, n: usize) {
     for i in 0..n {

@@ -253,11 +253,11 @@ async fn hash(client: &Client, value: &str, what: &str) -> anyhow::Result<String
 async fn verify(ctx: &Ctx, args: AuditVerify) -> anyhow::Result<()> {
     let anchor = args.since_head.as_ref();
     let report = match (&args.offline, &args.pubkey) {
-        (Some(file), Some(keyfile)) => verify_file(file, keyfile, anchor)?,
+        (Some(file), Some(keyfile)) => verify_file(file, keyfile, anchor, &args.accept_adopted)?,
         (None, None) => {
             let head = anchor.map(|a| format!("{}:{}", a.seq, hex(&a.hash)));
             ctx.client
-                .audit_verify(head.as_deref())
+                .audit_verify_accepting(head.as_deref(), &args.accept_adopted)
                 .await
                 .context("cannot verify the audit log")?
         }
@@ -279,7 +279,12 @@ async fn verify(ctx: &Ctx, args: AuditVerify) -> anyhow::Result<()> {
 }
 
 /// Verifies an export with the public key alone: no daemon, no socket.
-fn verify_file(file: &Path, keyfile: &Path, anchor: Option<&Anchor>) -> anyhow::Result<Report> {
+fn verify_file(
+    file: &Path,
+    keyfile: &Path,
+    anchor: Option<&Anchor>,
+    accept: &[u64],
+) -> anyhow::Result<Report> {
     let mut text = String::new();
     File::open(keyfile)
         .and_then(|f| f.take(MAX_KEYFILE).read_to_string(&mut text))
@@ -293,7 +298,7 @@ fn verify_file(file: &Path, keyfile: &Path, anchor: Option<&Anchor>) -> anyhow::
     let mut reader = File::open(file)
         .map(BufReader::new)
         .with_context(|| format!("cannot open {}", file.display()))?;
-    let mut verifier = Verifier::new(key);
+    let mut verifier = Verifier::new(key).accepting(accept);
     for_each_line(&mut reader, |line| {
         // Blank lines carry nothing (an editor's trailing newline); every other line counts.
         if !line.is_empty() {
@@ -362,6 +367,7 @@ fn write_report(out: &mut impl Write, report: &Report) -> io::Result<()> {
         ("signed through", or_dash(report.signed_through)),
     ];
     fields.extend(report.problems.iter().map(|p| ("problem", p.clone())));
+    fields.extend(report.accepted.iter().map(|a| ("accepted", a.clone())));
     write_fields(out, &fields)?;
     if report.ok
         && let Some(head) = head

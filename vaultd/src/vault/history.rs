@@ -11,7 +11,7 @@ use super::tenants::not_found;
 use crate::audit::KEY_EVENTS;
 use crate::error::Error;
 use crate::ids::TenantId;
-use crate::store::{StoreError, chain, decode_counter};
+use crate::store::{StoreError, chain};
 
 impl Vault {
     /// Key events (of one tenant, or all) and the live key versions with counts and ages.
@@ -60,16 +60,7 @@ impl Vault {
                 continue;
             };
             let counts = self.record_counts(&t)?;
-            let mut encryptions = Vec::new();
-            for (key, value) in
-                self.store()
-                    .scan(&layout::all_encryptions(t.as_str()), None, usize::MAX)?
-            {
-                encryptions.push((
-                    layout::counter_version(&key)?,
-                    u64::try_from(decode_counter(&value)?).unwrap_or(0),
-                ));
-            }
+            let encryptions = self.version_counts(&layout::all_encryptions(t.as_str()))?;
             let find = |list: &[(u32, u64)], v: u32| {
                 list.iter().find(|(lv, _)| *lv == v).map_or(0, |(_, n)| *n)
             };

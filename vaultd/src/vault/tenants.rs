@@ -189,11 +189,13 @@ impl Vault {
 
     /// Record counts per DEK version.
     pub(super) fn record_counts(&self, tenant: &TenantId) -> Result<Vec<(u32, u64)>, Error> {
+        self.version_counts(&layout::counters(tenant.as_str()))
+    }
+
+    /// The per-version counters under `prefix` (`c/{tenant}/` or `n/{tenant}/`).
+    pub(super) fn version_counts(&self, prefix: &[u8]) -> Result<Vec<(u32, u64)>, Error> {
         let mut counts = Vec::new();
-        for (key, value) in
-            self.store()
-                .scan(&layout::counters(tenant.as_str()), None, usize::MAX)?
-        {
+        for (key, value) in self.store().scan(prefix, None, usize::MAX)? {
             let n = u64::try_from(decode_counter(&value)?)
                 .map_err(|_| StoreError::Corrupt("negative count".into()))?;
             counts.push((layout::counter_version(&key)?, n));

@@ -51,3 +51,16 @@ pub fn put(secret: &str, account: &str) -> PutToken {
         expected_revision: None,
     }
 }
+
+/// An audit event for calls made by the tests.
+pub fn ev() -> vaultd::audit::Event {
+    vaultd::audit::Event::system("test")
+}
+
+pub fn t(name: &str) -> vaultd::ids::TenantId {
+    vaultd::ids::TenantId::parse(name).expect("tenant id")
+}
+
+pub fn k(name: &str) -> vaultd::ids::TokenId {
+    vaultd::ids::TokenId::parse(name).expect("token id")
+}
