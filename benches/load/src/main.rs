@@ -247,6 +247,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(daemon) = daemon {
         daemon.stop().await?;
     }
+    if !args.setup_only && report.ops == 0 {
+        bail!("no operation succeeded ({} errors)", report.errors);
+    }
     Ok(())
 }
 
@@ -469,14 +472,36 @@ impl Rng {
     }
 }
 
-fn print_report(r: &Report, setup_only: bool) {
-    let what = match r.pg_crypto {
-        Some(crypto) => format!("{:?} ({crypto:?})", r.system),
-        None => format!("{:?}", r.system),
+/// The system and its operation, as a user of that system would name them.
+fn what(r: &Report) -> String {
+    let crypto = match r.pg_crypto {
+        Some(PgCrypto::Aes) => "encrypt/decrypt 'aes'",
+        Some(PgCrypto::Pgp) => "pgp_sym_encrypt/pgp_sym_decrypt",
+        None => "",
     };
+    match (r.system, r.workload) {
+        (System::Redis, Workload::Unseal) => "redis GET".into(),
+        (System::Redis, Workload::Put) => "redis SET".into(),
+        (System::Redis, Workload::Mix) => "redis 90% GET / 10% SET".into(),
+        (System::Postgres, Workload::Unseal) => format!("PostgreSQL read ({crypto})"),
+        (System::Postgres, Workload::Put) => format!("PostgreSQL upsert ({crypto})"),
+        (System::Postgres, Workload::Mix) => format!("PostgreSQL 90% read / 10% upsert ({crypto})"),
+        (_, Workload::Unseal) => "vaultd unseal".into(),
+        (_, Workload::Put) => "vaultd put".into(),
+        (_, Workload::TransitSeal) => "vaultd transit seal".into(),
+        (_, Workload::TransitUnseal) => "vaultd transit unseal".into(),
+        (_, Workload::Mix) => "vaultd 90% unseal / 10% put".into(),
+    }
+}
+
+fn print_report(r: &Report, setup_only: bool) {
     println!(
-        "vault-load: {what} {:?}, {} connections, {}-byte values, {} tokens in {} tenants",
-        r.workload, r.concurrency, r.value_size, r.tokens, r.tenants
+        "vault-load: {}, {} connections, {}-byte values, {} tokens in {} tenants",
+        what(r),
+        r.concurrency,
+        r.value_size,
+        r.tokens,
+        r.tenants
     );
     if let Some(ms) = r.start_to_serving_ms {
         println!("  start      {ms:.1} ms from spawn to unsealed and serving");

@@ -1,4 +1,4 @@
-//! The one AES-256-GCM call site. Every wrap and every record goes through [`seal`] and [`open`].
+//! The one AES-256-GCM call site. Every wrap and every record goes through `seal` and `open`.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
