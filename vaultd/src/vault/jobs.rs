@@ -18,7 +18,7 @@ use crate::audit::Event;
 use crate::error::Error;
 use crate::ids::{TenantId, TokenId};
 use crate::record::{self, Header, RecordSlot};
-use crate::store::{Batch, StoreError};
+use crate::store::{Batch, CommitFuture, StoreError};
 
 /// Records examined per batch.
 const PAGE: usize = 2000;
@@ -159,16 +159,29 @@ impl Vault {
         });
     }
 
+    /// Runs the job to its end. Two batches are in flight at a time: page n+1 is prepared while
+    /// page n commits. Each batch checks the job record as the batch before it writes it, so a
+    /// failed batch fails the one behind it too, and both pages are read again from the stored
+    /// cursor: nothing is skipped.
     async fn run_job(&self, id: &str) -> Result<(), Error> {
         let started = Instant::now();
         let mut done_here = 0u64;
+        // The job as the last batch sent leaves it (`None`: read it from the store).
+        let mut expected: Option<(JobRecord, Vec<u8>)> = None;
+        // The batch in flight, and how many records it moves.
+        let mut in_flight: Option<(CommitFuture, u64)> = None;
         loop {
             let keys = self.keys()?;
-            let bytes = self
-                .store()
-                .get(&layout::job(id))?
-                .ok_or_else(|| Error::NotFound(format!("job {id}")))?;
-            let mut job: JobRecord = layout::decode(&bytes, "job record")?;
+            let (mut job, bytes) = match expected.take() {
+                Some(known) => known,
+                None => {
+                    let bytes = self
+                        .store()
+                        .get(&layout::job(id))?
+                        .ok_or_else(|| Error::NotFound(format!("job {id}")))?;
+                    (layout::decode::<JobRecord>(&bytes, "job record")?, bytes)
+                }
+            };
             if job.state != JobState::Running {
                 return Ok(());
             }
@@ -183,6 +196,13 @@ impl Vault {
             });
             let page = self.store().scan(&prefix, cursor.as_deref(), page_size)?;
             let Some((last, _)) = page.last() else {
+                if let Some((commit, _)) = in_flight.take() {
+                    match self.settle(true, commit).await {
+                        Ok(()) => {}
+                        Err(Error::Store(StoreError::Conflict)) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
                 return self.complete_job(job, bytes, &keys).await;
             };
             job.cursor = Some(
@@ -192,24 +212,33 @@ impl Vault {
             let mut batch = Batch::default();
             let moved = self.rewrap_page(&keys, &page, &mut batch)?;
             job.done += moved;
+            let written = layout::encode(&job);
             batch
                 .check(layout::job(id), Some(bytes))
-                .put(layout::job(id), layout::encode(&job));
-            if moved > 0 {
-                let mut ev = Event::system("keys.rewrap.batch");
-                ev.master_key_version = Some(keys.meta.master_key_version);
-                ev.tenant.clone_from(&job.tenant);
-                ev.detail.insert("job".into(), id.to_owned());
-                ev.detail.insert("records".into(), moved.to_string());
-                batch.log(ev.entry(Outcome::Ok, None));
+                .put(layout::job(id), written.clone());
+            let mut ev = Event::system("keys.rewrap.batch");
+            ev.master_key_version = Some(keys.meta.master_key_version);
+            ev.tenant.clone_from(&job.tenant);
+            ev.detail.insert("job".into(), id.to_owned());
+            ev.detail.insert("records".into(), moved.to_string());
+            batch.log(ev.entry(Outcome::Ok, None));
+            let commit = self.store().commit(batch);
+            if let Some((previous, previous_moved)) = in_flight.take() {
+                match self.settle(true, previous).await {
+                    Ok(()) => done_here += previous_moved,
+                    Err(e) => {
+                        // The batch just sent checked what the failed one would have written.
+                        let _ = self.settle(true, commit).await;
+                        match e {
+                            Error::Store(StoreError::Conflict) => continue,
+                            other => return Err(other),
+                        }
+                    }
+                }
             }
-            match self.commit(batch).await {
-                Ok(()) => done_here += moved,
-                // A record or tenant changed under us: read the page again.
-                Err(Error::Store(StoreError::Conflict)) => continue,
-                Err(e) => return Err(e),
-            }
-            if let Some(rate) = job.rate_limit {
+            in_flight = Some((commit, moved));
+            expected = Some((job, written));
+            if let Some(rate) = expected.as_ref().and_then(|(j, _)| j.rate_limit) {
                 let due = Duration::from_secs_f64(done_here as f64 / rate as f64);
                 if let Some(wait) = due.checked_sub(started.elapsed()) {
                     tokio::time::sleep(wait).await;

@@ -394,7 +394,12 @@ impl Vault {
     /// carried one.
     async fn commit(&self, batch: Batch) -> Result<(), Error> {
         let audited = !batch.log.is_empty();
-        match self.inner.store.commit(batch).await {
+        self.settle(audited, self.inner.store.commit(batch)).await
+    }
+
+    /// Waits for a commit already sent, with the error mapping of [`Vault::commit`].
+    async fn settle(&self, audited: bool, commit: crate::store::CommitFuture) -> Result<(), Error> {
+        match commit.await {
             Ok(()) => {
                 if audited {
                     self.inner.audit_ok.store(true, Ordering::Relaxed);
