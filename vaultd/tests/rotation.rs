@@ -404,10 +404,19 @@ async fn scheduled_rotation_follows_the_policy() {
 async fn rewrap_under_concurrent_writes_skips_nothing_and_counts_stay_exact() {
     let dir = tempfile::tempdir().expect("tempdir");
     let vault = open_initialized(dir.path()).await;
-    vault.create_tenant(&t("acme"), &mut ev()).await.expect("tenant");
+    vault
+        .create_tenant(&t("acme"), &mut ev())
+        .await
+        .expect("tenant");
     fill(&vault, "acme", 6000).await;
-    vault.rotate_tenant(&t("acme"), &mut ev()).await.expect("rotate");
-    let started = vault.start_rewrap(None, Some(20_000), &mut ev()).await.expect("start");
+    vault
+        .rotate_tenant(&t("acme"), &mut ev())
+        .await
+        .expect("rotate");
+    let started = vault
+        .start_rewrap(None, Some(20_000), &mut ev())
+        .await
+        .expect("start");
     // Rewrite tokens all over the key space while the job runs: its batches conflict and are
     // read again.
     let writer = {
@@ -416,7 +425,15 @@ async fn rewrap_under_concurrent_writes_skips_nothing_and_counts_stay_exact() {
             for round in 0..3 {
                 for i in (round..6000).step_by(97) {
                     let id = k(&format!("tok-{i:04}"));
-                    vault.put_token(&t("acme"), &id, &put(&format!("acme-{i}"), "DE01"), &mut ev()).await.expect("put");
+                    vault
+                        .put_token(
+                            &t("acme"),
+                            &id,
+                            &put(&format!("acme-{i}"), "DE01"),
+                            &mut ev(),
+                        )
+                        .await
+                        .expect("put");
                 }
             }
         })
@@ -424,6 +441,10 @@ async fn rewrap_under_concurrent_writes_skips_nothing_and_counts_stay_exact() {
     writer.await.expect("writer");
     let job = wait_job(&vault, &started.id).await;
     assert_eq!(job.state, JobState::Completed);
-    assert_eq!(records_per_version(&vault, "acme"), [(1, 0), (2, 6000)], "every record on v2: {job:?}");
+    assert_eq!(
+        records_per_version(&vault, "acme"),
+        [(1, 0), (2, 6000)],
+        "every record on v2: {job:?}"
+    );
     opens_all(&vault, "acme", 6000);
 }
