@@ -5,9 +5,6 @@
 
 mod common;
 
-use std::fs;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -432,17 +429,7 @@ fn kms_rotation_moves_the_master_key_and_history_records_both_ids() {
     vault.ok(&["tenant", "create", "acme"], b"");
     vault.put("acme", "tok-1", "acme-secret-1");
 
-    let mut key = [0u8; 32];
-    fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut key))
-        .expect("rng");
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(vault.daemon.root.path().join("keys").join("local-2.key"))
-        .and_then(|mut f| f.write_all(&key))
-        .expect("key file");
+    common::write_key_file(&vault.daemon.root.path().join("keys").join("local-2.key"));
 
     // A key file that does not exist is refused and changes nothing.
     let out = vault.cli(&["keys", "rotate", "kms", "missing"], b"");

@@ -80,17 +80,7 @@ impl Daemon {
         std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700)
             .create(&keys)
             .expect("keys dir");
-        let mut key = [0u8; 32];
-        fs::File::open("/dev/urandom")
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut key))
-            .expect("rng");
-        fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(keys.join("test.key"))
-            .and_then(|mut f| f.write_all(&key))
-            .expect("key file");
+        write_key_file(&keys.join("test.key"));
         let socket = run.path().join("sock").join("vaultd.sock");
         let config = root.path().join("vaultd.toml");
         fs::write(
@@ -347,4 +337,19 @@ pub async fn wait_unsealed(c: &Client) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("the daemon did not unseal");
+}
+
+/// Writes a new local KMS key file: 32 random bytes, mode 0600, never overwriting.
+pub fn write_key_file(path: &Path) {
+    let mut key = [0u8; 32];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut key))
+        .expect("rng");
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(&key))
+        .expect("key file");
 }

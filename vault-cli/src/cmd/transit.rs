@@ -21,22 +21,13 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Transit) -> anyhow::Result<()> {
             context,
             sealed,
         } => {
-            let blob = match sealed {
-                Some(blob) => blob,
-                None => read_blob()?,
-            };
+            let blob = blob_arg(sealed)?;
             let sealed = ctx
                 .client
                 .transit_rewrap(&tenant, blob.trim(), &context)
                 .await
                 .with_context(|| format!("cannot rewrap for tenant {tenant}"))?;
-            let mut out = ctx.out();
-            if ctx.json {
-                write_json(&mut out, &Sealed { sealed })?;
-            } else {
-                writeln!(out, "{sealed}")?;
-            }
-            Ok(())
+            print_sealed(ctx, sealed)
         }
         Transit::Seal {
             tenant,
@@ -50,23 +41,14 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Transit) -> anyhow::Result<()> {
                 .transit_seal(&tenant, plaintext, &context)
                 .await
                 .with_context(|| format!("cannot seal for tenant {tenant}"))?;
-            let mut out = ctx.out();
-            if ctx.json {
-                write_json(&mut out, &Sealed { sealed })?;
-            } else {
-                writeln!(out, "{sealed}")?;
-            }
-            Ok(())
+            print_sealed(ctx, sealed)
         }
         Transit::Unseal {
             tenant,
             context,
             sealed,
         } => {
-            let blob = match sealed {
-                Some(blob) => blob,
-                None => read_blob()?,
-            };
+            let blob = blob_arg(sealed)?;
             let plaintext = ctx
                 .client
                 .transit_unseal(&tenant, blob.trim(), &context)
@@ -89,6 +71,22 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Transit) -> anyhow::Result<()> {
             Ok(write_secret(plaintext.expose_secret())?)
         }
     }
+}
+
+/// Prints a sealed blob: the blob alone, or the API's answer with `--json`.
+fn print_sealed(ctx: &Ctx, sealed: String) -> anyhow::Result<()> {
+    let mut out = ctx.out();
+    if ctx.json {
+        write_json(&mut out, &Sealed { sealed })?;
+    } else {
+        writeln!(out, "{sealed}")?;
+    }
+    Ok(())
+}
+
+/// The blob given with `--sealed`, else read from stdin.
+fn blob_arg(sealed: Option<String>) -> anyhow::Result<String> {
+    sealed.map_or_else(read_blob, Ok)
 }
 
 fn read_blob() -> anyhow::Result<String> {

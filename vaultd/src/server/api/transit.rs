@@ -59,56 +59,43 @@ pub(super) fn serve(
             }
         }
         Route::TransitUnseal(t) => {
-            let req: TransitUnseal = http::parse_required(body)?;
-            match (req.items, req.sealed) {
-                (Some(items), None) if req.context.is_none() => {
-                    check_batch(items.len())?;
-                    let results = items
-                        .into_iter()
-                        .map(|item| {
-                            item_result(unseal_one(vault, t, &item.sealed, &item.context, ev))
-                        })
-                        .collect();
-                    Ok(http::json(StatusCode::OK, &Batch { items: results }))
-                }
-                (None, Some(sealed)) => {
-                    let context = req.context.unwrap_or_default();
-                    Ok(http::json(
-                        StatusCode::OK,
-                        &unseal_one(vault, t, &sealed, &context, ev)?,
-                    ))
-                }
-                _ => Err(Failure::invalid(
-                    "give either items or a single sealed blob",
-                )),
-            }
+            for_each_blob(http::parse_required(body)?, ev, |sealed, context, ev| {
+                unseal_one(vault, t, sealed, context, ev)
+            })
         }
         Route::TransitRewrap(t) => {
-            let req: TransitUnseal = http::parse_required(body)?;
-            let rewrap = |sealed: &str, context: &str, ev: &mut Event| -> Result<Sealed, Failure> {
+            for_each_blob(http::parse_required(body)?, ev, |sealed, context, ev| {
                 Ok(Sealed {
                     sealed: vault.transit_rewrap(t, sealed, context, ev)?,
                 })
-            };
-            match (req.items, req.sealed) {
-                (Some(items), None) if req.context.is_none() => {
-                    check_batch(items.len())?;
-                    let results = items
-                        .into_iter()
-                        .map(|item| item_result(rewrap(&item.sealed, &item.context, ev)))
-                        .collect();
-                    Ok(http::json(StatusCode::OK, &Batch { items: results }))
-                }
-                (None, Some(sealed)) => {
-                    let context = req.context.unwrap_or_default();
-                    Ok(http::json(StatusCode::OK, &rewrap(&sealed, &context, ev)?))
-                }
-                _ => Err(Failure::invalid(
-                    "give either items or a single sealed blob",
-                )),
-            }
+            })
         }
         _ => unreachable!("routed by api::serve"),
+    }
+}
+
+/// Applies `one` to the blob of a single-form request, or to each item of a batch.
+fn for_each_blob<T: serde::Serialize>(
+    req: TransitUnseal,
+    ev: &mut Event,
+    mut one: impl FnMut(&str, &str, &mut Event) -> Result<T, Failure>,
+) -> Result<Response<Body>, Failure> {
+    match (req.items, req.sealed) {
+        (Some(items), None) if req.context.is_none() => {
+            check_batch(items.len())?;
+            let results = items
+                .into_iter()
+                .map(|item| item_result(one(&item.sealed, &item.context, ev)))
+                .collect();
+            Ok(http::json(StatusCode::OK, &Batch { items: results }))
+        }
+        (None, Some(sealed)) => {
+            let context = req.context.unwrap_or_default();
+            Ok(http::json(StatusCode::OK, &one(&sealed, &context, ev)?))
+        }
+        _ => Err(Failure::invalid(
+            "give either items or a single sealed blob",
+        )),
     }
 }
 
