@@ -10,7 +10,9 @@
 #
 # Every system is driven by the same harness (vault-load: one request in flight per connection,
 # the same key scheme, value size and latency record), each server on a Unix socket in a temp
-# dir, killed by its PID at the end. Then a sweep of p99 latency against concurrency for vaultd
+# dir, killed by its PID at the end. Every row also gets the server's CPU time per operation
+# (vault-load --pid: user + system time of the server's process and those below it, so
+# PostgreSQL's postmaster with its backends). Then a sweep of p99 latency against concurrency for vaultd
 # unseal, redis GET and the PostgreSQL raw-AES read, plotted to docs/perf-latency.svg.
 #
 #   benches/compare.sh --quick      # < 5 min once built (3 runs × 3 s per row, short sweep)
@@ -19,7 +21,8 @@
 #
 # Options: --runs N, --duration S, --concurrency N (32), --value-size B (1024),
 # --tokens N (10000), --tenants N (100), --no-sweep, --no-plot.
-# Writes benches/results/compare[-quick].json (medians and every run) and sweep[-quick].json.
+# Writes benches/results/compare[-quick].json (medians and every run, daemon_cpu_us_per_op and
+# daemon_cores included) and sweep[-quick].json.
 # Missing servers are installed from Debian packages (needs root or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -118,7 +121,9 @@ start_redis() { # name, extra redis-server arguments…
     wait_for 10 "$name" redis-cli -s "$WORK/$name.sock" ping
 }
 start_redis redis --appendonly no
+REDIS_PID=${PIDS[-1]}
 start_redis redis-aof --appendonly yes --appendfsync always
+REDIS_AOF_PID=${PIDS[-1]}
 
 # initdb refuses root: run PostgreSQL as its Debian user then. setpriv and the subshell exec,
 # so $! is the postmaster's PID.
@@ -133,22 +138,28 @@ fi
 (cd "$WORK/pg" && exec "${AS_PG[@]}" "$PG_BIN/postgres" -D "$WORK/pg/data" -k "$WORK/pg" \
     -c listen_addresses= -c synchronous_commit=on -c fsync=on -c max_connections=200 \
     -c shared_buffers=256MB >"$WORK/postgres.log" 2>&1) &
-PIDS+=("$!")
+PG_PID=$!; PIDS+=("$PG_PID")
 PG_SOCKET=$WORK/pg/.s.PGSQL.5432
 wait_for 30 PostgreSQL "$PG_BIN/pg_isready" -q -h "$WORK/pg"
 
 # ---- the rows: label | system | workload | extra vault-load arguments ----
+# --pid: memory and CPU per operation of that server (PostgreSQL: the postmaster and the
+# backends below it).
+VAULTD_ARGS="--socket $WORK/vaultd/vaultd.sock --pid $VAULTD_PID"
+REDIS_ARGS="--socket $WORK/redis.sock --pid $REDIS_PID"
+REDIS_AOF_ARGS="--socket $WORK/redis-aof.sock --pid $REDIS_AOF_PID"
+PG_ARGS="--socket $PG_SOCKET --pid $PG_PID"
 ROWS=(
-    "vaultd unseal|vaultd|unseal|--socket $WORK/vaultd/vaultd.sock --pid $VAULTD_PID"
-    "vaultd put|vaultd|put|--socket $WORK/vaultd/vaultd.sock --pid $VAULTD_PID"
-    "vaultd mix 90/10|vaultd|mix|--socket $WORK/vaultd/vaultd.sock --pid $VAULTD_PID"
-    "redis GET|redis|get|--socket $WORK/redis.sock"
-    "redis SET|redis|set|--socket $WORK/redis.sock"
-    "redis SET appendfsync always|redis|set|--socket $WORK/redis-aof.sock"
-    "postgres pgp_sym_decrypt read|postgres|read|--socket $PG_SOCKET --pg-crypto pgp"
-    "postgres pgp_sym_encrypt upsert|postgres|upsert|--socket $PG_SOCKET --pg-crypto pgp"
-    "postgres aes decrypt read|postgres|read|--socket $PG_SOCKET --pg-crypto aes"
-    "postgres aes encrypt upsert|postgres|upsert|--socket $PG_SOCKET --pg-crypto aes"
+    "vaultd unseal|vaultd|unseal|$VAULTD_ARGS"
+    "vaultd put|vaultd|put|$VAULTD_ARGS"
+    "vaultd mix 90/10|vaultd|mix|$VAULTD_ARGS"
+    "redis GET|redis|get|$REDIS_ARGS"
+    "redis SET|redis|set|$REDIS_ARGS"
+    "redis SET appendfsync always|redis|set|$REDIS_AOF_ARGS"
+    "postgres pgp_sym_decrypt read|postgres|read|$PG_ARGS --pg-crypto pgp"
+    "postgres pgp_sym_encrypt upsert|postgres|upsert|$PG_ARGS --pg-crypto pgp"
+    "postgres aes decrypt read|postgres|read|$PG_ARGS --pg-crypto aes"
+    "postgres aes encrypt upsert|postgres|upsert|$PG_ARGS --pg-crypto aes"
 )
 COMMON=(--value-size "$VALUE_SIZE" --tokens "$TOKENS" --tenants "$TENANTS" --json)
 
@@ -181,9 +192,9 @@ SWEEP_FILE=$WORK/sweep.jsonl
 : >"$SWEEP_FILE"
 if [ "$SWEEP" = 1 ]; then
     SWEEP_ROWS=(
-        "vaultd unseal|vaultd|unseal|--socket $WORK/vaultd/vaultd.sock"
-        "redis GET|redis|get|--socket $WORK/redis.sock"
-        "postgres aes decrypt read|postgres|read|--socket $PG_SOCKET --pg-crypto aes"
+        "vaultd unseal|vaultd|unseal|$VAULTD_ARGS"
+        "redis GET|redis|get|$REDIS_ARGS"
+        "postgres aes decrypt read|postgres|read|$PG_ARGS --pg-crypto aes"
     )
     for r in $(seq "$SWEEP_RUNS"); do
         for c in $SWEEP_LEVELS; do

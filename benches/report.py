@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Tables, medians and the latency plot of benches/compare.sh and benches/scale.sh.
+"""Tables, medians and the latency plot of benches/compare.sh, benches/scale.sh and
+benches/soak.sh.
 
 Reads the JSON lines that `vault-load --json` prints (one object per run). Standard library
 only. Subcommands:
@@ -9,6 +10,7 @@ only. Subcommands:
   sweep --runs F --out F       medians per (row, concurrency)
   plot --sweep F --out F.svg   p99 latency against concurrency, one line per row
   scale --load F --runs F --out F   the scale run's summary
+  soak --samples F --entries F      the soak run's summary, appended to the samples file
 """
 
 import argparse
@@ -101,6 +103,12 @@ def summarize(label, runs):
         "each_ops_per_sec": [round(r["ops_per_sec"]) for r in runs],
         "each_p99_us": [round(r["latency"]["p99_us"]) for r in runs],
         "daemon_vm_hwm_mib": round(max(hwm) / 1024, 1) if hwm else None,
+        # CPU of the server's process tree during the measured phase (rows run with --pid).
+        "daemon_cpu_us_per_op": median([r.get("daemon_cpu_us_per_op") for r in runs]),
+        "daemon_cores": median([r.get("daemon_cores") for r in runs]),
+        "each_daemon_cpu_us_per_op": [
+            round(r["daemon_cpu_us_per_op"], 1) for r in runs if r.get("daemon_cpu_us_per_op")
+        ],
     }
 
 
@@ -170,16 +178,31 @@ def print_table(rows, before, after):
     c = rows[0]["concurrency"] if rows else 0
     size = rows[0]["value_size"] if rows else 0
     print(f"medians of {n} runs, {c} connections, {size}-byte values\n")
-    head = f"{'system / op':<36} {'ops/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'errors':>6} {'vaultd/this':>11}"
+    head = (
+        f"{'system / op':<36} {'ops/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} "
+        f"{'errors':>6} {'CPU us/op':>9} {'cores':>5} {'vaultd/this':>11}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
         ratio = f"{r['vaultd_ratio']:.2f}x" if r["vaultd_ratio"] else "-"
+        cpu = fmt_or_dash(r.get("daemon_cpu_us_per_op"), ".1f")
+        cores = fmt_or_dash(r.get("daemon_cores"), ".2f")
         print(
             f"{r['label']:<36} {r['ops_per_sec']:>9.0f} {r['p50_us'] / 1e3:>8.3f} "
-            f"{r['p99_us'] / 1e3:>8.3f} {r['p999_us'] / 1e3:>9.3f} {r['errors']:>6} {ratio:>11}"
+            f"{r['p99_us'] / 1e3:>8.3f} {r['p999_us'] / 1e3:>9.3f} {r['errors']:>6} "
+            f"{cpu:>9} {cores:>5} {ratio:>11}"
         )
     print("\nvaultd/this: vaultd unseal (reads) or vaultd put (writes) ops/s over this row's.")
+    print(
+        "CPU us/op, cores: user + system CPU of the server's process and the processes below it\n"
+        "(PostgreSQL: the postmaster and its backends) over the measured phase, per operation\n"
+        "and over the wall time; '-' where no PID was given."
+    )
+
+
+def fmt_or_dash(value, spec):
+    return "-" if value is None else format(value, spec)
 
 
 def sweep(args):
@@ -352,10 +375,102 @@ def scale(args):
         f"{s['each_ops_per_sec']})"
     )
     print(
+        f"  cpu        daemon {fmt_or_dash(s['daemon_cpu_us_per_op'], '.1f')} us/op, "
+        f"{fmt_or_dash(s['daemon_cores'], '.2f')} cores (medians; each run "
+        f"{s['each_daemon_cpu_us_per_op']})"
+    )
+    print(
         f"  memory     after the unseal run: peak RSS (VmHWM) {out['daemon_vm_hwm_mib']:.1f} MiB, "
         f"RSS {out['daemon_vm_rss_mib']:.1f} MiB (medians)"
     )
     print(f"  written: {os.path.relpath(args.out)}")
+
+
+def soak(args):
+    lines = read_runs(args.samples)
+    config = next(l for l in lines if l["type"] == "config")
+    samples = [l for l in lines if l["type"] == "sample"]
+    run = next((l["report"] for l in lines if l["type"] == "run"), {})
+    first, last = samples[0], samples[-1]
+    # RSS once the daemon has settled: at 5 min, or a quarter into a run shorter than 20 min.
+    settle_s = min(300, config["duration_s"] / 4)
+    ref = next((s for s in samples if s["t_s"] >= settle_s), last)
+    rss_change = (last["rss_kib"] - ref["rss_kib"]) / ref["rss_kib"] * 100
+    d_bytes = last["data_bytes"] - first["data_bytes"]
+    d_ops = last["ops"] - first["ops"]
+    d_seq = (
+        last["audit_seq"] - first["audit_seq"]
+        if last["audit_seq"] is not None and first["audit_seq"] is not None
+        else None
+    )
+    entry_bytes = audit_entry_sizes(args.entries)
+    out = {
+        "type": "summary",
+        "duration_s": last["t_s"] - first["t_s"],
+        "samples": len(samples),
+        "rate": config["rate"],
+        "ops": d_ops,
+        "ops_per_sec": d_ops / (last["t_s"] - first["t_s"]) if last["t_s"] > first["t_s"] else None,
+        "errors": last["errors"],
+        "rss_settled_t_s": ref["t_s"],
+        "rss_settled_kib": ref["rss_kib"],
+        "rss_end_kib": last["rss_kib"],
+        "rss_change_pct": round(rss_change, 2),
+        "rss_max_kib": max(s["rss_kib"] for s in samples),
+        "fds_first": first["fds"],
+        "fds_last": last["fds"],
+        "fds_max": max(s["fds"] for s in samples),
+        "data_bytes_first": first["data_bytes"],
+        "data_bytes_last": last["data_bytes"],
+        "data_bytes_per_op": d_bytes / d_ops if d_ops else None,
+        "audit_entries": d_seq,
+        "data_bytes_per_audit_entry": d_bytes / d_seq if d_seq else None,
+        "audit_entry_mean_bytes": statistics.mean(entry_bytes) if entry_bytes else None,
+        "audit_entries_sized": len(entry_bytes),
+        "daemon_cpu_us_per_op": run.get("daemon_cpu_us_per_op"),
+        "daemon_cores": run.get("daemon_cores"),
+    }
+    with open(args.samples, "a") as f:
+        f.write(json.dumps(out) + "\n")
+    mib = 1024
+    print(
+        f"\nsoak: {out['duration_s']:.0f} s of mix 90/10 at {config['rate']} ops/s "
+        f"(peak {fmt_or_dash(config['peak_ops_per_sec'], '.0f')} x {config['fraction']}), "
+        f"{config['concurrency']} connections, {len(samples)} samples"
+    )
+    print(
+        f"  ops        {d_ops} ({fmt_or_dash(out['ops_per_sec'], '.0f')}/s), "
+        f"{out['errors']} errors; daemon CPU "
+        f"{fmt_or_dash(out['daemon_cpu_us_per_op'], '.1f')} us/op, "
+        f"{fmt_or_dash(out['daemon_cores'], '.2f')} cores"
+    )
+    print(
+        f"  RSS        {ref['rss_kib'] / mib:.1f} MiB at {ref['t_s']:.0f} s, "
+        f"{last['rss_kib'] / mib:.1f} MiB at the end ({rss_change:+.1f}%), "
+        f"max {out['rss_max_kib'] / mib:.1f} MiB"
+    )
+    print(f"  fds        first {first['fds']}, last {last['fds']}, max {out['fds_max']}")
+    print(
+        f"  disk       {first['data_bytes'] / 2**20:.1f} -> {last['data_bytes'] / 2**20:.1f} MiB: "
+        f"{fmt_or_dash(out['data_bytes_per_op'], '.0f')} bytes per operation "
+        f"({fmt_or_dash(out['data_bytes_per_audit_entry'], '.0f')} per audit entry, "
+        f"{fmt_or_dash(d_seq, 'd')} entries); a stored audit entry is "
+        f"{fmt_or_dash(out['audit_entry_mean_bytes'], '.0f')} bytes "
+        f"(mean of the last {len(entry_bytes)} token operations)"
+    )
+    print(f"  written: {os.path.relpath(args.samples)}")
+
+
+def audit_entry_sizes(path, last=100):
+    """Bytes of the last `last` token.* entries in `vault-cli --json audit tail` output: the
+    compact JSON the log stores and hashes (docs/audit-log.md), without the newline."""
+    sizes = []
+    with open(path, "rb") as f:
+        for line in f:
+            line = line.rstrip(b"\n")
+            if line and json.loads(line).get("op", "").startswith("token."):
+                sizes.append(len(line))
+    return sizes[-last:]
 
 
 def main():
@@ -381,12 +496,17 @@ def main():
     sc.add_argument("--runs", required=True)
     sc.add_argument("--out", required=True)
     sc.add_argument("--fsync-dir")
+    so = sub.add_parser("soak")
+    so.add_argument("--samples", required=True)
+    so.add_argument("--entries", required=True)
     args = p.parse_args()
     if args.cmd == "machine":
         json.dump(machine(args.fsync_dir), sys.stdout)
         print()
     else:
-        {"compare": compare, "sweep": sweep, "plot": plot, "scale": scale}[args.cmd](args)
+        {"compare": compare, "sweep": sweep, "plot": plot, "scale": scale, "soak": soak}[
+            args.cmd
+        ](args)
 
 
 if __name__ == "__main__":

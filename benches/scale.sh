@@ -3,7 +3,8 @@
 # (release build, --dev config, durable audit as by default), loaded through the API by many
 # concurrent puts; then, restarting the daemon each time, RUNS times: the time from process
 # start to unsealed-and-serving (health 200), stored-unseal throughput and latency over all the
-# tokens, and the daemon's peak (VmHWM) and current (VmRSS) resident memory after that run.
+# tokens, the daemon's CPU time per unseal (and cores used) during it, and its peak (VmHWM) and
+# current (VmRSS) resident memory after that run.
 #
 #   benches/scale.sh                 # 1,000,000 tokens / 10,000 tenants, 3 restarts × 20 s
 #   benches/scale.sh --quick         # 100,000 tokens / 1,000 tenants, 3 restarts × 5 s
@@ -26,7 +27,7 @@ while [ $# -gt 0 ]; do
         --duration) DURATION=$2; shift ;;
         --concurrency) CONCURRENCY=$2; shift ;;
         --keep) KEEP=$2; shift ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "scale.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift

@@ -60,8 +60,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Time allowed to send request headers, and to stay idle between requests.
     pub header_timeout: Duration,
-    /// sled page cache in bytes.
-    pub cache_bytes: u64,
+    /// The embedded store: sled's cache, log segment size, checkpoints.
+    pub storage: crate::store::embedded::Options,
     /// Automatic tenant data key rotation, if configured.
     pub rotation: Option<RotationPolicy>,
     /// Whether this is `--dev` (prints a banner, creates what is missing).
@@ -104,6 +104,8 @@ pub struct RawConfig {
     max_connections: Option<usize>,
     header_timeout_secs: Option<u64>,
     cache_mib: Option<u64>,
+    wal_segment_mib: Option<u64>,
+    wal_checkpoint_mib: Option<u64>,
     kms: Option<RawKms>,
     rotation: Option<RotationPolicy>,
     #[serde(default)]
@@ -203,13 +205,14 @@ impl Config {
             log_json: overrides.log_format.as_deref() == Some("json"),
             max_connections: 256,
             header_timeout: Duration::from_secs(10),
-            cache_bytes: 64 << 20,
+            storage: crate::store::embedded::Options::default(),
             rotation: None,
             dev: true,
         }
     }
 
     fn from_raw(raw: RawConfig, overrides: &Overrides) -> anyhow::Result<Self> {
+        let storage = storage_options(&raw)?;
         let data_dir = overrides
             .data_dir
             .clone()
@@ -318,11 +321,34 @@ impl Config {
             log_json,
             max_connections,
             header_timeout: Duration::from_secs(raw.header_timeout_secs.unwrap_or(10).max(1)),
-            cache_bytes: raw.cache_mib.unwrap_or(64).max(1) << 20,
+            storage,
             rotation: raw.rotation,
             dev: false,
         })
     }
+}
+
+/// `cache_mib`, `wal_segment_mib`, `wal_checkpoint_mib`.
+fn storage_options(raw: &RawConfig) -> anyhow::Result<crate::store::embedded::Options> {
+    let defaults = crate::store::embedded::Options::default();
+    let mib = |value: Option<u64>, default: u64, name: &str, range: std::ops::RangeInclusive<u64>| {
+        let v = value.unwrap_or(default >> 20);
+        if !range.contains(&v) {
+            bail!("{name} must be {}-{}", range.start(), range.end());
+        }
+        Ok(v << 20)
+    };
+    Ok(crate::store::embedded::Options {
+        cache_bytes: mib(raw.cache_mib, defaults.cache_bytes, "cache_mib", 1..=1 << 20)?,
+        segment_bytes: mib(raw.wal_segment_mib, defaults.segment_bytes, "wal_segment_mib", 1..=4096)?,
+        checkpoint_bytes: mib(
+            raw.wal_checkpoint_mib,
+            defaults.checkpoint_bytes,
+            "wal_checkpoint_mib",
+            1..=1 << 16,
+        )?,
+        checkpoint_interval: defaults.checkpoint_interval,
+    })
 }
 
 /// An AWS region name: lower-case letters, digits and `-`.

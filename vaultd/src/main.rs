@@ -19,7 +19,8 @@ use vaultd::kms::KmsProvider;
 use vaultd::kms::aws::AwsKms;
 use vaultd::kms::local::LocalKms;
 use vaultd::server::{self, App, Limits, Metrics};
-use vaultd::store::sled::SledStore;
+use vaultd::store::Store;
+use vaultd::store::embedded::Embedded;
 use vaultd::vault::Vault;
 
 /// First wait between auto-unseal attempts; it doubles up to [`UNSEAL_BACKOFF_MAX`].
@@ -124,8 +125,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 .context("AWS KMS provider")?,
         ),
     };
-    let store = SledStore::open(&config.data_dir.join("db"), config.cache_bytes)
-        .context("opening the store")?;
+    let backend = Embedded::open(&config.data_dir, config.storage).context("opening the store")?;
+    let store = Store::open(Arc::new(backend)).context("opening the store")?;
     let vault = Vault::open(Arc::new(store), kms)
         .await
         .context("opening the vault")?;

@@ -10,12 +10,16 @@
 //!
 //! # Layout
 //! - `conn`: one connection per system, the operations, the key and value scheme.
+//! - `cpu`: the server's CPU time (it and its child processes) from /proc.
 //! - `daemon`: a `vaultd --dev` of our own, its start-to-serving time, memory from /proc.
+//! - `pace`: `--rate`, each connection's share of a fixed total rate.
 //! - `pg`, `resp`: minimal PostgreSQL (protocol v3) and redis (RESP2) clients.
 //! - `stats`: latency percentiles.
 
 mod conn;
+mod cpu;
 mod daemon;
+mod pace;
 mod pg;
 mod resp;
 mod stats;
@@ -29,9 +33,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use tokio::sync::Barrier;
+use tokio::time::MissedTickBehavior;
 
 use conn::{Conn, Op, PgCrypto, System, Target};
+use cpu::Clock;
 use daemon::{Daemon, Memory};
+use pace::Pacer;
 use stats::{Latency, nanos};
 
 /// Load generator for vaultd, redis and PostgreSQL over Unix sockets.
@@ -55,8 +62,9 @@ struct Args {
     /// Data directory of the spawned daemon; kept, and reused by the next run.
     #[arg(long, requires = "spawn")]
     data_dir: Option<PathBuf>,
-    /// Report the peak (VmHWM) and current RSS of this process at the end (default: the
-    /// spawned daemon).
+    /// The server's process (default: the spawned daemon): its peak (VmHWM) and current RSS
+    /// at the end, and the CPU time it and the processes below it (PostgreSQL's backends)
+    /// used during the measured phase.
     #[arg(long)]
     pid: Option<u32>,
     /// Concurrent connections, each with one request in flight.
@@ -71,6 +79,16 @@ struct Args {
     /// Warm-up seconds before the measured duration.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
+    /// Operations per second in total, each connection pacing its share evenly (default: as
+    /// fast as the server answers). A connection that falls behind catches up on at most
+    /// 50 ms of its schedule at once.
+    #[arg(long, value_name = "OPS_PER_SEC")]
+    rate: Option<f64>,
+    /// Every SECS seconds of the load phase, print to stderr the operations done so far
+    /// (warm-up included) and the errors: a line `{"progress":{"secs":…,"ops":…,"errors":…}}`
+    /// with `--json`.
+    #[arg(long, value_name = "SECS")]
+    progress: Option<f64>,
     /// Bytes of each secret.
     #[arg(long, default_value_t = 1024)]
     value_size: usize,
@@ -138,6 +156,8 @@ struct Report {
     value_size: usize,
     tenants: usize,
     tokens: usize,
+    /// `--rate`: the total ops/s the connections were paced to.
+    rate: Option<f64>,
     /// Seconds measured (the warm-up excluded).
     secs: f64,
     ops: u64,
@@ -150,7 +170,23 @@ struct Report {
     write: Option<Latency>,
     setup: Option<Setup>,
     daemon: Option<Memory>,
+    /// CPU time (user + system) of the server's process and the processes below it during the
+    /// measured phase.
+    daemon_cpu_seconds: Option<f64>,
+    /// `daemon_cpu_seconds` per measured operation, in µs.
+    daemon_cpu_us_per_op: Option<f64>,
+    /// `daemon_cpu_seconds` over the measured wall time: cores kept busy.
+    daemon_cores: Option<f64>,
+    /// Processes `daemon_cpu_seconds` sums (1 for vaultd and redis).
+    daemon_cpu_processes: Option<usize>,
     start_to_serving_ms: Option<f64>,
+}
+
+/// Operations finished so far, for `--progress`.
+#[derive(Default)]
+struct Counters {
+    ops: AtomicU64,
+    errors: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, serde::Serialize)]
@@ -188,6 +224,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(vaultd) => Some(Daemon::spawn(vaultd, args.data_dir.as_deref()).await?),
         None => None,
     };
+    let pid = args.pid.or(daemon.as_ref().and_then(Daemon::pid));
+    let clock = pid.map(Clock::new).transpose()?;
     let socket = match (&daemon, &args.socket) {
         (Some(d), _) => d.socket.clone(),
         (None, Some(s)) => s.clone(),
@@ -219,6 +257,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         value_size: args.value_size,
         tenants: args.tenants,
         tokens: args.tokens,
+        rate: args.rate,
         secs: 0.0,
         ops: 0,
         ops_per_sec: 0.0,
@@ -229,14 +268,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         write: None,
         setup,
         daemon: None,
+        daemon_cpu_seconds: None,
+        daemon_cpu_us_per_op: None,
+        daemon_cores: None,
+        daemon_cpu_processes: None,
         start_to_serving_ms: daemon
             .as_ref()
             .map(|d| d.start_to_serving.as_secs_f64() * 1e3),
     };
     if !args.setup_only {
-        load(&target, &args, &mut report).await?;
+        load(&target, &args, clock, &mut report).await?;
     }
-    if let Some(pid) = args.pid.or(daemon.as_ref().and_then(Daemon::pid)) {
+    if let Some(pid) = pid {
         report.daemon = Some(Memory::of(pid)?);
     }
     if args.json {
@@ -263,6 +306,11 @@ fn check(args: &Args) -> anyhow::Result<()> {
     );
     if transit && args.system != System::Vaultd {
         bail!("transit workloads are vaultd only");
+    }
+    for (name, value) in [("--rate", args.rate), ("--progress", args.progress)] {
+        if value.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
+            bail!("{name} must be a positive number");
+        }
     }
     if args.spawn.is_some() && args.system != System::Vaultd {
         bail!(
@@ -344,25 +392,58 @@ struct Recorded {
     first_errors: Vec<String>,
 }
 
-/// The measured phase.
-async fn load(target: &Arc<Target>, args: &Args, report: &mut Report) -> anyhow::Result<()> {
+/// The measured phase; with a `clock`, the server's CPU time from the end of the warm-up to
+/// the end of the measured duration (or the last of `--count`).
+async fn load(
+    target: &Arc<Target>,
+    args: &Args,
+    clock: Option<Clock>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let duration = match (args.count, args.duration) {
         (Some(_), _) => None,
         (None, d) => Some(Duration::from_secs_f64(d.unwrap_or(10.0))),
     };
     let warmup = Duration::from_secs_f64(if duration.is_some() { args.warmup } else { 0.0 });
-    let barrier = Arc::new(Barrier::new(args.concurrency));
+    // The connections and the CPU sampler start together.
+    let barrier = Arc::new(Barrier::new(args.concurrency + 1));
     let start = Arc::new(OnceLock::<Instant>::new());
     let issued = Arc::new(AtomicU64::new(0));
+    let counters = Arc::new(Counters::default());
+    let progress = args
+        .progress
+        .map(|secs| tokio::spawn(progress(secs, args.json, start.clone(), counters.clone())));
+    let sampler = {
+        let (barrier, start) = (barrier.clone(), start.clone());
+        tokio::spawn(async move {
+            barrier.wait().await;
+            let t0 = *start.get_or_init(Instant::now);
+            let Some(clock) = clock else {
+                return anyhow::Ok(None);
+            };
+            tokio::time::sleep_until((t0 + warmup).into()).await;
+            let from = clock.sample()?;
+            let to = match duration {
+                Some(d) => {
+                    tokio::time::sleep_until((t0 + warmup + d).into()).await;
+                    Some(clock.sample()?)
+                }
+                None => None,
+            };
+            Ok(Some((from, to)))
+        })
+    };
     let tasks: Vec<_> = (0..args.concurrency)
         .map(|w| {
-            let (target, barrier, start, issued) = (
+            let (target, barrier, start, issued, counters) = (
                 target.clone(),
                 barrier.clone(),
                 start.clone(),
                 issued.clone(),
+                counters.clone(),
             );
-            let (workload, count) = (args.workload, args.count);
+            let (workload, count, rate, concurrency) =
+                (args.workload, args.count, args.rate, args.concurrency);
             tokio::spawn(async move {
                 let conn = connect_worker(&target, workload, w).await;
                 // Every connection is open before the clock starts (and a failed one must
@@ -371,9 +452,13 @@ async fn load(target: &Arc<Target>, args: &Args, report: &mut Report) -> anyhow:
                 let mut conn = conn?;
                 let t0 = *start.get_or_init(Instant::now);
                 let window = duration.map(|d| (t0 + warmup, t0 + warmup + d));
+                let mut pacer = rate.map(|r| Pacer::new(r, concurrency, w, t0.into()));
                 let mut rng = Rng::new(w as u64);
                 let mut rec = Recorded::default();
                 loop {
+                    if let Some(pacer) = &mut pacer {
+                        pacer.tick().await;
+                    }
                     if let Some(count) = count
                         && issued.fetch_add(1, Ordering::Relaxed) >= count
                     {
@@ -386,6 +471,12 @@ async fn load(target: &Arc<Target>, args: &Args, report: &mut Report) -> anyhow:
                     }
                     let result = conn.run(op).await;
                     let done = Instant::now();
+                    let counter = if result.is_ok() {
+                        &counters.ops
+                    } else {
+                        &counters.errors
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
                     if window.is_some_and(|(from, to)| begin < from || done > to) {
                         continue;
                     }
@@ -399,13 +490,17 @@ async fn load(target: &Arc<Target>, args: &Args, report: &mut Report) -> anyhow:
                         }
                     }
                 }
-                anyhow::Ok(rec)
+                // The connection stays open until the last CPU sample: PostgreSQL's backend
+                // of it would otherwise exit with its CPU time before it.
+                anyhow::Ok((rec, conn))
             })
         })
         .collect();
     let mut all = Recorded::default();
+    let mut conns = Vec::with_capacity(tasks.len());
     for task in tasks {
-        let rec = task.await.context("load task panicked")??;
+        let (rec, conn) = task.await.context("load task panicked")??;
+        conns.push(conn);
         for (into, from) in all.samples.iter_mut().zip(rec.samples) {
             into.extend(from);
         }
@@ -413,6 +508,22 @@ async fn load(target: &Arc<Target>, args: &Args, report: &mut Report) -> anyhow:
         all.first_errors.extend(rec.first_errors);
     }
     let elapsed = start.get().map_or(Duration::ZERO, Instant::elapsed);
+    let cpu = match (clock, sampler.await.context("CPU sampler panicked")??) {
+        (Some(clock), Some((from, to))) => {
+            let to = match to {
+                Some(to) => to,
+                None => clock.sample()?,
+            };
+            Some(clock.used(from, to))
+        }
+        _ => None,
+    };
+    drop(conns);
+    if let Some(progress) = progress {
+        progress.abort();
+        // The last line counts every operation, for a caller that reads only the last one.
+        counters.print(args.json, elapsed.as_secs_f64(), None);
+    }
     report.secs = duration.unwrap_or(elapsed).as_secs_f64();
     let [mut reads, mut writes] = all.samples;
     if args.workload == Workload::Mix {
@@ -426,7 +537,48 @@ async fn load(target: &Arc<Target>, args: &Args, report: &mut Report) -> anyhow:
     report.errors = all.errors;
     all.first_errors.truncate(5);
     report.first_errors = all.first_errors;
+    if let Some(cpu) = cpu {
+        report.daemon_cpu_seconds = Some(cpu.seconds);
+        report.daemon_cpu_us_per_op =
+            (report.ops > 0).then(|| cpu.seconds * 1e6 / report.ops as f64);
+        report.daemon_cores = (cpu.wall_seconds > 0.0).then(|| cpu.seconds / cpu.wall_seconds);
+        report.daemon_cpu_processes = Some(cpu.processes);
+    }
     Ok(())
+}
+
+/// `--progress`: every `secs`, the operations finished since the start (warm-up included).
+async fn progress(secs: f64, json: bool, start: Arc<OnceLock<Instant>>, counters: Arc<Counters>) {
+    let every = Duration::from_secs_f64(secs);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_ops = 0;
+    loop {
+        let at = ticks.tick().await;
+        let secs = start.get().map_or(0.0, |t0| {
+            at.into_std().saturating_duration_since(*t0).as_secs_f64()
+        });
+        let ops = counters.ops.load(Ordering::Relaxed);
+        let rate = ops.saturating_sub(last_ops) as f64 / every.as_secs_f64();
+        counters.print(json, secs, Some(rate));
+        last_ops = ops;
+    }
+}
+
+impl Counters {
+    /// One `--progress` line to stderr; `rate`: ops/s since the line before.
+    fn print(&self, json: bool, secs: f64, rate: Option<f64>) {
+        let ops = self.ops.load(Ordering::Relaxed);
+        let errors = self.errors.load(Ordering::Relaxed);
+        if json {
+            let line =
+                serde_json::json!({"progress": {"secs": secs, "ops": ops, "errors": errors}});
+            eprintln!("{line}");
+        } else {
+            let rate = rate.map(|r| format!(" ({r:.0}/s)")).unwrap_or_default();
+            eprintln!("vault-load: {secs:.1} s: {ops} ops{rate}, {errors} errors");
+        }
+    }
 }
 
 async fn connect_worker(
@@ -513,8 +665,12 @@ fn print_report(r: &Report, setup_only: bool) {
         );
     }
     if !setup_only {
+        let paced = r
+            .rate
+            .map(|rate| format!(" (paced at {rate:.0})"))
+            .unwrap_or_default();
         println!(
-            "  ops        {} in {:.1} s: {:.0} ops/s, {} errors",
+            "  ops        {} in {:.1} s: {:.0} ops/s{paced}, {} errors",
             r.ops, r.secs, r.ops_per_sec, r.errors
         );
         println!("  latency    {}", r.latency.line());
@@ -525,6 +681,22 @@ fn print_report(r: &Report, setup_only: bool) {
         }
         for e in &r.first_errors {
             println!("  error      {e}");
+        }
+        if let (Some(secs), Some(per_op), Some(cores)) =
+            (r.daemon_cpu_seconds, r.daemon_cpu_us_per_op, r.daemon_cores)
+        {
+            let pid = r
+                .daemon
+                .map_or(String::new(), |m| format!(", pid {}", m.pid));
+            let below = match r.daemon_cpu_processes {
+                Some(n) if n > 1 => format!(" and {} processes below it", n - 1),
+                _ => String::new(),
+            };
+            println!(
+                "  cpu        daemon CPU: {secs:.2} s over {} ops = {per_op:.1} µs/op; \
+                 {cores:.2} cores used{pid}{below}",
+                r.ops
+            );
         }
     }
     if let Some(m) = &r.daemon {

@@ -8,7 +8,6 @@
 //! ```
 
 use std::fmt;
-use std::sync::Arc;
 
 use vault_client::audit::{GENESIS, entry_hash};
 
@@ -56,9 +55,6 @@ pub trait HeadSigner: Send + Sync {
     /// The head line for the chain at `seq` with hash `hash`.
     fn sign_head(&self, seq: u64, hash: &[u8; 32]) -> Vec<u8>;
 }
-
-/// The signer in force: set while unsealed, cleared (and the key dropped) when sealed.
-pub type SharedSigner = Arc<std::sync::RwLock<Option<Arc<dyn HeadSigner>>>>;
 
 /// The key of entry `seq`.
 pub fn entry_key(seq: u64) -> Vec<u8> {

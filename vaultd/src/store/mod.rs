@@ -2,16 +2,37 @@
 //!
 //! The vault keeps everything in one keyspace (`vault::layout` names the keys). A [`Batch`]
 //! applies all its operations or none, only if every [`Check`] still holds, and its future
-//! resolves only once the batch is durable. Concurrent batches share one flush (group commit).
-//! The sled backend is the embedded default; another engine replaces it in one module.
+//! resolves only once the batch is durable. [`Store`] (`core`) is the one commit core: it forms
+//! groups of concurrent batches, checks them, resolves counters, chains and signs the audit
+//! log, and hands a [`Backend`] one resolved [`Group`] to apply atomically and durably.
+//! `docs/storage.md` has the design, the on-disk layout and what is promised.
+//!
+//! - `core`: the writer thread and group commit, over any [`Backend`].
+//! - `group`: a resolved group and its encoding (log records, backups).
+//! - `wal`: the write-ahead log (segments, records, recovery).
+//! - `embedded`: the embedded backend, the log in front of sled.
+//! - `backup`: the backup file (consistent snapshots).
+//! - `memory`, `suite` (tests only): an in-memory backend, and the conformance suite every
+//!   backend passes.
 
 use std::future::Future;
 use std::pin::Pin;
 
+pub mod backup;
 pub mod chain;
-pub mod sled;
+mod core;
+pub mod embedded;
+mod group;
+#[cfg(test)]
+mod memory;
+#[cfg(test)]
+mod suite;
+pub mod wal;
 
-use chain::{LogEntry, SharedSigner};
+use chain::LogEntry;
+
+pub use core::Store;
+pub use group::{Group, Write};
 
 /// A key and its value.
 pub type Entry = (Vec<u8>, Vec<u8>);
@@ -82,8 +103,10 @@ impl Batch {
     }
 }
 
-/// The storage interface every backend implements.
-pub trait Store: Send + Sync {
+/// What a storage engine implements: reads, and the atomic, durable apply of a group that the
+/// commit core ([`Store`]) has already checked and resolved. A backend never sees a check, a
+/// counter delta or the audit chain.
+pub trait Backend: Send + Sync {
     /// The value of `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
@@ -95,15 +118,26 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError>;
 
-    /// Applies `batch` atomically; resolves once it is durable. A failed check is
-    /// [`StoreError::Conflict`] and writes nothing.
-    fn commit(&self, batch: Batch) -> CommitFuture;
-
-    /// The signer of audit chain heads (set while unsealed).
-    fn head_signer(&self) -> &SharedSigner;
-
     /// The last entry under `prefix`.
     fn last(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError>;
+
+    /// Applies `group` atomically; returns once it is durable. Applying a group twice leaves
+    /// the same state. On an error the group may or may not have become durable; the core calls
+    /// [`Backend::recover`] before the next group.
+    fn apply(&self, group: &Group) -> Result<(), StoreError>;
+
+    /// The position of the last group applied (0: none yet).
+    fn position(&self) -> u64;
+
+    /// Returns to the last durable state after a failed [`Backend::apply`].
+    fn recover(&self) -> Result<(), StoreError>;
+
+    /// Writes a consistent snapshot (`docs/storage.md`, "Backups") to `out`.
+    fn backup(
+        &self,
+        vault_id: &str,
+        out: &mut dyn std::io::Write,
+    ) -> Result<backup::Summary, StoreError>;
 }
 
 /// A storage failure.
@@ -113,7 +147,7 @@ pub enum StoreError {
     /// The backend failed (I/O, full disk, …).
     #[error("storage backend failed: {0}")]
     Backend(String),
-    /// The store is shutting down.
+    /// The store is shutting down, or waiting to reopen after a failure.
     #[error("storage is closed")]
     Closed,
     /// A batch precondition did not hold; nothing was written.

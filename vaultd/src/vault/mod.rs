@@ -53,7 +53,7 @@ pub struct Vault {
 }
 
 struct Inner {
-    store: Arc<dyn Store>,
+    store: Arc<Store>,
     kms: Arc<dyn KmsProvider>,
     state: RwLock<State>,
     /// False after an audit write failed, until one succeeds (`GET /v1/sys/health`).
@@ -94,7 +94,7 @@ pub(crate) struct Keys {
 impl Vault {
     /// Opens the vault over `store`; it starts sealed (or uninitialized). Finishes any tenant
     /// destruction a crash interrupted.
-    pub async fn open(store: Arc<dyn Store>, kms: Arc<dyn KmsProvider>) -> Result<Self, Error> {
+    pub async fn open(store: Arc<Store>, kms: Arc<dyn KmsProvider>) -> Result<Self, Error> {
         let state = match store.get(layout::META)? {
             None => State::Uninitialized,
             Some(bytes) => State::Sealed(layout::decode(&bytes, "vault metadata")?),
@@ -421,12 +421,7 @@ impl Vault {
 
     fn set_signer(&self, signer: Option<Arc<AuditSigner>>) {
         let signer = signer.map(|s| s as Arc<dyn crate::store::chain::HeadSigner>);
-        *self
-            .inner
-            .store
-            .head_signer()
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = signer;
+        self.inner.store.set_head_signer(signer);
     }
 
     /// Identity, state, KMS, master key version and counts.
@@ -482,8 +477,8 @@ impl Vault {
         }
     }
 
-    fn store(&self) -> &dyn Store {
-        self.inner.store.as_ref()
+    fn store(&self) -> &Store {
+        &self.inner.store
     }
 
     /// The data key `version` of `tenant`: from the cache, or unwrapped under the master key.

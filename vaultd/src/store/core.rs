@@ -1,0 +1,309 @@
+//! The commit core: one writer thread for every backend.
+//!
+//! The writer takes every batch waiting in its queue as one group (at most [`GROUP_MAX`]);
+//! while the backend makes a group durable, the next one forms in the queue. Each batch is
+//! checked and staged in order against the backend's data plus the writes staged before it in
+//! the group, so check-then-write is atomic with respect to every other writer. Counter deltas
+//! are resolved to values, audit entries are sequenced and hash-chained (`chain`), and a group
+//! that appended entries ends with a signed chain head. The backend then gets one resolved
+//! [`Group`] to apply atomically and durably.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock, mpsc};
+use std::thread;
+
+use tokio::sync::oneshot;
+
+use super::chain::{self, ChainState, HeadSigner};
+use super::{Backend, Batch, CommitFuture, Entry, Group, Op, StoreError, decode_counter};
+
+/// Most batches one group covers; more wait for the next.
+const GROUP_MAX: usize = 1024;
+
+/// Where a batch's answer goes.
+type Answer = oneshot::Sender<Result<(), StoreError>>;
+
+struct Job {
+    batch: Batch,
+    done: Answer,
+}
+
+/// The signer in force: set while unsealed, cleared (and the key dropped) when sealed.
+type Signer = Arc<RwLock<Option<Arc<dyn HeadSigner>>>>;
+
+/// The store: reads from the backend, writes through the one writer thread.
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    signer: Signer,
+    writer: mpsc::Sender<Job>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Store {
+    /// The commit core over `backend`; the audit chain resumes after its last stored entry.
+    pub fn open(backend: Arc<dyn Backend>) -> Result<Self, StoreError> {
+        let chain = chain_state(backend.as_ref())?;
+        let (writer, queue) = mpsc::channel::<Job>();
+        let signer = Signer::default();
+        let mut core = Writer {
+            backend: backend.clone(),
+            chain,
+            signer: signer.clone(),
+            failed: false,
+        };
+        let thread = thread::Builder::new()
+            .name("vaultd-store-writer".into())
+            .spawn(move || core.run(&queue))
+            .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
+        Ok(Self {
+            backend,
+            signer,
+            writer,
+            thread: Some(thread),
+        })
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.backend.get(key)
+    }
+
+    /// Up to `limit` entries whose key starts with `prefix` and sorts after `after`, in order.
+    pub fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        self.backend.scan(prefix, after, limit)
+    }
+
+    /// The last entry under `prefix`.
+    pub fn last(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
+        self.backend.last(prefix)
+    }
+
+    /// Applies `batch` atomically; resolves once it is durable. A failed check is
+    /// [`StoreError::Conflict`] and writes nothing.
+    pub fn commit(&self, batch: Batch) -> CommitFuture {
+        let (done, answer) = oneshot::channel();
+        let sent = self.writer.send(Job { batch, done });
+        Box::pin(async move {
+            sent.map_err(|_| StoreError::Closed)?;
+            answer.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    /// Sets (unsealed) or clears (sealed) the signer of chain heads.
+    pub fn set_head_signer(&self, signer: Option<Arc<dyn HeadSigner>>) {
+        *self.signer.write().unwrap_or_else(PoisonError::into_inner) = signer;
+    }
+
+    /// The position of the last group applied.
+    pub fn position(&self) -> u64 {
+        self.backend.position()
+    }
+
+    /// Writes a consistent snapshot to `out` (`docs/storage.md`, "Backups").
+    pub fn backup(
+        &self,
+        vault_id: &str,
+        out: &mut dyn std::io::Write,
+    ) -> Result<super::backup::Summary, StoreError> {
+        self.backend.backup(vault_id, out)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer after the groups it holds.
+        let (closed, _) = mpsc::channel();
+        self.writer = closed;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Where the audit chain stands in `backend`.
+fn chain_state(backend: &dyn Backend) -> Result<ChainState, StoreError> {
+    match backend.last(chain::ENTRIES)? {
+        None => Ok(ChainState::empty()),
+        Some((key, bytes)) => {
+            let seq =
+                chain::seq_of(&key).ok_or_else(|| StoreError::Corrupt("audit entry key".into()))?;
+            Ok(ChainState::after(Some((seq, &bytes))))
+        }
+    }
+}
+
+/// The one writer.
+struct Writer {
+    backend: Arc<dyn Backend>,
+    chain: ChainState,
+    signer: Signer,
+    /// The last apply failed: recover before the next group.
+    failed: bool,
+}
+
+impl Writer {
+    fn run(&mut self, queue: &mpsc::Receiver<Job>) {
+        while let Ok(first) = queue.recv() {
+            let mut jobs = vec![first];
+            while jobs.len() < GROUP_MAX {
+                match queue.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            let answers = match self.ready() {
+                Ok(()) => self.group(jobs),
+                Err(e) => jobs
+                    .into_iter()
+                    .map(|job| (job.done, Err(e.clone())))
+                    .collect(),
+            };
+            for (done, answer) in answers {
+                let _ = done.send(answer);
+            }
+        }
+    }
+
+    /// After a failed group: the backend back at its last durable state, the chain read again.
+    fn ready(&mut self) -> Result<(), StoreError> {
+        if self.failed {
+            self.backend.recover()?;
+            self.chain = chain_state(self.backend.as_ref())?;
+            self.failed = false;
+            tracing::warn!(
+                seq = self.chain.last_seq,
+                "storage recovered after a failure; audit chain resumes"
+            );
+        }
+        Ok(())
+    }
+
+    /// Checks, stages and applies one group.
+    fn group(&mut self, jobs: Vec<Job>) -> Vec<(Answer, Result<(), StoreError>)> {
+        let start = self.chain;
+        let mut staged = Staged::default();
+        let mut results = Vec::with_capacity(jobs.len());
+        let mut waiting = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            results.push(staged.stage(self.backend.as_ref(), job.batch, &mut self.chain));
+            waiting.push(job.done);
+        }
+        let applied = if staged.writes.is_empty() {
+            Ok(())
+        } else {
+            if self.chain.last_seq > start.last_seq {
+                staged.sign_head(&self.chain, &self.signer);
+            }
+            let group = staged.into_group(self.backend.position() + 1);
+            self.backend.apply(&group)
+        };
+        if let Err(e) = &applied {
+            tracing::error!(error = %e, "storage write failed; the store recovers before the next write");
+            self.chain = start;
+            self.failed = true;
+        }
+        waiting
+            .into_iter()
+            .zip(results)
+            .map(|(done, result)| (done, result.and_then(|()| applied.clone())))
+            .collect()
+    }
+}
+
+/// The writes of a group of batches, staged in order.
+#[derive(Default)]
+struct Staged {
+    /// Every key written so far in this group, with its new value (`None`: removed).
+    writes: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// The same keys in the order first written.
+    order: Vec<Vec<u8>>,
+}
+
+impl Staged {
+    /// The value of `key` as the batches staged so far left it.
+    fn current(&self, backend: &dyn Backend, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.writes.get(key) {
+            Some(value) => Ok(value.clone()),
+            None => backend.get(key),
+        }
+    }
+
+    /// Checks one batch's conditions and stages its writes; on a failed check nothing of it is
+    /// staged and the chain does not advance.
+    fn stage(
+        &mut self,
+        backend: &dyn Backend,
+        batch: Batch,
+        chain: &mut ChainState,
+    ) -> Result<(), StoreError> {
+        for check in &batch.checks {
+            if self.current(backend, &check.key)?.as_deref() != check.value.as_deref() {
+                return Err(StoreError::Conflict);
+            }
+        }
+        let mut writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::with_capacity(batch.ops.len() + 2);
+        let mut counters: Vec<(Vec<u8>, i64)> = Vec::new();
+        for op in batch.ops {
+            match op {
+                Op::Put(k, v) => writes.push((k, Some(v))),
+                Op::Delete(k) => writes.push((k, None)),
+                Op::Add(k, delta) => match counters.iter_mut().find(|(ck, _)| *ck == k) {
+                    Some((_, value)) => *value += delta,
+                    None => {
+                        let base = self
+                            .current(backend, &k)?
+                            .map_or(Ok(0), |v| decode_counter(&v))?;
+                        counters.push((k, base + delta));
+                    }
+                },
+            }
+        }
+        for (key, value) in counters {
+            writes.push((key, (value != 0).then(|| value.to_be_bytes().to_vec())));
+        }
+        let mut next = *chain;
+        for entry in batch.log {
+            writes.extend(next.append(entry).into_iter().map(|(k, v)| (k, Some(v))));
+        }
+        *chain = next;
+        for (key, value) in writes {
+            self.put(key, value);
+        }
+        Ok(())
+    }
+
+    /// Adds the signed head of the chain, if a signer is set (the vault is unsealed).
+    fn sign_head(&mut self, chain: &ChainState, signer: &Signer) {
+        let signer = signer
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(signer) = signer {
+            let head = signer.sign_head(chain.last_seq, &chain.last_hash);
+            self.put(chain::head_key(chain.last_seq), Some(head));
+        }
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        if self.writes.insert(key.clone(), value).is_none() {
+            self.order.push(key);
+        }
+    }
+
+    fn into_group(mut self, position: u64) -> Group {
+        let writes = self
+            .order
+            .into_iter()
+            .map(|key| {
+                let value = self.writes.remove(&key).flatten();
+                (key, value)
+            })
+            .collect();
+        Group { position, writes }
+    }
+}

@@ -1,0 +1,414 @@
+//! The embedded backend: the write-ahead log (`wal`) is the durability point, sled 0.34 the
+//! index it is applied to (`docs/storage.md`).
+//!
+//! `apply` appends the group's record (one write, one `fdatasync`), then applies the group to
+//! sled with `w/applied` in the same sled batch, without a flush. A checkpointer thread flushes
+//! sled, fsyncs its files (sled's own flush uses `sync_file_range` only) and removes the log
+//! segments sled no longer needs. At open, every record after `w/applied` is replayed.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::backup::{self, Summary};
+use super::wal::{self, Wal};
+use super::{Backend, Entry, Group, StoreError};
+
+/// The position of the last group applied to sled (8 bytes, big-endian).
+const APPLIED: &[u8] = b"w/applied";
+/// Keys of the store itself, never part of a snapshot.
+const INTERNAL: &[u8] = b"w/";
+/// How long a reopen waits for in-flight readers to release the old handle's file lock.
+const REOPEN_LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Sizes and intervals of the embedded backend.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// sled's page cache.
+    pub cache_bytes: u64,
+    /// Size of a log segment.
+    pub segment_bytes: u64,
+    /// Log bytes after which a checkpoint runs.
+    pub checkpoint_bytes: u64,
+    /// A checkpoint runs at least this often while anything was written.
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            cache_bytes: 64 << 20,
+            segment_bytes: 64 << 20,
+            checkpoint_bytes: 16 << 20,
+            checkpoint_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The log in front of sled, in a data directory.
+pub struct Embedded {
+    inner: Arc<Inner>,
+    checkpointer: Option<thread::JoinHandle<()>>,
+}
+
+struct Inner {
+    db_path: PathBuf,
+    wal_dir: PathBuf,
+    options: Options,
+    /// `None` after sled failed, until `recover` reopens it.
+    db: RwLock<Option<sled::Db>>,
+    wal: Mutex<Wal>,
+    applied: AtomicU64,
+    checkpoint: Mutex<Checkpoint>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct Checkpoint {
+    /// Log bytes since the last checkpoint.
+    bytes: u64,
+    stop: bool,
+    /// Start positions of backups in progress: the log after them is kept.
+    pins: Vec<u64>,
+}
+
+impl Embedded {
+    /// Opens (or creates) the store in `dir` (`dir/db`, `dir/wal`), replaying the log.
+    pub fn open(dir: &Path, options: Options) -> Result<Self, StoreError> {
+        let db_path = dir.join("db");
+        let wal_dir = dir.join("wal");
+        fs::create_dir_all(&wal_dir).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let db = open_db(&db_path, options.cache_bytes)?;
+        let started = Instant::now();
+        let (applied, replayed, segments) = replay(&db, &wal_dir)?;
+        let inner = Arc::new(Inner {
+            db_path,
+            wal_dir: wal_dir.clone(),
+            options,
+            db: RwLock::new(Some(db)),
+            wal: Mutex::new(Wal::open(&wal_dir, options.segment_bytes, segments)?),
+            applied: AtomicU64::new(applied),
+            checkpoint: Mutex::default(),
+            wake: Condvar::new(),
+        });
+        // Recovery ends with a checkpoint: the replayed groups reach sled's files, and every
+        // old segment (with any torn tail) is removed.
+        inner.checkpoint()?;
+        if replayed > 0 {
+            tracing::info!(
+                replayed,
+                position = applied,
+                ms = started.elapsed().as_millis() as u64,
+                "write-ahead log replayed"
+            );
+        }
+        let for_thread = inner.clone();
+        let checkpointer = thread::Builder::new()
+            .name("vaultd-checkpoint".into())
+            .spawn(move || for_thread.run_checkpoints())
+            .map_err(|e| StoreError::Backend(format!("cannot start checkpointer: {e}")))?;
+        Ok(Self {
+            inner,
+            checkpointer: Some(checkpointer),
+        })
+    }
+}
+
+#[cfg(test)]
+impl Embedded {
+    /// The next append writes its log record, then fails as a failed `fdatasync` would.
+    pub(super) fn dangerous_fail_next_sync(&self) {
+        self.inner
+            .wal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .dangerous_fail_next_sync = true;
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        self.inner.lock_checkpoint().stop = true;
+        self.inner.wake.notify_all();
+        if let Some(thread) = self.checkpointer.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Backend for Embedded {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.inner.db()?.get(key).map_err(sled_error)?.map(|v| v.to_vec()))
+    }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let db = self.inner.db()?;
+        let mut out = Vec::new();
+        let iter = match after {
+            Some(after) => {
+                let mut start = after.to_vec();
+                start.push(0);
+                db.range(start..)
+            }
+            None => db.range(prefix.to_vec()..),
+        };
+        for item in iter {
+            let (k, v) = item.map_err(sled_error)?;
+            if !k.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn last(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
+        let last = self
+            .inner
+            .db()?
+            .scan_prefix(prefix)
+            .next_back()
+            .transpose()
+            .map_err(sled_error)?;
+        Ok(last.map(|(k, v)| (k.to_vec(), v.to_vec())))
+    }
+
+    fn apply(&self, group: &Group) -> Result<(), StoreError> {
+        let db = self.inner.db()?;
+        let record = wal::frame(group);
+        self.inner
+            .wal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .append(group.position, &record)?;
+        if let Err(e) = apply_to_sled(&db, group) {
+            // The group is durable in the log; sled is reopened and the log replayed.
+            *self.inner.db.write().unwrap_or_else(PoisonError::into_inner) = None;
+            return Err(e);
+        }
+        self.inner.applied.store(group.position, Ordering::Release);
+        let mut checkpoint = self.inner.lock_checkpoint();
+        checkpoint.bytes += record.len() as u64;
+        if checkpoint.bytes >= self.inner.options.checkpoint_bytes {
+            self.inner.wake.notify_all();
+        }
+        Ok(())
+    }
+
+    fn position(&self) -> u64 {
+        self.inner.applied.load(Ordering::Acquire)
+    }
+
+    fn recover(&self) -> Result<(), StoreError> {
+        if self.inner.db()
+            .is_ok()
+        {
+            // Only the log failed; it starts a new segment by itself.
+            return Ok(());
+        }
+        let mut slot = self.inner.db.write().unwrap_or_else(PoisonError::into_inner);
+        let deadline = Instant::now() + REOPEN_LOCK_WAIT;
+        let db = loop {
+            match open_db(&self.inner.db_path, self.inner.options.cache_bytes) {
+                Ok(db) => break db,
+                // Readers that cloned the old handle may still hold sled's file lock.
+                Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+                Err(e) => return Err(e),
+            }
+        };
+        let (applied, _, _) = replay(&db, &self.inner.wal_dir)?;
+        self.inner.applied.store(applied, Ordering::Release);
+        *slot = Some(db);
+        Ok(())
+    }
+
+    fn backup(&self, vault_id: &str, out: &mut dyn std::io::Write) -> Result<Summary, StoreError> {
+        let inner = &self.inner;
+        let start = {
+            let mut checkpoint = inner.lock_checkpoint();
+            let start = inner.applied.load(Ordering::Acquire);
+            checkpoint.pins.push(start);
+            start
+        };
+        let result = (|| {
+            let db = inner.db()?;
+            let mut file = backup::Writer::new(out, vault_id, start)?;
+            for item in db.iter() {
+                let (k, v) = item.map_err(sled_error)?;
+                if !k.starts_with(INTERNAL) {
+                    file.entry(&k, &v)?;
+                }
+            }
+            // The scan is fuzzy; the groups logged since `start` make it exact at `end`.
+            let end = inner.applied.load(Ordering::Acquire);
+            let mut next = start + 1;
+            wal::read(&inner.wal_dir, start, end, |group| {
+                if group.position != next {
+                    return Err(StoreError::Corrupt("log positions out of order".into()));
+                }
+                next += 1;
+                file.group(&group)
+            })?;
+            if next != end + 1 {
+                return Err(StoreError::Corrupt(format!(
+                    "the log lacks positions {next}..{end} needed by the backup"
+                )));
+            }
+            file.finish(end)
+        })();
+        let mut checkpoint = inner.lock_checkpoint();
+        if let Some(i) = checkpoint.pins.iter().position(|&p| p == start) {
+            checkpoint.pins.swap_remove(i);
+        }
+        result
+    }
+}
+
+impl Inner {
+    fn db(&self) -> Result<sled::Db, StoreError> {
+        self.db
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or(StoreError::Closed)
+    }
+
+    fn lock_checkpoint(&self) -> std::sync::MutexGuard<'_, Checkpoint> {
+        self.checkpoint.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The checkpointer: wakes when enough log was written, or at the interval if any was.
+    fn run_checkpoints(&self) {
+        loop {
+            let mut state = self.lock_checkpoint();
+            let deadline = Instant::now() + self.options.checkpoint_interval;
+            while !state.stop && state.bytes < self.options.checkpoint_bytes {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                state = self
+                    .wake
+                    .wait_timeout(state, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+            let (stop, bytes) = (state.stop, state.bytes);
+            state.bytes = 0;
+            drop(state);
+            if bytes > 0 || stop {
+                if let Err(e) = self.checkpoint() {
+                    tracing::warn!(error = %e, "checkpoint failed; the log is kept until the next one");
+                }
+            }
+            if stop {
+                return;
+            }
+        }
+    }
+
+    /// Makes sled durable up to the applied position, then removes the segments below it.
+    fn checkpoint(&self) -> Result<(), StoreError> {
+        let position = self.applied.load(Ordering::Acquire);
+        let db = self.db()?;
+        db.flush().map_err(sled_error)?;
+        sync_tree(&self.db_path).map_err(|e| StoreError::Backend(format!("fsync of sled: {e}")))?;
+        let through = self
+            .lock_checkpoint()
+            .pins
+            .iter()
+            .copied()
+            .fold(position, u64::min);
+        self.wal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove_through(through)?;
+        Ok(())
+    }
+}
+
+fn open_db(path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
+    sled::Config::new()
+        .path(path)
+        .cache_capacity(cache_bytes)
+        .flush_every_ms(None)
+        .open()
+        .map_err(sled_error)
+}
+
+/// Applies every logged group after sled's applied position; returns the position reached,
+/// how many groups were replayed, and the log's segments.
+fn replay(db: &sled::Db, wal_dir: &Path) -> Result<(u64, u64, Vec<wal::SegmentInfo>), StoreError> {
+    let stored = match db.get(APPLIED).map_err(sled_error)? {
+        None => 0,
+        Some(v) => u64::from_be_bytes(
+            v.as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("w/applied is not 8 bytes".into()))?,
+        ),
+    };
+    let mut position = stored;
+    let mut replayed = 0;
+    let segments = wal::read(wal_dir, stored, u64::MAX, |group| {
+        if group.position != position + 1 {
+            return Err(StoreError::Corrupt(format!(
+                "the log resumes at position {} but the index is at {position}: positions are \
+                 missing",
+                group.position
+            )));
+        }
+        apply_to_sled(db, &group)?;
+        position = group.position;
+        replayed += 1;
+        Ok(())
+    })?;
+    if let Some(last) = segments.iter().map(|s| s.last).max()
+        && last < stored
+        && segments.iter().any(|s| s.last >= s.first)
+    {
+        tracing::warn!(
+            log = last,
+            index = stored,
+            "the log ends before the index's applied position; continuing from the index"
+        );
+    }
+    Ok((position, replayed, segments))
+}
+
+fn apply_to_sled(db: &sled::Db, group: &Group) -> Result<(), StoreError> {
+    let mut batch = sled::Batch::default();
+    for (key, value) in &group.writes {
+        match value {
+            Some(value) => batch.insert(key.as_slice(), value.as_slice()),
+            None => batch.remove(key.as_slice()),
+        }
+    }
+    batch.insert(APPLIED, &group.position.to_be_bytes());
+    db.apply_batch(batch).map_err(sled_error)
+}
+
+/// fsyncs every file under `dir`, and the directories.
+fn sync_tree(dir: &Path) -> std::io::Result<()> {
+    for item in fs::read_dir(dir)? {
+        let item = item?;
+        let kind = item.file_type()?;
+        if kind.is_dir() {
+            sync_tree(&item.path())?;
+        } else if kind.is_file() {
+            fs::File::open(item.path())?.sync_all()?;
+        }
+    }
+    wal::sync_dir(dir)
+}
+
+fn sled_error(e: sled::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}

@@ -1,0 +1,336 @@
+//! The conformance suite: the same tests, unchanged, against every backend under the commit
+//! core (as `tests/kms_suite.rs` is for KMS providers).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::chain::{self, HeadSigner, LogEntry};
+use super::embedded::{Embedded, Options};
+use super::memory::Memory;
+use super::{Backend, Batch, Store, StoreError, decode_counter};
+
+/// A backend under test: opened, reopened over the same data, made to fail.
+trait Fixture: Sized {
+    fn new() -> Self;
+    fn backend(&self) -> Arc<dyn Backend>;
+    /// Drops the open backend and opens it again over the same data.
+    fn reopen(&mut self);
+    /// The next apply fails as a write or sync failure would.
+    fn fail_next_apply(&self);
+}
+
+struct MemoryFixture(Arc<Memory>);
+
+impl Fixture for MemoryFixture {
+    fn new() -> Self {
+        Self(Arc::default())
+    }
+    fn backend(&self) -> Arc<dyn Backend> {
+        self.0.clone()
+    }
+    fn reopen(&mut self) {}
+    fn fail_next_apply(&self) {
+        self.0.fail_applies.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+struct EmbeddedFixture {
+    dir: tempfile::TempDir,
+    backend: Option<Arc<Embedded>>,
+}
+
+fn small() -> Options {
+    Options {
+        cache_bytes: 8 << 20,
+        segment_bytes: 1 << 20,
+        ..Options::default()
+    }
+}
+
+impl Fixture for EmbeddedFixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let backend = Arc::new(Embedded::open(dir.path(), small()).expect("open"));
+        Self {
+            dir,
+            backend: Some(backend),
+        }
+    }
+    fn backend(&self) -> Arc<dyn Backend> {
+        self.backend.clone().expect("open")
+    }
+    fn reopen(&mut self) {
+        let old = self.backend.take().expect("open");
+        assert_eq!(Arc::strong_count(&old), 1, "the store over it was dropped");
+        drop(old);
+        self.backend = Some(Arc::new(
+            Embedded::open(self.dir.path(), small()).expect("reopen"),
+        ));
+    }
+    fn fail_next_apply(&self) {
+        self.backend
+            .as_ref()
+            .expect("open")
+            .dangerous_fail_next_sync();
+    }
+}
+
+struct TestSigner;
+
+impl HeadSigner for TestSigner {
+    fn sign_head(&self, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+        format!("head {seq} {}", vault_client::audit::hex(hash)).into_bytes()
+    }
+}
+
+fn store(f: &impl Fixture) -> Store {
+    let store = Store::open(f.backend()).expect("store");
+    store.set_head_signer(Some(Arc::new(TestSigner)));
+    store
+}
+
+fn entry(text: &'static str) -> LogEntry {
+    LogEntry::new(move |seq, prev| {
+        format!("{seq} {} {text}", vault_client::audit::hex(prev)).into_bytes()
+    })
+}
+
+fn counter(store: &Store, key: &[u8]) -> i64 {
+    decode_counter(&store.get(key).expect("get").expect("set")).expect("8 bytes")
+}
+
+/// Every entry's `prev` is the hash of the one before it, from genesis.
+fn assert_chain(store: &Store, entries: usize) {
+    let stored = store.scan(chain::ENTRIES, None, usize::MAX).expect("scan");
+    assert_eq!(stored.len(), entries);
+    let mut prev = vault_client::audit::GENESIS;
+    for (i, (key, bytes)) in stored.iter().enumerate() {
+        assert_eq!(chain::seq_of(key), Some(i as u64 + 1));
+        let text = String::from_utf8(bytes.clone()).expect("utf-8");
+        assert!(
+            text.starts_with(&format!("{} {} ", i + 1, vault_client::audit::hex(&prev))),
+            "entry {} chains onto the one before: {text}",
+            i + 1
+        );
+        prev = vault_client::audit::entry_hash(bytes);
+    }
+    let (head_key, _) = store.last(chain::HEADS).expect("last").expect("a head");
+    assert_eq!(chain::seq_of(&head_key), Some(entries as u64));
+}
+
+async fn failed_check_writes_nothing(f: impl Fixture) {
+    let store = store(&f);
+    let mut b = Batch::default();
+    b.check(b"k".to_vec(), Some(b"old".to_vec()))
+        .put(b"k".to_vec(), b"new".to_vec())
+        .log(entry("refused"));
+    assert!(matches!(store.commit(b).await, Err(StoreError::Conflict)));
+    assert_eq!(store.get(b"k").expect("get"), None);
+    assert!(store.last(chain::ENTRIES).expect("last").is_none());
+}
+
+async fn batches_in_one_group_see_the_writes_before_them(f: impl Fixture) {
+    let store = store(&f);
+    let mut first = Batch::default();
+    first
+        .check(b"k".to_vec(), None)
+        .put(b"k".to_vec(), b"v1".to_vec())
+        .add(b"n".to_vec(), 1);
+    let mut second = Batch::default();
+    second
+        .check(b"k".to_vec(), Some(b"v1".to_vec()))
+        .put(b"k".to_vec(), b"v2".to_vec())
+        .add(b"n".to_vec(), 1);
+    let mut stale = Batch::default();
+    stale
+        .check(b"k".to_vec(), None)
+        .put(b"k".to_vec(), b"lost".to_vec());
+    // Sent back to back, these usually share one group; the outcome must not depend on it.
+    let (a, b, c) = (
+        store.commit(first),
+        store.commit(second),
+        store.commit(stale),
+    );
+    a.await.expect("first");
+    b.await.expect("second sees the first");
+    assert!(matches!(c.await, Err(StoreError::Conflict)));
+    assert_eq!(store.get(b"k").expect("get").as_deref(), Some(&b"v2"[..]));
+    assert_eq!(counter(&store, b"n"), 2);
+}
+
+async fn counters_add_and_vanish_at_zero(f: impl Fixture) {
+    let store = store(&f);
+    let mut b = Batch::default();
+    b.add(b"c".to_vec(), 2).add(b"c".to_vec(), 1);
+    store.commit(b).await.expect("commit");
+    assert_eq!(counter(&store, b"c"), 3);
+    let mut b = Batch::default();
+    b.add(b"c".to_vec(), -3);
+    store.commit(b).await.expect("commit");
+    assert_eq!(store.get(b"c").expect("get"), None);
+}
+
+async fn concurrent_increments_are_not_lost(f: impl Fixture) {
+    let store = Arc::new(store(&f));
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut b = Batch::default();
+                b.add(b"n".to_vec(), 1).log(entry("inc"));
+                store.commit(b).await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("join").expect("commit");
+    }
+    assert_eq!(counter(&store, b"n"), 64);
+    assert_chain(&store, 64);
+}
+
+async fn scan_pages_within_prefix(f: impl Fixture) {
+    let store = store(&f);
+    let mut b = Batch::default();
+    for k in ["a/1", "a/2", "a/3", "b/1"] {
+        b.put(k.as_bytes().to_vec(), vec![1]);
+    }
+    store.commit(b).await.expect("commit");
+    let keys = |page: Vec<(Vec<u8>, Vec<u8>)>| page.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    assert_eq!(
+        keys(store.scan(b"a/", None, 2).expect("scan")),
+        [b"a/1".to_vec(), b"a/2".to_vec()]
+    );
+    assert_eq!(
+        keys(store.scan(b"a/", Some(b"a/2"), 10).expect("scan")),
+        [b"a/3".to_vec()]
+    );
+    assert_eq!(
+        store.last(b"a/").expect("last").map(|(k, _)| k),
+        Some(b"a/3".to_vec())
+    );
+    assert!(store.scan(b"c/", None, 10).expect("scan").is_empty());
+}
+
+async fn chain_and_counters_continue_across_groups_and_reopen(mut f: impl Fixture) {
+    for round in 0..3 {
+        let store = store(&f);
+        for i in 0..5 {
+            let mut b = Batch::default();
+            b.add(b"n".to_vec(), 1)
+                .put(format!("r{round}/{i}").into_bytes(), vec![i])
+                .log(entry("write"));
+            store.commit(b).await.expect("commit");
+        }
+        assert_chain(&store, 5 * (round + 1));
+        assert_eq!(counter(&store, b"n"), 5 * (round as i64 + 1));
+        let position = store.position();
+        drop(store);
+        f.reopen();
+        assert_eq!(f.backend().position(), position, "position survives reopen");
+    }
+}
+
+async fn a_failed_apply_changes_nothing_and_the_next_group_continues(f: impl Fixture) {
+    let store = store(&f);
+    let mut b = Batch::default();
+    b.put(b"k".to_vec(), b"1".to_vec())
+        .add(b"n".to_vec(), 1)
+        .log(entry("first"));
+    store.commit(b).await.expect("commit");
+    f.fail_next_apply();
+    let mut b = Batch::default();
+    b.put(b"k".to_vec(), b"2".to_vec())
+        .add(b"n".to_vec(), 1)
+        .log(entry("failed"));
+    assert!(matches!(store.commit(b).await, Err(StoreError::Backend(_))));
+    assert_eq!(store.get(b"k").expect("get").as_deref(), Some(&b"1"[..]));
+    let mut b = Batch::default();
+    b.put(b"k".to_vec(), b"3".to_vec())
+        .add(b"n".to_vec(), 1)
+        .log(entry("after"));
+    store.commit(b).await.expect("the store recovers");
+    assert_eq!(store.get(b"k").expect("get").as_deref(), Some(&b"3"[..]));
+    assert_eq!(counter(&store, b"n"), 2);
+    assert_chain(&store, 2);
+}
+
+async fn backup_lists_every_key_at_its_position(f: impl Fixture) {
+    let store = store(&f);
+    for i in 0..10u8 {
+        let mut b = Batch::default();
+        b.put(vec![b'k', i], vec![i]).log(entry("w"));
+        store.commit(b).await.expect("commit");
+    }
+    let mut file = Vec::new();
+    let summary = store.backup("v-1", &mut file).expect("backup");
+    assert_eq!(summary.position, store.position());
+    let mut keys = std::collections::BTreeMap::new();
+    let read = super::backup::read(&mut file.as_slice(), |item| {
+        match item {
+            super::backup::Item::Entry(k, v) => {
+                keys.insert(k, Some(v));
+            }
+            super::backup::Item::Group(g) => keys.extend(g.writes),
+        }
+        Ok(())
+    })
+    .expect("read back");
+    assert_eq!(read, summary);
+    assert_eq!(read.vault_id, "v-1");
+    for i in 0..10u8 {
+        assert_eq!(keys.get(&vec![b'k', i]), Some(&Some(vec![i])));
+    }
+    assert_eq!(
+        keys.keys().filter(|k| k.starts_with(chain::ENTRIES)).count(),
+        10
+    );
+}
+
+macro_rules! suite {
+    ($module:ident, $fixture:ty) => {
+        mod $module {
+            use super::*;
+
+            #[tokio::test]
+            async fn failed_check_writes_nothing() {
+                super::failed_check_writes_nothing(<$fixture>::new()).await;
+            }
+            #[tokio::test]
+            async fn batches_in_one_group_see_the_writes_before_them() {
+                super::batches_in_one_group_see_the_writes_before_them(<$fixture>::new()).await;
+            }
+            #[tokio::test]
+            async fn counters_add_and_vanish_at_zero() {
+                super::counters_add_and_vanish_at_zero(<$fixture>::new()).await;
+            }
+            #[tokio::test]
+            async fn concurrent_increments_are_not_lost() {
+                super::concurrent_increments_are_not_lost(<$fixture>::new()).await;
+            }
+            #[tokio::test]
+            async fn scan_pages_within_prefix() {
+                super::scan_pages_within_prefix(<$fixture>::new()).await;
+            }
+            #[tokio::test]
+            async fn chain_and_counters_continue_across_groups_and_reopen() {
+                super::chain_and_counters_continue_across_groups_and_reopen(<$fixture>::new())
+                    .await;
+            }
+            #[tokio::test]
+            async fn a_failed_apply_changes_nothing_and_the_next_group_continues() {
+                super::a_failed_apply_changes_nothing_and_the_next_group_continues(
+                    <$fixture>::new(),
+                )
+                .await;
+            }
+            #[tokio::test]
+            async fn backup_lists_every_key_at_its_position() {
+                super::backup_lists_every_key_at_its_position(<$fixture>::new()).await;
+            }
+        }
+    };
+}
+
+suite!(memory, MemoryFixture);
+suite!(embedded, EmbeddedFixture);
