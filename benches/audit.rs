@@ -23,8 +23,8 @@ use vault_client::Timestamp;
 use vault_client::audit::{Actor, Entry, Outcome, entry_hash, hex};
 use vaultd::audit::{AuditSigner, Event, request_id};
 use vaultd::policy::Identity;
-use vaultd::store::sled::SledStore;
-use vaultd::store::{Batch, Store};
+use vaultd::store::Batch;
+use vaultd::store::embedded;
 
 /// Size of a stored 1 KiB token record: header, binding, token and tag.
 const RECORD_SIZE: usize = 73 + 64 + 1024 + 16;
@@ -135,9 +135,10 @@ impl Write {
 
 fn commit(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = SledStore::open(&dir.path().join("db"), 64 << 20).expect("sled opens");
+    let store =
+        embedded::open_store(dir.path(), embedded::Options::default()).expect("store opens");
     let signer = AuditSigner::new(&[0x5a; 32], "bench-vault");
-    *store.head_signer().write().expect("not poisoned") = Some(Arc::new(signer));
+    store.set_head_signer(Some(Arc::new(signer)));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");

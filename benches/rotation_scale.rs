@@ -15,7 +15,7 @@ use vaultd::audit::Event;
 use vaultd::ids::{TenantId, TokenId};
 use vaultd::kms::local::LocalKms;
 use vaultd::secret::Secret;
-use vaultd::store::sled::SledStore;
+use vaultd::store::embedded;
 use vaultd::vault::PutToken;
 
 fn size(var: &str, default: usize) -> usize {
@@ -31,7 +31,14 @@ fn ev() -> Event {
 
 async fn open(dir: &std::path::Path) -> Vault {
     let kms = LocalKms::open(&dir.join("keys"), "bench", true).expect("kms");
-    let store = SledStore::open(&dir.join("data"), 256 << 20).expect("sled");
+    let store = embedded::open_store(
+        &dir.join("data"),
+        embedded::Options {
+            cache_bytes: 256 << 20,
+            ..embedded::Options::default()
+        },
+    )
+    .expect("store");
     let vault = Vault::open(Arc::new(store), Arc::new(kms))
         .await
         .expect("open");

@@ -11,9 +11,9 @@ use http::Method;
 use serde_json::Value;
 use vault_client::wire::{Binding, Expect, PutToken};
 use vault_client::{ApiCode, Client, Secret};
-use vaultd::store::Store as _;
+use vaultd::store::Store;
 use vaultd::store::chain::{entry_key, head_key};
-use vaultd::store::sled::SledStore;
+use vaultd::store::embedded;
 
 use common::{Daemon, SOCKET_GID, STRANGER_UID, contains, wait_unsealed};
 
@@ -191,13 +191,13 @@ async fn verify_after(
     daemon: &mut Daemon,
     pristine: &Path,
     anchor: Option<&str>,
-    tamper: impl FnOnce(&SledStore),
+    tamper: impl FnOnce(&Store),
 ) -> Value {
     let data = daemon.root.path().join("data");
     std::fs::remove_dir_all(&data).expect("rm data");
     copy_dir(pristine, &data);
     {
-        let store = SledStore::open(&data.join("db"), 1 << 20).expect("open copy");
+        let store = embedded::open_store(&data, embedded::Options::default()).expect("open copy");
         tamper(&store);
     }
     daemon.restart();
@@ -212,11 +212,11 @@ async fn verify_after(
     report
 }
 
-fn get(store: &SledStore, key: &[u8]) -> Vec<u8> {
+fn get(store: &Store, key: &[u8]) -> Vec<u8> {
     store.get(key).expect("get").expect("present")
 }
 
-fn set(store: &SledStore, key: Vec<u8>, value: Option<Vec<u8>>) {
+fn set(store: &Store, key: Vec<u8>, value: Option<Vec<u8>>) {
     let mut batch = vaultd::store::Batch::default();
     match value {
         Some(v) => batch.put(key, v),
@@ -239,7 +239,7 @@ fn block_on_commit(fut: vaultd::store::CommitFuture) {
 }
 
 /// One way of editing a stopped daemon's store.
-type Tamper = Box<dyn FnOnce(&SledStore)>;
+type Tamper = Box<dyn FnOnce(&Store)>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_verify_finds_each_kind_of_tampering() {
@@ -253,7 +253,7 @@ async fn daemon_verify_finds_each_kind_of_tampering() {
     let pristine = daemon.root.path().join("pristine");
     copy_dir(&daemon.root.path().join("data"), &pristine);
     let last = {
-        let store = SledStore::open(&pristine.join("db"), 1 << 20).expect("open");
+        let store = embedded::open_store(&pristine, embedded::Options::default()).expect("open");
         let (key, _) = store.last(b"a/e/").expect("last").expect("entries");
         vaultd::store::chain::seq_of(&key).expect("seq")
     };
@@ -262,7 +262,7 @@ async fn daemon_verify_finds_each_kind_of_tampering() {
     let cases: Vec<(&str, Tamper)> = vec![
         (
             "edited",
-            Box::new(|s: &SledStore| {
+            Box::new(|s: &Store| {
                 let e = String::from_utf8(get(s, &entry_key(4))).expect("utf8");
                 let edited = e
                     .replacen("\"outcome\":\"ok\"", "\"outcome\":\"denied\"", 1)
@@ -271,13 +271,10 @@ async fn daemon_verify_finds_each_kind_of_tampering() {
                 set(s, entry_key(4), Some(edited.into_bytes()));
             }),
         ),
-        (
-            "removed",
-            Box::new(|s: &SledStore| set(s, entry_key(4), None)),
-        ),
+        ("removed", Box::new(|s: &Store| set(s, entry_key(4), None))),
         (
             "swapped",
-            Box::new(|s: &SledStore| {
+            Box::new(|s: &Store| {
                 let (a, b) = (get(s, &entry_key(4)), get(s, &entry_key(5)));
                 set(s, entry_key(4), Some(b));
                 set(s, entry_key(5), Some(a));
@@ -285,7 +282,7 @@ async fn daemon_verify_finds_each_kind_of_tampering() {
         ),
         (
             "forged and re-chained in the middle",
-            Box::new(move |s: &SledStore| {
+            Box::new(move |s: &Store| {
                 // A careful forger: inserts a copy at 3, renumbers everything after it and
                 // recomputes every prev hash. Only the signed heads can catch this.
                 let mut lines: Vec<Value> = (1..=last)
@@ -306,7 +303,7 @@ async fn daemon_verify_finds_each_kind_of_tampering() {
         ),
         (
             "forged and appended after the last head",
-            Box::new(move |s: &SledStore| {
+            Box::new(move |s: &Store| {
                 let prev_line = get(s, &entry_key(last));
                 let mut forged: Value = serde_json::from_slice(&prev_line).expect("json");
                 forged["seq"] = (last + 1).into();
@@ -322,7 +319,7 @@ async fn daemon_verify_finds_each_kind_of_tampering() {
         ),
         (
             "tail entries cut, heads kept",
-            Box::new(move |s: &SledStore| {
+            Box::new(move |s: &Store| {
                 set(s, entry_key(last), None);
                 set(s, entry_key(last - 1), None);
             }),
@@ -347,23 +344,18 @@ async fn daemon_verify_finds_each_kind_of_tampering() {
         "untouched copy with its own anchor: {clean}"
     );
     let anchor_seq = before["head"]["seq"].as_u64().expect("seq");
-    let older = verify_after(
-        &mut daemon,
-        &pristine,
-        Some(&anchor),
-        move |s: &SledStore| {
-            // The state as it was before the recorded head: cut everything after an earlier head,
-            // entries and heads alike.
-            let earlier = (1..anchor_seq)
-                .rev()
-                .find(|q| s.get(&head_key(*q)).expect("get").is_some())
-                .expect("an earlier head");
-            for q in earlier + 1..=last {
-                set(s, entry_key(q), None);
-                set(s, head_key(q), None);
-            }
-        },
-    )
+    let older = verify_after(&mut daemon, &pristine, Some(&anchor), move |s: &Store| {
+        // The state as it was before the recorded head: cut everything after an earlier head,
+        // entries and heads alike.
+        let earlier = (1..anchor_seq)
+            .rev()
+            .find(|q| s.get(&head_key(*q)).expect("get").is_some())
+            .expect("an earlier head");
+        for q in earlier + 1..=last {
+            set(s, entry_key(q), None);
+            set(s, head_key(q), None);
+        }
+    })
     .await;
     assert_eq!(older["ok"], false, "older copy not found: {older}");
 }

@@ -331,16 +331,27 @@ impl Config {
 /// `cache_mib`, `wal_segment_mib`, `wal_checkpoint_mib`.
 fn storage_options(raw: &RawConfig) -> anyhow::Result<crate::store::embedded::Options> {
     let defaults = crate::store::embedded::Options::default();
-    let mib = |value: Option<u64>, default: u64, name: &str, range: std::ops::RangeInclusive<u64>| {
-        let v = value.unwrap_or(default >> 20);
-        if !range.contains(&v) {
-            bail!("{name} must be {}-{}", range.start(), range.end());
-        }
-        Ok(v << 20)
-    };
+    let mib =
+        |value: Option<u64>, default: u64, name: &str, range: std::ops::RangeInclusive<u64>| {
+            let v = value.unwrap_or(default >> 20);
+            if !range.contains(&v) {
+                bail!("{name} must be {}-{}", range.start(), range.end());
+            }
+            Ok(v << 20)
+        };
     Ok(crate::store::embedded::Options {
-        cache_bytes: mib(raw.cache_mib, defaults.cache_bytes, "cache_mib", 1..=1 << 20)?,
-        segment_bytes: mib(raw.wal_segment_mib, defaults.segment_bytes, "wal_segment_mib", 1..=4096)?,
+        cache_bytes: mib(
+            raw.cache_mib,
+            defaults.cache_bytes,
+            "cache_mib",
+            1..=1 << 20,
+        )?,
+        segment_bytes: mib(
+            raw.wal_segment_mib,
+            defaults.segment_bytes,
+            "wal_segment_mib",
+            1..=4096,
+        )?,
         checkpoint_bytes: mib(
             raw.wal_checkpoint_mib,
             defaults.checkpoint_bytes,

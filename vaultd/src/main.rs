@@ -19,8 +19,7 @@ use vaultd::kms::KmsProvider;
 use vaultd::kms::aws::AwsKms;
 use vaultd::kms::local::LocalKms;
 use vaultd::server::{self, App, Limits, Metrics};
-use vaultd::store::Store;
-use vaultd::store::embedded::Embedded;
+use vaultd::store::embedded;
 use vaultd::vault::Vault;
 
 /// First wait between auto-unseal attempts; it doubles up to [`UNSEAL_BACKOFF_MAX`].
@@ -125,8 +124,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 .context("AWS KMS provider")?,
         ),
     };
-    let backend = Embedded::open(&config.data_dir, config.storage).context("opening the store")?;
-    let store = Store::open(Arc::new(backend)).context("opening the store")?;
+    let store =
+        embedded::open_store(&config.data_dir, config.storage).context("opening the store")?;
     let vault = Vault::open(Arc::new(store), kms)
         .await
         .context("opening the vault")?;

@@ -483,16 +483,17 @@ async fn interrupted_destroy_is_finished_at_next_open() {
     }
     {
         // The state a crash leaves after the first destroy step: keys gone, records still there.
-        let store =
-            vaultd::store::sled::SledStore::open(&dir.path().join("data"), 1 << 20).expect("sled");
+        let store = vaultd::store::embedded::open_store(
+            &dir.path().join("data"),
+            vaultd::store::embedded::Options::default(),
+        )
+        .expect("store");
         let mut batch = vaultd::store::Batch::default();
         batch
             .delete(b"t/acme".to_vec())
             .delete(b"c/acme/0000000001".to_vec())
             .put(b"d/acme".to_vec(), vec![]);
-        vaultd::store::Store::commit(&store, batch)
-            .await
-            .expect("commit");
+        store.commit(batch).await.expect("commit");
     }
     let vault = open(dir.path()).await;
     vault.unseal(&mut ev()).await.expect("unseal");

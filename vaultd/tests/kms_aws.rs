@@ -20,8 +20,7 @@ use vaultd::ids::{TenantId, TokenId};
 use vaultd::kms::KmsError;
 use vaultd::kms::aws::AwsKms;
 use vaultd::secret::Secret;
-use vaultd::store::sled::SledStore;
-use vaultd::store::{Batch, Store};
+use vaultd::store::{Batch, Store, embedded};
 use vaultd::vault::PutToken;
 
 use moto::{Moto, Outage};
@@ -38,18 +37,23 @@ fn aws(sdk: &aws_config::SdkConfig, key_id: &str) -> AwsKms {
     AwsKms::new(sdk, key_id.parse().expect("key id"))
 }
 
-fn store(dir: &Path) -> Arc<SledStore> {
-    Arc::new(SledStore::open(&dir.join("db"), 16 << 20).expect("sled"))
+fn store(dir: &Path) -> Arc<Store> {
+    let options = embedded::Options {
+        cache_bytes: 16 << 20,
+        segment_bytes: 4 << 20,
+        ..embedded::Options::default()
+    };
+    Arc::new(embedded::open_store(dir, options).expect("store"))
 }
 
-async fn open(store: &Arc<SledStore>, kms: AwsKms) -> Vault {
+async fn open(store: &Arc<Store>, kms: AwsKms) -> Vault {
     Vault::open(store.clone(), Arc::new(kms))
         .await
         .expect("open vault")
 }
 
 /// A vault initialized under `key_id` on `moto`, then sealed.
-async fn sealed_vault(moto: &Moto, key_id: &str, store: &Arc<SledStore>) -> Vault {
+async fn sealed_vault(moto: &Moto, key_id: &str, store: &Arc<Store>) -> Vault {
     let vault = open(store, aws(&moto.sdk_config(), key_id)).await;
     vault.init(&mut ev()).await.expect("init");
     vault.seal(&mut ev()).await.expect("seal");
@@ -69,12 +73,12 @@ async fn unseal_fails(vault: &Vault) -> KmsError {
     }
 }
 
-async fn get_json(store: &Arc<SledStore>, key: &[u8]) -> serde_json::Value {
+async fn get_json(store: &Arc<Store>, key: &[u8]) -> serde_json::Value {
     let bytes = store.get(key).expect("get").expect("present");
     serde_json::from_slice(&bytes).expect("json")
 }
 
-async fn put_json(store: &Arc<SledStore>, key: &[u8], value: &serde_json::Value) {
+async fn put_json(store: &Arc<Store>, key: &[u8], value: &serde_json::Value) {
     let mut batch = Batch::default();
     batch.put(key.to_vec(), serde_json::to_vec(value).expect("json"));
     store.commit(batch).await.expect("commit");

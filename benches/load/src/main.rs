@@ -571,6 +571,7 @@ impl Counters {
         let ops = self.ops.load(Ordering::Relaxed);
         let errors = self.errors.load(Ordering::Relaxed);
         if json {
+            let secs = (secs * 1e3).round() / 1e3;
             let line =
                 serde_json::json!({"progress": {"secs": secs, "ops": ops, "errors": errors}});
             eprintln!("{line}");

@@ -64,11 +64,7 @@ pub struct Writer<'a> {
 
 impl<'a> Writer<'a> {
     /// Starts a backup of vault `vault_id` whose scan begins at log position `start`.
-    pub fn new(
-        out: &'a mut dyn io::Write,
-        vault_id: &str,
-        start: u64,
-    ) -> Result<Self, StoreError> {
+    pub fn new(out: &'a mut dyn io::Write, vault_id: &str, start: u64) -> Result<Self, StoreError> {
         let mut w = Self {
             out,
             vault_id: vault_id.to_owned(),
@@ -93,7 +89,9 @@ impl<'a> Writer<'a> {
     /// One key of the scan.
     pub fn entry(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         self.entries += 1;
-        let klen = u32::try_from(key.len()).map_err(|_| too_big())?.to_le_bytes();
+        let klen = u32::try_from(key.len())
+            .map_err(|_| too_big())?
+            .to_le_bytes();
         self.frame(ENTRY, &[&klen, key, value])
     }
 
@@ -210,7 +208,9 @@ pub fn read(
             }
             GROUP => {
                 groups += 1;
-                each(Item::Group(Group::decode(&payload).map_err(|_| bad("bad group"))?))?;
+                each(Item::Group(
+                    Group::decode(&payload).map_err(|_| bad("bad group"))?,
+                ))?;
             }
             END => break serde_json::from_slice(&payload).map_err(|_| bad("bad end frame"))?,
             _ => return Err(bad("unknown frame")),
@@ -294,7 +294,10 @@ mod tests {
         })
         .expect("group");
         let summary = w.finish(4).expect("finish");
-        assert_eq!((summary.entries, summary.groups, summary.position), (2, 1, 4));
+        assert_eq!(
+            (summary.entries, summary.groups, summary.position),
+            (2, 1, 4)
+        );
         out
     }
 
@@ -317,7 +320,10 @@ mod tests {
         for at in 0..bytes.len() {
             let mut damaged = bytes.clone();
             damaged[at] ^= 1;
-            assert!(read(&mut damaged.as_slice(), |_| Ok(())).is_err(), "flip at {at}");
+            assert!(
+                read(&mut damaged.as_slice(), |_| Ok(())).is_err(),
+                "flip at {at}"
+            );
             assert!(read(&mut &bytes[..at], |_| Ok(())).is_err(), "cut at {at}");
         }
     }

@@ -75,6 +75,11 @@ struct Checkpoint {
     pins: Vec<u64>,
 }
 
+/// The commit core over the embedded backend in `dir`: what the daemon runs.
+pub fn open_store(dir: &Path, options: Options) -> Result<super::Store, StoreError> {
+    super::Store::open(Arc::new(Embedded::open(dir, options)?))
+}
+
 impl Embedded {
     /// Opens (or creates) the store in `dir` (`dir/db`, `dir/wal`), replaying the log.
     pub fn open(dir: &Path, options: Options) -> Result<Self, StoreError> {
@@ -141,7 +146,12 @@ impl Drop for Embedded {
 
 impl Backend for Embedded {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.inner.db()?.get(key).map_err(sled_error)?.map(|v| v.to_vec()))
+        Ok(self
+            .inner
+            .db()?
+            .get(key)
+            .map_err(sled_error)?
+            .map(|v| v.to_vec()))
     }
 
     fn scan(
@@ -191,7 +201,11 @@ impl Backend for Embedded {
             .append(group.position, &record)?;
         if let Err(e) = apply_to_sled(&db, group) {
             // The group is durable in the log; sled is reopened and the log replayed.
-            *self.inner.db.write().unwrap_or_else(PoisonError::into_inner) = None;
+            *self
+                .inner
+                .db
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = None;
             return Err(e);
         }
         self.inner.applied.store(group.position, Ordering::Release);
@@ -208,13 +222,15 @@ impl Backend for Embedded {
     }
 
     fn recover(&self) -> Result<(), StoreError> {
-        if self.inner.db()
-            .is_ok()
-        {
+        if self.inner.db().is_ok() {
             // Only the log failed; it starts a new segment by itself.
             return Ok(());
         }
-        let mut slot = self.inner.db.write().unwrap_or_else(PoisonError::into_inner);
+        let mut slot = self
+            .inner
+            .db
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         let deadline = Instant::now() + REOPEN_LOCK_WAIT;
         let db = loop {
             match open_db(&self.inner.db_path, self.inner.options.cache_bytes) {
@@ -282,7 +298,9 @@ impl Inner {
     }
 
     fn lock_checkpoint(&self) -> std::sync::MutexGuard<'_, Checkpoint> {
-        self.checkpoint.lock().unwrap_or_else(PoisonError::into_inner)
+        self.checkpoint
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The checkpointer: wakes when enough log was written, or at the interval if any was.
@@ -304,10 +322,10 @@ impl Inner {
             let (stop, bytes) = (state.stop, state.bytes);
             state.bytes = 0;
             drop(state);
-            if bytes > 0 || stop {
-                if let Err(e) = self.checkpoint() {
-                    tracing::warn!(error = %e, "checkpoint failed; the log is kept until the next one");
-                }
+            if (bytes > 0 || stop)
+                && let Err(e) = self.checkpoint()
+            {
+                tracing::warn!(error = %e, "checkpoint failed; the log is kept until the next one");
             }
             if stop {
                 return;

@@ -8,16 +8,19 @@ use std::sync::{Mutex, PoisonError};
 use super::backup::{self, Summary};
 use super::{Backend, Entry, Group, StoreError};
 
+/// The keys, and the position of the last group applied.
+type State = (BTreeMap<Vec<u8>, Vec<u8>>, u64);
+
 /// Keys and the position, behind one lock.
 #[derive(Default)]
 pub(super) struct Memory {
-    state: Mutex<(BTreeMap<Vec<u8>, Vec<u8>>, u64)>,
+    state: Mutex<State>,
     /// The next this many applies fail before changing anything.
     pub(super) fail_applies: AtomicUsize,
 }
 
 impl Memory {
-    fn state(&self) -> std::sync::MutexGuard<'_, (BTreeMap<Vec<u8>, Vec<u8>>, u64)> {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -282,7 +282,9 @@ async fn backup_lists_every_key_at_its_position(f: impl Fixture) {
         assert_eq!(keys.get(&vec![b'k', i]), Some(&Some(vec![i])));
     }
     assert_eq!(
-        keys.keys().filter(|k| k.starts_with(chain::ENTRIES)).count(),
+        keys.keys()
+            .filter(|k| k.starts_with(chain::ENTRIES))
+            .count(),
         10
     );
 }

@@ -130,8 +130,8 @@ pub fn read(
         // there: those records were written but their sync failed (never acknowledged).
         let limit = headers.get(i + 1).copied().unwrap_or(u64::MAX);
         let data = fs::read(segment_path(dir, number)).map_err(io_error)?;
-        let scan = scan_segment(&data, first, limit, after, until, &mut each)
-            .map_err(|e| match e {
+        let scan =
+            scan_segment(&data, first, limit, after, until, &mut each).map_err(|e| match e {
                 Scan::Corrupt { offset, why } => corrupt_at(dir, number, offset, &why),
                 Scan::Store(e) => e,
             })?;
@@ -437,7 +437,10 @@ impl Wal {
     /// Removes every segment (but the active one) whose records are all at or below `through`;
     /// returns how many. The directory is fsynced after.
     pub fn remove_through(&mut self, through: u64) -> Result<usize, StoreError> {
-        let active = self.active.is_some().then(|| self.segments.last().map(|s| s.number));
+        let active = self
+            .active
+            .is_some()
+            .then(|| self.segments.last().map(|s| s.number));
         let mut removed = 0;
         let mut kept = Vec::with_capacity(self.segments.len());
         for s in std::mem::take(&mut self.segments) {
@@ -604,9 +607,15 @@ mod tests {
                     assert_eq!(seen, [1, 2]);
                 }
                 Err(StoreError::Corrupt(why)) => {
-                    assert!(index < 2, "flip at {at} in the last record is a tail: {why}");
+                    assert!(
+                        index < 2,
+                        "flip at {at} in the last record is a tail: {why}"
+                    );
                     assert!(why.contains("00000000000000000001.wal"), "{why}");
-                    assert!(why.contains(&format!("offset {}", start + index * record)), "{why}");
+                    assert!(
+                        why.contains(&format!("offset {}", start + index * record)),
+                        "{why}"
+                    );
                 }
                 Err(e) => panic!("unexpected {e}"),
             }

@@ -8,7 +8,7 @@ use vault_client::wire::Binding;
 use vaultd::Vault;
 use vaultd::kms::local::LocalKms;
 use vaultd::secret::Secret;
-use vaultd::store::sled::SledStore;
+use vaultd::store::embedded;
 use vaultd::vault::PutToken;
 
 pub const KEY_ID: &str = "local-1";
@@ -19,7 +19,12 @@ pub async fn open(dir: &Path) -> Vault {
 
 pub async fn open_with_key(dir: &Path, key_id: &str) -> Vault {
     let kms = LocalKms::open(&dir.join("keys"), key_id, true).expect("local kms");
-    let store = SledStore::open(&dir.join("data"), 16 << 20).expect("sled");
+    let options = embedded::Options {
+        cache_bytes: 16 << 20,
+        segment_bytes: 4 << 20,
+        ..embedded::Options::default()
+    };
+    let store = embedded::open_store(&dir.join("data"), options).expect("store");
     Vault::open(Arc::new(store), Arc::new(kms))
         .await
         .expect("open vault")
