@@ -4,6 +4,7 @@
 //! m/vault                 VaultMeta (JSON)
 //! m/mk/{version:010}      MasterKeyRecord (JSON): the KMS-wrapped master key
 //! m/audit-key             AuditKeyRecord (JSON): the audit keys wrapped under the master key
+//! m/restored              RestoreMarker (JSON): a restore not yet recorded in the audit log
 //! a/e/{seq:020}, a/h/{seq:020}  audit entries and signed heads (`store::chain`)
 //! t/{tenant}              TenantRecord (JSON): the tenant's wrapped DEK chain
 //! c/{tenant}/{version:010} record count of that DEK version (8-byte counter)
@@ -12,6 +13,7 @@
 //! d/{tenant}              tombstone: the tenant is being crypto-shredded
 //! j/{id}                  JobRecord (JSON): a background rewrap job and its cursor
 //! k/{seq:020}             index of key events in the audit log
+//! w/applied               the store's own: last log position applied (`store::embedded`)
 //! ```
 //! Ids never contain `/`, so every prefix names exactly one tenant.
 
@@ -23,6 +25,8 @@ use crate::store::StoreError;
 
 pub(crate) const META: &[u8] = b"m/vault";
 pub(crate) const AUDIT_KEY: &[u8] = b"m/audit-key";
+/// Left by a restore until the next unseal records it (`vault::backup`).
+pub(crate) const RESTORED: &[u8] = b"m/restored";
 pub(crate) const TENANTS: &[u8] = b"t/";
 pub(crate) const TOMBSTONES: &[u8] = b"d/";
 

@@ -10,6 +10,7 @@
 //! - `jobs`: background rewrap of stored records to the current key versions.
 //! - `rotation`: tenant and master key rotation, retirement, KMS migration.
 //! - `audit`: reading the audit log: pages, verification, export, HMAC of a value.
+//! - `backup`: consistent snapshots, and restore into a stopped vault's directory.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +30,7 @@ use crate::secret::{AuditKey, DataKey, KeyBytes, MasterKey};
 use crate::store::{Batch, Store, StoreError, chain};
 
 mod audit;
+mod backup;
 mod history;
 mod jobs;
 pub(crate) mod layout;
@@ -40,6 +42,7 @@ mod transit;
 use layout::{AuditKeyRecord, Bytes, MasterKeyRecord, TenantRecord, VaultMeta};
 
 pub use audit::{AuditFilter, MAX_AUDIT_PAGE};
+pub use backup::{RestoreError, RestoreOptions, Restored, restore};
 pub use tokens::{MAX_BINDING_FIELD_LEN, MAX_PAGE, MAX_SECRET_LEN, PutToken};
 pub use transit::{MAX_BATCH, MAX_CONTEXT_LEN, MAX_PLAINTEXT_LEN};
 
@@ -277,6 +280,7 @@ impl Vault {
         self.set_signer(Some(signer.clone()));
         *self.write_state() = State::Unsealed(Arc::new(Keys::new(meta, master, hmac, signer)));
         self.adopt_unsigned_tail().await;
+        self.record_restore().await;
         if let Err(e) = self.resume_jobs() {
             tracing::error!(error = %e, "could not resume rewrap jobs");
         }
