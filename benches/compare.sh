@@ -12,8 +12,8 @@
 # the same key scheme, value size and latency record), each server on a Unix socket in a temp
 # dir, killed by its PID at the end. Every row also gets the server's CPU time per operation
 # (vault-load --pid: user + system time of the server's process and those below it, so
-# PostgreSQL's postmaster with its backends). Then a sweep of p99 latency against concurrency for vaultd
-# unseal, redis GET and the PostgreSQL raw-AES read, plotted to docs/perf-latency.svg.
+# PostgreSQL's postmaster with its backends). Then a sweep of p99 latency against concurrency
+# for vaultd unseal, redis GET and the PostgreSQL raw-AES read, plotted to docs/perf-latency.svg.
 #
 #   benches/compare.sh --quick      # < 5 min once built (3 runs × 3 s per row, short sweep)
 #   benches/compare.sh              # 5 runs × 10 s per row, 3 runs per sweep point

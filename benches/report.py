@@ -396,7 +396,11 @@ def soak(args):
     settle_s = min(300, config["duration_s"] / 4)
     ref = next((s for s in samples if s["t_s"] >= settle_s), last)
     rss_change = (last["rss_kib"] - ref["rss_kib"]) / ref["rss_kib"] * 100
-    d_bytes = last["data_bytes"] - first["data_bytes"]
+    d_bytes = (
+        last["data_bytes"] - first["data_bytes"]
+        if last["data_bytes"] is not None and first["data_bytes"] is not None
+        else None
+    )
     d_ops = last["ops"] - first["ops"]
     d_seq = (
         last["audit_seq"] - first["audit_seq"]
@@ -422,14 +426,17 @@ def soak(args):
         "fds_max": max(s["fds"] for s in samples),
         "data_bytes_first": first["data_bytes"],
         "data_bytes_last": last["data_bytes"],
-        "data_bytes_per_op": d_bytes / d_ops if d_ops else None,
+        "data_bytes_per_op": d_bytes / d_ops if d_ops and d_bytes is not None else None,
         "audit_entries": d_seq,
-        "data_bytes_per_audit_entry": d_bytes / d_seq if d_seq else None,
+        "data_bytes_per_audit_entry": d_bytes / d_seq if d_seq and d_bytes is not None else None,
         "audit_entry_mean_bytes": statistics.mean(entry_bytes) if entry_bytes else None,
         "audit_entries_sized": len(entry_bytes),
+        "data_bytes_per_op_over_entry": None,
         "daemon_cpu_us_per_op": run.get("daemon_cpu_us_per_op"),
         "daemon_cores": run.get("daemon_cores"),
     }
+    if out["data_bytes_per_op"] is not None and out["audit_entry_mean_bytes"]:
+        out["data_bytes_per_op_over_entry"] = out["data_bytes_per_op"] / out["audit_entry_mean_bytes"]
     with open(args.samples, "a") as f:
         f.write(json.dumps(out) + "\n")
     mib = 1024
@@ -438,6 +445,8 @@ def soak(args):
         f"(peak {fmt_or_dash(config['peak_ops_per_sec'], '.0f')} x {config['fraction']}), "
         f"{config['concurrency']} connections, {len(samples)} samples"
     )
+    if config.get("peak_daemon_cpu_us_per_op"):
+        print(f"  peak       daemon CPU {config['peak_daemon_cpu_us_per_op']:.1f} us/op")
     print(
         f"  ops        {d_ops} ({fmt_or_dash(out['ops_per_sec'], '.0f')}/s), "
         f"{out['errors']} errors; daemon CPU "
@@ -451,14 +460,21 @@ def soak(args):
     )
     print(f"  fds        first {first['fds']}, last {last['fds']}, max {out['fds_max']}")
     print(
-        f"  disk       {first['data_bytes'] / 2**20:.1f} -> {last['data_bytes'] / 2**20:.1f} MiB: "
+        f"  disk       {mib_or_dash(first['data_bytes'])} -> {mib_or_dash(last['data_bytes'])} MiB: "
         f"{fmt_or_dash(out['data_bytes_per_op'], '.0f')} bytes per operation "
         f"({fmt_or_dash(out['data_bytes_per_audit_entry'], '.0f')} per audit entry, "
-        f"{fmt_or_dash(d_seq, 'd')} entries); a stored audit entry is "
-        f"{fmt_or_dash(out['audit_entry_mean_bytes'], '.0f')} bytes "
-        f"(mean of the last {len(entry_bytes)} token operations)"
+        f"{fmt_or_dash(d_seq, 'd')} entries)"
+    )
+    print(
+        f"  audit      a stored entry is {fmt_or_dash(out['audit_entry_mean_bytes'], '.0f')} bytes "
+        f"(mean of the last {len(entry_bytes)} token operations): the disk grew "
+        f"{fmt_or_dash(out['data_bytes_per_op_over_entry'], '.2f')}x that per operation"
     )
     print(f"  written: {os.path.relpath(args.samples)}")
+
+
+def mib_or_dash(n):
+    return "-" if n is None else f"{n / 2**20:.1f}"
 
 
 def audit_entry_sizes(path, last=100):

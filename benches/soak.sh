@@ -45,7 +45,9 @@ while [ $# -gt 0 ]; do
     shift
 done
 for n in "$DURATION" "$INTERVAL" "$PEAK_DURATION" "$CONCURRENCY" "$TOKENS" "$TENANTS"; do
-    case "$n" in ''|*[!0-9]*|0) echo "soak.sh: durations and counts are whole numbers >= 1" >&2; exit 2 ;; esac
+    case "$n" in
+        ''|*[!0-9]*|0) echo "soak.sh: durations and counts are whole numbers >= 1" >&2; exit 2 ;;
+    esac
 done
 mkdir -p "$(dirname "$OUT")"
 T0=$(date +%s)
@@ -72,12 +74,13 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 COMMON=(--value-size "$VALUE_SIZE" --tokens "$TOKENS" --tenants "$TENANTS" --json)
 
-PEAK=null
+PEAK=null PEAK_CPU=null
 if [ -z "$RATE" ]; then
     say "peak: mix 90/10, -c $CONCURRENCY, ${PEAK_DURATION}s against a daemon of vault-load's own"
     "$LOAD" --spawn "$BIN/vaultd" -w mix -c "$CONCURRENCY" --duration "$PEAK_DURATION" "${COMMON[@]}" \
         --label "soak peak" >"$WORK/peak.json"
-    PEAK=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["ops_per_sec"])' <"$WORK/peak.json")
+    read -r PEAK PEAK_CPU < <(python3 -c 'import json, sys; r = json.load(sys.stdin)
+print(r["ops_per_sec"], r["daemon_cpu_us_per_op"] or "null")' <"$WORK/peak.json")
     RATE=$(python3 -c "print(round($PEAK * $FRACTION))")
     say "peak $(printf '%.0f' "$PEAK") ops/s: the soak runs at $RATE ops/s"
 fi
@@ -97,9 +100,9 @@ curl -sf -o /dev/null --unix-socket "$SOCK" http://localhost/v1/sys/health \
     || { echo "soak.sh: vaultd not serving after 30 s; log:" >&2; cat "$WORK/vaultd.log" >&2; exit 1; }
 "$LOAD" --socket "$SOCK" --pid "$VAULTD_PID" --setup-only "${COMMON[@]}" >/dev/null
 
-printf '{"type":"config","duration_s":%s,"interval_s":%s,"rate":%s,"peak_ops_per_sec":%s,"fraction":%s,"concurrency":%s,"value_size":%s,"tokens":%s,"tenants":%s,"workload":"mix","machine":%s}\n' \
-    "$DURATION" "$INTERVAL" "$RATE" "$PEAK" "$FRACTION" "$CONCURRENCY" "$VALUE_SIZE" "$TOKENS" \
-    "$TENANTS" "$(python3 "$ROOT/benches/report.py" machine)" >"$OUT"
+printf '{"type":"config","duration_s":%s,"interval_s":%s,"rate":%s,"peak_ops_per_sec":%s,"peak_daemon_cpu_us_per_op":%s,"fraction":%s,"concurrency":%s,"value_size":%s,"tokens":%s,"tenants":%s,"workload":"mix","machine":%s}\n' \
+    "$DURATION" "$INTERVAL" "$RATE" "$PEAK" "$PEAK_CPU" "$FRACTION" "$CONCURRENCY" "$VALUE_SIZE" \
+    "$TOKENS" "$TENANTS" "$(python3 "$ROOT/benches/report.py" machine)" >"$OUT"
 
 # The operations done so far: the last progress line of vault-load (one a second, and a last
 # one when it ends), 0 before it starts.
@@ -119,15 +122,16 @@ sample() {
     ms=$(( $(now_ms) - START_MS ))
     t=$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))
     rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$VAULTD_PID/status")
-    fds=$(find "/proc/$VAULTD_PID/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
-    bytes=$(du -sb "$DATA" | cut -f1)
+    fds=$(ls -U "/proc/$VAULTD_PID/fd" 2>/dev/null | wc -l || true)
+    # du still prints the total when a file it listed is removed under it (and exits 1).
+    bytes=$(du -sb "$DATA" 2>/dev/null | cut -f1 || true)
     read -r ops errors < <(ops_done)
     # The log's last entry (the CLI's own reads are left out); null if the daemon did not answer.
     seq=$("$CLI" --socket "$SOCK" --json --timeout 10 audit tail -n 1 2>/dev/null \
         | sed -nE 's/^\{"seq":([0-9]+),.*/\1/p' || true)
     printf '{"type":"sample","t_s":%s,"rss_kib":%s,"fds":%s,"data_bytes":%s,"ops":%s,"errors":%s,"audit_seq":%s}\n' \
-        "$t" "$rss" "$fds" "$bytes" "$ops" "$errors" "${seq:-null}" >>"$OUT"
-    say "t=${t}s rss=$((rss / 1024)) MiB fds=$fds data=$((bytes / 1048576)) MiB ops=$ops errors=$errors audit_seq=${seq:-?}"
+        "$t" "$rss" "$fds" "${bytes:-null}" "$ops" "$errors" "${seq:-null}" >>"$OUT"
+    say "t=${t}s rss=$((rss / 1024)) MiB fds=$fds data=$((${bytes:-0} / 1048576)) MiB ops=$ops errors=$errors audit_seq=${seq:-?}"
 }
 
 sample
@@ -143,7 +147,11 @@ while kill -0 "$LOAD_PID" 2>/dev/null; do
     wake=$(( START_MS + k * INTERVAL * 1000 ))
     while kill -0 "$LOAD_PID" 2>/dev/null && [ "$(now_ms)" -lt "$wake" ]; do
         left=$(( wake - $(now_ms) ))
-        if [ "$left" -ge 1000 ]; then sleep 1; elif [ "$left" -gt 0 ]; then sleep "0.$(printf '%03d' "$left")"; fi
+        if [ "$left" -ge 1000 ]; then
+            sleep 1
+        elif [ "$left" -gt 0 ]; then
+            sleep "0.$(printf '%03d' "$left")"
+        fi
     done
     if [ "$(date +%s)" -gt "$DEADLINE" ]; then
         echo "soak.sh: vault-load still running 2 min after the duration; stopping it" >&2
@@ -163,5 +171,8 @@ if [ "$LOAD_RC" != 0 ]; then
 fi
 sample
 printf '{"type":"run","report":%s}\n' "$(cat "$WORK/run.json")" >>"$OUT"
-"$CLI" --socket "$SOCK" --json audit tail -n 1000 >"$WORK/entries.jsonl"
+# The last 1000 entries, of which the summary sizes the last 100 token operations (the entries
+# of the samples' own audit reads are among the last ones).
+"$CLI" --socket "$SOCK" --json audit tail -n 1000 >"$WORK/entries.jsonl" \
+    || echo "soak.sh: could not read the audit log's last entries" >&2
 python3 "$ROOT/benches/report.py" soak --samples "$OUT" --entries "$WORK/entries.jsonl"

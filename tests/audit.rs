@@ -379,8 +379,10 @@ async fn fails_closed_when_entries_cannot_be_written_and_recovers() {
         while f.write_all(&chunk).is_ok() {}
         let _ = f.flush();
     }
+    // The log's current segment is preallocated: writes go on until it is full (a 2 MiB
+    // segment: under 2,000 puts), and the next segment cannot be allocated.
     let mut refused = 0;
-    for i in 0..20 {
+    for i in 0..5000 {
         match c
             .put_token("acme", &format!("during-{i}"), &put(ACCOUNT))
             .await

@@ -44,6 +44,10 @@ pub struct Daemon {
     pub socket: PathBuf,
     pub config: PathBuf,
     pub log: PathBuf,
+    /// The data directory (`root/data` unless started with `start_on`).
+    pub data: PathBuf,
+    /// The local KMS provider's key directory (key id `test`).
+    pub keys: PathBuf,
     restarts: u32,
     /// Size of a private tmpfs mounted on the data directory (`start_on_tmpfs`).
     tmpfs_mib: Option<u32>,
@@ -52,19 +56,26 @@ pub struct Daemon {
 impl Daemon {
     /// Starts a daemon with a fresh (uninitialized) vault.
     pub fn start() -> Self {
-        Self::start_with(None)
+        Self::start_with(None, None)
+    }
+
+    /// Starts a daemon on an existing data directory (e.g. one restored from a backup) with the
+    /// local KMS keys in `keys` (another daemon's [`Daemon::keys`]); socket, config and log are
+    /// its own.
+    pub fn start_on(data: &Path, keys: &Path) -> Self {
+        Self::start_with(None, Some((data.to_owned(), keys.to_owned())))
     }
 
     /// Starts a daemon whose data directory is a private tmpfs of `mib` MiB, mounted in a mount
     /// namespace of its own (`unshare -m`, needs root), so tests can fill it to make writes
     /// fail with ENOSPC. The test reaches the mount through `/proc/PID/root`.
     pub fn start_on_tmpfs(mib: u32) -> Self {
-        Self::start_with(Some(mib))
+        Self::start_with(Some(mib), None)
     }
 
     /// The data directory as this test process can reach it.
     pub fn data_dir_seen_from_tests(&self) -> PathBuf {
-        let data = self.root.path().join("data");
+        let data = self.data.clone();
         match self.tmpfs_mib {
             None => data,
             Some(_) => PathBuf::from(format!("/proc/{}/root", self.pid()))
@@ -72,15 +83,21 @@ impl Daemon {
         }
     }
 
-    fn start_with(tmpfs_mib: Option<u32>) -> Self {
+    fn start_with(tmpfs_mib: Option<u32>, existing: Option<(PathBuf, PathBuf)>) -> Self {
         let root = tempfile::tempdir().expect("tempdir");
         let run = tempfile::tempdir().expect("tempdir");
         fs::set_permissions(run.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
-        let keys = root.path().join("keys");
-        std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700)
-            .create(&keys)
-            .expect("keys dir");
-        write_key_file(&keys.join("test.key"));
+        let (data, keys) = match existing {
+            Some(dirs) => dirs,
+            None => {
+                let keys = root.path().join("keys");
+                std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700)
+                    .create(&keys)
+                    .expect("keys dir");
+                write_key_file(&keys.join("test.key"));
+                (root.path().join("data"), keys)
+            }
+        };
         let socket = run.path().join("sock").join("vaultd.sock");
         let config = root.path().join("vaultd.toml");
         fs::write(
@@ -91,6 +108,8 @@ socket = "{socket}"
 socket_group = "nogroup"
 auto_unseal = true
 header_timeout_secs = 5
+cache_mib = 16
+wal_segment_mib = 2
 
 [kms]
 provider = "local"
@@ -100,9 +119,9 @@ key_id = "test"
 [[policy]]
 name = "operator"
 uids = [0]
-capabilities = ["sys:init", "sys:seal", "sys:unseal", "sys:status", "tenant:create", "tenant:destroy",
-  "token:seal", "token:unseal", "token:read", "token:delete", "transit:seal", "transit:unseal",
-  "keys:read", "keys:rotate", "audit:read"]
+capabilities = ["sys:init", "sys:seal", "sys:unseal", "sys:status", "sys:backup", "tenant:create",
+  "tenant:destroy", "token:seal", "token:unseal", "token:read", "token:delete", "transit:seal",
+  "transit:unseal", "keys:read", "keys:rotate", "audit:read"]
 tenants = ["*"]
 
 [[policy]]
@@ -111,7 +130,7 @@ uids = [{SEAL_ONLY_UID}]
 capabilities = ["token:seal"]
 tenants = ["*"]
 "#,
-                data = root.path().join("data").display(),
+                data = data.display(),
                 socket = socket.display(),
                 keys = keys.display(),
             ),
@@ -125,6 +144,8 @@ tenants = ["*"]
             socket,
             config,
             log,
+            data,
+            keys,
             restarts: 0,
             tmpfs_mib,
         };
@@ -145,7 +166,7 @@ tenants = ["*"]
                 cmd
             }
             Some(mib) => {
-                let data = self.root.path().join("data");
+                let data = self.data.clone();
                 fs::create_dir_all(&data).expect("data dir");
                 fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).expect("chmod");
                 let script = format!(
@@ -225,28 +246,7 @@ tenants = ["*"]
         args: &[&str],
         stdin: &[u8],
     ) -> std::process::Output {
-        use std::os::unix::process::CommandExt as _;
-        let mut cmd = Command::new(bin("vault-cli"));
-        cmd.args(args)
-            .env("VAULT_SOCKET", &self.socket)
-            .env_remove("VAULTD_LOG");
-        if let Some((uid, gid)) = ids {
-            // std drops supplementary groups (setgroups(0)) when a root parent sets uid.
-            cmd.uid(uid).gid(gid);
-        }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start vault-cli");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin)
-            .expect("write stdin");
-        child.wait_with_output().expect("vault-cli output")
+        cli_at(&self.socket, ids, args, stdin)
     }
 
     fn signal(&mut self, signal: i32) {
@@ -279,6 +279,38 @@ impl Drop for Daemon {
             let _ = child.wait();
         }
     }
+}
+
+/// Runs `vault-cli` against the daemon on `socket` as the given uid/gid (None: as the test
+/// runner); without a `Daemon` borrow, so it can run on another thread.
+pub fn cli_at(
+    socket: &Path,
+    ids: Option<(u32, u32)>,
+    args: &[&str],
+    stdin: &[u8],
+) -> std::process::Output {
+    use std::os::unix::process::CommandExt as _;
+    let mut cmd = Command::new(bin("vault-cli"));
+    cmd.args(args)
+        .env("VAULT_SOCKET", socket)
+        .env_remove("VAULTD_LOG");
+    if let Some((uid, gid)) = ids {
+        // std drops supplementary groups (setgroups(0)) when a root parent sets uid.
+        cmd.uid(uid).gid(gid);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start vault-cli");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin)
+        .expect("write stdin");
+    child.wait_with_output().expect("vault-cli output")
 }
 
 /// `kill(2)` through the `kill` command, keeping the tests free of `unsafe`.

@@ -3,6 +3,7 @@
 //! # Layout
 //! - `cli`: the command line as clap derive types.
 //! - `cmd`: one module per command group; `cmd::run` dispatches.
+//! - `file`: files written new, owner-only and complete (exports, backups).
 //! - `input`: reading secrets from stdin or a file (never from argv).
 //! - `output`: aligned tables and JSON.
 //!
@@ -11,6 +12,7 @@
 
 mod cli;
 mod cmd;
+mod file;
 mod input;
 mod output;
 

@@ -169,7 +169,13 @@ pub fn head_message(vault_id: &str, seq: u64, hash: &[u8; 32], time: Timestamp) 
 
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(2 * bytes.len());
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// Parses lower- or upper-case hex of exactly `N` bytes.
@@ -442,6 +448,13 @@ impl Verifier {
 mod tests {
     use super::*;
     use ed25519_dalek::{Signer, SigningKey};
+
+    #[test]
+    fn hex_is_lower_case_and_round_trips() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        let bytes: [u8; 32] = std::array::from_fn(|i| (i * 37) as u8);
+        assert_eq!(unhex::<32>(&hex(&bytes)), Some(bytes));
+    }
 
     fn key() -> SigningKey {
         SigningKey::from_bytes(&[7; 32])

@@ -3,7 +3,8 @@
 //! HTTP/1.1 with keep-alive: idle connections wait in a small pool and are reused; a connection
 //! the daemon closed while idle is noticed before use, and a request it never started on is
 //! retried once on a fresh connection. Every call is bounded by one timeout that covers connect,
-//! request and the whole answer body.
+//! request and the whole answer body, except [`Client::backup`], whose body streams for as long
+//! as it flows (the timeout then bounds the wait for each piece of it).
 //!
 //! Request bodies are serialized into zeroizing buffers of the exact size, and answer bodies are
 //! collected into zeroizing buffers, so the client leaves no copy of a secret behind in its own
@@ -24,6 +25,7 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::audit::{Outcome, Report};
@@ -206,6 +208,58 @@ impl Client {
         let body = answer.success()?;
         String::from_utf8(body.to_vec())
             .map_err(|_| Error::Protocol(format!("answer to {path} is not UTF-8")))
+    }
+
+    /// `GET /v1/sys/backup`: a consistent snapshot of the whole vault (ciphertext only; works
+    /// while sealed), written to `out` as it arrives; returns the number of bytes written.
+    /// Needs `sys:backup`.
+    ///
+    /// The client's timeout bounds the connection and the answer's headers, and then each wait
+    /// for the next piece of the body, not the whole transfer: a large vault takes minutes. A
+    /// backup the daemon could not complete breaks off ([`Error::Protocol`]) and what `out`
+    /// received fails the file's checksum; check the file before keeping it (`vault-cli backup
+    /// create` does). `out` is flushed, not synced.
+    pub async fn backup(&self, mut out: impl AsyncWrite + Unpin) -> Result<u64, Error> {
+        let path = "/v1/sys/backup";
+        let timeout = self.inner.timeout;
+        let (conn, response) = tokio::time::timeout(timeout, self.send(Method::GET, path, None))
+            .await
+            .map_err(|_| Error::Timeout)??;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let body = tokio::time::timeout(timeout, read_body(response.into_body()))
+                .await
+                .map_err(|_| Error::Timeout)??;
+            self.put_idle(conn);
+            return Err(Error::from_answer(status, &body));
+        }
+        let content_type = response.headers().get(CONTENT_TYPE);
+        if content_type.is_none_or(|t| t.as_bytes() != b"application/octet-stream") {
+            return Err(Error::Protocol(format!(
+                "answer to {path} is not application/octet-stream"
+            )));
+        }
+        let mut body = response.into_body();
+        let mut written = 0u64;
+        loop {
+            let frame = match tokio::time::timeout(timeout, body.frame()).await {
+                Err(_) => return Err(Error::Timeout),
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    return Err(Error::Protocol(format!(
+                        "the backup broke off after {written} bytes ({e}); the daemon's log says why"
+                    )));
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            if let Ok(data) = frame.into_data() {
+                out.write_all(&data).await.map_err(Error::Output)?;
+                written += data.len() as u64;
+            }
+        }
+        out.flush().await.map_err(Error::Output)?;
+        self.put_idle(conn);
+        Ok(written)
     }
 
     // ----- tenants -----
@@ -626,28 +680,38 @@ impl Client {
         path: String,
         body: Option<Zeroizing<Vec<u8>>>,
     ) -> Result<Answer, Error> {
-        let mut request = build_request(method, &path, body)?;
+        let (conn, response) = self.send(method, &path, body).await?;
+        let status = response.status().as_u16();
+        let request_id = response
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = read_body(response.into_body()).await?;
+        self.put_idle(conn);
+        Ok(Answer {
+            status,
+            body,
+            request_id,
+        })
+    }
+
+    /// Sends a request and waits for the answer's headers; the connection goes back to the pool
+    /// (`put_idle`) once the caller has read the body.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Zeroizing<Vec<u8>>>,
+    ) -> Result<(SendRequest<RequestBody>, http::Response<Incoming>), Error> {
+        let mut request = build_request(method, path, body)?;
         loop {
             let (mut conn, reused) = match self.take_idle().await {
                 Some(conn) => (conn, true),
                 None => (self.connect().await?, false),
             };
             match conn.try_send_request(request).await {
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    let request_id = response
-                        .headers()
-                        .get(REQUEST_ID)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned);
-                    let body = read_body(response.into_body()).await?;
-                    self.put_idle(conn);
-                    return Ok(Answer {
-                        status,
-                        body,
-                        request_id,
-                    });
-                }
+                Ok(response) => return Ok((conn, response)),
                 Err(mut err) => match err.take_message() {
                     // The request never left: a pooled connection went away. Try a fresh one.
                     Some(back) if reused => request = back,
@@ -1088,6 +1152,73 @@ mod tests {
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
         let err = client.status().await.unwrap_err();
         assert!(matches!(err, Error::Api { status: 503, .. }));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A server that answers one backup request per connection with `answer`, then closes.
+    async fn backup_server(name: &str, answer: &'static [u8]) -> (PathBuf, PathBuf) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+        let dir = std::env::temp_dir().join(format!("vault-client-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("s.sock");
+        let _ = std::fs::remove_file(&sock);
+        let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = stream.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                stream.write_all(answer).await.unwrap();
+                // Dropping the stream closes it: a chunked body without its last chunk is cut.
+            }
+        });
+        (dir, sock)
+    }
+
+    #[tokio::test]
+    async fn backup_streams_the_body_and_reports_a_cut() {
+        let (dir, sock) = backup_server(
+            "backup",
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n\
+              transfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+        )
+        .await;
+        let client = Client::new(&sock).with_timeout(Duration::from_secs(5));
+        let mut out = Vec::new();
+        assert_eq!(client.backup(&mut out).await.unwrap(), 5);
+        assert_eq!(out, b"abcde");
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let (dir, sock) = backup_server(
+            "backup-cut",
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n\
+              transfer-encoding: chunked\r\n\r\n3\r\nabc\r\n",
+        )
+        .await;
+        let client = Client::new(&sock).with_timeout(Duration::from_secs(5));
+        let mut out = Vec::new();
+        let err = client.backup(&mut out).await.unwrap_err();
+        assert!(matches!(err, Error::Protocol(_)), "{err:?}");
+        assert!(err.to_string().contains("broke off after 3 bytes"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let (dir, sock) = backup_server(
+            "backup-denied",
+            b"HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: 51\r\n\r\n\
+              {\"error\":{\"code\":\"denied\",\"message\":\"not granted\"}}",
+        )
+        .await;
+        let client = Client::new(&sock).with_timeout(Duration::from_secs(5));
+        let err = client.backup(Vec::new()).await.unwrap_err();
+        assert_eq!(err.code(), Some(&crate::ApiCode::Denied));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -25,6 +25,9 @@ pub enum Error {
     /// The socket could not be reached, or the connection broke.
     #[error("cannot connect to the vaultd socket")]
     Connect(#[source] io::Error),
+    /// The answer could not be written to the caller's output ([`Client::backup`](crate::Client::backup)).
+    #[error("cannot write the answer to the output")]
+    Output(#[source] io::Error),
     /// The answer was not HTTP or JSON of the expected shape.
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -38,7 +41,7 @@ impl Error {
     pub fn code(&self) -> Option<&ApiCode> {
         match self {
             Self::Api { code, .. } => Some(code),
-            Self::Connect(_) | Self::Protocol(_) | Self::Timeout => None,
+            Self::Connect(_) | Self::Output(_) | Self::Protocol(_) | Self::Timeout => None,
         }
     }
 

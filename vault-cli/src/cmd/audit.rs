@@ -7,9 +7,8 @@
 //! its own requests cannot keep it going. `verify --offline` reads only files.
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read as _, Write};
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -22,6 +21,7 @@ use vault_client::{AuditQuery, Client};
 
 use super::{AuditProblems, Ctx, Usage};
 use crate::cli::{Audit, AuditSearch, AuditVerify};
+use crate::file::{create_private, partial_path};
 use crate::input::read_lines;
 use crate::output::{or_dash, write_fields, write_json};
 
@@ -525,28 +525,6 @@ async fn write_export(
     }
 }
 
-/// Creates a new file readable by its owner only; an existing file or symlink is an error.
-fn create_private(path: &Path) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.set_permissions(fs::Permissions::from_mode(0o600))?;
-    Ok(file)
-}
-
-/// `DIR/.NAME.partial-PID` beside `path`.
-fn partial_path(path: &Path) -> anyhow::Result<PathBuf> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| Usage::new(format!("{} is not a file name", path.display())))?;
-    let mut partial = std::ffi::OsString::from(".");
-    partial.push(name);
-    partial.push(format!(".partial-{}", std::process::id()));
-    Ok(path.with_file_name(partial))
-}
-
 // ----- entries as text -----
 
 /// Column titles and the width each is padded to (the last is not padded), fixed so that the
@@ -656,15 +634,6 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].len(), MAX_LINE + 1);
         assert_eq!(got[1], b"next");
-    }
-
-    #[test]
-    fn partial_file_is_hidden_beside_the_target() {
-        let p = partial_path(Path::new("/tmp/x/audit.ndjson")).unwrap();
-        assert_eq!(p.parent(), Some(Path::new("/tmp/x")));
-        let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(name.starts_with(".audit.ndjson.partial-"), "{name}");
-        assert!(partial_path(Path::new("/")).is_err());
     }
 
     #[test]

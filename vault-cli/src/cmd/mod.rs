@@ -1,6 +1,7 @@
 //! One module per command group; [`run`] builds the client and dispatches.
 
 mod audit;
+mod backup;
 mod completions;
 mod keys;
 mod sys;
@@ -77,6 +78,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Audit(a) => audit::run(&ctx, a).await,
+            Command::Backup(b) => backup::run(&ctx, b).await,
             Command::Completions { .. } => Ok(()),
             Command::Keys(k) => keys::run(&ctx, k).await,
             Command::Operator(op) => sys::operator(&ctx, op).await,

@@ -61,6 +61,7 @@ capabilities! {
     AuditRead = "audit:read", false;
     KeysRead = "keys:read", true;
     KeysRotate = "keys:rotate", true;
+    SysBackup = "sys:backup", false;
     SysInit = "sys:init", false;
     SysSeal = "sys:seal", false;
     SysStatus = "sys:status", false;
@@ -272,6 +273,26 @@ mod tests {
             Capability::SysStatus,
             None
         ));
+    }
+
+    #[test]
+    fn backup_is_its_own_capability() {
+        let operator = Policy::new(vec![Rule {
+            name: "operator".into(),
+            uids: vec![0],
+            gids: vec![],
+            capabilities: vec![Capability::SysStatus, Capability::AuditRead],
+            tenants: vec![TenantPattern::Any],
+        }]);
+        assert!(!operator.allows_everywhere(&who(0, 0), Capability::SysBackup));
+        assert!(!policy().allows_everywhere(&who(1001, 1), Capability::SysBackup));
+        assert!(
+            Policy::insecure_dev_owner_only(7).allows_everywhere(&who(7, 7), Capability::SysBackup)
+        );
+        assert_eq!(
+            "sys:backup".parse::<Capability>(),
+            Ok(Capability::SysBackup)
+        );
     }
 
     #[test]

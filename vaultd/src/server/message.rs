@@ -1,8 +1,9 @@
-//! Request bodies in, JSON and errors out.
+//! Request bodies in; JSON, text, errors and streams out.
 
 use bytes::Bytes;
 pub(super) use http::StatusCode;
 use http::{HeaderValue, Response, header};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde::Serialize;
@@ -16,8 +17,10 @@ use crate::store::StoreError;
 /// Largest request body accepted.
 pub(super) const MAX_BODY: usize = 64 * 1024;
 
-/// A body the server sends.
-pub(super) type Body = Full<Bytes>;
+/// A body the server sends: whole (JSON, text) or streamed (`GET /v1/sys/backup`). A streamed
+/// body that fails sends an error frame, on which hyper aborts the connection, so the client
+/// sees an incomplete answer rather than a complete short one.
+pub(super) type Body = BoxBody<Bytes, std::io::Error>;
 
 /// An answer that is not a success: status, code and message.
 #[derive(Debug, Clone)]
@@ -125,7 +128,7 @@ pub(super) fn parse_required<T: DeserializeOwned>(body: &[u8]) -> Result<T, Fail
 /// A JSON answer.
 pub(super) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
     match serde_json::to_vec(value) {
-        Ok(bytes) => with_type(status, Bytes::from(bytes), "application/json"),
+        Ok(bytes) => whole(status, Bytes::from(bytes), "application/json"),
         Err(_) => failure(&Failure::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -136,7 +139,16 @@ pub(super) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body
 
 /// A plain-text answer.
 pub(super) fn text(status: StatusCode, body: String, content_type: &'static str) -> Response<Body> {
-    with_type(status, Bytes::from(body), content_type)
+    whole(status, Bytes::from(body), content_type)
+}
+
+/// A streamed answer of `content_type`; nothing of it is buffered here.
+pub(super) fn stream(
+    status: StatusCode,
+    body: impl hyper::body::Body<Data = Bytes, Error = std::io::Error> + Send + Sync + 'static,
+    content_type: &'static str,
+) -> Response<Body> {
+    with_type(status, BoxBody::new(body), content_type)
 }
 
 /// An error answer.
@@ -148,11 +160,16 @@ pub(super) fn failure(f: &Failure) -> Response<Body> {
         },
     };
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
-    with_type(f.status, Bytes::from(bytes), "application/json")
+    whole(f.status, Bytes::from(bytes), "application/json")
 }
 
-fn with_type(status: StatusCode, body: Bytes, content_type: &'static str) -> Response<Body> {
-    let mut response = Response::new(Full::new(body));
+fn whole(status: StatusCode, body: Bytes, content_type: &'static str) -> Response<Body> {
+    let body = Full::new(body).map_err(|never| match never {}).boxed();
+    with_type(status, body, content_type)
+}
+
+fn with_type(status: StatusCode, body: Body, content_type: &'static str) -> Response<Body> {
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

@@ -25,7 +25,13 @@ impl Metrics {
     }
 
     /// The exposition text.
-    pub(super) fn render(&self, state: VaultState, kms_provider: &str, kms_calls: u64) -> String {
+    pub(super) fn render(
+        &self,
+        state: VaultState,
+        kms_provider: &str,
+        kms_calls: u64,
+        store: &crate::store::Stats,
+    ) -> String {
         let mut out = String::new();
         out.push_str("# HELP vaultd_requests_total Requests answered, by route and HTTP status.\n");
         out.push_str("# TYPE vaultd_requests_total counter\n");
@@ -56,6 +62,29 @@ impl Metrics {
             VaultState::Unsealed => 2,
         };
         let _ = writeln!(out, "vaultd_state {state}");
+        let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+        for (name, help, n) in [
+            (
+                "vaultd_store_groups_total",
+                "Group commits made durable (one log write and fdatasync each).",
+                load(&store.groups),
+            ),
+            (
+                "vaultd_store_batches_total",
+                "Batches committed in those groups (one per write or audited request).",
+                load(&store.batches),
+            ),
+            (
+                "vaultd_store_failed_groups_total",
+                "Group commits that failed (every batch in them answered with an error).",
+                load(&store.failed_groups),
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {n}"
+            );
+        }
         out
     }
 }

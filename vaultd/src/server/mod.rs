@@ -4,8 +4,10 @@
 //! semaphore caps connections; accept errors back off; on shutdown the listener closes and
 //! in-flight requests drain (bounded by [`DRAIN_TIMEOUT`]). Each connection has a header-read
 //! timeout, which hyper also applies while a kept-alive connection waits for its next request.
+//! There is no timeout on writing an answer: a streamed backup (`GET /v1/sys/backup`) takes as
+//! long as it takes, and ends itself when the client stops reading (`api/backup.rs`).
 //!
-//! - `message`: body limits, JSON in and out, error answers.
+//! - `message`: body limits, JSON in and out, error answers, streamed answers.
 //! - `routes`: path and method → [`routes::Route`] and the capability it needs.
 //! - `api/`: one file per operation group.
 //! - `metrics`: request counters in Prometheus text format.

@@ -30,6 +30,7 @@ pub(super) enum Route {
         anchor: Option<Anchor>,
         accept: Vec<u64>,
     },
+    Backup,
     Job(String),
     KeyConfig(TenantId),
     KeyHistory(Option<TenantId>),
@@ -71,6 +72,7 @@ impl Route {
             Self::AuditList { .. } => "audit.list",
             Self::AuditPublicKey => "audit.pubkey",
             Self::AuditVerify { .. } => "audit.verify",
+            Self::Backup => "sys.backup",
             Self::Job(_) => "job.show",
             Self::KeyConfig(_) => "tenant.keys.config",
             Self::KeyHistory(_) => "keys.history",
@@ -109,6 +111,7 @@ impl Route {
             | Self::AuditList { .. }
             | Self::AuditPublicKey
             | Self::AuditVerify { .. } => Capability::AuditRead,
+            Self::Backup => Capability::SysBackup,
             Self::Job(_) | Self::KeyHistory(_) => Capability::KeysRead,
             Self::KeyConfig(_) | Self::Retire(_) | Self::RotateTenant(_) => Capability::KeysRotate,
             // Vault-wide key operations: granted only to rules that hold keys:rotate on "*"
@@ -135,7 +138,8 @@ impl Route {
     pub(super) fn vault_wide(&self) -> bool {
         matches!(
             self,
-            Self::Job(_)
+            Self::Backup
+                | Self::Job(_)
                 | Self::KmsRotate
                 | Self::MasterRotate
                 | Self::Rewrap
@@ -189,6 +193,7 @@ pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<
         ["v1", "sys", "init"] => only(&m, Method::POST, Route::Init)?,
         ["v1", "sys", "unseal"] => only(&m, Method::POST, Route::Unseal)?,
         ["v1", "sys", "seal"] => only(&m, Method::POST, Route::Seal)?,
+        ["v1", "sys", "backup"] => only(&m, Method::GET, Route::Backup)?,
         ["v1", "audit"] => {
             let (after, limit) = (
                 number(q.take("after"), 0)?,
@@ -455,6 +460,16 @@ mod tests {
         let status =
             |m: &Method, p: &str, q: Option<&str>| parse(m, p, q).err().map(|f| f.status.as_u16());
         assert_eq!(status(&Method::POST, "/v1/sys/health", None), Some(405));
+        let backup = parse(&Method::GET, "/v1/sys/backup", None).expect("backup route");
+        assert_eq!(
+            (backup.name(), backup.capability(), backup.vault_wide()),
+            ("sys.backup", Some(Capability::SysBackup), true)
+        );
+        assert_eq!(status(&Method::POST, "/v1/sys/backup", None), Some(405));
+        assert_eq!(
+            status(&Method::GET, "/v1/sys/backup", Some("tenant=acme")),
+            Some(400)
+        );
         assert_eq!(status(&Method::GET, "/v1/nope", None), Some(404));
         assert_eq!(status(&Method::GET, "/v1/tenants/a%2Fb", None), Some(400));
         assert_eq!(status(&Method::GET, "/v1/tenants/..", None), Some(400));

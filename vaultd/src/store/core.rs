@@ -9,6 +9,7 @@
 //! [`Group`] to apply atomically and durably.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, mpsc};
 use std::thread;
 
@@ -31,10 +32,22 @@ struct Job {
 /// The signer in force: set while unsealed, cleared (and the key dropped) when sealed.
 type Signer = Arc<RwLock<Option<Arc<dyn HeadSigner>>>>;
 
+/// What the writer has done since start (`GET /v1/sys/metrics`).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Groups applied (each one durable write, e.g. one log `fdatasync`).
+    pub groups: AtomicU64,
+    /// Batches committed in them.
+    pub batches: AtomicU64,
+    /// Groups that failed.
+    pub failed_groups: AtomicU64,
+}
+
 /// The store: reads from the backend, writes through the one writer thread.
 pub struct Store {
     backend: Arc<dyn Backend>,
     signer: Signer,
+    stats: Arc<Stats>,
     writer: mpsc::Sender<Job>,
     thread: Option<thread::JoinHandle<()>>,
 }
@@ -45,10 +58,12 @@ impl Store {
         let chain = chain_state(backend.as_ref())?;
         let (writer, queue) = mpsc::channel::<Job>();
         let signer = Signer::default();
+        let stats = Arc::new(Stats::default());
         let mut core = Writer {
             backend: backend.clone(),
             chain,
             signer: signer.clone(),
+            stats: stats.clone(),
             failed: false,
         };
         let thread = thread::Builder::new()
@@ -58,6 +73,7 @@ impl Store {
         Ok(Self {
             backend,
             signer,
+            stats,
             writer,
             thread: Some(thread),
         })
@@ -97,6 +113,11 @@ impl Store {
     /// Sets (unsealed) or clears (sealed) the signer of chain heads.
     pub fn set_head_signer(&self, signer: Option<Arc<dyn HeadSigner>>) {
         *self.signer.write().unwrap_or_else(PoisonError::into_inner) = signer;
+    }
+
+    /// Counts of the writer's work.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
     }
 
     /// The position of the last group applied.
@@ -142,6 +163,7 @@ struct Writer {
     backend: Arc<dyn Backend>,
     chain: ChainState,
     signer: Signer,
+    stats: Arc<Stats>,
     /// The last apply failed: recover before the next group.
     failed: bool,
 }
@@ -202,6 +224,14 @@ impl Writer {
             let group = staged.into_group(self.backend.position() + 1);
             self.backend.apply(&group)
         };
+        let counter = match applied {
+            Ok(()) => &self.stats.groups,
+            Err(_) => &self.stats.failed_groups,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .batches
+            .fetch_add(waiting.len() as u64, Ordering::Relaxed);
         if let Err(e) = &applied {
             tracing::error!(error = %e, "storage write failed; the store recovers before the next write");
             self.chain = start;

@@ -263,8 +263,16 @@ impl Backend for Embedded {
                     file.entry(&k, &v)?;
                 }
             }
-            // The scan is fuzzy; the groups logged since `start` make it exact at `end`.
-            let end = inner.applied.load(Ordering::Acquire);
+            // The scan is fuzzy; the groups logged since `start` make it exact at `end`. A group
+            // is logged before sled sees any of it, so every write the scan can have seen is in
+            // a group at or below the log's last position.
+            let end = inner
+                .wal
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .last_position()
+                .unwrap_or(start)
+                .max(start);
             let mut next = start + 1;
             wal::read(&inner.wal_dir, start, end, |group| {
                 if group.position != next {
@@ -362,8 +370,13 @@ fn open_db(path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
         .map_err(sled_error)
 }
 
-/// Applies every logged group after sled's applied position; returns the position reached,
-/// how many groups were replayed, and the log's segments.
+/// Re-applies every group the log holds, in order; returns the position reached, how many
+/// groups were replayed, and the log's segments.
+///
+/// sled is applied key by key, so after a crash it may hold part of a group, and `w/applied` is
+/// only a lower bound of what it holds. Every record the log still holds is therefore applied
+/// again: the segments below the last checkpoint are gone and sled held them durably; the rest
+/// are resolved groups, so re-applying them in order ends in exactly the state after the last.
 fn replay(db: &sled::Db, wal_dir: &Path) -> Result<(u64, u64, Vec<wal::SegmentInfo>), StoreError> {
     let stored = match db.get(APPLIED).map_err(sled_error)? {
         None => 0,
@@ -373,44 +386,54 @@ fn replay(db: &sled::Db, wal_dir: &Path) -> Result<(u64, u64, Vec<wal::SegmentIn
                 .map_err(|_| StoreError::Corrupt("w/applied is not 8 bytes".into()))?,
         ),
     };
-    let mut position = stored;
+    // First pass: where the log ends. If it ends below what sled holds (its tail was lost after
+    // sled applied it), sled is the newer copy and nothing is re-applied.
+    let mut log_end = None;
+    let segments = wal::read(wal_dir, 0, u64::MAX, |group| {
+        log_end = Some(group.position);
+        Ok(())
+    })?;
+    let Some(log_end) = log_end.filter(|&end| end >= stored) else {
+        if log_end.is_some() {
+            tracing::warn!(
+                index = stored,
+                "the log ends before the index's applied position; continuing from the index"
+            );
+        }
+        return Ok((stored, 0, segments));
+    };
+    let mut first = true;
     let mut replayed = 0;
-    let segments = wal::read(wal_dir, stored, u64::MAX, |group| {
-        if group.position != position + 1 {
+    wal::read(wal_dir, 0, log_end, |group| {
+        if first && group.position > stored + 1 {
             return Err(StoreError::Corrupt(format!(
-                "the log resumes at position {} but the index is at {position}: positions are \
-                 missing",
+                "the log starts at position {} but the index holds only up to {stored}: \
+                 positions are missing",
                 group.position
             )));
         }
+        first = false;
         apply_to_sled(db, &group)?;
-        position = group.position;
         replayed += 1;
         Ok(())
     })?;
-    if let Some(last) = segments.iter().map(|s| s.last).max()
-        && last < stored
-        && segments.iter().any(|s| s.last >= s.first)
-    {
-        tracing::warn!(
-            log = last,
-            index = stored,
-            "the log ends before the index's applied position; continuing from the index"
-        );
-    }
-    Ok((position, replayed, segments))
+    Ok((log_end, replayed, segments))
 }
 
+/// Applies a group's writes one by one (sled's atomic `apply_batch` forces its I/O buffer out
+/// with two `sync_file_range` calls per batch; the log already makes the group atomic), then
+/// `w/applied`.
 fn apply_to_sled(db: &sled::Db, group: &Group) -> Result<(), StoreError> {
-    let mut batch = sled::Batch::default();
     for (key, value) in &group.writes {
         match value {
-            Some(value) => batch.insert(key.as_slice(), value.as_slice()),
-            None => batch.remove(key.as_slice()),
+            Some(value) => db.insert(key.as_slice(), value.as_slice()).map(drop),
+            None => db.remove(key.as_slice()).map(drop),
         }
+        .map_err(sled_error)?;
     }
-    batch.insert(APPLIED, &group.position.to_be_bytes());
-    db.apply_batch(batch).map_err(sled_error)
+    db.insert(APPLIED, &group.position.to_be_bytes())
+        .map(drop)
+        .map_err(sled_error)
 }
 
 /// fsyncs every file under `dir`, and the directories.

@@ -31,7 +31,7 @@ pub mod wal;
 
 use chain::LogEntry;
 
-pub use core::Store;
+pub use core::{Stats, Store};
 pub use group::{Group, Write};
 
 /// A key and its value.

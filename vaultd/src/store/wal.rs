@@ -347,6 +347,15 @@ impl Wal {
         &self.segments
     }
 
+    /// The position of the last record appended or found at open.
+    pub fn last_position(&self) -> Option<u64> {
+        self.segments
+            .iter()
+            .rev()
+            .find(|s| s.last >= s.first)
+            .map(|s| s.last)
+    }
+
     /// Appends the framed record of the group at `position` and makes it durable: one write and
     /// one `fdatasync`. After a failure the segment is abandoned and the next append starts a
     /// new one at the same position.

@@ -481,6 +481,11 @@ impl Vault {
         }
     }
 
+    /// Counts of the store's group commits.
+    pub fn store_stats(&self) -> &crate::store::Stats {
+        self.inner.store.stats()
+    }
+
     fn store(&self) -> &Store {
         &self.inner.store
     }

@@ -3,6 +3,7 @@
 //! written, the answer is `503 audit_unavailable` and no result is returned).
 //!
 //! - `sys`: health, status, init, seal, unseal, metrics.
+//! - `backup`: the streamed snapshot of the whole vault.
 //! - `tenants`: create, list, show, destroy.
 //! - `tokens`: put, unseal, metadata, list, delete.
 //! - `transit`: seal and unseal blobs, single and batch.
@@ -22,6 +23,7 @@ use crate::audit::{Event, request_id};
 use crate::policy::Identity;
 
 mod audit;
+mod backup;
 mod keys;
 mod sys;
 mod tenants;
@@ -127,6 +129,7 @@ async fn serve(
         | Route::AuditHash
         | Route::AuditPublicKey
         | Route::AuditExport { .. } => audit::serve(app, route, &body),
+        Route::Backup => backup::serve(app, &body),
         Route::Job(_)
         | Route::KeyConfig(_)
         | Route::KeyHistory(_)

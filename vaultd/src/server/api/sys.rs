@@ -63,9 +63,12 @@ pub(super) async fn serve(
         }
         Route::Metrics => {
             let kms = vault.kms();
-            let text = app
-                .metrics
-                .render(vault.state(), kms.provider(), kms.calls());
+            let text = app.metrics.render(
+                vault.state(),
+                kms.provider(),
+                kms.calls(),
+                vault.store_stats(),
+            );
             Ok(http::text(
                 StatusCode::OK,
                 text,
