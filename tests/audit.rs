@@ -11,8 +11,8 @@ use http::Method;
 use serde_json::Value;
 use vault_client::wire::{Binding, Expect, PutToken};
 use vault_client::{ApiCode, Client, Secret};
+use vaultd::audit::chain::{entry_key, head_key};
 use vaultd::store::Store;
-use vaultd::store::chain::{entry_key, head_key};
 use vaultd::store::embedded;
 
 use common::{Daemon, SOCKET_GID, STRANGER_UID, contains, wait_unsealed};
@@ -255,7 +255,7 @@ async fn daemon_verify_finds_each_kind_of_tampering() {
     let last = {
         let store = embedded::open_store(&pristine, embedded::Options::default()).expect("open");
         let (key, _) = store.last(b"a/e/").expect("last").expect("entries");
-        vaultd::store::chain::seq_of(&key).expect("seq")
+        vaultd::audit::chain::seq_of(&key).expect("seq")
     };
     assert!(last >= 8, "enough entries to tamper with ({last})");
 

@@ -5,7 +5,7 @@
 //! See `docs/key-hierarchy.md` and `docs/record-format.md`.
 //!
 //! # Layout
-//! - [`audit`]: audit events, HMAC of personal data, the signer of chain heads.
+//! - [`audit`]: audit events, HMAC of personal data, the signer of chain heads, the hash chain, reading and verifying the log.
 //! - [`config`]: the TOML file, environment and flags, checked into a `Config`.
 //! - [`error`]: the error type and its one map to HTTP status codes.
 //! - [`ids`]: tenant and token ids, checked at the edge.
@@ -16,7 +16,7 @@
 //! - [`policy`]: caller identities and capabilities.
 //! - [`record`]: record format v1 for stored tokens and transit blobs.
 //! - [`server`]: the HTTP API on a Unix socket.
-//! - [`store`]: storage interface and the sled backend with group commit.
+//! - [`store`]: the commit core (group commit) over a small backend interface; the write-ahead log in front of sled; backups.
 //! - [`vault`]: the lifecycle state machine and every operation.
 //! - `os`: process hardening; the only module with `unsafe` code.
 #![deny(unsafe_code)]

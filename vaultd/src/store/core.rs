@@ -15,8 +15,8 @@ use std::thread;
 
 use tokio::sync::oneshot;
 
-use super::chain::{self, ChainState, HeadSigner};
 use super::{Backend, Batch, CommitFuture, Entry, Group, Op, StoreError, decode_counter};
+use crate::audit::chain::{self, ChainState, HeadSigner};
 
 /// Most batches one group covers; more wait for the next.
 const GROUP_MAX: usize = 1024;

@@ -365,6 +365,8 @@ fn open_db(path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
     sled::Config::new()
         .path(path)
         .cache_capacity(cache_bytes)
+        .use_compression(true)
+        .compression_factor(1)
         .flush_every_ms(None)
         .open()
         .map_err(sled_error)

@@ -19,7 +19,6 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub mod backup;
-pub mod chain;
 mod core;
 pub mod embedded;
 mod group;
@@ -29,7 +28,7 @@ mod memory;
 mod suite;
 pub mod wal;
 
-use chain::LogEntry;
+use crate::audit::chain::LogEntry;
 
 pub use core::{Stats, Store};
 pub use group::{Group, Write};

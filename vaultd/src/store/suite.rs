@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::chain::{self, HeadSigner, LogEntry};
 use super::embedded::{Embedded, Options};
 use super::memory::Memory;
 use super::{Backend, Batch, Store, StoreError, decode_counter};
+use crate::audit::chain::{self, HeadSigner, LogEntry};
 
 /// A backend under test: opened, reopened over the same data, made to fail.
 trait Fixture: Sized {

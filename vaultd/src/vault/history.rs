@@ -9,9 +9,10 @@ use super::Vault;
 use super::layout::{self, MasterKeyRecord, VaultMeta};
 use super::tenants::not_found;
 use crate::audit::KEY_EVENTS;
+use crate::audit::chain;
 use crate::error::Error;
 use crate::ids::TenantId;
-use crate::store::{StoreError, chain};
+use crate::store::StoreError;
 
 impl Vault {
     /// Key events (of one tenant, or all) and the live key versions with counts and ages.

@@ -5,7 +5,7 @@
 //! m/mk/{version:010}      MasterKeyRecord (JSON): the KMS-wrapped master key
 //! m/audit-key             AuditKeyRecord (JSON): the audit keys wrapped under the master key
 //! m/restored              RestoreMarker (JSON): a restore not yet recorded in the audit log
-//! a/e/{seq:020}, a/h/{seq:020}  audit entries and signed heads (`store::chain`)
+//! a/e/{seq:020}, a/h/{seq:020}  audit entries and signed heads (`audit::chain`)
 //! t/{tenant}              TenantRecord (JSON): the tenant's wrapped DEK chain
 //! c/{tenant}/{version:010} record count of that DEK version (8-byte counter)
 //! r/{tenant}/{token}      token record (record format v1)

@@ -9,7 +9,6 @@
 //! - `history`: key events and live key versions.
 //! - `jobs`: background rewrap of stored records to the current key versions.
 //! - `rotation`: tenant and master key rotation, retirement, KMS migration.
-//! - `audit`: reading the audit log: pages, verification, export, HMAC of a value.
 //! - `backup`: consistent snapshots, and restore into a stopped vault's directory.
 
 use std::collections::HashMap;
@@ -21,15 +20,15 @@ use vault_client::wire::{InitResponse, KmsInfo, Status, VaultState};
 
 use vault_client::audit::{OP_ADOPT_UNSIGNED, OP_TRUNCATED, Outcome};
 
+use crate::audit::chain;
 use crate::audit::{AuditSigner, Event};
 use crate::error::Error;
 use crate::ids::TenantId;
 use crate::keys::wrap::{self, AuditPurpose, DekSlot};
 use crate::kms::{EncryptionContext, KmsProvider, WrappedMasterKey};
 use crate::secret::{AuditKey, DataKey, KeyBytes, MasterKey};
-use crate::store::{Batch, Store, StoreError, chain};
+use crate::store::{Batch, Store, StoreError};
 
-mod audit;
 mod backup;
 mod history;
 mod jobs;
@@ -41,7 +40,7 @@ mod transit;
 
 use layout::{AuditKeyRecord, Bytes, MasterKeyRecord, TenantRecord, VaultMeta};
 
-pub use audit::{AuditFilter, MAX_AUDIT_PAGE};
+pub use crate::audit::{AuditFilter, MAX_AUDIT_PAGE};
 pub use backup::{RestoreError, RestoreOptions, Restored, restore};
 pub use tokens::{MAX_BINDING_FIELD_LEN, MAX_PAGE, MAX_SECRET_LEN, PutToken};
 pub use transit::{MAX_BATCH, MAX_CONTEXT_LEN, MAX_PLAINTEXT_LEN};
@@ -89,7 +88,7 @@ enum State {
 pub(crate) struct Keys {
     meta: VaultMeta,
     master: MasterKey,
-    audit_hmac: AuditKey,
+    pub(crate) audit_hmac: AuditKey,
     signer: Arc<AuditSigner>,
     deks: RwLock<HashMap<(TenantId, u32), Arc<DataKey>>>,
 }
@@ -424,7 +423,7 @@ impl Vault {
     }
 
     fn set_signer(&self, signer: Option<Arc<AuditSigner>>) {
-        let signer = signer.map(|s| s as Arc<dyn crate::store::chain::HeadSigner>);
+        let signer = signer.map(|s| s as Arc<dyn crate::audit::chain::HeadSigner>);
         self.inner.store.set_head_signer(signer);
     }
 
@@ -473,7 +472,7 @@ impl Vault {
         })
     }
 
-    fn keys(&self) -> Result<Arc<Keys>, Error> {
+    pub(crate) fn keys(&self) -> Result<Arc<Keys>, Error> {
         match &*self.read_state() {
             State::Uninitialized => Err(Error::Uninitialized),
             State::Sealed(_) => Err(Error::Sealed),
@@ -486,7 +485,7 @@ impl Vault {
         self.inner.store.stats()
     }
 
-    fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Store {
         &self.inner.store
     }
 

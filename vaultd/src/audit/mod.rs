@@ -1,6 +1,14 @@
-//! What the daemon records in the audit log (`docs/audit-log.md`): one [`Event`] per request or
-//! key event, personal data only as an HMAC under the audit key, and the Ed25519 signer of chain
-//! heads. The chain itself is kept by the store (`store::chain`).
+//! The audit log (`docs/audit-log.md`), in one place: what the daemon records — one [`Event`]
+//! per request or key event, personal data only as an HMAC under the audit key — and the
+//! Ed25519 signer of chain heads; the chain (`chain`, sequenced and hashed by the store's
+//! commit core in commit order); and reading it back (`read`: filtered pages, verification,
+//! export). The verifier itself is `vault_client::audit`, shared with the offline
+//! `vault-cli audit verify`.
+
+pub mod chain;
+mod read;
+
+pub use read::{AuditFilter, MAX_AUDIT_PAGE};
 
 use std::collections::BTreeMap;
 
@@ -12,7 +20,7 @@ use vault_client::audit::{Actor, Entry, Head, HeadLine, Outcome, SystemActor, he
 
 use crate::policy::Identity;
 use crate::secret::AuditKey;
-use crate::store::chain::{HeadSigner, LogEntry};
+use chain::{HeadSigner, LogEntry};
 
 /// One audit event being assembled: the server creates it, the engine fills in key versions and
 /// binding HMACs, and it is recorded exactly once, inside the operation's own write when there

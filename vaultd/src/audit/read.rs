@@ -4,11 +4,11 @@ use vault_client::Timestamp;
 use vault_client::audit::{Actor, Anchor, Entry, HeadLine, Outcome, Report, Verifier, public_key};
 use vault_client::wire::{AuditPage, AuditPublicKey};
 
-use super::Vault;
-use super::layout::{self, AuditKeyRecord};
+use super::chain::{self, ENTRIES, HEADS};
 use crate::error::Error;
 use crate::store::StoreError;
-use crate::store::chain::{self, ENTRIES, HEADS};
+use crate::vault::Vault;
+use crate::vault::layout::{self, AuditKeyRecord};
 
 /// Entries read per store scan.
 const SCAN_PAGE: usize = 4096;
