@@ -21,6 +21,10 @@ use super::{Backend, Entry, Group, StoreError};
 const APPLIED: &[u8] = b"w/applied";
 /// Keys of the store itself, never part of a snapshot.
 const INTERNAL: &[u8] = b"w/";
+/// sled writes a snapshot of its page table after this many operations; its recovery reads the
+/// last snapshot and replays its own log after it (the default, 1,000,000, made a start with
+/// 1,000,000 tokens replay up to that many).
+const SNAPSHOT_AFTER_OPS: u64 = 100_000;
 /// How long a reopen waits for in-flight readers to release the old handle's file lock.
 const REOPEN_LOCK_WAIT: Duration = Duration::from_secs(2);
 
@@ -330,6 +334,14 @@ impl Inner {
             let (stop, bytes) = (state.stop, state.bytes);
             state.bytes = 0;
             drop(state);
+            if stop {
+                // Everything is applied: after this checkpoint the whole log can go, the active
+                // segment included, and the next start replays nothing.
+                self.wal
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .close();
+            }
             if (bytes > 0 || stop)
                 && let Err(e) = self.checkpoint()
             {
@@ -347,6 +359,8 @@ impl Inner {
         let db = self.db()?;
         db.flush().map_err(sled_error)?;
         sync_tree(&self.db_path).map_err(|e| StoreError::Backend(format!("fsync of sled: {e}")))?;
+        wal::write_checkpoint(&self.wal_dir, position)
+            .map_err(|e| StoreError::Backend(format!("writing the checkpoint: {e}")))?;
         let through = self
             .lock_checkpoint()
             .pins
@@ -361,24 +375,40 @@ impl Inner {
     }
 }
 
+/// Opens sled with page compression (zstd level 1: audit entries are JSON with hex fields, and
+/// compressed pages are what keeps the disk near one entry's size per audited request). A
+/// database created without compression (before it was on) is opened as it is: sled cannot
+/// switch; a backup restored into a new directory converts it.
 fn open_db(path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
-    sled::Config::new()
-        .path(path)
-        .cache_capacity(cache_bytes)
-        .use_compression(true)
-        .compression_factor(1)
-        .flush_every_ms(None)
-        .open()
-        .map_err(sled_error)
+    let open = |compression: bool| {
+        sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .use_compression(compression)
+            .compression_factor(1)
+            .snapshot_after_ops(SNAPSHOT_AFTER_OPS)
+            .flush_every_ms(None)
+            .open()
+    };
+    match open(true) {
+        Err(sled::Error::Unsupported(why)) if why.contains("compression") => {
+            tracing::warn!(
+                "this store was created without page compression; it is opened so (restore a \
+                 backup into a new directory to convert it)"
+            );
+            open(false).map_err(sled_error)
+        }
+        other => other.map_err(sled_error),
+    }
 }
 
 /// Re-applies every group the log holds, in order; returns the position reached, how many
 /// groups were replayed, and the log's segments.
 ///
 /// sled is applied key by key, so after a crash it may hold part of a group, and `w/applied` is
-/// only a lower bound of what it holds. Every record the log still holds is therefore applied
-/// again: the segments below the last checkpoint are gone and sled held them durably; the rest
-/// are resolved groups, so re-applying them in order ends in exactly the state after the last.
+/// only a lower bound of what it holds. Every record after the last checkpoint is therefore
+/// applied again: up to the checkpoint sled held everything durably; after it, the records are
+/// resolved groups, so re-applying them in order ends in exactly the state after the last.
 fn replay(db: &sled::Db, wal_dir: &Path) -> Result<(u64, u64, Vec<wal::SegmentInfo>), StoreError> {
     let stored = match db.get(APPLIED).map_err(sled_error)? {
         None => 0,
@@ -388,10 +418,13 @@ fn replay(db: &sled::Db, wal_dir: &Path) -> Result<(u64, u64, Vec<wal::SegmentIn
                 .map_err(|_| StoreError::Corrupt("w/applied is not 8 bytes".into()))?,
         ),
     };
+    // Groups up to the last checkpoint are durable in sled; the log may still hold some of them
+    // (the active segment is kept), and they are not applied again.
+    let checkpoint = wal::read_checkpoint(wal_dir)?;
     // First pass: where the log ends. If it ends below what sled holds (its tail was lost after
     // sled applied it), sled is the newer copy and nothing is re-applied.
     let mut log_end = None;
-    let segments = wal::read(wal_dir, 0, u64::MAX, |group| {
+    let segments = wal::read(wal_dir, checkpoint, u64::MAX, |group| {
         log_end = Some(group.position);
         Ok(())
     })?;
@@ -402,16 +435,17 @@ fn replay(db: &sled::Db, wal_dir: &Path) -> Result<(u64, u64, Vec<wal::SegmentIn
                 "the log ends before the index's applied position; continuing from the index"
             );
         }
-        return Ok((stored, 0, segments));
+        return Ok((stored.max(checkpoint), 0, segments));
     };
     let mut first = true;
     let mut replayed = 0;
-    wal::read(wal_dir, 0, log_end, |group| {
-        if first && group.position > stored + 1 {
+    wal::read(wal_dir, checkpoint, log_end, |group| {
+        if first && group.position > stored.max(checkpoint) + 1 {
             return Err(StoreError::Corrupt(format!(
-                "the log starts at position {} but the index holds only up to {stored}: \
-                 positions are missing",
-                group.position
+                "the log resumes at position {} but the index holds only up to {}: positions \
+                 are missing",
+                group.position,
+                stored.max(checkpoint)
             )));
         }
         first = false;
@@ -454,4 +488,49 @@ fn sync_tree(dir: &Path) -> std::io::Result<()> {
 
 fn sled_error(e: sled::Error) -> StoreError {
     StoreError::Backend(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_a_store_created_without_compression() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let db = sled::Config::new()
+                .path(dir.path().join("db"))
+                .use_compression(false)
+                .open()
+                .expect("old sled");
+            db.insert(b"k", b"v").expect("insert");
+            db.flush().expect("flush");
+        }
+        let store = Embedded::open(dir.path(), Options::default()).expect("opens");
+        assert_eq!(store.get(b"k").expect("get").as_deref(), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn a_clean_close_leaves_no_log_to_replay() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = Embedded::open(dir.path(), Options::default()).expect("open");
+            for position in 1..=3 {
+                let writes = vec![(vec![b'k', position as u8], Some(vec![1]))];
+                store.apply(&Group { position, writes }).expect("apply");
+            }
+        }
+        assert!(
+            wal::list_segments(&dir.path().join("wal"))
+                .expect("list")
+                .is_empty()
+        );
+        assert_eq!(
+            wal::read_checkpoint(&dir.path().join("wal")).expect("read"),
+            3
+        );
+        let store = Embedded::open(dir.path(), Options::default()).expect("reopen");
+        assert_eq!(store.position(), 3);
+        assert_eq!(store.get(&[b'k', 3]).expect("get"), Some(vec![1]));
+    }
 }

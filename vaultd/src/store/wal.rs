@@ -25,8 +25,14 @@ pub const RECORD_HEADER_LEN: usize = 8;
 const ALIGN: usize = 8;
 /// The least payload: a position and a write count.
 const MIN_PAYLOAD: usize = 12;
-/// The segment being prepared in the background.
-const SPARE: &str = "spare.tmp";
+/// The next segment, zero-filled and synced, ready to be renamed into place.
+const SPARE: &str = "spare";
+/// The spare while it is being written.
+const SPARE_TMP: &str = "spare.tmp";
+/// The position up to which sled was last made durable (`docs/storage.md`).
+const CHECKPOINT: &str = "checkpoint";
+/// First bytes of the checkpoint file.
+const CHECKPOINT_MAGIC: &[u8; 8] = b"vaultckp";
 /// Zero-fill chunk.
 const ZEROS: usize = 1 << 20;
 
@@ -309,6 +315,8 @@ pub struct Wal {
     active: Option<Active>,
     next_number: u64,
     spare: Option<JoinHandle<io::Result<()>>>,
+    /// A spare of the right size is in place.
+    spare_ready: bool,
     /// Tests: the next append writes its record, then fails as a failed `fdatasync` would.
     #[cfg(test)]
     pub(super) dangerous_fail_next_sync: bool,
@@ -329,14 +337,19 @@ impl Wal {
         segments: Vec<SegmentInfo>,
     ) -> Result<Self, StoreError> {
         let next_number = segments.last().map_or(1, |s| s.number + 1);
-        let _ = fs::remove_file(dir.join(SPARE));
+        let segment_bytes = segment_bytes.max(HEADER_LEN + 4096);
+        // A spare left by an earlier run is used if it is whole (it is renamed into place only
+        // once written and synced); one being written when that run ended is not.
+        let _ = fs::remove_file(dir.join(SPARE_TMP));
+        let spare_ready = fs::metadata(dir.join(SPARE)).is_ok_and(|m| m.len() == segment_bytes);
         Ok(Self {
             dir: dir.to_owned(),
-            segment_bytes: segment_bytes.max(HEADER_LEN + 4096),
+            segment_bytes,
             segments,
             active: None,
             next_number,
             spare: None,
+            spare_ready,
             #[cfg(test)]
             dangerous_fail_next_sync: false,
         })
@@ -395,13 +408,13 @@ impl Wal {
         let number = self.next_number;
         let path = segment_path(&self.dir, number);
         let size = self.segment_bytes.max(HEADER_LEN + need);
-        let spare_ready = size == self.segment_bytes
-            && self.spare.as_ref().is_some_and(JoinHandle::is_finished)
-            && self
+        if self.spare.as_ref().is_some_and(JoinHandle::is_finished) {
+            self.spare_ready = self
                 .spare
                 .take()
                 .is_some_and(|h| h.join().is_ok_and(|r| r.is_ok()));
-        let file = if spare_ready {
+        }
+        let file = if size == self.segment_bytes && std::mem::take(&mut self.spare_ready) {
             fs::rename(self.dir.join(SPARE), &path).map_err(io_error)?;
             OpenOptions::new()
                 .read(true)
@@ -433,7 +446,7 @@ impl Wal {
             offset: HEADER_LEN,
             len: size,
         });
-        if self.spare.is_none() {
+        if self.spare.is_none() && !self.spare_ready {
             let (dir, bytes) = (self.dir.clone(), self.segment_bytes);
             self.spare = std::thread::Builder::new()
                 .name("vaultd-wal-spare".into())
@@ -441,6 +454,12 @@ impl Wal {
                 .ok();
         }
         Ok(())
+    }
+
+    /// Stops appending to the active segment, so that [`Wal::remove_through`] may remove it too
+    /// (at shutdown, after the last checkpoint).
+    pub fn close(&mut self) {
+        self.active = None;
     }
 
     /// Removes every segment (but the active one) whose records are all at or below `through`;
@@ -499,7 +518,7 @@ fn allocate(path: &Path, size: u64) -> Result<File, StoreError> {
 /// Writes the spare segment full of zeros and syncs it, so that appends to it later change no
 /// file metadata (an fallocated extent is converted on first write, which the sync must log).
 fn prepare_spare(dir: &Path, size: u64) -> io::Result<()> {
-    let path = dir.join(SPARE);
+    let path = dir.join(SPARE_TMP);
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -513,12 +532,48 @@ fn prepare_spare(dir: &Path, size: u64) -> io::Result<()> {
             file.write_all(&zeros[..n])?;
             left -= n as u64;
         }
-        file.sync_all()
+        file.sync_all()?;
+        fs::rename(&path, dir.join(SPARE))
     })();
     if result.is_err() {
         let _ = fs::remove_file(&path);
     }
     result
+}
+
+/// Records that sled holds every group up to `position` durably: `wal/checkpoint` is replaced
+/// atomically (written, fsynced, renamed, directory fsynced).
+pub fn write_checkpoint(dir: &Path, position: u64) -> io::Result<()> {
+    let mut bytes = CHECKPOINT_MAGIC.to_vec();
+    bytes.extend_from_slice(&position.to_le_bytes());
+    let crc = crc32c::crc32c(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    let tmp = dir.join("checkpoint.tmp");
+    let mut file = File::create(&tmp)?;
+    file.write_all(&bytes)?;
+    file.sync_all()?;
+    fs::rename(&tmp, dir.join(CHECKPOINT))?;
+    sync_dir(dir)
+}
+
+/// The position of the last checkpoint (0 if none was recorded).
+pub fn read_checkpoint(dir: &Path) -> Result<u64, StoreError> {
+    let bytes = match fs::read(dir.join(CHECKPOINT)) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_error(e)),
+    };
+    let bad = || StoreError::Corrupt(format!("{}: damaged", dir.join(CHECKPOINT).display()));
+    if bytes.len() != 20 || &bytes[..8] != CHECKPOINT_MAGIC {
+        return Err(bad());
+    }
+    let crc = u32::from_le_bytes(bytes[16..20].try_into().expect("4 bytes"));
+    if crc32c::crc32c(&bytes[..16]) != crc {
+        return Err(bad());
+    }
+    Ok(u64::from_le_bytes(
+        bytes[8..16].try_into().expect("8 bytes"),
+    ))
 }
 
 /// fsyncs a directory, so that a file created, renamed or removed in it stays so.
