@@ -21,10 +21,6 @@ use super::{Backend, Entry, Group, StoreError};
 const APPLIED: &[u8] = b"w/applied";
 /// Keys of the store itself, never part of a snapshot.
 const INTERNAL: &[u8] = b"w/";
-/// sled writes a snapshot of its page table after this many operations; its recovery reads the
-/// last snapshot and replays its own log after it (the default, 1,000,000, made a start with
-/// 1,000,000 tokens replay up to that many).
-const SNAPSHOT_AFTER_OPS: u64 = 100_000;
 /// How long a reopen waits for in-flight readers to release the old handle's file lock.
 const REOPEN_LOCK_WAIT: Duration = Duration::from_secs(2);
 
@@ -386,7 +382,6 @@ fn open_db(path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
             .cache_capacity(cache_bytes)
             .use_compression(compression)
             .compression_factor(1)
-            .snapshot_after_ops(SNAPSHOT_AFTER_OPS)
             .flush_every_ms(None)
             .open()
     };
