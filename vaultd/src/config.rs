@@ -106,6 +106,7 @@ pub struct RawConfig {
     cache_mib: Option<u64>,
     wal_segment_mib: Option<u64>,
     wal_checkpoint_mib: Option<u64>,
+    compress_pages: Option<bool>,
     kms: Option<RawKms>,
     rotation: Option<RotationPolicy>,
     #[serde(default)]
@@ -328,7 +329,7 @@ impl Config {
     }
 }
 
-/// `cache_mib`, `wal_segment_mib`, `wal_checkpoint_mib`.
+/// `cache_mib`, `compress_pages`, `wal_segment_mib`, `wal_checkpoint_mib`.
 fn storage_options(raw: &RawConfig) -> anyhow::Result<crate::store::embedded::Options> {
     let defaults = crate::store::embedded::Options::default();
     let mib =
@@ -346,6 +347,7 @@ fn storage_options(raw: &RawConfig) -> anyhow::Result<crate::store::embedded::Op
             "cache_mib",
             1..=1 << 20,
         )?,
+        compression: raw.compress_pages.unwrap_or(defaults.compression),
         segment_bytes: mib(
             raw.wal_segment_mib,
             defaults.segment_bytes,
@@ -407,6 +409,30 @@ mod tests {
     }
 
     const BASE: &str = "data_dir = \"/d\"\nsocket = \"/s\"\n[kms]\nprovider = \"local\"\nkey_dir = \"/k\"\nkey_id = \"main\"\n";
+
+    #[test]
+    fn storage_settings_are_checked() {
+        let cfg = parse(BASE).expect("defaults");
+        assert!(cfg.storage.compression);
+        assert_eq!(cfg.storage.segment_bytes, 64 << 20);
+        let cfg = parse(&format!(
+            "compress_pages = false\nwal_segment_mib = 2\ncache_mib = 8\n{BASE}"
+        ))
+        .expect("valid");
+        assert!(!cfg.storage.compression);
+        assert_eq!(
+            (cfg.storage.segment_bytes, cfg.storage.cache_bytes),
+            (2 << 20, 8 << 20)
+        );
+        for bad in [
+            "wal_segment_mib = 0",
+            "wal_segment_mib = 5000",
+            "wal_checkpoint_mib = 0",
+        ] {
+            let err = parse(&format!("{bad}\n{BASE}")).expect_err(bad);
+            assert!(err.to_string().contains("must be"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn parses_policy_with_users_and_patterns() {

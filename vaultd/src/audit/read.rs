@@ -157,11 +157,7 @@ impl Vault {
 
     /// The audit signing key's public half (readable while sealed).
     pub fn audit_public_key(&self) -> Result<AuditPublicKey, Error> {
-        let meta = self
-            .store()
-            .get(layout::META)?
-            .ok_or(Error::Uninitialized)?;
-        let meta: layout::VaultMeta = layout::decode(&meta, "vault metadata")?;
+        let meta = self.stored_meta()?;
         let record = self
             .store()
             .get(layout::AUDIT_KEY)?

@@ -29,6 +29,8 @@ const REOPEN_LOCK_WAIT: Duration = Duration::from_secs(2);
 pub struct Options {
     /// sled's page cache.
     pub cache_bytes: u64,
+    /// zstd compression of sled's pages, for stores created with this setting.
+    pub compression: bool,
     /// Size of a log segment.
     pub segment_bytes: u64,
     /// Log bytes after which a checkpoint runs.
@@ -41,6 +43,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             cache_bytes: 64 << 20,
+            compression: true,
             segment_bytes: 64 << 20,
             checkpoint_bytes: 16 << 20,
             checkpoint_interval: Duration::from_secs(5),
@@ -86,7 +89,7 @@ impl Embedded {
         let db_path = dir.join("db");
         let wal_dir = dir.join("wal");
         fs::create_dir_all(&wal_dir).map_err(|e| StoreError::Backend(e.to_string()))?;
-        let db = open_db(&db_path, options.cache_bytes)?;
+        let db = open_db(&db_path, &options)?;
         let started = Instant::now();
         let (applied, replayed, segments) = replay(&db, &wal_dir)?;
         let inner = Arc::new(Inner {
@@ -233,7 +236,7 @@ impl Backend for Embedded {
             .unwrap_or_else(PoisonError::into_inner);
         let deadline = Instant::now() + REOPEN_LOCK_WAIT;
         let db = loop {
-            match open_db(&self.inner.db_path, self.inner.options.cache_bytes) {
+            match open_db(&self.inner.db_path, &self.inner.options) {
                 Ok(db) => break db,
                 // Readers that cloned the old handle may still hold sled's file lock.
                 Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
@@ -371,27 +374,29 @@ impl Inner {
     }
 }
 
-/// Opens sled with page compression (zstd level 1: audit entries are JSON with hex fields, and
-/// compressed pages are what keeps the disk near one entry's size per audited request). A
-/// database created without compression (before it was on) is opened as it is: sled cannot
-/// switch; a backup restored into a new directory converts it.
-fn open_db(path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
+/// Opens sled, with page compression if so configured (zstd level 1: audit entries are JSON
+/// with hex fields, and compressed pages keep the disk near one entry's size per audited
+/// request, for about 10 µs of the writer's CPU per request; docs/performance.md). sled cannot
+/// switch an existing database: one created with the other setting is opened as it is, and a
+/// backup restored into a new directory converts it.
+fn open_db(path: &Path, options: &Options) -> Result<sled::Db, StoreError> {
     let open = |compression: bool| {
         sled::Config::new()
             .path(path)
-            .cache_capacity(cache_bytes)
+            .cache_capacity(options.cache_bytes)
             .use_compression(compression)
             .compression_factor(1)
             .flush_every_ms(None)
             .open()
     };
-    match open(true) {
+    match open(options.compression) {
         Err(sled::Error::Unsupported(why)) if why.contains("compression") => {
             tracing::warn!(
-                "this store was created without page compression; it is opened so (restore a \
-                 backup into a new directory to convert it)"
+                configured = options.compression,
+                "this store was created with the other page compression setting; it is opened \
+                 as it is (restore a backup into a new directory to convert it)"
             );
-            open(false).map_err(sled_error)
+            open(!options.compression).map_err(sled_error)
         }
         other => other.map_err(sled_error),
     }

@@ -38,13 +38,7 @@ impl Vault {
     /// Writes a consistent snapshot of the vault to `out` while it keeps serving. Blocking:
     /// call it off the async worker threads.
     pub fn backup(&self, out: &mut dyn std::io::Write) -> Result<Summary, Error> {
-        let meta: VaultMeta = layout::decode(
-            &self
-                .store()
-                .get(layout::META)?
-                .ok_or(Error::Uninitialized)?,
-            "vault metadata",
-        )?;
+        let meta = self.stored_meta()?;
         Ok(self.store().backup(&meta.vault_id, out)?)
     }
 

@@ -6,7 +6,7 @@ use vault_client::audit::Entry;
 use vault_client::wire::{KeyHistory, LiveKeyVersion, MasterKeyInfo, TenantKeys};
 
 use super::Vault;
-use super::layout::{self, MasterKeyRecord, VaultMeta};
+use super::layout::{self, MasterKeyRecord};
 use super::tenants::not_found;
 use crate::audit::KEY_EVENTS;
 use crate::audit::chain;
@@ -17,13 +17,7 @@ use crate::store::StoreError;
 impl Vault {
     /// Key events (of one tenant, or all) and the live key versions with counts and ages.
     pub fn key_history(&self, tenant: Option<&TenantId>) -> Result<KeyHistory, Error> {
-        let meta: VaultMeta = layout::decode(
-            &self
-                .store()
-                .get(layout::META)?
-                .ok_or(Error::Uninitialized)?,
-            "vault metadata",
-        )?;
+        let meta = self.stored_meta()?;
         let mk: MasterKeyRecord = layout::decode(
             &self
                 .store()

@@ -480,6 +480,15 @@ impl Vault {
         }
     }
 
+    /// The vault's metadata as stored (sealed or not).
+    pub(crate) fn stored_meta(&self) -> Result<VaultMeta, Error> {
+        let bytes = self
+            .store()
+            .get(layout::META)?
+            .ok_or(Error::Uninitialized)?;
+        Ok(layout::decode(&bytes, "vault metadata")?)
+    }
+
     /// Counts of the store's group commits.
     pub fn store_stats(&self) -> &crate::store::Stats {
         self.inner.store.stats()
