@@ -413,13 +413,13 @@ mod tests {
     #[test]
     fn storage_settings_are_checked() {
         let cfg = parse(BASE).expect("defaults");
-        assert!(cfg.storage.compression);
+        assert!(!cfg.storage.compression);
         assert_eq!(cfg.storage.segment_bytes, 64 << 20);
         let cfg = parse(&format!(
-            "compress_pages = false\nwal_segment_mib = 2\ncache_mib = 8\n{BASE}"
+            "compress_pages = true\nwal_segment_mib = 2\ncache_mib = 8\n{BASE}"
         ))
         .expect("valid");
-        assert!(!cfg.storage.compression);
+        assert!(cfg.storage.compression);
         assert_eq!(
             (cfg.storage.segment_bytes, cfg.storage.cache_bytes),
             (2 << 20, 8 << 20)

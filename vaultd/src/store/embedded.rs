@@ -43,7 +43,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             cache_bytes: 64 << 20,
-            compression: true,
+            compression: false,
             segment_bytes: 64 << 20,
             checkpoint_bytes: 16 << 20,
             checkpoint_interval: Duration::from_secs(5),
@@ -374,11 +374,12 @@ impl Inner {
     }
 }
 
-/// Opens sled, with page compression if so configured (zstd level 1: audit entries are JSON
-/// with hex fields, and compressed pages keep the disk near one entry's size per audited
-/// request, for about 10 µs of the writer's CPU per request; docs/performance.md). sled cannot
-/// switch an existing database: one created with the other setting is opened as it is, and a
-/// backup restored into a new directory converts it.
+/// Opens sled, with page compression if so configured (zstd level 1; off by default). Measured
+/// (docs/performance.md): compressed pages keep the disk near 1.25x an audit entry per audited
+/// request instead of about 3x, but cost about 10 µs of the writer's CPU per request (sled makes
+/// a new zstd context per page fragment), about 150 MiB more RSS that keeps growing, and a
+/// slower start. sled cannot switch an existing database: one created with the other setting
+/// is opened as it is, and a backup restored into a new directory converts it.
 fn open_db(path: &Path, options: &Options) -> Result<sled::Db, StoreError> {
     let open = |compression: bool| {
         sled::Config::new()
