@@ -104,16 +104,22 @@ pub fn read(
     until: u64,
     mut each: impl FnMut(Group) -> Result<(), StoreError>,
 ) -> Result<Vec<SegmentInfo>, StoreError> {
-    let numbers = list_segments(dir)?;
+    let mut numbers = list_segments(dir)?;
     let mut headers = Vec::with_capacity(numbers.len());
-    for &number in &numbers {
+    for (i, &number) in numbers.iter().enumerate() {
         let path = segment_path(dir, number);
         let mut header = [0u8; HEADER_LEN as usize];
         File::open(&path)
             .and_then(|f| f.read_exact_at(&mut header, 0))
             .map_err(|e| corrupt_at(dir, number, 0, &format!("cannot read the header: {e}")))?;
+        // The newest segment may have been created (or renamed from the spare) without its
+        // header reaching the disk: its first record was never synced, so it holds nothing.
+        if i + 1 == numbers.len() && header.iter().all(|&b| b == 0) {
+            break;
+        }
         headers.push(parse_header(&header, number).map_err(|why| corrupt_at(dir, number, 0, why))?);
     }
+    numbers.truncate(headers.len());
     let mut segments = Vec::with_capacity(numbers.len());
     let mut previous_last: Option<u64> = None;
     for (i, &number) in numbers.iter().enumerate() {
@@ -336,6 +342,21 @@ impl Wal {
         segment_bytes: u64,
         segments: Vec<SegmentInfo>,
     ) -> Result<Self, StoreError> {
+        // A newest segment that `read` passed over (created, its header never synced) is
+        // removed: it holds nothing, and its number is reused.
+        if let Some(&newest) = list_segments(dir)?.last()
+            && !segments.iter().any(|s| s.number == newest)
+        {
+            let path = segment_path(dir, newest);
+            let mut header = [0u8; HEADER_LEN as usize];
+            let blank = File::open(&path)
+                .and_then(|f| f.read_exact_at(&mut header, 0))
+                .is_ok_and(|()| header.iter().all(|&b| b == 0));
+            if blank {
+                fs::remove_file(&path).map_err(io_error)?;
+                sync_dir(dir).map_err(io_error)?;
+            }
+        }
         let next_number = segments.last().map_or(1, |s| s.number + 1);
         let segment_bytes = segment_bytes.max(HEADER_LEN + 4096);
         // A spare left by an earlier run is used if it is whole (it is renamed into place only
@@ -684,6 +705,25 @@ mod tests {
                 Err(e) => panic!("unexpected {e}"),
             }
         }
+    }
+
+    #[test]
+    fn a_newest_segment_without_its_header_holds_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_log(dir.path(), 2);
+        // As a power cut leaves a segment created just before its first record was synced.
+        fs::write(segment_path(dir.path(), 2), vec![0u8; 4096]).expect("write");
+        assert_eq!(positions(dir.path()).expect("read"), [1, 2]);
+        let segments = read(dir.path(), 0, u64::MAX, |_| Ok(())).expect("read");
+        let mut wal = Wal::open(dir.path(), 1 << 20, segments).expect("open removes it");
+        wal.append(3, &frame(&group(3, 1)))
+            .expect("append reuses its number");
+        drop(wal);
+        assert_eq!(positions(dir.path()).expect("read"), [1, 2, 3]);
+        assert_eq!(list_segments(dir.path()).expect("list"), [1, 2]);
+        // Anywhere else, a missing header is damage.
+        fs::write(segment_path(dir.path(), 1), vec![0u8; 4096]).expect("write");
+        assert!(matches!(positions(dir.path()), Err(StoreError::Corrupt(_))));
     }
 
     #[test]
