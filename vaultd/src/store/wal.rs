@@ -104,22 +104,35 @@ pub fn read(
     until: u64,
     mut each: impl FnMut(Group) -> Result<(), StoreError>,
 ) -> Result<Vec<SegmentInfo>, StoreError> {
-    let mut numbers = list_segments(dir)?;
-    let mut headers = Vec::with_capacity(numbers.len());
-    for (i, &number) in numbers.iter().enumerate() {
+    let listed = list_segments(dir)?;
+    let mut numbers = Vec::with_capacity(listed.len());
+    let mut headers = Vec::with_capacity(listed.len());
+    for (i, &number) in listed.iter().enumerate() {
         let path = segment_path(dir, number);
         let mut header = [0u8; HEADER_LEN as usize];
-        File::open(&path)
-            .and_then(|f| f.read_exact_at(&mut header, 0))
-            .map_err(|e| corrupt_at(dir, number, 0, &format!("cannot read the header: {e}")))?;
+        match File::open(&path).and_then(|f| f.read_exact_at(&mut header, 0)) {
+            Ok(()) => {}
+            // Removed by a checkpoint since it was listed (a backup reads while the vault
+            // runs): checkpoints remove the oldest segments only, which a reader of positions
+            // after them does not need.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && numbers.is_empty() => continue,
+            Err(e) => {
+                return Err(corrupt_at(
+                    dir,
+                    number,
+                    0,
+                    &format!("cannot read the header: {e}"),
+                ));
+            }
+        }
         // The newest segment may have been created (or renamed from the spare) without its
         // header reaching the disk: its first record was never synced, so it holds nothing.
-        if i + 1 == numbers.len() && header.iter().all(|&b| b == 0) {
+        if i + 1 == listed.len() && header.iter().all(|&b| b == 0) {
             break;
         }
         headers.push(parse_header(&header, number).map_err(|why| corrupt_at(dir, number, 0, why))?);
+        numbers.push(number);
     }
-    numbers.truncate(headers.len());
     let mut segments = Vec::with_capacity(numbers.len());
     let mut previous_last: Option<u64> = None;
     for (i, &number) in numbers.iter().enumerate() {
@@ -141,7 +154,12 @@ pub fn read(
         // A later segment that starts at or below a position of this one supersedes it from
         // there: those records were written but their sync failed (never acknowledged).
         let limit = headers.get(i + 1).copied().unwrap_or(u64::MAX);
-        let data = fs::read(segment_path(dir, number)).map_err(io_error)?;
+        let data = match fs::read(segment_path(dir, number)) {
+            Ok(data) => data,
+            // Removed by a checkpoint since its header was read (see above).
+            Err(e) if e.kind() == io::ErrorKind::NotFound && segments.is_empty() => continue,
+            Err(e) => return Err(io_error(e)),
+        };
         let scan =
             scan_segment(&data, first, limit, after, until, &mut each).map_err(|e| match e {
                 Scan::Corrupt { offset, why } => corrupt_at(dir, number, offset, &why),
