@@ -63,6 +63,9 @@ struct Inner {
     options: Options,
     /// `None` after sled failed, until `recover` reopens it.
     db: RwLock<Option<sled::Db>>,
+    /// Held exclusively while a group is applied to sled key by key, shared by single-key
+    /// reads: a read sees a group wholly or not at all.
+    applying: RwLock<()>,
     wal: Mutex<Wal>,
     applied: AtomicU64,
     checkpoint: Mutex<Checkpoint>,
@@ -97,6 +100,7 @@ impl Embedded {
             wal_dir: wal_dir.clone(),
             options,
             db: RwLock::new(Some(db)),
+            applying: RwLock::new(()),
             wal: Mutex::new(Wal::open(&wal_dir, options.segment_bytes, segments)?),
             applied: AtomicU64::new(applied),
             checkpoint: Mutex::default(),
@@ -149,12 +153,13 @@ impl Drop for Embedded {
 
 impl Backend for Embedded {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
+        let db = self.inner.db()?;
+        let _whole = self
             .inner
-            .db()?
-            .get(key)
-            .map_err(sled_error)?
-            .map(|v| v.to_vec()))
+            .applying
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(db.get(key).map_err(sled_error)?.map(|v| v.to_vec()))
     }
 
     fn scan(
@@ -184,9 +189,13 @@ impl Backend for Embedded {
     }
 
     fn last(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
-        let last = self
+        let db = self.inner.db()?;
+        let _whole = self
             .inner
-            .db()?
+            .applying
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let last = db
             .scan_prefix(prefix)
             .next_back()
             .transpose()
@@ -202,7 +211,15 @@ impl Backend for Embedded {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .append(group.position, &record)?;
-        if let Err(e) = apply_to_sled(&db, group) {
+        let applied = {
+            let _whole = self
+                .inner
+                .applying
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            apply_to_sled(&db, group)
+        };
+        if let Err(e) = applied {
             // The group is durable in the log; sled is reopened and the log replayed.
             *self
                 .inner
