@@ -153,13 +153,8 @@ impl Drop for Embedded {
 
 impl Backend for Embedded {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let db = self.inner.db()?;
-        let _whole = self
-            .inner
-            .applying
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        Ok(db.get(key).map_err(sled_error)?.map(|v| v.to_vec()))
+        self.inner
+            .whole_groups(|db| Ok(db.get(key).map_err(sled_error)?.map(|v| v.to_vec())))
     }
 
     fn scan(
@@ -189,18 +184,14 @@ impl Backend for Embedded {
     }
 
     fn last(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
-        let db = self.inner.db()?;
-        let _whole = self
-            .inner
-            .applying
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        let last = db
-            .scan_prefix(prefix)
-            .next_back()
-            .transpose()
-            .map_err(sled_error)?;
-        Ok(last.map(|(k, v)| (k.to_vec(), v.to_vec())))
+        self.inner.whole_groups(|db| {
+            let last = db
+                .scan_prefix(prefix)
+                .next_back()
+                .transpose()
+                .map_err(sled_error)?;
+            Ok(last.map(|(k, v)| (k.to_vec(), v.to_vec())))
+        })
     }
 
     fn apply(&self, group: &Group) -> Result<(), StoreError> {
@@ -323,6 +314,16 @@ impl Inner {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
             .ok_or(StoreError::Closed)
+    }
+
+    /// Runs a single-key read while no group is being applied, so it sees groups whole.
+    fn whole_groups<T>(
+        &self,
+        read: impl FnOnce(&sled::Db) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let db = self.db()?;
+        let _whole = self.applying.read().unwrap_or_else(PoisonError::into_inner);
+        read(&db)
     }
 
     fn lock_checkpoint(&self) -> std::sync::MutexGuard<'_, Checkpoint> {
