@@ -1,9 +1,10 @@
 //! A power cut, a torn write, bit rot: the write-ahead log is cut at every byte offset inside
-//! its last records, and each byte of them is flipped; then the store is reopened over the index
-//! as it was before those records (what a power cut leaves: the index is behind the log).
-//! Every group whose record is whole reads back exactly, nothing after it appears, the audit
-//! chain verifies, and the vault opens; a damaged record with a valid one after it stops the
-//! open with an error naming the segment and the offset.
+//! its last records (both regions: audit records and key-value records), and each byte of them
+//! is flipped; then the store is reopened over the index as it was before those records (what a
+//! power cut leaves: the index is behind the log). Every group whose records are whole reads
+//! back exactly, nothing after it appears, the audit chain verifies, and the vault opens; a
+//! damaged record with a valid one after it stops the open with an error naming the segment
+//! and the offset.
 
 mod common;
 
@@ -98,8 +99,9 @@ async fn cut_or_flipped_log_tail_keeps_every_whole_group_and_nothing_after() {
             .expect("put");
         }
     }
-    let index_before = root.path().join("index-before");
-    copy_dir(&data.join("db"), &index_before);
+    // What a power cut after run 1 would leave of the index and the log.
+    let before = root.path().join("before");
+    copy_dir(&data, &before);
 
     // 2. More groups, one put each; the state after every position is kept.
     let mut after: BTreeMap<u64, State> = BTreeMap::new();
@@ -120,121 +122,128 @@ async fn cut_or_flipped_log_tail_keeps_every_whole_group_and_nothing_after() {
             .expect("put");
             after.insert(store.position(), state(&store));
         }
-        // The log as a power cut would leave it (a clean close removes it): every record
-        // above was fdatasynced before its put returned.
+        // The segment as a power cut would leave it (a clean close cuts off its key-value
+        // region): every record above was fdatasynced before its put returned.
         let wal_dir = data.join("wal");
-        let segments = wal::list_segments(&wal_dir).expect("segments");
-        assert_eq!(segments.len(), 1, "run 2 wrote one segment");
-        let bytes = std::fs::read(wal::segment_path(&wal_dir, segments[0])).expect("segment");
+        let headers = wal::headers(&wal_dir).expect("headers");
+        let newest = headers.last().expect("segments").number;
+        assert_eq!(headers.len(), 2, "run 2 wrote one segment of its own");
+        let bytes = std::fs::read(wal::segment_path(&wal_dir, newest)).expect("segment");
         drop(v);
         drop(store);
-        (segments[0], bytes)
+        (newest, bytes)
     };
     let segment_name = wal::segment_path(Path::new("wal"), number)
         .file_name()
         .expect("name")
         .to_owned();
-    // Where each record of run 2 ends (without its padding), from the log itself.
-    let mut ends: Vec<(u64, usize)> = Vec::new();
-    let mut starts: Vec<usize> = Vec::new();
-    let tmp = tempfile::tempdir().expect("tempdir");
-    std::fs::write(tmp.path().join(&segment_name), &late).expect("write");
+    // Each record of run 2, from the log itself: position, offset and payload end of its audit
+    // record, offset and payload end of its key-value record.
+    let kv_start = {
+        let h: [u8; 8] = late[32..40].try_into().expect("header");
+        u64::from_le_bytes(h) as usize
+    };
+    let payload_end = |offset: usize| {
+        let len = u32::from_le_bytes(late[offset..offset + 4].try_into().expect("len"));
+        offset + wal::RECORD_HEADER_LEN + len as usize
+    };
+    let mut records: Vec<(u64, usize, usize, usize, usize)> = Vec::new();
     let mut offset = wal::HEADER_LEN as usize;
-    wal::read(tmp.path(), 0, u64::MAX, |group| {
-        let record = wal::frame(&group);
-        starts.push(offset);
-        ends.push((
-            group.position,
-            offset + wal::RECORD_HEADER_LEN + wal::payload(&record).len(),
-        ));
-        offset += record.len();
-        Ok(())
-    })
-    .expect("the whole log reads");
-    assert_eq!(ends.len(), LATE_PUTS, "one group per put: {ends:?}");
-    for (position, _) in &ends {
-        assert!(
-            after.contains_key(position),
-            "a state for position {position}"
-        );
+    while payload_end(offset) > offset + wal::RECORD_HEADER_LEN {
+        let end = payload_end(offset);
+        let record = wal::AuditRecord::decode(&late[offset + wal::RECORD_HEADER_LEN..end])
+            .expect("decodes");
+        let kv = record.kv_offset as usize;
+        assert!(record.kv_len > 0, "every put has key-value writes");
+        records.push((record.position, offset, end, kv, payload_end(kv)));
+        offset = end.div_ceil(8) * 8;
     }
-    let first_examined = starts[starts.len() - EXAMINED];
-    let log_end = offset;
-    let expected_at = |offset: usize| -> &State {
-        let whole = ends.iter().rev().find(|(_, end)| *end <= offset);
-        let position = whole.map_or(*after.keys().next().expect("first"), |(p, _)| *p);
+    assert_eq!(records.len(), LATE_PUTS, "one group per put: {records:?}");
+    for r in &records {
+        assert!(after.contains_key(&r.0), "a state for position {}", r.0);
+    }
+    let examined = &records[records.len() - EXAMINED..];
+    let first = *after.keys().next().expect("first");
+    // The state a cut leaves: every group whose records both end before it is whole.
+    let expected_with = |whole: &dyn Fn(&(u64, usize, usize, usize, usize)) -> bool| -> &State {
+        let position = records
+            .iter()
+            .take_while(|r| whole(r))
+            .last()
+            .map_or(first, |r| r.0);
         &after[&position]
     };
 
-    // 3. Reopen over the old index with the log cut or flipped.
+    // 3. Reopen over the old index and log with run 2's segment cut or flipped.
     let case = tempfile::tempdir().expect("tempdir");
     let case_data = case.path().join("data");
-    let reopen = |log: &[u8]| -> Result<Arc<Store>, StoreError> {
+    let reopen = |segment: &[u8]| -> Result<Arc<Store>, StoreError> {
         let _ = std::fs::remove_dir_all(&case_data);
-        copy_dir(&index_before, &case_data.join("db"));
-        std::fs::create_dir_all(case_data.join("wal")).expect("mkdir");
-        std::fs::write(case_data.join("wal").join(&segment_name), log).expect("log");
+        copy_dir(&before, &case_data);
+        std::fs::write(case_data.join("wal").join(&segment_name), segment).expect("log");
         open_store(&case_data)
     };
     let mut checked = 0;
-    for cut in first_examined..=log_end {
-        let store = reopen(&late[..cut]).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
-        assert_state(&state(&store), expected_at(cut), &format!("cut at {cut}"));
+    let audit_cuts = examined[0].1..=examined[EXAMINED - 1].2;
+    for cut in audit_cuts {
+        let mut segment = late.clone();
+        segment[cut..kv_start].fill(0);
+        let store = reopen(&segment).unwrap_or_else(|e| panic!("audit cut at {cut}: {e}"));
+        let expected = expected_with(&|r| r.2 <= cut);
+        assert_state(&state(&store), expected, &format!("audit cut at {cut}"));
+        checked += 1;
+    }
+    let last = records[LATE_PUTS - 1];
+    for cut in last.3..=last.4 {
+        let mut segment = late.clone();
+        segment[cut..].fill(0);
+        let store = reopen(&segment).unwrap_or_else(|e| panic!("key-value cut at {cut}: {e}"));
+        let expected = expected_with(&|r| r.4 <= cut);
+        assert_state(&state(&store), expected, &format!("key-value cut at {cut}"));
         checked += 1;
     }
     let mut refused = 0;
-    let last_start = *starts.last().expect("records");
-    for at in first_examined..log_end {
-        let mut log = late.clone();
-        log[at] ^= 0x20;
-        // Padding after a record's payload is not covered by its checksum, and holds nothing.
-        let padding = ends
-            .iter()
-            .zip(starts.iter().skip(1).chain([&log_end]))
-            .any(|((_, end), next)| (*end..*next).contains(&at));
-        match reopen(&log) {
-            Ok(store) if padding => {
-                assert_state(
-                    &state(&store),
-                    expected_at(log_end),
-                    &format!("flip at {at}"),
-                );
+    let mut flipped = 0;
+    let spans: Vec<(usize, usize, bool)> = examined
+        .iter()
+        .flat_map(|r| {
+            let is_last = r.0 == last.0;
+            [(r.1, r.2, is_last), (r.3, r.4, is_last)]
+        })
+        .collect();
+    for &(start, end, is_last) in &spans {
+        // Only bytes a checksum covers: padding after a payload holds nothing.
+        for at in start..end {
+            let mut segment = late.clone();
+            segment[at] ^= 0x20;
+            flipped += 1;
+            match reopen(&segment) {
+                Ok(store) => {
+                    assert!(is_last, "flip at {at} before the last group must be refused");
+                    let expected = expected_with(&|r| r.0 < last.0);
+                    assert_state(&state(&store), expected, &format!("flip at {at}"));
+                }
+                Err(StoreError::Corrupt(why)) => {
+                    assert!(!is_last, "flip at {at} in the last group is a tail: {why}");
+                    assert!(
+                        why.contains(&segment_name.to_string_lossy().to_string()),
+                        "{why}"
+                    );
+                    assert!(why.contains("offset "), "{why}");
+                    refused += 1;
+                }
+                Err(e) => panic!("flip at {at}: {e}"),
             }
-            Ok(store) => {
-                assert!(
-                    at >= last_start,
-                    "flip at {at} before the last record must be refused"
-                );
-                assert_state(
-                    &state(&store),
-                    expected_at(last_start),
-                    &format!("flip at {at}"),
-                );
-            }
-            Err(StoreError::Corrupt(why)) => {
-                assert!(
-                    at < last_start,
-                    "flip at {at} in the last record is a tail: {why}"
-                );
-                assert!(
-                    why.contains(&segment_name.to_string_lossy().to_string()),
-                    "{why}"
-                );
-                assert!(why.contains("offset "), "{why}");
-                refused += 1;
-            }
-            Err(e) => panic!("flip at {at}: {e}"),
         }
     }
     assert!(refused > 0);
-    eprintln!(
-        "checked {checked} cuts and {} flips ({refused} refused as corruption)",
-        log_end - first_examined
-    );
+    eprintln!("checked {checked} cuts and {flipped} flips ({refused} refused as corruption)");
 
     // 4. A cut in the middle of the last record: the vault opens, unseals, the chain verifies,
     //    the earlier tokens read back and the cut one is absent.
-    let store = reopen(&late[..ends.last().expect("records").1 - 3]).expect("reopen");
+    let mut segment = late.clone();
+    segment[last.2 - 3..kv_start].fill(0);
+    let store = reopen(&segment).expect("reopen");
     let v = vault(root.path(), store).await;
     let report = v.audit_verify(None, &[]).expect("verify");
     assert!(report.ok, "{:?}", report.problems);

@@ -193,12 +193,66 @@ impl HeadSigner for AuditSigner {
         let signature = self
             .key
             .sign(&head_message(&self.vault_id, seq, hash, time));
-        let head = Head {
+        StoredHead {
             seq,
-            hash: hex(hash),
             time,
-            vault_id: self.vault_id.clone(),
-            signature: hex(&signature.to_bytes()),
+            hash: *hash,
+            signature: signature.to_bytes(),
+        }
+        .encode()
+    }
+}
+
+/// A signed head as the store keeps it: 112 bytes (sequence number and time big-endian, the
+/// chain hash, the Ed25519 signature) instead of the 330 of its JSON line, which is rendered
+/// with the vault id when the log is read (`docs/audit-log.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredHead {
+    /// The last entry it covers.
+    pub seq: u64,
+    /// When it was signed.
+    pub time: Timestamp,
+    /// That entry's chain hash.
+    pub hash: [u8; 32],
+    /// The signature over [`head_message`].
+    pub signature: [u8; 64],
+}
+
+impl StoredHead {
+    /// Bytes of the stored form.
+    pub const LEN: usize = 112;
+
+    /// The stored form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(Self::LEN);
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.time.0.to_be_bytes());
+        out.extend_from_slice(&self.hash);
+        out.extend_from_slice(&self.signature);
+        out
+    }
+
+    /// The head in `bytes` (`None`: not a stored head).
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != Self::LEN {
+            return None;
+        }
+        Some(Self {
+            seq: u64::from_be_bytes(bytes[0..8].try_into().ok()?),
+            time: Timestamp(i64::from_be_bytes(bytes[8..16].try_into().ok()?)),
+            hash: bytes[16..48].try_into().ok()?,
+            signature: bytes[48..112].try_into().ok()?,
+        })
+    }
+
+    /// The head's line in the export format, `{"head": {…}}`.
+    pub fn line(&self, vault_id: &str) -> Vec<u8> {
+        let head = Head {
+            seq: self.seq,
+            hash: hex(&self.hash),
+            time: self.time,
+            vault_id: vault_id.to_owned(),
+            signature: hex(&self.signature),
         };
         serde_json::to_vec(&HeadLine { head }).expect("heads serialize infallibly")
     }

@@ -1,10 +1,11 @@
-//! The embedded backend: the write-ahead log (`wal`) is the durability point, sled 0.34 the
-//! index it is applied to (`docs/storage.md`).
+//! The embedded backend: the write-ahead log (`wal`) is the durability point and the audit
+//! log's home, sled 0.34 the index the other writes are applied to (`docs/storage.md`).
 //!
-//! `apply` appends the group's record (one write, one `fdatasync`), then applies the group to
-//! sled with `w/applied` in the same sled batch, without a flush. A checkpointer thread flushes
-//! sled, fsyncs its files (sled's own flush uses `sync_file_range` only) and removes the log
-//! segments sled no longer needs. At open, every record after `w/applied` is replayed.
+//! `apply` appends the group's two records (two writes, one `fdatasync`), then applies its
+//! key-value writes to sled, with the audit index (`audit_index`) and `w/applied`, without a
+//! flush. A checkpointer thread flushes sled, fsyncs its files (sled's own flush uses
+//! `sync_file_range` only) and gives back the log's key-value records sled no longer needs. At
+//! open, every record after the last checkpoint is replayed.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -13,8 +14,9 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::audit_index::{self, AuditIndex, View};
 use super::backup::{self, Summary};
-use super::wal::{self, Wal};
+use super::wal::{self, Appended, AuditReader, Framed, Wal};
 use super::{Backend, Entry, Group, StoreError};
 
 /// The position of the last group applied to sled (8 bytes, big-endian).
@@ -68,6 +70,9 @@ struct Inner {
     applying: RwLock<()>,
     wal: Mutex<Wal>,
     applied: AtomicU64,
+    /// The position of the last group durable in the log (audit reads see up to it).
+    logged: AtomicU64,
+    audit: AuditIndex,
     checkpoint: Mutex<Checkpoint>,
     wake: Condvar,
 }
@@ -77,7 +82,7 @@ struct Checkpoint {
     /// Log bytes since the last checkpoint.
     bytes: u64,
     stop: bool,
-    /// Start positions of backups in progress: the log after them is kept.
+    /// Start positions of backups in progress: the key-value records after them are kept.
     pins: Vec<u64>,
 }
 
@@ -94,20 +99,31 @@ impl Embedded {
         fs::create_dir_all(&wal_dir).map_err(|e| StoreError::Backend(e.to_string()))?;
         let db = open_db(&db_path, &options)?;
         let started = Instant::now();
-        let (applied, replayed, segments) = replay(&db, &wal_dir)?;
+        let index = AuditIndex::default();
+        let (applied, replayed, segments) = replay(&db, &wal_dir, &index)?;
+        let wal = Wal::open(&wal_dir, options.segment_bytes, segments)?;
+        let logged = wal.last_position().unwrap_or(0).max(applied);
+        let audit = AuditIndex::load(View {
+            db: &db,
+            dir: &wal_dir,
+            headers: wal.headers(),
+            bound: logged,
+        })?;
         let inner = Arc::new(Inner {
             db_path,
             wal_dir: wal_dir.clone(),
             options,
             db: RwLock::new(Some(db)),
             applying: RwLock::new(()),
-            wal: Mutex::new(Wal::open(&wal_dir, options.segment_bytes, segments)?),
+            wal: Mutex::new(wal),
             applied: AtomicU64::new(applied),
+            logged: AtomicU64::new(logged),
+            audit,
             checkpoint: Mutex::default(),
             wake: Condvar::new(),
         });
-        // Recovery ends with a checkpoint: the replayed groups reach sled's files, and every
-        // old segment (with any torn tail) is removed.
+        // Recovery ends with a checkpoint: the replayed groups reach sled's files, and the
+        // key-value records of every old segment (with any torn tail) are given back.
         inner.checkpoint()?;
         if replayed > 0 {
             tracing::info!(
@@ -153,6 +169,11 @@ impl Drop for Embedded {
 
 impl Backend for Embedded {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if audit_index::is_audit_key(key) {
+            return self
+                .inner
+                .audit_view(|view| self.inner.audit.get(view, key).unwrap_or(Ok(None)));
+        }
         self.inner
             .whole_groups(|db| Ok(db.get(key).map_err(sled_error)?.map(|v| v.to_vec())))
     }
@@ -163,6 +184,12 @@ impl Backend for Embedded {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
+        if audit_index::is_audit_key(prefix) {
+            return self.inner.audit_view(|view| {
+                let found = self.inner.audit.scan(view, prefix, after, limit);
+                found.unwrap_or_else(|| Ok(Vec::new()))
+            });
+        }
         let db = self.inner.db()?;
         let mut out = Vec::new();
         let iter = match after {
@@ -184,6 +211,9 @@ impl Backend for Embedded {
     }
 
     fn last(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
+        if let Some(last) = self.inner.audit.last(prefix) {
+            return Ok(last);
+        }
         self.inner.whole_groups(|db| {
             let last = db
                 .scan_prefix(prefix)
@@ -196,19 +226,22 @@ impl Backend for Embedded {
 
     fn apply(&self, group: &Group) -> Result<(), StoreError> {
         let db = self.inner.db()?;
-        let record = wal::frame(group);
-        self.inner
+        let framed = Framed::new(group)?;
+        let at = self
+            .inner
             .wal
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .append(group.position, &record)?;
+            .append(&framed)?;
+        self.inner.logged.store(group.position, Ordering::Release);
+        self.inner.audit.appended(group);
         let applied = {
             let _whole = self
                 .inner
                 .applying
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
-            apply_to_sled(&db, group)
+            apply_to_sled(&db, group, at, &self.inner.audit)
         };
         if let Err(e) = applied {
             // The group is durable in the log; sled is reopened and the log replayed.
@@ -221,7 +254,7 @@ impl Backend for Embedded {
         }
         self.inner.applied.store(group.position, Ordering::Release);
         let mut checkpoint = self.inner.lock_checkpoint();
-        checkpoint.bytes += record.len() as u64;
+        checkpoint.bytes += framed.len();
         if checkpoint.bytes >= self.inner.options.checkpoint_bytes {
             self.inner.wake.notify_all();
         }
@@ -251,7 +284,7 @@ impl Backend for Embedded {
                 Err(e) => return Err(e),
             }
         };
-        let (applied, _, _) = replay(&db, &self.inner.wal_dir)?;
+        let (applied, _, _) = replay(&db, &self.inner.wal_dir, &self.inner.audit)?;
         self.inner.applied.store(applied, Ordering::Release);
         *slot = Some(db);
         Ok(())
@@ -277,15 +310,26 @@ impl Backend for Embedded {
             // The scan is fuzzy; the groups logged since `start` make it exact at `end`. A group
             // is logged before sled sees any of it, so every write the scan can have seen is in
             // a group at or below the log's last position.
-            let end = inner
-                .wal
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .last_position()
-                .unwrap_or(start)
-                .max(start);
-            let mut next = start + 1;
-            wal::read(&inner.wal_dir, start, end, |group| {
+            let (headers, end) = {
+                let wal = inner.wal.lock().unwrap_or_else(PoisonError::into_inner);
+                (wal.headers(), wal.last_position().unwrap_or(start).max(start))
+            };
+            // The audit log up to `start`, one group per record, from the audit regions.
+            let mut next = 1;
+            let mut reader = AuditReader::new(&inner.wal_dir, headers, start, 0, 0);
+            while let Some((_, _, record)) = reader.next()? {
+                next = record.position + 1;
+                file.group(&Group {
+                    position: record.position,
+                    writes: record.writes().collect(),
+                })?;
+            }
+            if start > 0 && next != start + 1 {
+                return Err(StoreError::Corrupt(format!(
+                    "the log lacks positions {next}..{start} needed by the backup"
+                )));
+            }
+            wal::read(&inner.wal_dir, start, end, |group, _| {
                 if group.position != next {
                     return Err(StoreError::Corrupt("log positions out of order".into()));
                 }
@@ -314,6 +358,25 @@ impl Inner {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
             .ok_or(StoreError::Closed)
+    }
+
+    /// Runs an audit log read over what is durable in the log.
+    fn audit_view<T>(
+        &self,
+        read: impl FnOnce(&View<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let db = self.db()?;
+        let headers = self
+            .wal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .headers();
+        read(&View {
+            db: &db,
+            dir: &self.wal_dir,
+            headers,
+            bound: self.logged.load(Ordering::Acquire),
+        })
     }
 
     /// Runs a single-key read while no group is being applied, so it sees groups whole.
@@ -352,8 +415,9 @@ impl Inner {
             state.bytes = 0;
             drop(state);
             if stop {
-                // Everything is applied: after this checkpoint the whole log can go, the active
-                // segment included, and the next start replays nothing.
+                // Everything is applied: after this checkpoint the key-value records of the
+                // whole log can go, the active segment's included, and the next start replays
+                // nothing.
                 self.wal
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -370,7 +434,8 @@ impl Inner {
         }
     }
 
-    /// Makes sled durable up to the applied position, then removes the segments below it.
+    /// Makes sled durable up to the applied position, then gives back the log's key-value
+    /// records at or below it (those after a running backup's start are kept).
     fn checkpoint(&self) -> Result<(), StoreError> {
         let position = self.applied.load(Ordering::Acquire);
         let db = self.db()?;
@@ -387,7 +452,7 @@ impl Inner {
         self.wal
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove_through(through)?;
+            .release(through)?;
         Ok(())
     }
 }
@@ -428,7 +493,11 @@ fn open_db(path: &Path, options: &Options) -> Result<sled::Db, StoreError> {
 /// only a lower bound of what it holds. Every record after the last checkpoint is therefore
 /// applied again: up to the checkpoint sled held everything durably; after it, the records are
 /// resolved groups, so re-applying them in order ends in exactly the state after the last.
-fn replay(db: &sled::Db, wal_dir: &Path) -> Result<(u64, u64, Vec<wal::SegmentInfo>), StoreError> {
+fn replay(
+    db: &sled::Db,
+    wal_dir: &Path,
+    index: &AuditIndex,
+) -> Result<(u64, u64, Vec<wal::SegmentInfo>), StoreError> {
     let stored = match db.get(APPLIED).map_err(sled_error)? {
         None => 0,
         Some(v) => u64::from_be_bytes(
@@ -443,7 +512,7 @@ fn replay(db: &sled::Db, wal_dir: &Path) -> Result<(u64, u64, Vec<wal::SegmentIn
     // First pass: where the log ends. If it ends below what sled holds (its tail was lost after
     // sled applied it), sled is the newer copy and nothing is re-applied.
     let mut log_end = None;
-    let segments = wal::read(wal_dir, checkpoint, u64::MAX, |group| {
+    let segments = wal::read(wal_dir, checkpoint, u64::MAX, |group, _| {
         log_end = Some(group.position);
         Ok(())
     })?;
@@ -458,7 +527,7 @@ fn replay(db: &sled::Db, wal_dir: &Path) -> Result<(u64, u64, Vec<wal::SegmentIn
     };
     let mut first = true;
     let mut replayed = 0;
-    wal::read(wal_dir, checkpoint, log_end, |group| {
+    wal::read(wal_dir, checkpoint, log_end, |group, at| {
         if first && group.position > stored.max(checkpoint) + 1 {
             return Err(StoreError::Corrupt(format!(
                 "the log resumes at position {} but the index holds only up to {}: positions \
@@ -468,23 +537,36 @@ fn replay(db: &sled::Db, wal_dir: &Path) -> Result<(u64, u64, Vec<wal::SegmentIn
             )));
         }
         first = false;
-        apply_to_sled(db, &group)?;
+        apply_to_sled(db, &group, at, index)?;
         replayed += 1;
         Ok(())
     })?;
     Ok((log_end, replayed, segments))
 }
 
-/// Applies a group's writes one by one (sled's atomic `apply_batch` forces its I/O buffer out
-/// with two `sync_file_range` calls per batch; the log already makes the group atomic), then
-/// `w/applied`.
-fn apply_to_sled(db: &sled::Db, group: &Group) -> Result<(), StoreError> {
-    for (key, value) in &group.writes {
+/// Applies a group's key-value writes one by one (sled's atomic `apply_batch` forces its I/O
+/// buffer out with two `sync_file_range` calls per batch; the log already makes the group
+/// atomic), then its audit index writes and `w/applied`. Audit entries and heads stay in the
+/// log.
+fn apply_to_sled(
+    db: &sled::Db,
+    group: &Group,
+    at: Appended,
+    index: &AuditIndex,
+) -> Result<(), StoreError> {
+    let kv = group
+        .writes
+        .iter()
+        .filter(|(key, _)| !audit_index::is_audit_key(key));
+    for (key, value) in kv {
         match value {
             Some(value) => db.insert(key.as_slice(), value.as_slice()).map(drop),
             None => db.remove(key.as_slice()).map(drop),
         }
         .map_err(sled_error)?;
+    }
+    for (key, value) in index.index_writes(group, at) {
+        db.insert(key, value).map_err(sled_error)?;
     }
     db.insert(APPLIED, &group.position.to_be_bytes())
         .map(drop)
@@ -539,11 +621,15 @@ mod tests {
                 store.apply(&Group { position, writes }).expect("apply");
             }
         }
-        assert!(
-            wal::list_segments(&dir.path().join("wal"))
-                .expect("list")
-                .is_empty()
-        );
+        // The log stays (it holds the audit log), cut after its audit records: no key-value
+        // record is left in it.
+        let wal_dir = dir.path().join("wal");
+        for header in wal::headers(&wal_dir).expect("headers") {
+            let len = fs::metadata(wal::segment_path(&wal_dir, header.number))
+                .expect("meta")
+                .len();
+            assert!(len < header.kv_start, "segment {} trimmed", header.number);
+        }
         assert_eq!(
             wal::read_checkpoint(&dir.path().join("wal")).expect("read"),
             3

@@ -18,6 +18,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+mod audit_index;
 pub mod backup;
 mod core;
 pub mod embedded;
