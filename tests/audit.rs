@@ -4,16 +4,14 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http::Method;
 use serde_json::Value;
 use vault_client::wire::{Binding, Expect, PutToken};
 use vault_client::{ApiCode, Client, Secret};
-use vaultd::audit::chain::{entry_key, head_key};
-use vaultd::store::Store;
-use vaultd::store::embedded;
+use vaultd::store::wal;
 
 use common::{Daemon, SOCKET_GID, STRANGER_UID, contains, wait_unsealed};
 
@@ -191,15 +189,14 @@ async fn verify_after(
     daemon: &mut Daemon,
     pristine: &Path,
     anchor: Option<&str>,
-    tamper: impl FnOnce(&Store),
+    tamper: impl FnOnce(&mut Log),
 ) -> Value {
     let data = daemon.root.path().join("data");
     std::fs::remove_dir_all(&data).expect("rm data");
     copy_dir(pristine, &data);
-    {
-        let store = embedded::open_store(&data, embedded::Options::default()).expect("open copy");
-        tamper(&store);
-    }
+    let mut log = Log::read(&data);
+    tamper(&mut log);
+    log.write();
     daemon.restart();
     let c = daemon.client();
     wait_unsealed(&c).await;
@@ -212,34 +209,92 @@ async fn verify_after(
     report
 }
 
-fn get(store: &Store, key: &[u8]) -> Vec<u8> {
-    store.get(key).expect("get").expect("present")
+/// The audit log of a stopped vault as someone with write access to its data directory can
+/// edit it: every audit record of every segment (docs/storage.md has the layout), written back
+/// with valid checksums.
+struct Log {
+    dir: PathBuf,
+    segments: Vec<(wal::Header, Vec<wal::AuditRecord>)>,
 }
 
-fn set(store: &Store, key: Vec<u8>, value: Option<Vec<u8>>) {
-    let mut batch = vaultd::store::Batch::default();
-    match value {
-        Some(v) => batch.put(key, v),
-        None => batch.delete(key),
-    };
-    block_on_commit(store.commit(batch));
+impl Log {
+    fn read(data: &Path) -> Self {
+        let dir = data.join("wal");
+        let headers = wal::headers(&dir).expect("headers");
+        let mut segments: Vec<(wal::Header, Vec<wal::AuditRecord>)> =
+            headers.iter().map(|h| (*h, Vec::new())).collect();
+        let mut reader = wal::AuditReader::new(&dir, headers, u64::MAX, 0, 0);
+        while let Some((number, _, record)) = reader.next_record().expect("log reads") {
+            let at = segments
+                .iter()
+                .position(|(h, _)| h.number == number)
+                .expect("segment");
+            segments[at].1.push(record);
+        }
+        Self { dir, segments }
+    }
+
+    fn records(&mut self) -> impl Iterator<Item = &mut wal::AuditRecord> {
+        self.segments.iter_mut().flat_map(|(_, r)| r.iter_mut())
+    }
+
+    /// The record holding entry `seq`, and the entry's index in it.
+    fn holding(&mut self, seq: u64) -> (&mut wal::AuditRecord, usize) {
+        let record = self
+            .records()
+            .find(|r| (r.first_seq..r.first_seq + r.entries.len() as u64).contains(&seq))
+            .expect("entry present");
+        let i = (seq - record.first_seq) as usize;
+        (record, i)
+    }
+
+    fn entry(&mut self, seq: u64) -> &mut Vec<u8> {
+        let (record, i) = self.holding(seq);
+        &mut record.entries[i]
+    }
+
+    /// Every entry, in order.
+    fn entries(&mut self) -> Vec<Vec<u8>> {
+        self.records().flat_map(|r| r.entries.clone()).collect()
+    }
+
+    /// Puts `entries` back in order, `extra` more of them in the record that holds `at`.
+    fn set_entries(&mut self, entries: Vec<Vec<u8>>, at: u64, extra: usize) {
+        let mut entries = entries.into_iter();
+        let mut seq = 1;
+        for record in self.records() {
+            let holds =
+                (record.first_seq..record.first_seq + record.entries.len() as u64).contains(&at);
+            let n = record.entries.len() + if holds { extra } else { 0 };
+            if n > 0 {
+                record.first_seq = seq;
+            }
+            record.entries = entries.by_ref().take(n).collect();
+            seq += n as u64;
+        }
+    }
+
+    fn remove_entry(&mut self, seq: u64) {
+        let (record, i) = self.holding(seq);
+        record.entries.remove(i);
+        if i == 0 {
+            record.first_seq += 1;
+        }
+    }
+
+    fn write(self) {
+        for (header, records) in self.segments {
+            let mut bytes = header.encode().to_vec();
+            for record in &records {
+                bytes.extend_from_slice(&wal::frame(&record.encode()));
+            }
+            std::fs::write(wal::segment_path(&self.dir, header.number), bytes).expect("write");
+        }
+    }
 }
 
-/// Runs a commit future to completion on a runtime of its own, on another thread (the test's
-/// runtime thread must not block on it).
-fn block_on_commit(fut: vaultd::store::CommitFuture) {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .build()
-                .expect("runtime");
-            rt.block_on(fut).expect("commit");
-        });
-    });
-}
-
-/// One way of editing a stopped daemon's store.
-type Tamper = Box<dyn FnOnce(&Store)>;
+/// One way of editing a stopped daemon's log.
+type Tamper = Box<dyn FnOnce(&mut Log)>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_verify_finds_each_kind_of_tampering() {
@@ -252,76 +307,75 @@ async fn daemon_verify_finds_each_kind_of_tampering() {
     assert!(daemon.terminate().success());
     let pristine = daemon.root.path().join("pristine");
     copy_dir(&daemon.root.path().join("data"), &pristine);
-    let last = {
-        let store = embedded::open_store(&pristine, embedded::Options::default()).expect("open");
-        let (key, _) = store.last(b"a/e/").expect("last").expect("entries");
-        vaultd::audit::chain::seq_of(&key).expect("seq")
-    };
+    let last = Log::read(&pristine).entries().len() as u64;
     assert!(last >= 8, "enough entries to tamper with ({last})");
 
     let cases: Vec<(&str, Tamper)> = vec![
         (
             "edited",
-            Box::new(|s: &Store| {
-                let e = String::from_utf8(get(s, &entry_key(4))).expect("utf8");
+            Box::new(|log: &mut Log| {
+                let e = String::from_utf8(log.entry(4).clone()).expect("utf8");
                 let edited = e
                     .replacen("\"outcome\":\"ok\"", "\"outcome\":\"denied\"", 1)
                     .replacen("\"uid\":0", "\"uid\":1", 1);
                 assert_ne!(e, edited);
-                set(s, entry_key(4), Some(edited.into_bytes()));
+                *log.entry(4) = edited.into_bytes();
             }),
         ),
-        ("removed", Box::new(|s: &Store| set(s, entry_key(4), None))),
+        ("removed", Box::new(|log: &mut Log| log.remove_entry(4))),
         (
             "swapped",
-            Box::new(|s: &Store| {
-                let (a, b) = (get(s, &entry_key(4)), get(s, &entry_key(5)));
-                set(s, entry_key(4), Some(b));
-                set(s, entry_key(5), Some(a));
+            Box::new(|log: &mut Log| {
+                let (a, b) = (log.entry(4).clone(), log.entry(5).clone());
+                *log.entry(4) = b;
+                *log.entry(5) = a;
             }),
         ),
         (
             "forged and re-chained in the middle",
-            Box::new(move |s: &Store| {
+            Box::new(move |log: &mut Log| {
                 // A careful forger: inserts a copy at 3, renumbers everything after it and
                 // recomputes every prev hash. Only the signed heads can catch this.
-                let mut lines: Vec<Value> = (1..=last)
-                    .map(|q| serde_json::from_slice(&get(s, &entry_key(q))).expect("json"))
+                let mut lines: Vec<Value> = log
+                    .entries()
+                    .iter()
+                    .map(|e| serde_json::from_slice(e).expect("json"))
                     .collect();
                 let mut forged = lines[2].clone();
                 forged["op"] = "token.delete".into();
                 lines.insert(2, forged);
                 let mut prev = vault_client::audit::GENESIS;
+                let mut entries = Vec::new();
                 for (i, line) in lines.iter_mut().enumerate() {
                     line["seq"] = (i as u64 + 1).into();
                     line["prev"] = vault_client::audit::hex(&prev).into();
                     let bytes = serde_json::to_vec(line).expect("json");
                     prev = vault_client::audit::entry_hash(&bytes);
-                    set(s, entry_key(i as u64 + 1), Some(bytes));
+                    entries.push(bytes);
                 }
+                log.set_entries(entries, 3, 1);
             }),
         ),
         (
             "forged and appended after the last head",
-            Box::new(move |s: &Store| {
-                let prev_line = get(s, &entry_key(last));
+            Box::new(move |log: &mut Log| {
+                let prev_line = log.entry(last).clone();
                 let mut forged: Value = serde_json::from_slice(&prev_line).expect("json");
                 forged["seq"] = (last + 1).into();
                 forged["op"] = "token.delete".into();
                 forged["prev"] =
                     vault_client::audit::hex(&vault_client::audit::entry_hash(&prev_line)).into();
-                set(
-                    s,
-                    entry_key(last + 1),
-                    Some(serde_json::to_vec(&forged).expect("json")),
-                );
+                let (record, _) = log.holding(last);
+                record
+                    .entries
+                    .push(serde_json::to_vec(&forged).expect("json"));
             }),
         ),
         (
             "tail entries cut, heads kept",
-            Box::new(move |s: &Store| {
-                set(s, entry_key(last), None);
-                set(s, entry_key(last - 1), None);
+            Box::new(move |log: &mut Log| {
+                log.remove_entry(last);
+                log.remove_entry(last - 1);
             }),
         ),
     ];
@@ -344,18 +398,26 @@ async fn daemon_verify_finds_each_kind_of_tampering() {
         "untouched copy with its own anchor: {clean}"
     );
     let anchor_seq = before["head"]["seq"].as_u64().expect("seq");
-    let older = verify_after(&mut daemon, &pristine, Some(&anchor), move |s: &Store| {
-        // The state as it was before the recorded head: cut everything after an earlier head,
-        // entries and heads alike.
-        let earlier = (1..anchor_seq)
-            .rev()
-            .find(|q| s.get(&head_key(*q)).expect("get").is_some())
-            .expect("an earlier head");
-        for q in earlier + 1..=last {
-            set(s, entry_key(q), None);
-            set(s, head_key(q), None);
-        }
-    })
+    let older = verify_after(
+        &mut daemon,
+        &pristine,
+        Some(&anchor),
+        move |log: &mut Log| {
+            // The state as it was before the recorded head: cut everything after an earlier head,
+            // entries and heads alike.
+            let earlier = log
+                .records()
+                .flat_map(|r| r.heads.iter().map(|(seq, _)| *seq).collect::<Vec<_>>())
+                .filter(|seq| *seq < anchor_seq)
+                .max()
+                .expect("an earlier head");
+            for record in log.records() {
+                record.heads.retain(|(seq, _)| *seq <= earlier);
+                let keep = (earlier + 1).saturating_sub(record.first_seq) as usize;
+                record.entries.truncate(keep);
+            }
+        },
+    )
     .await;
     assert_eq!(older["ok"], false, "older copy not found: {older}");
 }

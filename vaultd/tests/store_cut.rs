@@ -24,6 +24,10 @@ const EXAMINED: usize = 2;
 
 type State = BTreeMap<Vec<u8>, Vec<u8>>;
 
+/// A record of run 2: position, offset and payload end of its audit record, offset and payload
+/// end of its key-value record.
+type Span = (u64, usize, usize, usize, usize);
+
 fn options() -> embedded::Options {
     embedded::Options {
         cache_bytes: 4 << 20,
@@ -147,12 +151,12 @@ async fn cut_or_flipped_log_tail_keeps_every_whole_group_and_nothing_after() {
         let len = u32::from_le_bytes(late[offset..offset + 4].try_into().expect("len"));
         offset + wal::RECORD_HEADER_LEN + len as usize
     };
-    let mut records: Vec<(u64, usize, usize, usize, usize)> = Vec::new();
+    let mut records: Vec<Span> = Vec::new();
     let mut offset = wal::HEADER_LEN as usize;
     while payload_end(offset) > offset + wal::RECORD_HEADER_LEN {
         let end = payload_end(offset);
-        let record = wal::AuditRecord::decode(&late[offset + wal::RECORD_HEADER_LEN..end])
-            .expect("decodes");
+        let record =
+            wal::AuditRecord::decode(&late[offset + wal::RECORD_HEADER_LEN..end]).expect("decodes");
         let kv = record.kv_offset as usize;
         assert!(record.kv_len > 0, "every put has key-value writes");
         records.push((record.position, offset, end, kv, payload_end(kv)));
@@ -165,7 +169,7 @@ async fn cut_or_flipped_log_tail_keeps_every_whole_group_and_nothing_after() {
     let examined = &records[records.len() - EXAMINED..];
     let first = *after.keys().next().expect("first");
     // The state a cut leaves: every group whose records both end before it is whole.
-    let expected_with = |whole: &dyn Fn(&(u64, usize, usize, usize, usize)) -> bool| -> &State {
+    let expected_with = |whole: &dyn Fn(&Span) -> bool| -> &State {
         let position = records
             .iter()
             .take_while(|r| whole(r))
@@ -219,7 +223,10 @@ async fn cut_or_flipped_log_tail_keeps_every_whole_group_and_nothing_after() {
             flipped += 1;
             match reopen(&segment) {
                 Ok(store) => {
-                    assert!(is_last, "flip at {at} before the last group must be refused");
+                    assert!(
+                        is_last,
+                        "flip at {at} before the last group must be refused"
+                    );
                     let expected = expected_with(&|r| r.0 < last.0);
                     assert_state(&state(&store), expected, &format!("flip at {at}"));
                 }

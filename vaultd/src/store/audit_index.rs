@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::sync::{Mutex, PoisonError, RwLock};
 
-use super::wal::{Appended, AuditReader, Header, HEADER_LEN};
+use super::wal::{Appended, AuditReader, HEADER_LEN, Header};
 use super::{Entry, Group, StoreError};
 use crate::audit::chain::{self, ENTRIES, HEADS};
 
@@ -85,15 +85,19 @@ impl AuditIndex {
         if let Some(at) = head_at {
             let (number, offset) = location(&at)?;
             if let Some(i) = view.headers.iter().position(|h| h.number == number) {
-                let mut reader = AuditReader::new(view.dir, view.headers.clone(), view.bound, i, offset);
-                if let Some((_, _, record)) = reader.next()? {
-                    tail.1 = record.heads.last().map(|(s, h)| (chain::head_key(*s), h.clone()));
+                let mut reader =
+                    AuditReader::new(view.dir, view.headers.clone(), view.bound, i, offset);
+                if let Some((_, _, record)) = reader.next_record()? {
+                    tail.1 = record
+                        .heads
+                        .last()
+                        .map(|(s, h)| (chain::head_key(*s), h.clone()));
                 }
             }
         }
         let (at, offset) = index.locate(&view, u64::MAX)?;
         let mut reader = AuditReader::new(view.dir, view.headers.clone(), view.bound, at, offset);
-        while let Some((_, _, record)) = reader.next()? {
+        while let Some((_, _, record)) = reader.next_record()? {
             if let Some((seq, e)) = record.numbered().last() {
                 tail.0 = Some((chain::entry_key(seq), e.to_vec()));
             }
@@ -167,7 +171,11 @@ impl AuditIndex {
     }
 
     /// The entry or head `key`, if `key` is in the audit log.
-    pub(super) fn get(&self, view: &View<'_>, key: &[u8]) -> Option<Result<Option<Vec<u8>>, StoreError>> {
+    pub(super) fn get(
+        &self,
+        view: &View<'_>,
+        key: &[u8],
+    ) -> Option<Result<Option<Vec<u8>>, StoreError>> {
         let kind = kind_of(key)?;
         let Some(seq) = chain::seq_of(key) else {
             return Some(Ok(None));
@@ -196,7 +204,11 @@ impl AuditIndex {
             None => 1,
             Some(key) => match chain::seq_of(key) {
                 Some(seq) => seq.saturating_add(1),
-                None => return Some(Err(StoreError::Backend("audit scan after a bad key".into()))),
+                None => {
+                    return Some(Err(StoreError::Backend(
+                        "audit scan after a bad key".into(),
+                    )));
+                }
             },
         };
         Some(self.read(view, kind, from, limit))
@@ -223,7 +235,7 @@ impl AuditIndex {
         };
         let mut reader = AuditReader::new(view.dir, view.headers.clone(), view.bound, at, offset);
         let mut out = Vec::new();
-        while let Some((number, offset, record)) = reader.next()? {
+        while let Some((number, offset, record)) = reader.next_record()? {
             match kind {
                 Kind::Entries => {
                     for (seq, e) in record.numbered().filter(|(seq, _)| *seq >= from) {
@@ -276,12 +288,14 @@ impl AuditIndex {
         };
         let named = chain::seq_of(&key);
         let mut reader = AuditReader::new(view.dir, vec![view.headers[i]], view.bound, 0, offset);
-        let leads = matches!(reader.next(), Ok(Some((_, _, r))) if Some(r.first_seq) == named && !r.entries.is_empty());
+        let leads = matches!(reader.next_record(), Ok(Some((_, _, r))) if Some(r.first_seq) == named && !r.entries.is_empty());
         Ok((i, if leads { offset } else { HEADER_LEN }))
     }
 
     fn lock_point(&self) -> std::sync::MutexGuard<'_, Option<(u64, u64)>> {
-        self.last_point.lock().unwrap_or_else(PoisonError::into_inner)
+        self.last_point
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock_cursors(&self) -> std::sync::MutexGuard<'_, [Option<(u64, u64, u64)>; 2]> {

@@ -254,7 +254,7 @@ impl Backend for Embedded {
         }
         self.inner.applied.store(group.position, Ordering::Release);
         let mut checkpoint = self.inner.lock_checkpoint();
-        checkpoint.bytes += framed.len();
+        checkpoint.bytes += framed.bytes();
         if checkpoint.bytes >= self.inner.options.checkpoint_bytes {
             self.inner.wake.notify_all();
         }
@@ -312,12 +312,15 @@ impl Backend for Embedded {
             // a group at or below the log's last position.
             let (headers, end) = {
                 let wal = inner.wal.lock().unwrap_or_else(PoisonError::into_inner);
-                (wal.headers(), wal.last_position().unwrap_or(start).max(start))
+                (
+                    wal.headers(),
+                    wal.last_position().unwrap_or(start).max(start),
+                )
             };
             // The audit log up to `start`, one group per record, from the audit regions.
             let mut next = 1;
             let mut reader = AuditReader::new(&inner.wal_dir, headers, start, 0, 0);
-            while let Some((_, _, record)) = reader.next()? {
+            while let Some((_, _, record)) = reader.next_record()? {
                 next = record.position + 1;
                 file.group(&Group {
                     position: record.position,

@@ -97,7 +97,9 @@ impl Framed {
             .enumerate()
             .any(|(i, (seq, _))| *seq != first + i as u64)
         {
-            return Err(append_only("audit entries of a group that are not consecutive"));
+            return Err(append_only(
+                "audit entries of a group that are not consecutive",
+            ));
         }
         let mut body = Vec::with_capacity(
             16 + entries.iter().map(|(_, e)| 4 + e.len()).sum::<usize>()
@@ -138,7 +140,7 @@ impl Framed {
     }
 
     /// Bytes of both records.
-    pub fn len(&self) -> u64 {
+    pub fn bytes(&self) -> u64 {
         self.audit_len() + self.kv_len()
     }
 
@@ -540,10 +542,11 @@ pub fn read(
         // there: those records were written but their sync failed (never acknowledged).
         let limit = headers.get(i + 1).map_or(u64::MAX, |h| h.first);
         let data = fs::read(segment_path(dir, number)).map_err(io_error)?;
-        let scan = scan_segment(&data, header, limit, after, until, &mut each).map_err(|e| match e {
-            Scan::Corrupt { offset, why } => corrupt_at(dir, number, offset, &why),
-            Scan::Store(e) => e,
-        })?;
+        let scan =
+            scan_segment(&data, header, limit, after, until, &mut each).map_err(|e| match e {
+                Scan::Corrupt { offset, why } => corrupt_at(dir, number, offset, &why),
+                Scan::Store(e) => e,
+            })?;
         segments.push(SegmentInfo {
             number,
             first: header.first,
@@ -732,7 +735,7 @@ impl AuditReader {
     }
 
     /// The next record: its segment number, its offset, and the record.
-    pub fn next(&mut self) -> Result<Option<(u64, u64, AuditRecord)>, StoreError> {
+    pub fn next_record(&mut self) -> Result<Option<(u64, u64, AuditRecord)>, StoreError> {
         loop {
             let Some(header) = self.headers.get(self.at).copied() else {
                 return Ok(None);
@@ -755,7 +758,12 @@ impl AuditReader {
                         ));
                     }
                     let record = AuditRecord::decode(&payload).map_err(|_| {
-                        corrupt_at(&self.dir, header.number, offset, "audit record does not decode")
+                        corrupt_at(
+                            &self.dir,
+                            header.number,
+                            offset,
+                            "audit record does not decode",
+                        )
                     })?;
                     self.last = Some(position);
                     self.offset = next;
@@ -774,7 +782,11 @@ impl AuditReader {
                             &self.dir,
                             header.number,
                             offset,
-                            &format!("damaged record; positions {}..{} are lost", last + 1, next.first - 1),
+                            &format!(
+                                "damaged record; positions {}..{} are lost",
+                                last + 1,
+                                next.first - 1
+                            ),
                         ));
                     }
                     self.at += 1;
@@ -813,8 +825,8 @@ impl AuditReader {
 
     /// Makes the buffer hold `need` bytes from `offset` (fewer at the end of the file).
     fn fill(&mut self, header: &Header, offset: u64, need: usize) -> Result<(), StoreError> {
-        let held = offset >= self.buf_at
-            && offset + need as u64 <= self.buf_at + self.buf.len() as u64;
+        let held =
+            offset >= self.buf_at && offset + need as u64 <= self.buf_at + self.buf.len() as u64;
         if held {
             return Ok(());
         }
@@ -823,7 +835,9 @@ impl AuditReader {
             self.file = Some(File::open(&path).map_err(io_error)?);
         }
         let file = self.file.as_ref().expect("opened above");
-        let want = need.max(READ_CHUNK).min((header.kv_start - offset) as usize);
+        let want = need
+            .max(READ_CHUNK)
+            .min((header.kv_start - offset) as usize);
         self.buf.resize(want, 0);
         let mut got = 0;
         while got < want {
@@ -1082,7 +1096,10 @@ impl Wal {
             if s.last > through || active == Some(s.number) {
                 break;
             }
-            trim(&segment_path(&self.dir, s.number), s.audit_end.unwrap_or(s.kv_start))?;
+            trim(
+                &segment_path(&self.dir, s.number),
+                s.audit_end.unwrap_or(s.kv_start),
+            )?;
             self.trimmed += 1;
         }
         let mut end = None;
@@ -1222,7 +1239,6 @@ fn io_error(e: io::Error) -> StoreError {
     StoreError::Backend(format!("write-ahead log: {e}"))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1337,15 +1353,25 @@ mod tests {
             let mut bytes = full.clone();
             bytes[cut..].fill(0);
             fs::write(&path, &bytes).expect("cut");
-            assert_eq!(positions(dir.path()).expect("tail"), [1, 2, 3], "kv cut at {cut}");
+            assert_eq!(
+                positions(dir.path()).expect("tail"),
+                [1, 2, 3],
+                "kv cut at {cut}"
+            );
         }
         // A flip in an earlier group's key-value record is damage in the middle of the log.
         let mut bytes = full.clone();
         bytes[spans[1].3 + 9] ^= 1;
         fs::write(&path, &bytes).expect("flip");
         let err = positions(dir.path()).expect_err("damage");
-        assert!(err.to_string().contains("00000000000000000001.wal"), "{err}");
-        assert!(err.to_string().contains(&format!("offset {}", spans[1].1)), "{err}");
+        assert!(
+            err.to_string().contains("00000000000000000001.wal"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains(&format!("offset {}", spans[1].1)),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1372,7 +1398,10 @@ mod tests {
                     assert_eq!(seen, [1, 2]);
                 }
                 Err(StoreError::Corrupt(why)) => {
-                    assert!(index < 2, "flip at {at} in the last record is a tail: {why}");
+                    assert!(
+                        index < 2,
+                        "flip at {at} in the last record is a tail: {why}"
+                    );
                     assert!(why.contains("00000000000000000001.wal"), "{why}");
                     assert!(
                         why.contains(&format!("offset {}", start + index * record)),
@@ -1420,7 +1449,7 @@ mod tests {
         let headers = headers(dir.path()).expect("headers");
         let mut reader = AuditReader::new(dir.path(), headers, u64::MAX, 0, HEADER_LEN);
         let mut read = Vec::new();
-        while let Some((number, _, record)) = reader.next().expect("next") {
+        while let Some((number, _, record)) = reader.next_record().expect("next") {
             read.push((number, record.position));
         }
         assert_eq!(read, [(1, 1), (2, 2), (2, 3)]);
@@ -1440,7 +1469,8 @@ mod tests {
         let mut wal = Wal::open(dir.path(), 16 << 10, Vec::new()).expect("open");
         let big = |p: u64| {
             let mut g = group(p, 0);
-            g.writes.insert(0, (format!("k/{p}").into_bytes(), Some(vec![7; 3000])));
+            g.writes
+                .insert(0, (format!("k/{p}").into_bytes(), Some(vec![7; 3000])));
             g
         };
         for p in 1..=8 {
@@ -1450,20 +1480,30 @@ mod tests {
         assert!(segments.len() >= 3, "{segments:?}");
         let allocated = |n: u64| {
             use std::os::unix::fs::MetadataExt as _;
-            fs::metadata(segment_path(dir.path(), n)).expect("meta").blocks() * 512
+            fs::metadata(segment_path(dir.path(), n))
+                .expect("meta")
+                .blocks()
+                * 512
         };
         let active = segments.last().expect("active").number;
         let before = allocated(active);
         wal.release(8).expect("release");
         for s in &segments[..segments.len() - 1] {
-            let len = fs::metadata(segment_path(dir.path(), s.number)).expect("meta").len();
-            assert_eq!(Some(len), s.audit_end, "segment {} cut after its audit log", s.number);
+            let len = fs::metadata(segment_path(dir.path(), s.number))
+                .expect("meta")
+                .len();
+            assert_eq!(
+                Some(len),
+                s.audit_end,
+                "segment {} cut after its audit log",
+                s.number
+            );
         }
         assert!(allocated(active) <= before, "active segment punched");
         // Every entry still reads, and recovery after the released position needs nothing.
         let mut reader = AuditReader::new(dir.path(), wal.headers(), 8, 0, HEADER_LEN);
         let mut seqs = Vec::new();
-        while let Some((_, _, record)) = reader.next().expect("next") {
+        while let Some((_, _, record)) = reader.next_record().expect("next") {
             seqs.extend(record.numbered().map(|(seq, _)| seq));
         }
         assert_eq!(seqs, (1..=8).collect::<Vec<_>>());
