@@ -4,7 +4,8 @@
 # First the peak: 20 s of that mix at 8 connections against a daemon of its own
 # (vault-load --spawn); then a daemon this script starts in a temp dir, its tokens written
 # once, and vault-load paced at the rate (--rate) for the duration. Every interval a sample:
-# the daemon's RSS (VmRSS), open fds, data-directory bytes (du -sb), the operations done so far
+# the daemon's RSS (VmRSS), open fds, data-directory bytes on disk (allocated blocks, du -s -B1,
+# so key-value records the log punched out count as given back), the operations done so far
 # (vault-load --progress) and the audit log's last sequence number (vault-cli audit tail).
 #
 #   benches/soak.sh                               # 1 hour at half the peak, a sample every 30 s
@@ -124,7 +125,7 @@ sample() {
     rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$VAULTD_PID/status")
     fds=$(ls -U "/proc/$VAULTD_PID/fd" 2>/dev/null | wc -l || true)
     # du still prints the total when a file it listed is removed under it (and exits 1).
-    bytes=$(du -sb "$DATA" 2>/dev/null | cut -f1 || true)
+    bytes=$(du -s -B1 "$DATA" 2>/dev/null | cut -f1 || true)
     read -r ops errors < <(ops_done)
     # The log's last entry (the CLI's own reads are left out); null if the daemon did not answer.
     seq=$("$CLI" --socket "$SOCK" --json --timeout 10 audit tail -n 1 2>/dev/null \

@@ -136,8 +136,9 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (usize, u64)> {
         .collect()
 }
 
-/// The last byte of the entry frame around offset `near` of a backup file (magic and version
-/// are 12 bytes; each frame is kind u8, len u32 LE, payload; kind 2 is an entry).
+/// The last byte of the entry or group frame around offset `near` of a backup file (magic and
+/// version are 12 bytes; each frame is kind u8, len u32 LE, payload; kind 2 is an entry, 3 a
+/// group: the audit log's records, then the groups after the scan).
 fn value_byte_near(file: &[u8], near: usize) -> usize {
     let mut at = 12;
     loop {
@@ -145,7 +146,10 @@ fn value_byte_near(file: &[u8], near: usize) -> usize {
         let len = u32::from_le_bytes(file[at + 1..at + 5].try_into().expect("4 bytes")) as usize;
         let end = at + 5 + len;
         if end > near {
-            assert_eq!(kind, 2, "the middle of the file is in an entry");
+            assert!(
+                kind == 2 || kind == 3,
+                "the middle of the file is in an entry or a group"
+            );
             return end - 1;
         }
         at = end;

@@ -98,6 +98,19 @@ impl Embedded {
         let wal_dir = dir.join("wal");
         fs::create_dir_all(&wal_dir).map_err(|e| StoreError::Backend(e.to_string()))?;
         let db = open_db(&db_path, &options)?;
+        // A store of the first format kept its audit log in sled; this one would not see it.
+        if db
+            .scan_prefix(crate::audit::chain::ENTRIES)
+            .next()
+            .is_some()
+        {
+            return Err(StoreError::Corrupt(
+                "this store keeps its audit log in sled (storage format 1): move it to this \
+                 version with `vault-cli backup create` on the old version and `backup restore` \
+                 on this one"
+                    .into(),
+            ));
+        }
         let started = Instant::now();
         let index = AuditIndex::default();
         let (applied, replayed, segments) = replay(&db, &wal_dir, &index)?;
