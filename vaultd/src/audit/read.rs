@@ -187,45 +187,26 @@ impl Vault {
         let vault_id = self.stored_meta()?.vault_id;
         let mut cursor = after;
         loop {
-            let page = self
-                .store()
-                .scan(ENTRIES, Some(&chain::entry_key(cursor)), SCAN_PAGE)?;
-            if page.is_empty() {
+            let page = self.store().audit_page(cursor, SCAN_PAGE)?;
+            if page.entries.is_empty() {
                 return Ok(());
             }
-            let first = cursor;
-            let last = page
-                .last()
-                .and_then(|(k, _)| chain::seq_of(k))
-                .unwrap_or(cursor);
-            // At most one head per entry, so a page of entries needs at most as many heads.
-            let heads: Vec<_> = self
-                .store()
-                .scan(HEADS, Some(&chain::head_key(first)), page.len())?
-                .into_iter()
-                .take_while(|(k, _)| chain::seq_of(k).is_some_and(|s| s <= last))
-                .collect();
-            let mut heads = heads.into_iter().peekable();
-            for (key, bytes) in &page {
-                let seq = chain::seq_of(key)
-                    .ok_or_else(|| StoreError::Corrupt("audit entry key".into()))?;
-                if seq > until {
+            let mut heads = page.heads.into_iter().peekable();
+            for (seq, bytes) in &page.entries {
+                if *seq > until {
                     return Ok(());
                 }
                 each(bytes);
-                while let Some((hk, hb)) = heads.peek() {
-                    match chain::seq_of(hk) {
-                        Some(hs) if hs < seq => {
-                            heads.next();
-                        }
-                        Some(hs) if hs == seq => {
-                            each(&head_line(hb, &vault_id));
-                            heads.next();
-                        }
-                        _ => break,
+                while let Some((hs, hb)) = heads.peek() {
+                    if *hs > *seq {
+                        break;
                     }
+                    if hs == seq {
+                        each(&head_line(hb, &vault_id));
+                    }
+                    heads.next();
                 }
-                cursor = seq;
+                cursor = *seq;
             }
         }
     }

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::{Mutex, PoisonError, RwLock};
 
 use super::wal::{Appended, AuditReader, HEADER_LEN, Header};
-use super::{Entry, Group, StoreError};
+use super::{AuditPage, Entry, Group, StoreError};
 use crate::audit::chain::{self, ENTRIES, HEADS};
 
 /// Prefix of index points.
@@ -214,6 +214,55 @@ impl AuditIndex {
         Some(self.read(view, kind, from, limit))
     }
 
+    /// Up to `limit` entries after `after`, with the heads up to the last of them: the
+    /// records read in order, from where the last page ended.
+    pub(super) fn page(
+        &self,
+        view: &View<'_>,
+        after: u64,
+        limit: usize,
+    ) -> Result<AuditPage, StoreError> {
+        let from = after.saturating_add(1);
+        let slot = Kind::Entries as usize;
+        let (at, offset) = match self.resume(view, slot, from) {
+            Some(found) => found,
+            None => self.locate(view, from)?,
+        };
+        let mut reader = AuditReader::new(view.dir, view.headers.clone(), view.bound, at, offset);
+        let mut page = AuditPage::default();
+        while let Some((number, offset, record)) = reader.next_record()? {
+            let mut full = false;
+            for (seq, e) in record.numbered().filter(|(seq, _)| *seq >= from) {
+                page.entries.push((seq, e.to_vec()));
+                if page.entries.len() == limit {
+                    self.lock_cursors()[slot] = Some((seq + 1, number, offset));
+                    full = true;
+                    break;
+                }
+            }
+            let last = page.entries.last().map_or(after, |(seq, _)| *seq);
+            let heads = record
+                .heads
+                .iter()
+                .filter(|(seq, _)| *seq > after && *seq <= last);
+            page.heads.extend(heads.cloned());
+            if full {
+                break;
+            }
+        }
+        Ok(page)
+    }
+
+    /// Where the last page of `slot` ended, if the next one starts at `from`.
+    fn resume(&self, view: &View<'_>, slot: usize, from: u64) -> Option<(usize, u64)> {
+        let (next, number, offset) = self.lock_cursors()[slot]?;
+        if next != from {
+            return None;
+        }
+        let i = view.headers.iter().position(|h| h.number == number)?;
+        Some((i, offset))
+    }
+
     /// Entries or heads with sequence numbers from `from` on, up to `limit` of them.
     fn read(
         &self,
@@ -223,13 +272,7 @@ impl AuditIndex {
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
         let slot = kind as usize;
-        let resume = self.lock_cursors()[slot]
-            .filter(|(next, _, _)| *next == from)
-            .and_then(|(_, number, offset)| {
-                let i = view.headers.iter().position(|h| h.number == number)?;
-                Some((i, offset))
-            });
-        let (at, offset) = match resume {
+        let (at, offset) = match self.resume(view, slot, from) {
             Some(found) => found,
             None => self.locate(view, from)?,
         };

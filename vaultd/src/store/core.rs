@@ -15,7 +15,9 @@ use std::thread;
 
 use tokio::sync::oneshot;
 
-use super::{Backend, Batch, CommitFuture, Entry, Group, Op, StoreError, decode_counter};
+use super::{
+    AuditPage, Backend, Batch, CommitFuture, Entry, Group, Op, StoreError, decode_counter,
+};
 use crate::audit::chain::{self, ChainState, HeadSigner};
 
 /// Most batches one group covers; more wait for the next.
@@ -97,6 +99,11 @@ impl Store {
     /// The last entry under `prefix`.
     pub fn last(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
         self.backend.last(prefix)
+    }
+
+    /// One page of the audit log in order ([`Backend::audit_page`]).
+    pub fn audit_page(&self, after: u64, limit: usize) -> Result<AuditPage, StoreError> {
+        self.backend.audit_page(after, limit)
     }
 
     /// Applies `batch` atomically; resolves once it is durable. A failed check is

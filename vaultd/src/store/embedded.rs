@@ -237,6 +237,11 @@ impl Backend for Embedded {
         })
     }
 
+    fn audit_page(&self, after: u64, limit: usize) -> Result<super::AuditPage, StoreError> {
+        self.inner
+            .audit_view(|view| self.inner.audit.page(view, after, limit))
+    }
+
     fn apply(&self, group: &Group) -> Result<(), StoreError> {
         let db = self.inner.db()?;
         let framed = Framed::new(group)?;

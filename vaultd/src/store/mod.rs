@@ -29,7 +29,7 @@ mod memory;
 mod suite;
 pub mod wal;
 
-use crate::audit::chain::LogEntry;
+use crate::audit::chain::{self, LogEntry};
 
 pub use core::{Stats, Store};
 pub use group::{Group, Write};
@@ -121,6 +121,22 @@ pub trait Backend: Send + Sync {
     /// The last entry under `prefix`.
     fn last(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError>;
 
+    /// Up to `limit` audit entries after sequence number `after`, with the signed heads from
+    /// after `after` to the last of them: one page of the log in order, for verifying and
+    /// exporting it. A backend that keeps entries apart from heads serves it with two scans.
+    fn audit_page(&self, after: u64, limit: usize) -> Result<AuditPage, StoreError> {
+        let entries = self.scan(chain::ENTRIES, Some(&chain::entry_key(after)), limit)?;
+        let entries = numbered(entries)?;
+        let last = entries.last().map_or(after, |(seq, _)| *seq);
+        // At most one head per entry, so a page of entries needs at most as many heads.
+        let heads = self.scan(chain::HEADS, Some(&chain::head_key(after)), entries.len())?;
+        let heads = numbered(heads)?
+            .into_iter()
+            .take_while(|(seq, _)| *seq <= last)
+            .collect();
+        Ok(AuditPage { entries, heads })
+    }
+
     /// Applies `group` atomically; returns once it is durable. Applying a group twice leaves
     /// the same state. On an error the group may or may not have become durable; the core calls
     /// [`Backend::recover`] before the next group.
@@ -138,6 +154,27 @@ pub trait Backend: Send + Sync {
         vault_id: &str,
         out: &mut dyn std::io::Write,
     ) -> Result<backup::Summary, StoreError>;
+}
+
+/// A page of the audit log: entries and signed heads with their sequence numbers, each in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditPage {
+    /// Entries, consecutive unless the log was altered.
+    pub entries: Vec<(u64, Vec<u8>)>,
+    /// Heads covering up to the last entry of the page.
+    pub heads: Vec<(u64, Vec<u8>)>,
+}
+
+/// Audit keys and values as sequence numbers and values.
+fn numbered(found: Vec<Entry>) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    found
+        .into_iter()
+        .map(|(key, value)| {
+            let seq =
+                chain::seq_of(&key).ok_or_else(|| StoreError::Corrupt("audit entry key".into()))?;
+            Ok((seq, value))
+        })
+        .collect()
 }
 
 /// A storage failure.
