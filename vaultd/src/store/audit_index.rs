@@ -4,8 +4,8 @@
 //! sled holds a sparse index: a point `w/ax/{first_seq:020}` → (segment, offset) for the first
 //! group of each segment that appended entries and then one per [`POINT_EVERY`] bytes of audit
 //! records, so a sequence number is found with one sled read and at most that many bytes of
-//! log; and `w/lh` → (segment, offset) of the last group with a head. Both are derived when a
-//! group is applied or replayed. A point that does not lead to the record it names (the log
+//! log; and `w/lh` → (segment, offset) of the last group with a head. Points are derived when a
+//! group is applied or replayed, `w/lh` is written at checkpoints. A point that does not lead to the record it names (the log
 //! was edited) is ignored and its segment read from the start. The last entry and head are
 //! kept in memory; sequential readers (verify, export, pages) resume where the last page ended.
 
@@ -53,6 +53,9 @@ pub(super) struct AuditIndex {
     tail: RwLock<(Option<Entry>, Option<Entry>)>,
     /// Where the last point was written (segment, offset).
     last_point: Mutex<Option<(u64, u64)>>,
+    /// Where the last group with a head is (segment, offset); sled's `w/lh` is set from it at
+    /// each checkpoint, not at each group.
+    last_head_at: Mutex<Option<(u64, u64)>>,
     /// Where the last page of entries and of heads ended: (next sequence number, segment,
     /// offset of the record holding it).
     cursors: Mutex<[Option<(u64, u64, u64)>; 2]>,
@@ -67,9 +70,10 @@ pub(super) struct View<'a> {
 }
 
 impl AuditIndex {
-    /// Derives the index from the log: the last point written, the last entry and head.
-    pub(super) fn load(view: View<'_>) -> Result<Self, StoreError> {
-        let index = Self::default();
+    /// Completes the index from sled and the log after replay: the last point written, the last
+    /// entry and head.
+    pub(super) fn load(&self, view: View<'_>) -> Result<(), StoreError> {
+        let index = self;
         let last_point = view
             .db
             .scan_prefix(POINTS)
@@ -81,10 +85,19 @@ impl AuditIndex {
             None => None,
         };
         let mut tail: (Option<Entry>, Option<Entry>) = (None, None);
-        let head_at = view.db.get(LAST_HEAD).map_err(sled_error)?;
-        if let Some(at) = head_at {
-            let (number, offset) = location(&at)?;
-            if let Some(i) = view.headers.iter().position(|h| h.number == number) {
+        let replayed = *index.lock_head();
+        let head_at = match replayed {
+            Some(at) => Some(at),
+            None => match view.db.get(LAST_HEAD).map_err(sled_error)? {
+                Some(v) => Some(location(&v)?),
+                None => None,
+            },
+        };
+        *index.lock_head() = head_at;
+        if let Some((number, offset)) = head_at
+            && let Some(i) = view.headers.iter().position(|h| h.number == number)
+        {
+            {
                 let mut reader =
                     AuditReader::new(view.dir, view.headers.clone(), view.bound, i, offset);
                 if let Some((_, _, record)) = reader.next_record()? {
@@ -106,7 +119,14 @@ impl AuditIndex {
             }
         }
         *index.tail.write().unwrap_or_else(PoisonError::into_inner) = tail;
-        Ok(index)
+        Ok(())
+    }
+
+    /// What a checkpoint writes to sled before it flushes: `w/lh`.
+    pub(super) fn checkpoint_writes(&self) -> Option<(Vec<u8>, Vec<u8>)> {
+        let (number, offset) = (*self.lock_head())?;
+        let here = [number.to_be_bytes(), offset.to_be_bytes()].concat();
+        Some((LAST_HEAD.to_vec(), here))
     }
 
     /// The sled writes that index `group`, appended at `at`; call with the group's own writes.
@@ -138,7 +158,7 @@ impl AuditIndex {
             }
         }
         if has_head {
-            writes.push((LAST_HEAD.to_vec(), here));
+            *self.lock_head() = Some((at.number, at.audit_offset));
         }
         writes
     }
@@ -337,6 +357,12 @@ impl AuditIndex {
 
     fn lock_point(&self) -> std::sync::MutexGuard<'_, Option<(u64, u64)>> {
         self.last_point
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_head(&self) -> std::sync::MutexGuard<'_, Option<(u64, u64)>> {
+        self.last_head_at
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }

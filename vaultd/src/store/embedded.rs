@@ -2,8 +2,7 @@
 //! log's home, sled 0.34 the index the other writes are applied to (`docs/storage.md`).
 //!
 //! `apply` appends the group's two records (two writes, one `fdatasync`), then applies its
-//! key-value writes to sled, with the audit index (`audit_index`) and `w/applied`, without a
-//! flush. A checkpointer thread flushes sled, fsyncs its files (sled's own flush uses
+//! key-value writes to sled, with the audit index points (`audit_index`), without a flush. A checkpointer thread flushes sled, fsyncs its files (sled's own flush uses
 //! `sync_file_range` only) and gives back the log's key-value records sled no longer needs. At
 //! open, every record after the last checkpoint is replayed.
 
@@ -19,7 +18,8 @@ use super::backup::{self, Summary};
 use super::wal::{self, Appended, AuditReader, Framed, Wal};
 use super::{Backend, Entry, Group, StoreError};
 
-/// The position of the last group applied to sled (8 bytes, big-endian).
+/// The position up to which sled held every group at its last checkpoint (8 bytes,
+/// big-endian).
 const APPLIED: &[u8] = b"w/applied";
 /// Keys of the store itself, never part of a snapshot.
 const INTERNAL: &[u8] = b"w/";
@@ -116,7 +116,7 @@ impl Embedded {
         let (applied, replayed, segments) = replay(&db, &wal_dir, &index)?;
         let wal = Wal::open(&wal_dir, options.segment_bytes, segments)?;
         let logged = wal.last_position().unwrap_or(0).max(applied);
-        let audit = AuditIndex::load(View {
+        index.load(View {
             db: &db,
             dir: &wal_dir,
             headers: wal.headers(),
@@ -131,7 +131,7 @@ impl Embedded {
             wal: Mutex::new(wal),
             applied: AtomicU64::new(applied),
             logged: AtomicU64::new(logged),
-            audit,
+            audit: index,
             checkpoint: Mutex::default(),
             wake: Condvar::new(),
         });
@@ -387,6 +387,10 @@ impl Inner {
         read: impl FnOnce(&View<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let db = self.db()?;
+        // The bound first: every segment a record up to it is in is then among the headers
+        // (a segment abandoned after a failed sync is then followed by the one that
+        // supersedes it).
+        let bound = self.logged.load(Ordering::Acquire);
         let headers = self
             .wal
             .lock()
@@ -396,7 +400,7 @@ impl Inner {
             db: &db,
             dir: &self.wal_dir,
             headers,
-            bound: self.logged.load(Ordering::Acquire),
+            bound,
         })
     }
 
@@ -460,6 +464,12 @@ impl Inner {
     fn checkpoint(&self) -> Result<(), StoreError> {
         let position = self.applied.load(Ordering::Acquire);
         let db = self.db()?;
+        // Everything up to `position` is in sled; these record it there, for the next start.
+        db.insert(APPLIED, &position.to_be_bytes())
+            .map_err(sled_error)?;
+        if let Some((key, value)) = self.audit.checkpoint_writes() {
+            db.insert(key, value).map_err(sled_error)?;
+        }
         db.flush().map_err(sled_error)?;
         sync_tree(&self.db_path).map_err(|e| StoreError::Backend(format!("fsync of sled: {e}")))?;
         wal::write_checkpoint(&self.wal_dir, position)
@@ -567,8 +577,8 @@ fn replay(
 
 /// Applies a group's key-value writes one by one (sled's atomic `apply_batch` forces its I/O
 /// buffer out with two `sync_file_range` calls per batch; the log already makes the group
-/// atomic), then its audit index writes and `w/applied`. Audit entries and heads stay in the
-/// log.
+/// atomic), then its audit index points. Audit entries and heads stay in the log, so a group
+/// of reads (audit entries only) writes nothing to sled but, every 64 KiB of log, a point.
 fn apply_to_sled(
     db: &sled::Db,
     group: &Group,
@@ -589,9 +599,7 @@ fn apply_to_sled(
     for (key, value) in index.index_writes(group, at) {
         db.insert(key, value).map_err(sled_error)?;
     }
-    db.insert(APPLIED, &group.position.to_be_bytes())
-        .map(drop)
-        .map_err(sled_error)
+    Ok(())
 }
 
 /// fsyncs every file under `dir`, and the directories.
