@@ -97,15 +97,13 @@ impl AuditIndex {
         if let Some((number, offset)) = head_at
             && let Some(i) = view.headers.iter().position(|h| h.number == number)
         {
-            {
-                let mut reader =
-                    AuditReader::new(view.dir, view.headers.clone(), view.bound, i, offset);
-                if let Some((_, _, record)) = reader.next_record()? {
-                    tail.1 = record
-                        .heads
-                        .last()
-                        .map(|(s, h)| (chain::head_key(*s), h.clone()));
-                }
+            let mut reader =
+                AuditReader::new(view.dir, view.headers.clone(), view.bound, i, offset);
+            if let Some((_, _, record)) = reader.next_record()? {
+                tail.1 = record
+                    .heads
+                    .last()
+                    .map(|(s, h)| (chain::head_key(*s), h.clone()));
             }
         }
         let (at, offset) = index.locate(&view, u64::MAX)?;
