@@ -21,8 +21,8 @@ pub struct Hardening {
 }
 
 /// Restrictive umask (077), no core dumps (RLIMIT_CORE 0 and PR_SET_DUMPABLE 0: with a piped
-/// core handler the kernel ignores RLIMIT_CORE), and all memory locked where the memlock limit
-/// allows (root, CAP_IPC_LOCK, or an unlimited RLIMIT_MEMLOCK). Call after any privilege change:
+/// core handler the kernel ignores RLIMIT_CORE), all memory locked where the memlock limit
+/// allows (root, CAP_IPC_LOCK, or an unlimited RLIMIT_MEMLOCK), and a fixed mmap threshold. Call after any privilege change:
 /// changing uid resets the dumpable flag.
 pub fn harden() -> io::Result<Hardening> {
     // SAFETY: umask only sets the process file-mode mask and cannot fail.
@@ -40,11 +40,30 @@ pub fn harden() -> io::Result<Hardening> {
         return Err(io::Error::last_os_error());
     }
     let (memory_locked, memory_lock_problem) = lock_memory();
+    fix_mmap_threshold();
     Ok(Hardening {
         no_core_dumps: true,
         memory_locked,
         memory_lock_problem,
     })
+}
+
+/// Allocations from this size up get their own mapping, given back whole when freed.
+#[cfg(target_env = "gnu")]
+const MMAP_THRESHOLD: libc::c_int = 256 << 10;
+
+/// Fixes glibc's mmap threshold. By default it rises to the size of any mapped block that is
+/// freed, so after the first of sled's 512 KiB I/O buffers is freed, the next ones come from a
+/// malloc arena; under `mlockall` an arena's pages are never given back, and fragmented by the
+/// small allocations between the buffers it only grows (measured: ≈ 20 bytes of RSS per request
+/// for as long as the daemon runs). With a fixed threshold each buffer is its own mapping and
+/// `munmap` returns it (docs/performance.md, "Memory").
+fn fix_mmap_threshold() {
+    // SAFETY: mallopt takes two integers and only changes glibc's allocation policy (under its
+    // own lock); it is called at start, before the store opens. A 0 (refused) leaves the
+    // default.
+    #[cfg(target_env = "gnu")]
+    let _ = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) };
 }
 
 /// Locks all memory if the limit allows it. Locking future mappings under a small memlock limit
