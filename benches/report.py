@@ -421,6 +421,9 @@ def soak(args):
         "rss_end_kib": last["rss_kib"],
         "rss_change_pct": round(rss_change, 2),
         "rss_max_kib": max(s["rss_kib"] for s in samples),
+        # The band RSS moves in once settled (sled frees its I/O buffers in batches).
+        "rss_settled_min_kib": min(s["rss_kib"] for s in samples if s["t_s"] >= ref["t_s"]),
+        "rss_settled_max_kib": max(s["rss_kib"] for s in samples if s["t_s"] >= ref["t_s"]),
         "fds_first": first["fds"],
         "fds_last": last["fds"],
         "fds_max": max(s["fds"] for s in samples),
@@ -456,7 +459,8 @@ def soak(args):
     print(
         f"  RSS        {ref['rss_kib'] / mib:.1f} MiB at {ref['t_s']:.0f} s, "
         f"{last['rss_kib'] / mib:.1f} MiB at the end ({rss_change:+.1f}%), "
-        f"max {out['rss_max_kib'] / mib:.1f} MiB"
+        f"max {out['rss_max_kib'] / mib:.1f} MiB; from {ref['t_s']:.0f} s on between "
+        f"{out['rss_settled_min_kib'] / mib:.1f} and {out['rss_settled_max_kib'] / mib:.1f} MiB"
     )
     print(f"  fds        first {first['fds']}, last {last['fds']}, max {out['fds_max']}")
     print(

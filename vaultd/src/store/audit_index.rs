@@ -20,8 +20,10 @@ use crate::audit::chain::{self, ENTRIES, HEADS};
 const POINTS: &[u8] = b"w/ax/";
 /// The location of the last group with a head.
 const LAST_HEAD: &[u8] = b"w/lh";
-/// Bytes of audit records between index points.
-pub(super) const POINT_EVERY: u64 = 64 << 10;
+/// Bytes of audit records between index points: about 1,600 entries. A lookup reads at most
+/// this much of the log; sled holds about 100 bytes per point, which at 64 KiB was the last
+/// thing the daemon's memory grew by (≈ 1 byte per request, docs/performance.md).
+pub(super) const POINT_EVERY: u64 = 1 << 20;
 
 /// Entries or heads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

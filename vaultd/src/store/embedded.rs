@@ -578,7 +578,7 @@ fn replay(
 /// Applies a group's key-value writes one by one (sled's atomic `apply_batch` forces its I/O
 /// buffer out with two `sync_file_range` calls per batch; the log already makes the group
 /// atomic), then its audit index points. Audit entries and heads stay in the log, so a group
-/// of reads (audit entries only) writes nothing to sled but, every 64 KiB of log, a point.
+/// of reads (audit entries only) writes nothing to sled but, every MiB of log, a point.
 fn apply_to_sled(
     db: &sled::Db,
     group: &Group,
