@@ -496,9 +496,11 @@ async fn daemon_serves_sealed_while_kms_is_down_and_auto_unseals_when_it_returns
     assert_eq!(daemon.state().await, Some(VaultState::Sealed));
 
     outage.up().await;
+    // The state turns unsealed just before the retry loop logs its success: wait for both.
     daemon
         .wait_for("auto-unseal", Duration::from_secs(60), async || {
             daemon.state().await == Some(VaultState::Unsealed)
+                && daemon.log().contains("auto-unseal: vault unsealed")
         })
         .await;
     let log = daemon.log();
