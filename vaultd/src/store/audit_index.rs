@@ -244,11 +244,7 @@ impl AuditIndex {
     ) -> Result<AuditPage, StoreError> {
         let from = after.saturating_add(1);
         let slot = Kind::Entries as usize;
-        let (at, offset) = match self.resume(view, slot, from) {
-            Some(found) => found,
-            None => self.locate(view, from)?,
-        };
-        let mut reader = AuditReader::new(view.dir, view.headers.clone(), view.bound, at, offset);
+        let mut reader = self.reader(view, slot, from)?;
         let mut page = AuditPage::default();
         while let Some((number, offset, record)) = reader.next_record()? {
             let mut full = false;
@@ -273,6 +269,22 @@ impl AuditIndex {
         Ok(page)
     }
 
+    /// A reader for sequence number `from` on: where the last page of `slot` ended if it goes
+    /// on from there, else from the index.
+    fn reader(&self, view: &View<'_>, slot: usize, from: u64) -> Result<AuditReader, StoreError> {
+        let (at, offset) = match self.resume(view, slot, from) {
+            Some(found) => found,
+            None => self.locate(view, from)?,
+        };
+        Ok(AuditReader::new(
+            view.dir,
+            view.headers.clone(),
+            view.bound,
+            at,
+            offset,
+        ))
+    }
+
     /// Where the last page of `slot` ended, if the next one starts at `from`.
     fn resume(&self, view: &View<'_>, slot: usize, from: u64) -> Option<(usize, u64)> {
         let (next, number, offset) = self.lock_cursors()[slot]?;
@@ -292,11 +304,7 @@ impl AuditIndex {
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
         let slot = kind as usize;
-        let (at, offset) = match self.resume(view, slot, from) {
-            Some(found) => found,
-            None => self.locate(view, from)?,
-        };
-        let mut reader = AuditReader::new(view.dir, view.headers.clone(), view.bound, at, offset);
+        let mut reader = self.reader(view, slot, from)?;
         let mut out = Vec::new();
         while let Some((number, offset, record)) = reader.next_record()? {
             match kind {

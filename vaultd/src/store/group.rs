@@ -31,17 +31,7 @@ impl Group {
     /// Appends the payload encoding to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.reserve(self.encoded_len());
-        out.extend_from_slice(&self.position.to_le_bytes());
-        out.extend_from_slice(&len32(self.writes.len()).to_le_bytes());
-        for (key, value) in &self.writes {
-            out.push(if value.is_some() { PUT } else { DELETE });
-            out.extend_from_slice(&len32(key.len()).to_le_bytes());
-            out.extend_from_slice(key);
-            if let Some(value) = value {
-                out.extend_from_slice(&len32(value.len()).to_le_bytes());
-                out.extend_from_slice(value);
-            }
-        }
+        encode_writes(self.position, &self.writes.iter().collect::<Vec<_>>(), out);
     }
 
     /// The group in `payload`; every byte must be used.
@@ -68,6 +58,22 @@ impl Group {
             return Err(corrupt());
         }
         Ok(Self { position, writes })
+    }
+}
+
+/// Appends the encoding of a group at `position` with `writes` to `out` (also a log's key-value
+/// record, `wal`).
+pub(super) fn encode_writes(position: u64, writes: &[&Write], out: &mut Vec<u8>) {
+    out.extend_from_slice(&position.to_le_bytes());
+    out.extend_from_slice(&len32(writes.len()).to_le_bytes());
+    for (key, value) in writes {
+        out.push(if value.is_some() { PUT } else { DELETE });
+        out.extend_from_slice(&len32(key.len()).to_le_bytes());
+        out.extend_from_slice(key);
+        if let Some(value) = value {
+            out.extend_from_slice(&len32(value.len()).to_le_bytes());
+            out.extend_from_slice(value);
+        }
     }
 }
 

@@ -48,9 +48,6 @@ const ZEROS: usize = 1 << 20;
 /// Bytes an audit reader reads at a time.
 const READ_CHUNK: usize = 256 << 10;
 
-const PUT: u8 = 1;
-const DELETE: u8 = 0;
-
 /// A group split into its two records, before the key-value pointer is known.
 #[derive(Debug, Clone)]
 pub struct Framed {
@@ -119,17 +116,7 @@ impl Framed {
         }
         let kv = (!writes.is_empty()).then(|| {
             let mut payload = Vec::new();
-            payload.extend_from_slice(&group.position.to_le_bytes());
-            payload.extend_from_slice(&len32(writes.len()).to_le_bytes());
-            for (key, value) in writes {
-                payload.push(if value.is_some() { PUT } else { DELETE });
-                payload.extend_from_slice(&len32(key.len()).to_le_bytes());
-                payload.extend_from_slice(key);
-                if let Some(value) = value {
-                    payload.extend_from_slice(&len32(value.len()).to_le_bytes());
-                    payload.extend_from_slice(value);
-                }
-            }
+            super::group::encode_writes(group.position, &writes, &mut payload);
             frame(&payload)
         });
         Ok(Self {
@@ -293,32 +280,13 @@ impl AuditRecord {
     }
 }
 
-/// The writes of a key-value record's payload at `position`.
+/// The writes of a key-value record's payload at `position` (a group's encoding).
 fn decode_kv(payload: &[u8], position: u64) -> Result<Vec<Write>, StoreError> {
-    let mut r = Reader(payload);
-    if r.u64()? != position {
+    let group = Group::decode(payload)?;
+    if group.position != position {
         return Err(corrupt("key-value record of another position"));
     }
-    let count = r.u32()? as usize;
-    // Each write takes at least 5 bytes.
-    if count > payload.len() / 5 {
-        return Err(corrupt("key-value record"));
-    }
-    let mut writes = Vec::with_capacity(count);
-    for _ in 0..count {
-        let tag = r.take(1)?[0];
-        let key = r.sized()?.to_vec();
-        let value = match tag {
-            PUT => Some(r.sized()?.to_vec()),
-            DELETE => None,
-            _ => return Err(corrupt("key-value record")),
-        };
-        writes.push((key, value));
-    }
-    if !r.0.is_empty() {
-        return Err(corrupt("key-value record"));
-    }
-    Ok(writes)
+    Ok(group.writes)
 }
 
 fn corrupt(what: &str) -> StoreError {
