@@ -105,9 +105,8 @@ impl Embedded {
             .is_some()
         {
             return Err(StoreError::Corrupt(
-                "this store keeps its audit log in sled (storage format 1): move it to this \
-                 version with `vault-cli backup create` on the old version and `backup restore` \
-                 on this one"
+                "this store keeps its audit log in sled (storage format 1), which this version \
+                 does not read; there is no migration from it"
                     .into(),
             ));
         }
@@ -638,6 +637,24 @@ mod tests {
         }
         let store = Embedded::open(dir.path(), Options::default()).expect("opens");
         assert_eq!(store.get(b"k").expect("get").as_deref(), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn refuses_a_store_that_keeps_its_audit_log_in_sled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let db = sled::Config::new()
+                .path(dir.path().join("db"))
+                .open()
+                .expect("old sled");
+            db.insert(crate::audit::chain::entry_key(1), b"{}".as_slice())
+                .expect("insert");
+            db.flush().expect("flush");
+        }
+        let err = Embedded::open(dir.path(), Options::default())
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("storage format 1"), "{err}");
     }
 
     #[test]
