@@ -131,7 +131,14 @@ async fn sigkill_under_eight_writers_loses_no_acknowledged_write() {
         );
         assert!(info.tokens >= all.len() as u64);
     }
-    let report = daemon.client().audit_verify(None).await.expect("verify");
+    // Verifying every entry and head signature of a long loop's log, in a debug build, can take
+    // longer than the usual client timeout.
+    let report = daemon
+        .client()
+        .with_timeout(Duration::from_secs(300))
+        .audit_verify(None)
+        .await
+        .expect("verify");
     assert!(
         report.ok,
         "audit chain after {cycles} kills: {:?}",
