@@ -56,6 +56,11 @@ pub trait HeadSigner: Send + Sync {
     fn sign_head(&self, seq: u64, hash: &[u8; 32]) -> Vec<u8>;
 }
 
+/// Whether `key` is an audit entry or head: written by the chain alone, and only appended.
+pub fn is_audit_key(key: &[u8]) -> bool {
+    key.starts_with(ENTRIES) || key.starts_with(HEADS)
+}
+
 /// The key of entry `seq`.
 pub fn entry_key(seq: u64) -> Vec<u8> {
     format!("a/e/{seq:020}").into_bytes()

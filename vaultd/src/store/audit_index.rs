@@ -44,9 +44,7 @@ fn kind_of(prefix: &[u8]) -> Option<Kind> {
 }
 
 /// Whether `key` is an audit entry or head (kept in the log, never in sled).
-pub(super) fn is_audit_key(key: &[u8]) -> bool {
-    kind_of(key).is_some()
-}
+pub(super) use chain::is_audit_key;
 
 /// The audit log's index state of one open store.
 #[derive(Default)]

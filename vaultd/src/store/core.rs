@@ -279,9 +279,8 @@ impl Staged {
         chain: &mut ChainState,
     ) -> Result<(), StoreError> {
         // The audit log is written by the chain alone, and only appended to.
-        let audit_key = |k: &[u8]| k.starts_with(chain::ENTRIES) || k.starts_with(chain::HEADS);
         if batch.ops.iter().any(|op| match op {
-            Op::Add(k, _) | Op::Delete(k) | Op::Put(k, _) => audit_key(k),
+            Op::Add(k, _) | Op::Delete(k) | Op::Put(k, _) => chain::is_audit_key(k),
         }) {
             return Err(StoreError::Backend(
                 "a batch may not write the audit log's keys".into(),
