@@ -422,8 +422,42 @@ async fn daemon_verify_finds_each_kind_of_tampering() {
     assert_eq!(older["ok"], false, "older copy not found: {older}");
 }
 
+/// What fills the disk in [`fails_closed_on_a_full_disk_and_recovers`].
+#[derive(Clone, Copy)]
+enum Filler {
+    /// Puts, with the file system full: sled, writing its pages on the same file system,
+    /// fails before the log's preallocated segments are used up.
+    Puts,
+    /// Unseals, with 1.5 MiB left for sled: entries alone fill the log's current and spare
+    /// segments (2 MiB each), and the next one cannot be allocated.
+    Unseals,
+}
+
 #[tokio::test]
-async fn fails_closed_when_entries_cannot_be_written_and_recovers() {
+async fn fails_closed_when_sled_cannot_write_its_pages_and_recovers() {
+    let log = fails_closed_on_a_full_disk_and_recovers(Filler::Puts).await;
+    assert!(
+        log.contains("storage I/O failed: sled:"),
+        "sled did not fail first:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn fails_closed_when_the_log_cannot_take_a_segment_and_recovers() {
+    let log = fails_closed_on_a_full_disk_and_recovers(Filler::Unseals).await;
+    assert!(
+        log.contains("write-ahead log: No space left on device"),
+        "the log did not fail first:\n{log}"
+    );
+    assert!(
+        !log.contains("storage I/O failed: sled:"),
+        "sled failed:\n{log}"
+    );
+}
+
+/// Fills the daemon's file system, checks that it fails closed and says so in health, frees
+/// the space and checks that it recovers with every stored token audited; returns its log.
+async fn fails_closed_on_a_full_disk_and_recovers(filler: Filler) -> String {
     let daemon = Daemon::start_on_tmpfs(16);
     let c = daemon.client();
     c.init().await.expect("init");
@@ -432,50 +466,69 @@ async fn fails_closed_when_entries_cannot_be_written_and_recovers() {
         .await
         .expect("put");
 
-    // Fill the daemon's file system.
-    let filler = daemon.data_dir_seen_from_tests().join("filler");
+    let file = daemon.data_dir_seen_from_tests().join("filler");
     {
         use std::io::Write as _;
-        let mut f = std::fs::File::create(&filler).expect("filler");
+        let mut f = std::fs::File::create(&file).expect("filler");
         let chunk = vec![0u8; 1 << 20];
         while f.write_all(&chunk).is_ok() {}
         let _ = f.flush();
-    }
-    // The log's current segment is preallocated: writes go on until it is full (a 2 MiB
-    // segment: under 2,000 puts), and the next segment cannot be allocated.
-    let mut refused = 0;
-    for i in 0..5000 {
-        match c
-            .put_token("acme", &format!("during-{i}"), &put(ACCOUNT))
-            .await
-        {
-            Err(e) if e.code() == Some(&ApiCode::AuditUnavailable) => refused += 1,
-            Err(e) => panic!("unexpected error: {e}"),
-            Ok(_) => {}
-        }
-        if refused > 0 {
-            break;
+        if let Filler::Unseals = filler {
+            let len = f.metadata().expect("filler").len();
+            f.set_len(len - (3 << 19)).expect("leave 1.5 MiB");
         }
     }
-    assert!(
-        refused > 0,
-        "writes kept succeeding on a full disk:\n{}",
-        daemon.log_text()
-    );
+    let refusals = [ApiCode::AuditUnavailable, ApiCode::Unavailable];
+    let refused_for_the_disk =
+        |e: &vault_client::Error| e.code().is_some_and(|c| refusals.contains(c));
+    let mut refused = None;
+    for i in 0..20_000 {
+        let result = match filler {
+            Filler::Puts => c
+                .put_token("acme", &format!("during-{i}"), &put(ACCOUNT))
+                .await
+                .map(drop),
+            Filler::Unseals => c.unseal_token("acme", "before", None).await.map(drop),
+        };
+        match result {
+            Err(e) if refused_for_the_disk(&e) => {
+                refused = Some(e);
+                break;
+            }
+            Err(e) => panic!("unexpected error: {e}\n{}", daemon.log_text()),
+            Ok(()) => {}
+        }
+    }
+    let refused = refused.unwrap_or_else(|| {
+        panic!(
+            "requests kept succeeding on a full disk:\n{}",
+            daemon.log_text()
+        )
+    });
+    if let Filler::Unseals = filler {
+        assert_eq!(
+            refused.code(),
+            Some(&ApiCode::AuditUnavailable),
+            "{refused}"
+        );
+    }
     let err = c
         .unseal_token("acme", "before", None)
         .await
-        .expect_err("no secret without an audit entry");
-    assert_eq!(err.code(), Some(&ApiCode::AuditUnavailable));
+        .expect_err("no secret while the disk fails");
+    assert!(refused_for_the_disk(&err), "{err}");
     let health = c.health().await.expect("health");
-    assert!(!health.audit_available, "health shows the audit failure");
+    assert!(
+        !(health.audit_available && health.storage_available),
+        "health shows the failure: {health:?}"
+    );
     let (status, _) = c
         .raw(Method::GET, "/v1/sys/health", None)
         .await
         .expect("raw");
     assert_eq!(status, 503);
 
-    std::fs::remove_file(&filler).expect("free space");
+    std::fs::remove_file(&file).expect("free space");
     let mut recovered = false;
     for _ in 0..50 {
         if c.unseal_token("acme", "before", None).await.is_ok() {
@@ -485,7 +538,11 @@ async fn fails_closed_when_entries_cannot_be_written_and_recovers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(recovered, "did not recover:\n{}", daemon.log_text());
-    assert!(c.health().await.expect("health").audit_available);
+    let health = c.health().await.expect("health");
+    assert!(
+        health.audit_available && health.storage_available,
+        "{health:?}"
+    );
     // Nothing is stored unaudited: every token that exists has an ok token.put entry.
     let tokens = c.list_tokens("acme", None, Some(1000)).await.expect("list");
     let puts = get_json(&c, "/v1/audit?op=token.put&outcome=ok&limit=1000").await;
@@ -504,4 +561,5 @@ async fn fails_closed_when_entries_cannot_be_written_and_recovers() {
     }
     let report = get_json(&c, "/v1/audit/verify").await;
     assert_eq!(report["ok"], true, "{report}");
+    daemon.log_text()
 }

@@ -46,6 +46,10 @@ pub struct Health {
     /// False while audit entries cannot be written (every operation then fails closed).
     #[serde(default = "yes")]
     pub audit_available: bool,
+    /// False while the disk fails the store (full, read-only, I/O errors): requests then fail
+    /// with `503 unavailable` or `503 audit_unavailable`, until a write succeeds again.
+    #[serde(default = "yes")]
+    pub storage_available: bool,
 }
 
 fn yes() -> bool {

@@ -76,7 +76,7 @@ impl Error {
             }
             Self::Sealed => "sealed",
             Self::Store(StoreError::Conflict) => "conflict",
-            Self::Store(StoreError::Closed) => "unavailable",
+            Self::Store(StoreError::Closed | StoreError::Io(_)) => "unavailable",
             Self::Uninitialized => "uninitialized",
         }
     }
@@ -97,7 +97,9 @@ impl Error {
             Self::AuditUnavailable
             | Self::Sealed
             | Self::Uninitialized
-            | Self::Store(StoreError::Closed) => StatusCode::SERVICE_UNAVAILABLE,
+            | Self::Store(StoreError::Closed | StoreError::Io(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Store(StoreError::Conflict) => StatusCode::CONFLICT,
         }
     }

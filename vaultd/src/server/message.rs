@@ -50,10 +50,15 @@ impl From<Error> for Failure {
             e,
             Error::Random | Error::Store(StoreError::Backend(_) | StoreError::Corrupt(_))
         );
+        // Internal details and the OS's words go to the log, not to the caller.
         let message = if internal {
-            // Internal details go to the log, not to the caller.
             tracing::error!(error = %e, "internal error");
             "internal error; see the vaultd log".to_owned()
+        } else if let Error::Store(StoreError::Io(_)) = e {
+            tracing::error!(error = %e, "storage unavailable");
+            "storage unavailable (an I/O error: a full disk, a read-only or failing device); \
+             retry later, and see the vaultd log"
+                .to_owned()
         } else {
             e.to_string()
         };

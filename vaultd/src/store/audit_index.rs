@@ -12,6 +12,7 @@
 use std::path::Path;
 use std::sync::{Mutex, PoisonError, RwLock};
 
+use super::embedded::sled_error;
 use super::wal::{Appended, AuditReader, HEADER_LEN, Header};
 use super::{AuditPage, Entry, Group, StoreError};
 use crate::audit::chain::{self, ENTRIES, HEADS};
@@ -388,8 +389,4 @@ fn location(v: &[u8]) -> Result<(u64, u64), StoreError> {
         u64::from_be_bytes(v[0..8].try_into().map_err(|_| bad())?),
         u64::from_be_bytes(v[8..16].try_into().map_err(|_| bad())?),
     ))
-}
-
-fn sled_error(e: sled::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
 }

@@ -9,7 +9,7 @@
 //! [`Group`] to apply atomically and durably.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, mpsc};
 use std::thread;
 
@@ -43,6 +43,19 @@ pub struct Stats {
     pub batches: AtomicU64,
     /// Groups that failed.
     pub failed_groups: AtomicU64,
+    /// False from a read or group that failed on the disk ([`StoreError::Io`]) until a group
+    /// is applied again.
+    disk_failed: AtomicBool,
+}
+
+impl Stats {
+    /// Notes a disk failure in `result`, then passes it on.
+    fn note<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(StoreError::Io(_)) = &result {
+            self.disk_failed.store(true, Ordering::Relaxed);
+        }
+        result
+    }
 }
 
 /// The store: reads from the backend, writes through the one writer thread.
@@ -83,7 +96,7 @@ impl Store {
 
     /// The value of `key`.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.backend.get(key)
+        self.stats.note(self.backend.get(key))
     }
 
     /// Up to `limit` entries whose key starts with `prefix` and sorts after `after`, in order.
@@ -93,17 +106,17 @@ impl Store {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
-        self.backend.scan(prefix, after, limit)
+        self.stats.note(self.backend.scan(prefix, after, limit))
     }
 
     /// The last entry under `prefix`.
     pub fn last(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
-        self.backend.last(prefix)
+        self.stats.note(self.backend.last(prefix))
     }
 
     /// One page of the audit log in order ([`Backend::audit_page`]).
     pub fn audit_page(&self, after: u64, limit: usize) -> Result<AuditPage, StoreError> {
-        self.backend.audit_page(after, limit)
+        self.stats.note(self.backend.audit_page(after, limit))
     }
 
     /// Applies `batch` atomically; resolves once it is durable. A failed check is
@@ -120,6 +133,12 @@ impl Store {
     /// Sets (unsealed) or clears (sealed) the signer of chain heads.
     pub fn set_head_signer(&self, signer: Option<Arc<dyn HeadSigner>>) {
         *self.signer.write().unwrap_or_else(PoisonError::into_inner) = signer;
+    }
+
+    /// False while the disk fails the store: from a read or write that failed on it until a
+    /// group is applied again.
+    pub fn disk_available(&self) -> bool {
+        !self.stats.disk_failed.load(Ordering::Relaxed)
     }
 
     /// Counts of the writer's work.
@@ -229,10 +248,13 @@ impl Writer {
                 staged.sign_head(&self.chain, &self.signer);
             }
             let group = staged.into_group(self.backend.position() + 1);
-            self.backend.apply(&group)
+            self.stats.note(self.backend.apply(&group))
         };
         let counter = match applied {
-            Ok(()) => &self.stats.groups,
+            Ok(()) => {
+                self.stats.disk_failed.store(false, Ordering::Relaxed);
+                &self.stats.groups
+            }
             Err(_) => &self.stats.failed_groups,
         };
         counter.fetch_add(1, Ordering::Relaxed);

@@ -96,7 +96,7 @@ impl Embedded {
     pub fn open(dir: &Path, options: Options) -> Result<Self, StoreError> {
         let db_path = dir.join("db");
         let wal_dir = dir.join("wal");
-        fs::create_dir_all(&wal_dir).map_err(|e| StoreError::Backend(e.to_string()))?;
+        fs::create_dir_all(&wal_dir).map_err(|e| StoreError::Io(e.to_string()))?;
         let db = open_db(&db_path, &options)?;
         // A store of the first format kept its audit log in sled; this one would not see it.
         if db
@@ -169,39 +169,14 @@ impl Embedded {
     }
 }
 
-impl Drop for Embedded {
-    fn drop(&mut self) {
-        self.inner.lock_checkpoint().stop = true;
-        self.inner.wake.notify_all();
-        if let Some(thread) = self.checkpointer.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Backend for Embedded {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if audit_index::is_audit_key(key) {
-            return self
-                .inner
-                .audit_view(|view| self.inner.audit.get(view, key).unwrap_or(Ok(None)));
-        }
-        self.inner
-            .whole_groups(|db| Ok(db.get(key).map_err(sled_error)?.map(|v| v.to_vec())))
-    }
-
-    fn scan(
+impl Embedded {
+    /// Up to `limit` of sled's entries under `prefix` after `after`.
+    fn scan_sled(
         &self,
         prefix: &[u8],
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
-        if audit_index::is_audit_key(prefix) {
-            return self.inner.audit_view(|view| {
-                let found = self.inner.audit.scan(view, prefix, after, limit);
-                found.unwrap_or_else(|| Ok(Vec::new()))
-            });
-        }
         let db = self.inner.db()?;
         let mut out = Vec::new();
         let iter = match after {
@@ -221,27 +196,72 @@ impl Backend for Embedded {
         }
         Ok(out)
     }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        self.inner.lock_checkpoint().stop = true;
+        self.inner.wake.notify_all();
+        if let Some(thread) = self.checkpointer.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Backend for Embedded {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let found = if audit_index::is_audit_key(key) {
+            self.inner
+                .audit_view(|view| self.inner.audit.get(view, key).unwrap_or(Ok(None)))
+        } else {
+            self.inner
+                .whole_groups(|db| Ok(db.get(key).map_err(sled_error)?.map(|v| v.to_vec())))
+        };
+        self.inner.unless_io_failed(found)
+    }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let found = if audit_index::is_audit_key(prefix) {
+            self.inner.audit_view(|view| {
+                let found = self.inner.audit.scan(view, prefix, after, limit);
+                found.unwrap_or_else(|| Ok(Vec::new()))
+            })
+        } else {
+            self.scan_sled(prefix, after, limit)
+        };
+        self.inner.unless_io_failed(found)
+    }
 
     fn last(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
         if let Some(last) = self.inner.audit.last(prefix) {
             return Ok(last);
         }
-        self.inner.whole_groups(|db| {
+        let found = self.inner.whole_groups(|db| {
             let last = db
                 .scan_prefix(prefix)
                 .next_back()
                 .transpose()
                 .map_err(sled_error)?;
             Ok(last.map(|(k, v)| (k.to_vec(), v.to_vec())))
-        })
+        });
+        self.inner.unless_io_failed(found)
     }
 
     fn audit_page(&self, after: u64, limit: usize) -> Result<super::AuditPage, StoreError> {
-        self.inner
-            .audit_view(|view| self.inner.audit.page(view, after, limit))
+        let page = self
+            .inner
+            .audit_view(|view| self.inner.audit.page(view, after, limit));
+        self.inner.unless_io_failed(page)
     }
 
     fn apply(&self, group: &Group) -> Result<(), StoreError> {
+        // After an I/O error dropped sled's handle, the first group reopens it.
+        self.recover()?;
         let db = self.inner.db()?;
         let framed = Framed::new(group)?;
         let at = self
@@ -372,6 +392,20 @@ impl Backend for Embedded {
 }
 
 impl Inner {
+    /// Passes `result` on; an I/O error first drops sled's handle. sled keeps the first I/O
+    /// error of its background writer and fails every later call with it, and after a failed
+    /// `fsync` its pages may be lost, so the next group reopens it and replays the log
+    /// from the last checkpoint.
+    fn unless_io_failed<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(e @ StoreError::Io(_)) = &result {
+            let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
+            if slot.take().is_some() {
+                tracing::error!(error = %e, "storage I/O failed; sled is reopened before the next write");
+            }
+        }
+        result
+    }
+
     fn db(&self) -> Result<sled::Db, StoreError> {
         self.db
             .read()
@@ -448,7 +482,7 @@ impl Inner {
                     .close();
             }
             if (bytes > 0 || stop)
-                && let Err(e) = self.checkpoint()
+                && let Err(e) = self.unless_io_failed(self.checkpoint())
             {
                 tracing::warn!(error = %e, "checkpoint failed; the log is kept until the next one");
             }
@@ -470,9 +504,9 @@ impl Inner {
             db.insert(key, value).map_err(sled_error)?;
         }
         db.flush().map_err(sled_error)?;
-        sync_tree(&self.db_path).map_err(|e| StoreError::Backend(format!("fsync of sled: {e}")))?;
+        sync_tree(&self.db_path).map_err(|e| StoreError::Io(format!("fsync of sled: {e}")))?;
         wal::write_checkpoint(&self.wal_dir, position)
-            .map_err(|e| StoreError::Backend(format!("writing the checkpoint: {e}")))?;
+            .map_err(|e| StoreError::Io(format!("writing the checkpoint: {e}")))?;
         let through = self
             .lock_checkpoint()
             .pins
@@ -615,8 +649,13 @@ fn sync_tree(dir: &Path) -> std::io::Result<()> {
     wal::sync_dir(dir)
 }
 
-fn sled_error(e: sled::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+/// sled's error as the store's: its I/O errors are the disk's ([`StoreError::Io`]).
+pub(super) fn sled_error(e: sled::Error) -> StoreError {
+    match e {
+        sled::Error::Io(e) => StoreError::Io(format!("sled: {e}")),
+        e @ sled::Error::Corruption { .. } => StoreError::Corrupt(format!("sled: {e}")),
+        e => StoreError::Backend(format!("sled: {e}")),
+    }
 }
 
 #[cfg(test)]

@@ -181,9 +181,13 @@ fn numbered(found: Vec<Entry>) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The backend failed (I/O, full disk, …).
+    /// The backend failed for a reason other than its disk.
     #[error("storage backend failed: {0}")]
     Backend(String),
+    /// The disk under the backend failed: full, read-only, or an I/O error. The store recovers
+    /// by itself once the disk works again (`docs/storage.md`, "After a failed write").
+    #[error("storage I/O failed: {0}")]
+    Io(String),
     /// The store is shutting down, or waiting to reopen after a failure.
     #[error("storage is closed")]
     Closed,

@@ -1204,7 +1204,7 @@ fn corrupt_at(dir: &Path, number: u64, offset: u64, why: &str) -> StoreError {
 }
 
 fn io_error(e: io::Error) -> StoreError {
-    StoreError::Backend(format!("write-ahead log: {e}"))
+    StoreError::Io(format!("write-ahead log: {e}"))
 }
 
 #[cfg(test)]

@@ -392,6 +392,11 @@ impl Vault {
         self.inner.audit_ok.load(Ordering::Relaxed)
     }
 
+    /// False while the disk fails the store (`Store::disk_available`).
+    pub fn storage_available(&self) -> bool {
+        self.inner.store.disk_available()
+    }
+
     /// Commits a batch; a storage failure marks the audit log unavailable (every batch that
     /// carries an entry is an audit write) and is reported as `AuditUnavailable` when the batch
     /// carried one.

@@ -9,12 +9,14 @@ use crate::server::App;
 use crate::server::message::{self as http, Body, Failure};
 use crate::server::routes::Route;
 
-/// 200 unsealed, 503 sealed (or audit unavailable), 501 uninitialized; the body says which.
+/// 200 unsealed, 503 sealed (or audit or storage unavailable), 501 uninitialized; the body
+/// says which.
 pub(super) fn health(app: &App) -> Response<Body> {
     let state = app.vault.state();
     let audit_available = app.vault.audit_available();
+    let storage_available = app.vault.storage_available();
     let status = match state {
-        VaultState::Unsealed if audit_available => StatusCode::OK,
+        VaultState::Unsealed if audit_available && storage_available => StatusCode::OK,
         VaultState::Unsealed | VaultState::Sealed => StatusCode::SERVICE_UNAVAILABLE,
         VaultState::Uninitialized => StatusCode::NOT_IMPLEMENTED,
     };
@@ -23,6 +25,7 @@ pub(super) fn health(app: &App) -> Response<Body> {
         &Health {
             state,
             audit_available,
+            storage_available,
         },
     )
 }
