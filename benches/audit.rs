@@ -135,13 +135,17 @@ impl Write {
 
 fn commit(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store =
-        embedded::open_store(dir.path(), embedded::Options::default()).expect("store opens");
-    let signer = AuditSigner::new(&[0x5a; 32], "bench-vault");
-    store.set_head_signer(Some(Arc::new(signer)));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
+    let store = runtime
+        .block_on(embedded::open_store(
+            dir.path(),
+            embedded::Options::default(),
+        ))
+        .expect("store opens");
+    let signer = AuditSigner::new(&[0x5a; 32], "bench-vault");
+    store.set_head_signer(Some(Arc::new(signer)));
     let record = vec![0x5c; RECORD_SIZE];
     let ev = event();
     let mut n = 0u64;

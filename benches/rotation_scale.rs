@@ -38,6 +38,7 @@ async fn open(dir: &std::path::Path) -> Vault {
             ..embedded::Options::default()
         },
     )
+    .await
     .expect("store");
     let vault = Vault::open(Arc::new(store), Arc::new(kms))
         .await
@@ -167,7 +168,7 @@ async fn rewrap(records: usize) {
         .await
         .expect("start");
     let done = loop {
-        let j = vault.job(&job.id).expect("job");
+        let j = vault.job(&job.id).await.expect("job");
         if j.state != JobState::Running {
             assert_eq!(j.state, JobState::Completed, "{j:?}");
             break j.done;

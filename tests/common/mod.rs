@@ -73,6 +73,13 @@ impl Daemon {
         Self::start_with(Some(mib), None)
     }
 
+    /// Starts a daemon whose store is the PostgreSQL database `url` names (written to an
+    /// owner-only `url_file`), as node `node`, with the local KMS keys in `keys` (another node's
+    /// [`Daemon::keys`], so that both unwrap the same master key) or new ones.
+    pub fn start_on_postgres(url: &str, node: &str, keys: Option<&Path>) -> Self {
+        Self::start_in(None, None, keys.map(Path::to_owned), Some((url, node)))
+    }
+
     /// The data directory as this test process can reach it.
     pub fn data_dir_seen_from_tests(&self) -> PathBuf {
         let data = self.data.clone();
@@ -84,20 +91,42 @@ impl Daemon {
     }
 
     fn start_with(tmpfs_mib: Option<u32>, existing: Option<(PathBuf, PathBuf)>) -> Self {
+        let (data, keys) = existing.unzip();
+        Self::start_in(tmpfs_mib, data, keys, None)
+    }
+
+    fn start_in(
+        tmpfs_mib: Option<u32>,
+        data: Option<PathBuf>,
+        keys: Option<PathBuf>,
+        postgres: Option<(&str, &str)>,
+    ) -> Self {
         let root = tempfile::tempdir().expect("tempdir");
         let run = tempfile::tempdir().expect("tempdir");
         fs::set_permissions(run.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
-        let (data, keys) = match existing {
-            Some(dirs) => dirs,
-            None => {
-                let keys = root.path().join("keys");
-                std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700)
-                    .create(&keys)
-                    .expect("keys dir");
-                write_key_file(&keys.join("test.key"));
-                (root.path().join("data"), keys)
-            }
-        };
+        let data = data.unwrap_or_else(|| root.path().join("data"));
+        let keys = keys.unwrap_or_else(|| {
+            let keys = root.path().join("keys");
+            std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700)
+                .create(&keys)
+                .expect("keys dir");
+            write_key_file(&keys.join("test.key"));
+            keys
+        });
+        let postgres = postgres.map_or_else(String::new, |(url, node)| {
+            let url_file = root.path().join("postgres.conn");
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&url_file)
+                .and_then(|mut f| f.write_all(url.as_bytes()))
+                .expect("url file");
+            format!(
+                "\n[postgres]\nurl_file = \"{}\"\nnode_id = \"{node}\"\n",
+                url_file.display()
+            )
+        });
         let socket = run.path().join("sock").join("vaultd.sock");
         let config = root.path().join("vaultd.toml");
         fs::write(
@@ -129,7 +158,7 @@ name = "bank-receiver"
 uids = [{SEAL_ONLY_UID}]
 capabilities = ["token:seal"]
 tenants = ["*"]
-"#,
+{postgres}"#,
                 data = data.display(),
                 socket = socket.display(),
                 keys = keys.display(),

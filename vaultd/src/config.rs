@@ -21,6 +21,12 @@
 //! # region = "eu-central-1"                     # optional: else the AWS region chain
 //! # endpoint_url = "https://kms.example.internal" # optional: a private or compatible endpoint
 //!
+//! # Optional: keep everything in PostgreSQL instead of the data directory (docs/ha.md).
+//! # [postgres]
+//! # url_file = "/etc/vaultd/postgres.conn"  # a libpq connection string, 0600 (it may hold the
+//! #                                          # password); or the VAULTD_POSTGRES_URL variable
+//! # node_id = "vault-a"                     # this node's audit chain; unique per node
+//!
 //! [[policy]]
 //! name = "platform-app"
 //! users = ["platform"]             # and/or uids = [1001], gids = [...], groups = [...]
@@ -62,6 +68,8 @@ pub struct Config {
     pub header_timeout: Duration,
     /// The embedded store: sled's cache, log segment size, checkpoints.
     pub storage: crate::store::embedded::Options,
+    /// `[postgres]`: the store is this PostgreSQL database instead of the data directory.
+    pub postgres: Option<crate::store::postgres::Options>,
     /// Automatic tenant data key rotation, if configured.
     pub rotation: Option<RotationPolicy>,
     /// Whether this is `--dev` (prints a banner, creates what is missing).
@@ -107,6 +115,7 @@ pub struct RawConfig {
     wal_segment_mib: Option<u64>,
     wal_checkpoint_mib: Option<u64>,
     compress_pages: Option<bool>,
+    postgres: Option<RawPostgres>,
     kms: Option<RawKms>,
     rotation: Option<RotationPolicy>,
     #[serde(default)]
@@ -163,6 +172,50 @@ struct RawRule {
     tenants: Vec<String>,
 }
 
+/// `[postgres]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPostgres {
+    url_file: Option<PathBuf>,
+    node_id: String,
+}
+
+/// The environment variable that may hold the PostgreSQL connection string instead of a file.
+const POSTGRES_URL_VAR: &str = "VAULTD_POSTGRES_URL";
+
+/// `[postgres]`: the connection string from `VAULTD_POSTGRES_URL` or `url_file` (owner-only: it
+/// may hold the password), parsed; never from the command line.
+fn postgres_options(raw: &RawPostgres) -> anyhow::Result<crate::store::postgres::Options> {
+    let text = match (std::env::var(POSTGRES_URL_VAR), &raw.url_file) {
+        (Ok(url), _) => zeroize::Zeroizing::new(url),
+        (Err(_), Some(path)) => {
+            crate::kms::local::check_private(path, false)
+                .map_err(|e| anyhow::anyhow!("[postgres] url_file: {e}"))?;
+            zeroize::Zeroizing::new(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading [postgres] url_file {}", path.display()))?,
+            )
+        }
+        (Err(_), None) => bail!("[postgres] needs url_file, or the {POSTGRES_URL_VAR} variable"),
+    };
+    // The driver's own error may quote the string, password included: say only where it failed.
+    let config = text
+        .trim()
+        .parse::<tokio_postgres::Config>()
+        .map_err(|_| anyhow::anyhow!("[postgres]: the connection string does not parse"))?;
+    if config.get_hosts().is_empty() {
+        bail!("[postgres]: the connection string names no host");
+    }
+    let node = raw.node_id.trim();
+    if node.is_empty() || node.len() > 64 || !node.bytes().all(|b| b.is_ascii_graphic()) {
+        bail!("[postgres] node_id must be 1-64 printable characters without spaces");
+    }
+    Ok(crate::store::postgres::Options {
+        config,
+        node: node.to_owned(),
+    })
+}
+
 /// Values from flags and environment that override the file.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
@@ -207,6 +260,7 @@ impl Config {
             max_connections: 256,
             header_timeout: Duration::from_secs(10),
             storage: crate::store::embedded::Options::default(),
+            postgres: None,
             rotation: None,
             dev: true,
         }
@@ -214,6 +268,7 @@ impl Config {
 
     fn from_raw(raw: RawConfig, overrides: &Overrides) -> anyhow::Result<Self> {
         let storage = storage_options(&raw)?;
+        let postgres = raw.postgres.as_ref().map(postgres_options).transpose()?;
         let data_dir = overrides
             .data_dir
             .clone()
@@ -323,6 +378,7 @@ impl Config {
             max_connections,
             header_timeout: Duration::from_secs(raw.header_timeout_secs.unwrap_or(10).max(1)),
             storage,
+            postgres,
             rotation: raw.rotation,
             dev: false,
         })

@@ -76,7 +76,9 @@ impl Error {
             }
             Self::Sealed => "sealed",
             Self::Store(StoreError::Conflict) => "conflict",
-            Self::Store(StoreError::Closed | StoreError::Io(_)) => "unavailable",
+            Self::Store(StoreError::Closed | StoreError::Io(_) | StoreError::NotWriter) => {
+                "unavailable"
+            }
             Self::Uninitialized => "uninitialized",
         }
     }
@@ -97,7 +99,7 @@ impl Error {
             Self::AuditUnavailable
             | Self::Sealed
             | Self::Uninitialized
-            | Self::Store(StoreError::Closed | StoreError::Io(_)) => {
+            | Self::Store(StoreError::Closed | StoreError::Io(_) | StoreError::NotWriter) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::Store(StoreError::Conflict) => StatusCode::CONFLICT,

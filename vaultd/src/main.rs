@@ -19,7 +19,8 @@ use vaultd::kms::KmsProvider;
 use vaultd::kms::aws::AwsKms;
 use vaultd::kms::local::LocalKms;
 use vaultd::server::{self, App, Limits, Metrics};
-use vaultd::store::embedded;
+use vaultd::store::postgres::Postgres;
+use vaultd::store::{Store, embedded};
 use vaultd::vault::Vault;
 
 /// First wait between auto-unseal attempts; it doubles up to [`UNSEAL_BACKOFF_MAX`].
@@ -124,8 +125,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 .context("AWS KMS provider")?,
         ),
     };
-    let store =
-        embedded::open_store(&config.data_dir, config.storage).context("opening the store")?;
+    let store = match &config.postgres {
+        None => embedded::open_store(&config.data_dir, config.storage)
+            .await
+            .context("opening the store")?,
+        Some(options) => {
+            let backend = Postgres::open(options.clone())
+                .await
+                .context("opening the PostgreSQL store")?;
+            tracing::info!(?options, "store: PostgreSQL");
+            Store::open(Arc::new(backend))
+                .await
+                .context("opening the store")?
+        }
+    };
     let vault = Vault::open(Arc::new(store), kms)
         .await
         .context("opening the vault")?;

@@ -51,7 +51,9 @@ async fn lifecycle_transitions() {
     assert_eq!(vault.state(), VaultState::Sealed);
     vault.seal(&mut ev()).await.expect("sealing twice is fine");
     assert!(matches!(
-        vault.unseal_token(&t("acme"), &k("tok"), None, &mut ev()),
+        vault
+            .unseal_token(&t("acme"), &k("tok"), None, &mut ev())
+            .await,
         Err(Error::Sealed)
     ));
     assert!(matches!(
@@ -61,10 +63,12 @@ async fn lifecycle_transitions() {
         Err(Error::Sealed)
     ));
     assert!(matches!(
-        vault.transit_seal(&t("acme"), &Secret::from("x"), "", &mut ev()),
+        vault
+            .transit_seal(&t("acme"), &Secret::from("x"), "", &mut ev())
+            .await,
         Err(Error::Sealed)
     ));
-    assert!(matches!(vault.list_tenants(), Err(Error::Sealed)));
+    assert!(matches!(vault.list_tenants().await, Err(Error::Sealed)));
     assert!(matches!(
         vault.init(&mut ev()).await,
         Err(Error::AlreadyInitialized)
@@ -77,6 +81,7 @@ async fn lifecycle_transitions() {
         .expect("unsealing twice is fine");
     let back = vault
         .unseal_token(&t("acme"), &k("tok"), None, &mut ev())
+        .await
         .expect("unseal token");
     assert_eq!(back.secret.expect("utf-8").expose_secret(), b"s3cret");
 }
@@ -104,6 +109,7 @@ async fn restart_keeps_everything_and_starts_sealed() {
         }
         blob = vault
             .transit_seal(&t("acme"), &Secret::from("invoice"), "ctx", &mut ev())
+            .await
             .expect("transit");
     }
     let vault = open(dir.path()).await;
@@ -112,6 +118,7 @@ async fn restart_keeps_everything_and_starts_sealed() {
     for i in 0..50 {
         let back = vault
             .unseal_token(&t("acme"), &k(&format!("tok-{i:02}")), None, &mut ev())
+            .await
             .expect("unseal");
         assert_eq!(
             back.secret.expect("utf-8").expose_secret(),
@@ -121,11 +128,15 @@ async fn restart_keeps_everything_and_starts_sealed() {
     assert_eq!(
         vault
             .transit_unseal(&t("acme"), &blob, "ctx", &mut ev())
+            .await
             .expect("transit")
             .expose_secret(),
         b"invoice"
     );
-    assert_eq!(vault.tenant_info(&t("acme")).expect("info").tokens, 50);
+    assert_eq!(
+        vault.tenant_info(&t("acme")).await.expect("info").tokens,
+        50
+    );
 }
 
 #[tokio::test]
@@ -196,6 +207,7 @@ async fn compare_and_set_revisions() {
     ));
     let back = vault
         .unseal_token(&acme, &tok, None, &mut ev())
+        .await
         .expect("unseal");
     assert_eq!(
         back.secret.expect("utf-8").expose_secret(),
@@ -246,11 +258,12 @@ async fn concurrent_refreshes_lose_no_revision_and_counts_stay_exact() {
     assert_eq!(
         vault
             .unseal_token(&t("acme"), &k("shared"), None, &mut ev())
+            .await
             .expect("unseal")
             .revision,
         80
     );
-    let info = vault.tenant_info(&t("acme")).expect("info");
+    let info = vault.tenant_info(&t("acme")).await.expect("info");
     assert_eq!(info.tokens, 9);
     assert_eq!(info.key_versions[0].records, 9);
 }
@@ -275,6 +288,7 @@ async fn binding_expectation_and_expiry() {
     };
     let back = vault
         .unseal_token(&acme, &tok, Some(&right), &mut ev())
+        .await
         .expect("matching expectation");
     assert_eq!(back.binding, binding("DE01"));
     for wrong in [
@@ -292,18 +306,20 @@ async fn binding_expectation_and_expiry() {
         },
     ] {
         assert!(matches!(
-            vault.unseal_token(&acme, &tok, Some(&wrong), &mut ev()),
+            vault
+                .unseal_token(&acme, &tok, Some(&wrong), &mut ev())
+                .await,
             Err(Error::BindingMismatch)
         ));
     }
 
     tokio::time::sleep(Duration::from_millis(3100)).await;
     assert!(matches!(
-        vault.unseal_token(&acme, &tok, None, &mut ev()),
+        vault.unseal_token(&acme, &tok, None, &mut ev()).await,
         Err(Error::Expired)
     ));
     assert!(
-        vault.token_meta(&acme, &tok, &mut ev()).is_ok(),
+        vault.token_meta(&acme, &tok, &mut ev()).await.is_ok(),
         "metadata of an expired token stays readable"
     );
 
@@ -331,26 +347,37 @@ async fn tenants_are_isolated() {
         .await
         .expect("put");
     assert!(matches!(
-        vault.unseal_token(&t("globex"), &k("tok"), None, &mut ev()),
+        vault
+            .unseal_token(&t("globex"), &k("tok"), None, &mut ev())
+            .await,
         Err(Error::NotFound(_))
     ));
     assert!(matches!(
-        vault.unseal_token(&t("nobody"), &k("tok"), None, &mut ev()),
+        vault
+            .unseal_token(&t("nobody"), &k("tok"), None, &mut ev())
+            .await,
         Err(Error::NotFound(_))
     ));
     let blob = vault
         .transit_seal(&t("acme"), &Secret::from("p"), "c", &mut ev())
+        .await
         .expect("seal");
     assert!(matches!(
-        vault.transit_unseal(&t("globex"), &blob, "c", &mut ev()),
+        vault
+            .transit_unseal(&t("globex"), &blob, "c", &mut ev())
+            .await,
         Err(Error::DecryptionFailed)
     ));
     assert!(matches!(
-        vault.transit_unseal(&t("acme"), &blob, "other", &mut ev()),
+        vault
+            .transit_unseal(&t("acme"), &blob, "other", &mut ev())
+            .await,
         Err(Error::DecryptionFailed)
     ));
     assert!(matches!(
-        vault.transit_unseal(&t("acme"), "vault:v1:!!", "c", &mut ev()),
+        vault
+            .transit_unseal(&t("acme"), "vault:v1:!!", "c", &mut ev())
+            .await,
         Err(Error::Invalid(_))
     ));
 }
@@ -384,6 +411,7 @@ async fn create_is_idempotent_and_list_pages() {
     loop {
         let page = vault
             .list_tokens(&t("acme"), after.as_ref(), 10)
+            .await
             .expect("list");
         seen.extend(page.items.iter().map(|m| m.id.clone()));
         match page.next {
@@ -394,7 +422,7 @@ async fn create_is_idempotent_and_list_pages() {
     let expected: Vec<_> = (0..25).map(|i| format!("tok-{i:02}")).collect();
     assert_eq!(seen, expected);
     assert!(matches!(
-        vault.list_tokens(&t("acme"), None, 0),
+        vault.list_tokens(&t("acme"), None, 0).await,
         Err(Error::Invalid(_))
     ));
     vault
@@ -407,8 +435,11 @@ async fn create_is_idempotent_and_list_pages() {
             .await,
         Err(Error::NotFound(_))
     ));
-    assert_eq!(vault.tenant_info(&t("acme")).expect("info").tokens, 24);
-    assert_eq!(vault.list_tenants().expect("list").tenants.len(), 1);
+    assert_eq!(
+        vault.tenant_info(&t("acme")).await.expect("info").tokens,
+        24
+    );
+    assert_eq!(vault.list_tenants().await.expect("list").tenants.len(), 1);
 }
 
 #[tokio::test]
@@ -425,15 +456,19 @@ async fn crypto_shred_blob_sealed_before_destroy_does_not_open_after_recreate() 
     }
     let blob = vault
         .transit_seal(&acme, &Secret::from("invoice-iban"), "ctx", &mut ev())
+        .await
         .expect("seal");
     let gone = vault
         .destroy_tenant(&acme, &mut ev())
         .await
         .expect("destroy");
     assert_eq!((gone.destroyed_key_versions, gone.deleted_tokens), (1, 30));
-    assert!(matches!(vault.tenant_info(&acme), Err(Error::NotFound(_))));
     assert!(matches!(
-        vault.transit_unseal(&acme, &blob, "ctx", &mut ev()),
+        vault.tenant_info(&acme).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        vault.transit_unseal(&acme, &blob, "ctx", &mut ev()).await,
         Err(Error::NotFound(_))
     ));
 
@@ -443,16 +478,19 @@ async fn crypto_shred_blob_sealed_before_destroy_does_not_open_after_recreate() 
         .expect("recreate");
     assert_eq!(again.tokens, 0);
     assert!(matches!(
-        vault.transit_unseal(&acme, &blob, "ctx", &mut ev()),
+        vault.transit_unseal(&acme, &blob, "ctx", &mut ev()).await,
         Err(Error::DecryptionFailed)
     ));
     assert!(matches!(
-        vault.unseal_token(&acme, &k("tok-1"), None, &mut ev()),
+        vault
+            .unseal_token(&acme, &k("tok-1"), None, &mut ev())
+            .await,
         Err(Error::NotFound(_))
     ));
     assert_eq!(
         vault
             .list_tokens(&acme, None, 100)
+            .await
             .expect("list")
             .items
             .len(),
@@ -487,6 +525,7 @@ async fn interrupted_destroy_is_finished_at_next_open() {
             &dir.path().join("data"),
             vaultd::store::embedded::Options::default(),
         )
+        .await
         .expect("store");
         let mut batch = vaultd::store::Batch::default();
         batch
@@ -504,6 +543,7 @@ async fn interrupted_destroy_is_finished_at_next_open() {
     assert_eq!(
         vault
             .list_tokens(&t("acme"), None, 100)
+            .await
             .expect("list")
             .items
             .len(),
@@ -532,7 +572,7 @@ async fn rejects_bad_input_and_changes_nothing() {
             Err(Error::Invalid(_))
         ));
     }
-    assert_eq!(vault.tenant_info(&t("acme")).expect("info").tokens, 0);
+    assert_eq!(vault.tenant_info(&t("acme")).await.expect("info").tokens, 0);
     assert!(TenantId::parse("../etc").is_err());
 }
 
@@ -574,6 +614,7 @@ async fn planted_secret_never_reaches_the_data_directory() {
         }
         vault
             .transit_seal(&t("acme"), &Secret::from(PLANTED), ACCOUNT, &mut ev())
+            .await
             .expect("transit");
         vault.seal(&mut ev()).await.expect("seal");
     }

@@ -37,13 +37,13 @@ fn aws(sdk: &aws_config::SdkConfig, key_id: &str) -> AwsKms {
     AwsKms::new(sdk, key_id.parse().expect("key id"))
 }
 
-fn store(dir: &Path) -> Arc<Store> {
+async fn store(dir: &Path) -> Arc<Store> {
     let options = embedded::Options {
         cache_bytes: 16 << 20,
         segment_bytes: 4 << 20,
         ..embedded::Options::default()
     };
-    Arc::new(embedded::open_store(dir, options).expect("store"))
+    Arc::new(embedded::open_store(dir, options).await.expect("store"))
 }
 
 async fn open(store: &Arc<Store>, kms: AwsKms) -> Vault {
@@ -74,7 +74,7 @@ async fn unseal_fails(vault: &Vault) -> KmsError {
 }
 
 async fn get_json(store: &Arc<Store>, key: &[u8]) -> serde_json::Value {
-    let bytes = store.get(key).expect("get").expect("present");
+    let bytes = store.get(key).await.expect("get").expect("present");
     serde_json::from_slice(&bytes).expect("json")
 }
 
@@ -93,7 +93,7 @@ async fn kms_endpoint_down_while_sealed_is_unreachable_then_unseals_when_it_retu
     let outage = Outage::new(moto.port());
     outage.up().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = store(dir.path());
+    let store = store(dir.path()).await;
     let sdk = moto::sdk_config(&moto::endpoint(outage.port()));
     let vault = open(&store, aws(&sdk, &key)).await;
     vault.init(&mut ev()).await.expect("init");
@@ -125,7 +125,7 @@ async fn kms_server_stopped_while_sealed_is_unreachable_and_stays_sealed() {
     let mut moto = Moto::start();
     let key = moto.create_key().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = store(dir.path());
+    let store = store(dir.path()).await;
     let vault = sealed_vault(&moto, &key, &store).await;
     moto.stop();
     let err = unseal_fails(&vault).await;
@@ -141,7 +141,7 @@ async fn disabled_key_gives_key_disabled_and_stays_sealed() {
     let moto = Moto::start();
     let key = moto.create_key().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = store(dir.path());
+    let store = store(dir.path()).await;
     let vault = sealed_vault(&moto, &key, &store).await;
     moto.disable_key(&key).await;
     let err = unseal_fails(&vault).await;
@@ -152,7 +152,11 @@ async fn disabled_key_gives_key_disabled_and_stays_sealed() {
 
     // init under a disabled key fails too and leaves the vault uninitialized
     let other = tempfile::tempdir().expect("tempdir");
-    let fresh = open(&self::store(other.path()), aws(&moto.sdk_config(), &key)).await;
+    let fresh = open(
+        &self::store(other.path()).await,
+        aws(&moto.sdk_config(), &key),
+    )
+    .await;
     assert!(matches!(
         fresh.init(&mut ev()).await,
         Err(vaultd::Error::Kms(KmsError::KeyDisabled(_)))
@@ -165,7 +169,7 @@ async fn key_pending_deletion_gives_key_pending_deletion_and_stays_sealed() {
     let moto = Moto::start();
     let key = moto.create_key().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = store(dir.path());
+    let store = store(dir.path()).await;
     let vault = sealed_vault(&moto, &key, &store).await;
     moto.schedule_key_deletion(&key).await;
     let err = unseal_fails(&vault).await;
@@ -180,7 +184,7 @@ async fn config_naming_another_key_gives_wrong_key_id_without_calling_kms() {
     let key = moto.create_key().await;
     let other = moto.create_key().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = store(dir.path());
+    let store = store(dir.path()).await;
     drop(sealed_vault(&moto, &key, &store).await);
 
     let vault = open(&store, aws(&moto.sdk_config(), &other)).await;
@@ -200,7 +204,7 @@ async fn stored_key_id_pointed_at_another_key_fails_closed() {
     let key = moto.create_key().await;
     let other = moto.create_key().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = store(dir.path());
+    let store = store(dir.path()).await;
     drop(sealed_vault(&moto, &key, &store).await);
     // The record now claims the other key, and so does the config: the pin holds, KMS refuses.
     let mut record = get_json(&store, MK_1).await;
@@ -223,7 +227,7 @@ async fn wrong_encryption_context_gives_decryption_failed_and_stays_sealed() {
     let moto = Moto::start();
     let key = moto.create_key().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = store(dir.path());
+    let store = store(dir.path()).await;
     drop(sealed_vault(&moto, &key, &store).await);
     let original = get_json(&store, META).await;
 
@@ -263,7 +267,7 @@ async fn flipped_byte_in_stored_wrapped_master_key_gives_decryption_failed() {
     let moto = Moto::start();
     let key = moto.create_key().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = store(dir.path());
+    let store = store(dir.path()).await;
     let vault = sealed_vault(&moto, &key, &store).await;
     let original = get_json(&store, MK_1).await;
     let wrapped = STANDARD
@@ -299,7 +303,7 @@ async fn plain_http_off_loopback_is_refused_before_anything_is_sent() {
     // check failed, the request would go to moto and succeed.
     let sdk = moto::sdk_config(&format!("http://0.0.0.0:{}", moto.port()));
     let dir = tempfile::tempdir().expect("tempdir");
-    let vault = open(&store(dir.path()), aws(&sdk, &key)).await;
+    let vault = open(&store(dir.path()).await, aws(&sdk, &key)).await;
     let err = vault
         .init(&mut ev())
         .await
@@ -316,7 +320,7 @@ async fn thousand_token_unseals_after_unseal_make_no_kms_calls() {
     let moto = Moto::start();
     let key = moto.create_key().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = store(dir.path());
+    let store = store(dir.path()).await;
     let vault = sealed_vault(&moto, &key, &store).await;
     assert_eq!(vault.kms().calls(), 1, "init: GenerateDataKey");
     vault.unseal(&mut ev()).await.expect("unseal");
@@ -352,6 +356,7 @@ async fn thousand_token_unseals_after_unseal_make_no_kms_calls() {
     for _ in 0..1000 {
         vault
             .unseal_token(&tenant, &token, None, &mut ev())
+            .await
             .expect("unseal token");
     }
     assert_eq!(
@@ -445,7 +450,7 @@ async fn initialized_data_dir(dir: &Path, kms_port: u16, key_id: &str) {
         .mode(0o700)
         .create(&data)
         .expect("data dir");
-    let store = store(&data);
+    let store = store(&data).await;
     let sdk = moto::sdk_config(&moto::endpoint(kms_port));
     let vault = open(&store, aws(&sdk, key_id)).await;
     vault.init(&mut ev()).await.expect("init");
@@ -539,7 +544,7 @@ async fn kms_migration_reencrypts_the_master_key_under_another_aws_key() {
     let key = moto.create_key().await;
     let other = moto.create_key().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = store(dir.path());
+    let store = store(dir.path()).await;
     {
         let vault = open(&store, aws(&moto.sdk_config(), &key)).await;
         vault.init(&mut ev()).await.expect("init");
@@ -558,7 +563,7 @@ async fn kms_migration_reencrypts_the_master_key_under_another_aws_key() {
             moved.old_kms_key_id.ends_with(&key) && moved.kms_key_id.ends_with(&other),
             "{moved:?}"
         );
-        let history = vault.key_history(None).expect("history");
+        let history = vault.key_history(None).await.expect("history");
         let event = history.events.last().expect("migration event");
         assert_eq!(
             event.detail.get("event").map(String::as_str),
@@ -585,7 +590,15 @@ async fn kms_migration_reencrypts_the_master_key_under_another_aws_key() {
         .unseal(&mut ev())
         .await
         .expect("unseal under the new key");
-    assert_eq!(vault.key_history(None).expect("history").tenants.len(), 1);
+    assert_eq!(
+        vault
+            .key_history(None)
+            .await
+            .expect("history")
+            .tenants
+            .len(),
+        1
+    );
     // Configured with the old key, the pin refuses before calling the KMS.
     drop(vault);
     let stale = open(&store, aws(&moto.sdk_config(), &key)).await;

@@ -27,10 +27,11 @@ async fn fill(vault: &vaultd::Vault, tenant: &str, n: usize) {
     }
 }
 
-fn opens_all(vault: &vaultd::Vault, tenant: &str, n: usize) {
+async fn opens_all(vault: &vaultd::Vault, tenant: &str, n: usize) {
     for i in 0..n {
         let back = vault
             .unseal_token(&t(tenant), &k(&format!("tok-{i:04}")), None, &mut ev())
+            .await
             .expect("opens");
         assert_eq!(
             back.secret.expect("text").expose_secret(),
@@ -39,9 +40,10 @@ fn opens_all(vault: &vaultd::Vault, tenant: &str, n: usize) {
     }
 }
 
-fn records_per_version(vault: &vaultd::Vault, tenant: &str) -> Vec<(u32, u64)> {
+async fn records_per_version(vault: &vaultd::Vault, tenant: &str) -> Vec<(u32, u64)> {
     vault
         .tenant_info(&t(tenant))
+        .await
         .expect("info")
         .key_versions
         .iter()
@@ -51,7 +53,7 @@ fn records_per_version(vault: &vaultd::Vault, tenant: &str) -> Vec<(u32, u64)> {
 
 async fn wait_job(vault: &vaultd::Vault, id: &str) -> vault_client::wire::Job {
     for _ in 0..1000 {
-        let job = vault.job(id).expect("job");
+        let job = vault.job(id).await.expect("job");
         if job.state != JobState::Running {
             return job;
         }
@@ -71,6 +73,7 @@ async fn rotate_then_put_uses_the_new_version_and_old_records_still_open() {
     fill(&vault, "acme", 10).await;
     let old_blob = vault
         .transit_seal(&t("acme"), &Secret::from("blob"), "c", &mut ev())
+        .await
         .expect("seal");
     assert_eq!(
         vault
@@ -85,28 +88,32 @@ async fn rotate_then_put_uses_the_new_version_and_old_records_still_open() {
         .await
         .expect("put");
     assert_eq!(fresh.key_version, 2);
-    assert_eq!(records_per_version(&vault, "acme"), [(1, 10), (2, 1)]);
-    opens_all(&vault, "acme", 10);
+    assert_eq!(records_per_version(&vault, "acme").await, [(1, 10), (2, 1)]);
+    opens_all(&vault, "acme", 10).await;
     assert!(
         vault
             .transit_seal(&t("acme"), &Secret::from("x"), "c", &mut ev())
+            .await
             .expect("seal")
             .starts_with("vault:v2:")
     );
     assert_eq!(
         vault
             .transit_unseal(&t("acme"), &old_blob, "c", &mut ev())
+            .await
             .expect("old blob")
             .expose_secret(),
         b"blob"
     );
     let rewrapped = vault
         .transit_rewrap(&t("acme"), &old_blob, "c", &mut ev())
+        .await
         .expect("rewrap");
     assert!(rewrapped.starts_with("vault:v2:"));
     assert_eq!(
         vault
             .transit_unseal(&t("acme"), &rewrapped, "c", &mut ev())
+            .await
             .expect("new blob")
             .expose_secret(),
         b"blob"
@@ -128,7 +135,9 @@ async fn rewrap_moves_every_record_and_retire_waits_for_it() {
             .await
             .expect("rotate");
     }
-    let old_blob = vault.transit_seal(&t("globex"), &Secret::from("b"), "c", &mut ev());
+    let old_blob = vault
+        .transit_seal(&t("globex"), &Secret::from("b"), "c", &mut ev())
+        .await;
     vault
         .rotate_tenant(&t("globex"), &mut ev())
         .await
@@ -151,13 +160,16 @@ async fn rewrap_moves_every_record_and_retire_waits_for_it() {
         (job.state, job.done, job.total),
         (JobState::Completed, 5000, 5000)
     );
-    assert_eq!(records_per_version(&vault, "acme"), [(1, 0), (2, 2500)]);
     assert_eq!(
-        records_per_version(&vault, "globex"),
+        records_per_version(&vault, "acme").await,
+        [(1, 0), (2, 2500)]
+    );
+    assert_eq!(
+        records_per_version(&vault, "globex").await,
         [(1, 0), (2, 0), (3, 2500)]
     );
-    opens_all(&vault, "acme", 2500);
-    opens_all(&vault, "globex", 2500);
+    opens_all(&vault, "acme", 2500).await;
+    opens_all(&vault, "globex", 2500).await;
 
     let retired = vault
         .retire(&t("globex"), 3, &mut ev())
@@ -167,13 +179,15 @@ async fn rewrap_moves_every_record_and_retire_waits_for_it() {
         (retired.retired_versions, retired.min_decryption_version),
         (vec![1, 2], 3)
     );
-    assert_eq!(records_per_version(&vault, "globex"), [(3, 2500)]);
+    assert_eq!(records_per_version(&vault, "globex").await, [(3, 2500)]);
     let old_blob = old_blob.expect("sealed");
     assert!(matches!(
-        vault.transit_unseal(&t("globex"), &old_blob, "c", &mut ev()),
+        vault
+            .transit_unseal(&t("globex"), &old_blob, "c", &mut ev())
+            .await,
         Err(Error::Invalid(_))
     ));
-    opens_all(&vault, "globex", 2500);
+    opens_all(&vault, "globex", 2500).await;
     // A second rewrap finds nothing to do.
     let again = vault
         .start_rewrap(Some(&t("acme")), Some(100_000), &mut ev())
@@ -196,6 +210,7 @@ async fn minimum_decryption_version_refuses_old_transit_blobs_without_destroying
         .expect("tenant");
     let v1 = vault
         .transit_seal(&t("acme"), &Secret::from("one"), "", &mut ev())
+        .await
         .expect("seal");
     vault
         .rotate_tenant(&t("acme"), &mut ev())
@@ -209,7 +224,7 @@ async fn minimum_decryption_version_refuses_old_transit_blobs_without_destroying
         .await
         .expect("config");
     assert!(matches!(
-        vault.transit_unseal(&t("acme"), &v1, "", &mut ev()),
+        vault.transit_unseal(&t("acme"), &v1, "", &mut ev()).await,
         Err(Error::Invalid(_))
     ));
     vault
@@ -219,6 +234,7 @@ async fn minimum_decryption_version_refuses_old_transit_blobs_without_destroying
     assert_eq!(
         vault
             .transit_unseal(&t("acme"), &v1, "", &mut ev())
+            .await
             .expect("opens")
             .expose_secret(),
         b"one"
@@ -252,14 +268,18 @@ async fn master_rotation_rewraps_everything_and_survives_restart() {
             .expect("rotate");
         blob = vault
             .transit_seal(&t("acme"), &Secret::from("b"), "c", &mut ev())
+            .await
             .expect("seal");
         let rotated = vault.rotate_master(&mut ev()).await.expect("rotate master");
         assert_eq!(
             (rotated.master_key_version, rotated.rewrapped_data_keys),
             (2, 52)
         );
-        opens_all(&vault, "acme", 20);
-        assert_eq!(vault.status().expect("status").master_key_version, Some(2));
+        opens_all(&vault, "acme", 20).await;
+        assert_eq!(
+            vault.status().await.expect("status").master_key_version,
+            Some(2)
+        );
         // New tenants get data keys wrapped under master key 2.
         vault
             .create_tenant(&t("late"), &mut ev())
@@ -275,18 +295,22 @@ async fn master_rotation_rewraps_everything_and_survives_restart() {
         .unseal(&mut ev())
         .await
         .expect("unseal under master key 3");
-    assert_eq!(vault.status().expect("status").master_key_version, Some(3));
-    opens_all(&vault, "acme", 20);
+    assert_eq!(
+        vault.status().await.expect("status").master_key_version,
+        Some(3)
+    );
+    opens_all(&vault, "acme", 20).await;
     assert_eq!(
         vault
             .transit_unseal(&t("acme"), &blob, "c", &mut ev())
+            .await
             .expect("blob")
             .expose_secret(),
         b"b"
     );
-    let report = vault.audit_verify(None, &[]).expect("verify");
+    let report = vault.audit_verify(None, &[]).await.expect("verify");
     assert!(report.ok, "{:?}", report.problems);
-    let history = vault.key_history(None).expect("history");
+    let history = vault.key_history(None).await.expect("history");
     assert_eq!(history.master.version, 3);
     let events: Vec<_> = history
         .events
@@ -327,7 +351,7 @@ async fn kms_migration_moves_the_master_key_to_another_local_key() {
             (moved.old_kms_key_id.as_str(), moved.kms_key_id.as_str()),
             (common::KEY_ID, "local-2")
         );
-        let history = vault.key_history(None).expect("history");
+        let history = vault.key_history(None).await.expect("history");
         assert_eq!(history.master.kms_key_id, "local-2");
         let event = history.events.last().expect("event");
         assert_eq!(
@@ -337,10 +361,15 @@ async fn kms_migration_moves_the_master_key_to_another_local_key() {
         // A later master rotation stays under the new KMS key (it must not undo the migration).
         vault.rotate_master(&mut ev()).await.expect("rotate master");
         assert_eq!(
-            vault.key_history(None).expect("history").master.kms_key_id,
+            vault
+                .key_history(None)
+                .await
+                .expect("history")
+                .master
+                .kms_key_id,
             "local-2"
         );
-        assert_eq!(vault.status().expect("status").kms.key_id, "local-2");
+        assert_eq!(vault.status().await.expect("status").kms.key_id, "local-2");
     }
     // The old key file can go: the master key now opens under the new one.
     std::fs::remove_file(
@@ -354,7 +383,7 @@ async fn kms_migration_moves_the_master_key_to_another_local_key() {
         .unseal(&mut ev())
         .await
         .expect("unseal under the new KMS key");
-    opens_all(&vault, "acme", 5);
+    opens_all(&vault, "acme", 5).await;
 }
 
 #[tokio::test]
@@ -380,6 +409,7 @@ async fn scheduled_rotation_follows_the_policy() {
     assert_eq!(
         vault
             .tenant_info(&t("busy"))
+            .await
             .expect("info")
             .current_key_version,
         2
@@ -387,6 +417,7 @@ async fn scheduled_rotation_follows_the_policy() {
     assert_eq!(
         vault
             .tenant_info(&t("quiet"))
+            .await
             .expect("info")
             .current_key_version,
         1
@@ -395,7 +426,7 @@ async fn scheduled_rotation_follows_the_policy() {
         vault.rotate_due(&policy).await.expect("check").is_empty(),
         "v2 has made no encryptions yet"
     );
-    let history = vault.key_history(Some(&t("busy"))).expect("history");
+    let history = vault.key_history(Some(&t("busy"))).await.expect("history");
     let live = &history.tenants[0].versions;
     assert_eq!((live[0].encryptions, live[1].encryptions), (3, 0));
 }
@@ -442,9 +473,9 @@ async fn rewrap_under_concurrent_writes_skips_nothing_and_counts_stay_exact() {
     let job = wait_job(&vault, &started.id).await;
     assert_eq!(job.state, JobState::Completed);
     assert_eq!(
-        records_per_version(&vault, "acme"),
+        records_per_version(&vault, "acme").await,
         [(1, 0), (2, 6000)],
         "every record on v2: {job:?}"
     );
-    opens_all(&vault, "acme", 6000);
+    opens_all(&vault, "acme", 6000).await;
 }

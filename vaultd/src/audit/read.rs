@@ -72,7 +72,7 @@ impl AuditFilter {
 
 impl Vault {
     /// Entries after sequence number `after` that match `filter`, oldest first.
-    pub fn audit_entries(
+    pub async fn audit_entries(
         &self,
         filter: &AuditFilter,
         after: u64,
@@ -87,7 +87,8 @@ impl Vault {
         loop {
             let page = self
                 .store()
-                .scan(ENTRIES, Some(&chain::entry_key(cursor)), SCAN_PAGE)?;
+                .scan(ENTRIES, Some(&chain::entry_key(cursor)), SCAN_PAGE)
+                .await?;
             let exhausted = page.len() < SCAN_PAGE;
             for (key, bytes) in page {
                 cursor = chain::seq_of(&key)
@@ -122,20 +123,26 @@ impl Vault {
 
     /// Verifies the whole stored log: chain, sequence, and every head's signature; with
     /// `anchor`, also that the log holds that recorded head.
-    pub fn audit_verify(&self, anchor: Option<&Anchor>, accept: &[u64]) -> Result<Report, Error> {
-        let key = public_key(&self.audit_public_key()?.public_key)
+    pub async fn audit_verify(
+        &self,
+        anchor: Option<&Anchor>,
+        accept: &[u64],
+    ) -> Result<Report, Error> {
+        let key = public_key(&self.audit_public_key().await?.public_key)
             .ok_or_else(|| StoreError::Corrupt("audit public key".into()))?;
         let mut verifier = Verifier::new(key).accepting(accept);
         let mut last = 0;
-        self.for_each_line(0, u64::MAX, |line| verifier.line(line))?;
-        if let Some((key, _)) = self.store().last(ENTRIES)? {
+        self.for_each_line(0, u64::MAX, |line| verifier.line(line))
+            .await?;
+        if let Some((key, _)) = self.store().last(ENTRIES).await? {
             last = chain::seq_of(&key).unwrap_or(0);
         }
         // Heads beyond the last entry: the tail was cut.
-        let vault_id = self.stored_meta()?.vault_id;
+        let vault_id = self.stored_meta().await?.vault_id;
         for (_, head) in self
             .store()
-            .scan(HEADS, Some(&chain::head_key(last)), usize::MAX)?
+            .scan(HEADS, Some(&chain::head_key(last)), usize::MAX)
+            .await?
         {
             verifier.line(&head_line(&head, &vault_id));
         }
@@ -144,7 +151,7 @@ impl Vault {
 
     /// Entries and signed heads with sequence numbers in `(after, after + limit]`, one per line,
     /// as stored: the export format of `docs/audit-log.md`.
-    pub fn audit_export(&self, after: u64, limit: usize) -> Result<Vec<u8>, Error> {
+    pub async fn audit_export(&self, after: u64, limit: usize) -> Result<Vec<u8>, Error> {
         if !(1..=MAX_AUDIT_PAGE).contains(&limit) {
             return Err(Error::Invalid(format!("limit must be 1-{MAX_AUDIT_PAGE}")));
         }
@@ -153,16 +160,18 @@ impl Vault {
         self.for_each_line(after, until, |line| {
             out.extend_from_slice(line);
             out.push(b'\n');
-        })?;
+        })
+        .await?;
         Ok(out)
     }
 
     /// The audit signing key's public half (readable while sealed).
-    pub fn audit_public_key(&self) -> Result<AuditPublicKey, Error> {
-        let meta = self.stored_meta()?;
+    pub async fn audit_public_key(&self) -> Result<AuditPublicKey, Error> {
+        let meta = self.stored_meta().await?;
         let record = self
             .store()
-            .get(layout::AUDIT_KEY)?
+            .get(layout::AUDIT_KEY)
+            .await?
             .ok_or(Error::Uninitialized)?;
         let record: AuditKeyRecord = layout::decode(&record, "audit key record")?;
         Ok(AuditPublicKey {
@@ -178,16 +187,16 @@ impl Vault {
     }
 
     /// Calls `each` with every entry in `(after, until]`, each followed by its signed head.
-    fn for_each_line(
+    async fn for_each_line(
         &self,
         after: u64,
         until: u64,
         mut each: impl FnMut(&[u8]),
     ) -> Result<(), Error> {
-        let vault_id = self.stored_meta()?.vault_id;
+        let vault_id = self.stored_meta().await?.vault_id;
         let mut cursor = after;
         loop {
-            let page = self.store().audit_page(cursor, SCAN_PAGE)?;
+            let page = self.store().audit_page(cursor, SCAN_PAGE).await?;
             if page.entries.is_empty() {
                 return Ok(());
             }

@@ -69,17 +69,24 @@ pub struct Store {
 
 impl Store {
     /// The commit core over `backend`; the audit chain resumes after its last stored entry.
-    pub fn open(backend: Arc<dyn Backend>) -> Result<Self, StoreError> {
-        let chain = chain_state(backend.as_ref())?;
+    pub async fn open(backend: Arc<dyn Backend>) -> Result<Self, StoreError> {
+        let chain = chain_state(backend.as_ref()).await?;
         let (writer, queue) = mpsc::channel::<Job>();
         let signer = Signer::default();
         let stats = Arc::new(Stats::default());
+        // The writer is a thread of its own that waits on the backend's futures in order; a
+        // networked backend's futures only talk to its connection tasks, which run elsewhere.
+        let wait = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Backend(format!("cannot start the writer's runtime: {e}")))?;
         let mut core = Writer {
             backend: backend.clone(),
             chain,
             signer: signer.clone(),
             stats: stats.clone(),
             failed: false,
+            wait,
         };
         let thread = thread::Builder::new()
             .name("vaultd-store-writer".into())
@@ -95,28 +102,29 @@ impl Store {
     }
 
     /// The value of `key`.
-    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.stats.note(self.backend.get(key))
+    pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.stats.note(self.backend.get(key).await)
     }
 
     /// Up to `limit` entries whose key starts with `prefix` and sorts after `after`, in order.
-    pub fn scan(
+    pub async fn scan(
         &self,
         prefix: &[u8],
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
-        self.stats.note(self.backend.scan(prefix, after, limit))
+        self.stats
+            .note(self.backend.scan(prefix, after, limit).await)
     }
 
     /// The last entry under `prefix`.
-    pub fn last(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
-        self.stats.note(self.backend.last(prefix))
+    pub async fn last(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
+        self.stats.note(self.backend.last(prefix).await)
     }
 
     /// One page of the audit log in order ([`Backend::audit_page`]).
-    pub fn audit_page(&self, after: u64, limit: usize) -> Result<AuditPage, StoreError> {
-        self.stats.note(self.backend.audit_page(after, limit))
+    pub async fn audit_page(&self, after: u64, limit: usize) -> Result<AuditPage, StoreError> {
+        self.stats.note(self.backend.audit_page(after, limit).await)
     }
 
     /// Applies `batch` atomically; resolves once it is durable. A failed check is
@@ -173,8 +181,8 @@ impl Drop for Store {
 }
 
 /// Where the audit chain stands in `backend`.
-fn chain_state(backend: &dyn Backend) -> Result<ChainState, StoreError> {
-    match backend.last(chain::ENTRIES)? {
+async fn chain_state(backend: &dyn Backend) -> Result<ChainState, StoreError> {
+    match backend.last(chain::ENTRIES).await? {
         None => Ok(ChainState::empty()),
         Some((key, bytes)) => {
             let seq =
@@ -192,6 +200,8 @@ struct Writer {
     stats: Arc<Stats>,
     /// The last apply failed: recover before the next group.
     failed: bool,
+    /// Where the writer waits on the backend's futures.
+    wait: tokio::runtime::Runtime,
 }
 
 impl Writer {
@@ -220,8 +230,11 @@ impl Writer {
     /// After a failed group: the backend back at its last durable state, the chain read again.
     fn ready(&mut self) -> Result<(), StoreError> {
         if self.failed {
-            self.backend.recover()?;
-            self.chain = chain_state(self.backend.as_ref())?;
+            let backend = self.backend.as_ref();
+            self.chain = self.wait.block_on(async {
+                backend.recover().await?;
+                chain_state(backend).await
+            })?;
             self.failed = false;
             tracing::warn!(
                 seq = self.chain.last_seq,
@@ -237,8 +250,10 @@ impl Writer {
         let mut staged = Staged::default();
         let mut results = Vec::with_capacity(jobs.len());
         let mut waiting = Vec::with_capacity(jobs.len());
+        let backend = self.backend.as_ref();
         for job in jobs {
-            results.push(staged.stage(self.backend.as_ref(), job.batch, &mut self.chain));
+            let staging = staged.stage(backend, job.batch, &mut self.chain);
+            results.push(self.wait.block_on(staging));
             waiting.push(job.done);
         }
         let applied = if staged.writes.is_empty() {
@@ -247,8 +262,8 @@ impl Writer {
             if self.chain.last_seq > start.last_seq {
                 staged.sign_head(&self.chain, &self.signer);
             }
-            let group = staged.into_group(self.backend.position() + 1);
-            self.stats.note(self.backend.apply(&group))
+            let group = staged.into_group(backend.position() + 1);
+            self.stats.note(self.wait.block_on(backend.apply(&group)))
         };
         let counter = match applied {
             Ok(()) => {
@@ -285,16 +300,20 @@ struct Staged {
 
 impl Staged {
     /// The value of `key` as the batches staged so far left it.
-    fn current(&self, backend: &dyn Backend, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn current(
+        &self,
+        backend: &dyn Backend,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         match self.writes.get(key) {
             Some(value) => Ok(value.clone()),
-            None => backend.get(key),
+            None => backend.get(key).await,
         }
     }
 
     /// Checks one batch's conditions and stages its writes; on a failed check nothing of it is
     /// staged and the chain does not advance.
-    fn stage(
+    async fn stage(
         &mut self,
         backend: &dyn Backend,
         batch: Batch,
@@ -308,8 +327,11 @@ impl Staged {
                 "a batch may not write the audit log's keys".into(),
             ));
         }
+        if !batch.ops.is_empty() {
+            backend.claim_writer().await?;
+        }
         for check in &batch.checks {
-            if self.current(backend, &check.key)?.as_deref() != check.value.as_deref() {
+            if self.current(backend, &check.key).await?.as_deref() != check.value.as_deref() {
                 return Err(StoreError::Conflict);
             }
         }
@@ -323,7 +345,8 @@ impl Staged {
                     Some((_, value)) => *value += delta,
                     None => {
                         let base = self
-                            .current(backend, &k)?
+                            .current(backend, &k)
+                            .await?
                             .map_or(Ok(0), |v| decode_counter(&v))?;
                         counters.push((k, base + delta));
                     }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use super::audit_index::{self, AuditIndex, View};
 use super::backup::{self, Summary};
 use super::wal::{self, Appended, AuditReader, Framed, Wal};
-use super::{Backend, Entry, Group, StoreError};
+use super::{Entry, Group, StoreError, SyncBackend};
 
 /// The position up to which sled held every group at its last checkpoint (8 bytes,
 /// big-endian).
@@ -87,8 +87,8 @@ struct Checkpoint {
 }
 
 /// The commit core over the embedded backend in `dir`: what the daemon runs.
-pub fn open_store(dir: &Path, options: Options) -> Result<super::Store, StoreError> {
-    super::Store::open(Arc::new(Embedded::open(dir, options)?))
+pub async fn open_store(dir: &Path, options: Options) -> Result<super::Store, StoreError> {
+    super::Store::open(Arc::new(Embedded::open(dir, options)?)).await
 }
 
 impl Embedded {
@@ -208,7 +208,7 @@ impl Drop for Embedded {
     }
 }
 
-impl Backend for Embedded {
+impl SyncBackend for Embedded {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let found = if audit_index::is_audit_key(key) {
             self.inner

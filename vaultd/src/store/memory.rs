@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use super::backup::{self, Summary};
-use super::{Backend, Entry, Group, StoreError};
+use super::{Entry, Group, StoreError, SyncBackend};
 
 /// The keys, and the position of the last group applied.
 type State = (BTreeMap<Vec<u8>, Vec<u8>>, u64);
@@ -25,7 +25,7 @@ impl Memory {
     }
 }
 
-impl Backend for Memory {
+impl SyncBackend for Memory {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.state().0.get(key).cloned())
     }

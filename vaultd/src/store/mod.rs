@@ -25,6 +25,7 @@ pub mod embedded;
 mod group;
 #[cfg(test)]
 mod memory;
+pub mod postgres;
 #[cfg(test)]
 mod suite;
 pub mod wal;
@@ -39,6 +40,9 @@ pub type Entry = (Vec<u8>, Vec<u8>);
 
 /// A pending durable commit.
 pub type CommitFuture = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'static>>;
+
+/// A backend call in progress.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// One write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,12 +109,62 @@ impl Batch {
 
 /// What a storage engine implements: reads, and the atomic, durable apply of a group that the
 /// commit core ([`Store`]) has already checked and resolved. A backend never sees a check, a
-/// counter delta or the audit chain.
+/// counter delta or the audit chain. Its calls are futures, because a networked backend
+/// (`postgres`) waits on the network; a backend that never waits implements [`SyncBackend`].
 pub trait Backend: Send + Sync {
     /// The value of `key`.
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    fn get<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Vec<u8>>>;
 
     /// Up to `limit` entries whose key starts with `prefix` and sorts after `after`, in order.
+    fn scan<'a>(
+        &'a self,
+        prefix: &'a [u8],
+        after: Option<&'a [u8]>,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<Entry>>;
+
+    /// The last entry under `prefix`.
+    fn last<'a>(&'a self, prefix: &'a [u8]) -> StoreFuture<'a, Option<Entry>>;
+
+    /// Up to `limit` audit entries after sequence number `after`, with the signed heads from
+    /// after `after` to the last of them: one page of the log in order, for verifying and
+    /// exporting it.
+    fn audit_page(&self, after: u64, limit: usize) -> StoreFuture<'_, AuditPage>;
+
+    /// Applies `group` atomically; resolves once it is durable. Applying a group twice leaves
+    /// the same state. On an error the group may or may not have become durable; the core calls
+    /// [`Backend::recover`] before the next group.
+    fn apply<'a>(&'a self, group: &'a Group) -> StoreFuture<'a, ()>;
+
+    /// The position of the last group applied (0: none yet).
+    fn position(&self) -> u64;
+
+    /// Makes this process the one that may write key-value data, before the core stages a batch
+    /// that writes any; [`StoreError::NotWriter`] while another process is. A backend only one
+    /// process opens is always the writer; a shared one (`postgres`) takes a lock that lasts
+    /// as long as its writer connection. Audit entries need no claim: every node appends to a
+    /// chain of its own.
+    fn claim_writer(&self) -> StoreFuture<'_, ()>;
+
+    /// Returns to the last durable state after a failed [`Backend::apply`].
+    fn recover(&self) -> StoreFuture<'_, ()>;
+
+    /// Writes a consistent snapshot (`docs/storage.md`, "Backups") to `out`. Runs on a thread
+    /// that may block (`tokio::task::spawn_blocking`).
+    fn backup(
+        &self,
+        vault_id: &str,
+        out: &mut dyn std::io::Write,
+    ) -> Result<backup::Summary, StoreError>;
+}
+
+/// [`Backend`] for an engine whose calls never wait on the network (`embedded`, and `memory`
+/// in tests): each call is done when it returns.
+pub trait SyncBackend: Send + Sync {
+    /// [`Backend::get`].
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// [`Backend::scan`].
     fn scan(
         &self,
         prefix: &[u8],
@@ -118,12 +172,11 @@ pub trait Backend: Send + Sync {
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError>;
 
-    /// The last entry under `prefix`.
+    /// [`Backend::last`].
     fn last(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError>;
 
-    /// Up to `limit` audit entries after sequence number `after`, with the signed heads from
-    /// after `after` to the last of them: one page of the log in order, for verifying and
-    /// exporting it. A backend that keeps entries apart from heads serves it with two scans.
+    /// [`Backend::audit_page`]. A backend that keeps entries apart from heads serves it with
+    /// two scans.
     fn audit_page(&self, after: u64, limit: usize) -> Result<AuditPage, StoreError> {
         let entries = self.scan(chain::ENTRIES, Some(&chain::entry_key(after)), limit)?;
         let entries = numbered(entries)?;
@@ -137,23 +190,73 @@ pub trait Backend: Send + Sync {
         Ok(AuditPage { entries, heads })
     }
 
-    /// Applies `group` atomically; returns once it is durable. Applying a group twice leaves
-    /// the same state. On an error the group may or may not have become durable; the core calls
-    /// [`Backend::recover`] before the next group.
+    /// [`Backend::apply`].
     fn apply(&self, group: &Group) -> Result<(), StoreError>;
 
-    /// The position of the last group applied (0: none yet).
+    /// [`Backend::position`].
     fn position(&self) -> u64;
 
-    /// Returns to the last durable state after a failed [`Backend::apply`].
+    /// [`Backend::recover`].
     fn recover(&self) -> Result<(), StoreError>;
 
-    /// Writes a consistent snapshot (`docs/storage.md`, "Backups") to `out`.
+    /// [`Backend::backup`].
     fn backup(
         &self,
         vault_id: &str,
         out: &mut dyn std::io::Write,
     ) -> Result<backup::Summary, StoreError>;
+}
+
+impl<B: SyncBackend> Backend for B {
+    fn get<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Vec<u8>>> {
+        Box::pin(std::future::ready(SyncBackend::get(self, key)))
+    }
+
+    fn scan<'a>(
+        &'a self,
+        prefix: &'a [u8],
+        after: Option<&'a [u8]>,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<Entry>> {
+        Box::pin(std::future::ready(SyncBackend::scan(
+            self, prefix, after, limit,
+        )))
+    }
+
+    fn last<'a>(&'a self, prefix: &'a [u8]) -> StoreFuture<'a, Option<Entry>> {
+        Box::pin(std::future::ready(SyncBackend::last(self, prefix)))
+    }
+
+    fn audit_page(&self, after: u64, limit: usize) -> StoreFuture<'_, AuditPage> {
+        Box::pin(std::future::ready(SyncBackend::audit_page(
+            self, after, limit,
+        )))
+    }
+
+    fn apply<'a>(&'a self, group: &'a Group) -> StoreFuture<'a, ()> {
+        Box::pin(std::future::ready(SyncBackend::apply(self, group)))
+    }
+
+    fn position(&self) -> u64 {
+        SyncBackend::position(self)
+    }
+
+    fn claim_writer(&self) -> StoreFuture<'_, ()> {
+        // Opened by one process only.
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn recover(&self) -> StoreFuture<'_, ()> {
+        Box::pin(std::future::ready(SyncBackend::recover(self)))
+    }
+
+    fn backup(
+        &self,
+        vault_id: &str,
+        out: &mut dyn std::io::Write,
+    ) -> Result<backup::Summary, StoreError> {
+        SyncBackend::backup(self, vault_id, out)
+    }
 }
 
 /// A page of the audit log: entries and signed heads with their sequence numbers, each in order.
@@ -188,6 +291,12 @@ pub enum StoreError {
     /// by itself once the disk works again (`docs/storage.md`, "After a failed write").
     #[error("storage I/O failed: {0}")]
     Io(String),
+    /// Another node holds the shared database's write lock (`docs/ha.md`); nothing was written.
+    #[error(
+        "another vaultd node holds the write lock of this database: send writes to that node \
+         (this one serves reads)"
+    )]
+    NotWriter,
     /// The store is shutting down, or waiting to reopen after a failure.
     #[error("storage is closed")]
     Closed,

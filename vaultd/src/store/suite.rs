@@ -6,15 +6,16 @@ use std::sync::atomic::Ordering;
 
 use super::embedded::{Embedded, Options};
 use super::memory::Memory;
+use super::postgres::{Options as PgOptions, Postgres};
 use super::{Backend, Batch, Store, StoreError, decode_counter};
 use crate::audit::chain::{self, HeadSigner, LogEntry};
 
 /// A backend under test: opened, reopened over the same data, made to fail.
 trait Fixture: Sized {
-    fn new() -> Self;
+    async fn new() -> Self;
     fn backend(&self) -> Arc<dyn Backend>;
     /// Drops the open backend and opens it again over the same data.
-    fn reopen(&mut self);
+    async fn reopen(&mut self);
     /// The next apply fails as a write or sync failure would.
     fn fail_next_apply(&self);
 }
@@ -22,13 +23,13 @@ trait Fixture: Sized {
 struct MemoryFixture(Arc<Memory>);
 
 impl Fixture for MemoryFixture {
-    fn new() -> Self {
+    async fn new() -> Self {
         Self(Arc::default())
     }
     fn backend(&self) -> Arc<dyn Backend> {
         self.0.clone()
     }
-    fn reopen(&mut self) {}
+    async fn reopen(&mut self) {}
     fn fail_next_apply(&self) {
         self.0.fail_applies.fetch_add(1, Ordering::SeqCst);
     }
@@ -48,7 +49,7 @@ fn small() -> Options {
 }
 
 impl Fixture for EmbeddedFixture {
-    fn new() -> Self {
+    async fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let backend = Arc::new(Embedded::open(dir.path(), small()).expect("open"));
         Self {
@@ -59,7 +60,7 @@ impl Fixture for EmbeddedFixture {
     fn backend(&self) -> Arc<dyn Backend> {
         self.backend.clone().expect("open")
     }
-    fn reopen(&mut self) {
+    async fn reopen(&mut self) {
         let old = self.backend.take().expect("open");
         assert_eq!(Arc::strong_count(&old), 1, "the store over it was dropped");
         drop(old);
@@ -75,6 +76,39 @@ impl Fixture for EmbeddedFixture {
     }
 }
 
+/// A database of its own on the test cluster (`scripts/pg-cluster`, started by `scripts/test`).
+struct PostgresFixture {
+    options: PgOptions,
+    backend: Option<Arc<Postgres>>,
+}
+
+impl Fixture for PostgresFixture {
+    async fn new() -> Self {
+        let options = super::postgres::test_database("node-a").await;
+        let backend = Arc::new(Postgres::open(options.clone()).await.expect("open"));
+        Self {
+            options,
+            backend: Some(backend),
+        }
+    }
+    fn backend(&self) -> Arc<dyn Backend> {
+        self.backend.clone().expect("open")
+    }
+    async fn reopen(&mut self) {
+        let old = self.backend.take().expect("open");
+        assert_eq!(Arc::strong_count(&old), 1, "the store over it was dropped");
+        drop(old);
+        let backend = Postgres::open(self.options.clone()).await.expect("reopen");
+        self.backend = Some(Arc::new(backend));
+    }
+    fn fail_next_apply(&self) {
+        self.backend
+            .as_ref()
+            .expect("open")
+            .dangerous_fail_next_apply();
+    }
+}
+
 struct TestSigner;
 
 impl HeadSigner for TestSigner {
@@ -83,8 +117,8 @@ impl HeadSigner for TestSigner {
     }
 }
 
-fn store(f: &impl Fixture) -> Store {
-    let store = Store::open(f.backend()).expect("store");
+async fn store(f: &impl Fixture) -> Store {
+    let store = Store::open(f.backend()).await.expect("store");
     store.set_head_signer(Some(Arc::new(TestSigner)));
     store
 }
@@ -95,13 +129,16 @@ fn entry(text: &'static str) -> LogEntry {
     })
 }
 
-fn counter(store: &Store, key: &[u8]) -> i64 {
-    decode_counter(&store.get(key).expect("get").expect("set")).expect("8 bytes")
+async fn counter(store: &Store, key: &[u8]) -> i64 {
+    decode_counter(&store.get(key).await.expect("get").expect("set")).expect("8 bytes")
 }
 
 /// Every entry's `prev` is the hash of the one before it, from genesis.
-fn assert_chain(store: &Store, entries: usize) {
-    let stored = store.scan(chain::ENTRIES, None, usize::MAX).expect("scan");
+async fn assert_chain(store: &Store, entries: usize) {
+    let stored = store
+        .scan(chain::ENTRIES, None, usize::MAX)
+        .await
+        .expect("scan");
     assert_eq!(stored.len(), entries);
     let mut prev = vault_client::audit::GENESIS;
     for (i, (key, bytes)) in stored.iter().enumerate() {
@@ -114,23 +151,27 @@ fn assert_chain(store: &Store, entries: usize) {
         );
         prev = vault_client::audit::entry_hash(bytes);
     }
-    let (head_key, _) = store.last(chain::HEADS).expect("last").expect("a head");
+    let (head_key, _) = store
+        .last(chain::HEADS)
+        .await
+        .expect("last")
+        .expect("a head");
     assert_eq!(chain::seq_of(&head_key), Some(entries as u64));
 }
 
 async fn failed_check_writes_nothing(f: impl Fixture) {
-    let store = store(&f);
+    let store = store(&f).await;
     let mut b = Batch::default();
     b.check(b"k".to_vec(), Some(b"old".to_vec()))
         .put(b"k".to_vec(), b"new".to_vec())
         .log(entry("refused"));
     assert!(matches!(store.commit(b).await, Err(StoreError::Conflict)));
-    assert_eq!(store.get(b"k").expect("get"), None);
-    assert!(store.last(chain::ENTRIES).expect("last").is_none());
+    assert_eq!(store.get(b"k").await.expect("get"), None);
+    assert!(store.last(chain::ENTRIES).await.expect("last").is_none());
 }
 
 async fn batches_in_one_group_see_the_writes_before_them(f: impl Fixture) {
-    let store = store(&f);
+    let store = store(&f).await;
     let mut first = Batch::default();
     first
         .check(b"k".to_vec(), None)
@@ -154,24 +195,27 @@ async fn batches_in_one_group_see_the_writes_before_them(f: impl Fixture) {
     a.await.expect("first");
     b.await.expect("second sees the first");
     assert!(matches!(c.await, Err(StoreError::Conflict)));
-    assert_eq!(store.get(b"k").expect("get").as_deref(), Some(&b"v2"[..]));
-    assert_eq!(counter(&store, b"n"), 2);
+    assert_eq!(
+        store.get(b"k").await.expect("get").as_deref(),
+        Some(&b"v2"[..])
+    );
+    assert_eq!(counter(&store, b"n").await, 2);
 }
 
 async fn counters_add_and_vanish_at_zero(f: impl Fixture) {
-    let store = store(&f);
+    let store = store(&f).await;
     let mut b = Batch::default();
     b.add(b"c".to_vec(), 2).add(b"c".to_vec(), 1);
     store.commit(b).await.expect("commit");
-    assert_eq!(counter(&store, b"c"), 3);
+    assert_eq!(counter(&store, b"c").await, 3);
     let mut b = Batch::default();
     b.add(b"c".to_vec(), -3);
     store.commit(b).await.expect("commit");
-    assert_eq!(store.get(b"c").expect("get"), None);
+    assert_eq!(store.get(b"c").await.expect("get"), None);
 }
 
 async fn concurrent_increments_are_not_lost(f: impl Fixture) {
-    let store = Arc::new(store(&f));
+    let store = Arc::new(store(&f).await);
     let tasks: Vec<_> = (0..64)
         .map(|_| {
             let store = store.clone();
@@ -185,12 +229,12 @@ async fn concurrent_increments_are_not_lost(f: impl Fixture) {
     for t in tasks {
         t.await.expect("join").expect("commit");
     }
-    assert_eq!(counter(&store, b"n"), 64);
-    assert_chain(&store, 64);
+    assert_eq!(counter(&store, b"n").await, 64);
+    assert_chain(&store, 64).await;
 }
 
 async fn scan_pages_within_prefix(f: impl Fixture) {
-    let store = store(&f);
+    let store = store(&f).await;
     let mut b = Batch::default();
     for k in ["a/1", "a/2", "a/3", "b/1"] {
         b.put(k.as_bytes().to_vec(), vec![1]);
@@ -198,23 +242,23 @@ async fn scan_pages_within_prefix(f: impl Fixture) {
     store.commit(b).await.expect("commit");
     let keys = |page: Vec<(Vec<u8>, Vec<u8>)>| page.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
     assert_eq!(
-        keys(store.scan(b"a/", None, 2).expect("scan")),
+        keys(store.scan(b"a/", None, 2).await.expect("scan")),
         [b"a/1".to_vec(), b"a/2".to_vec()]
     );
     assert_eq!(
-        keys(store.scan(b"a/", Some(b"a/2"), 10).expect("scan")),
+        keys(store.scan(b"a/", Some(b"a/2"), 10).await.expect("scan")),
         [b"a/3".to_vec()]
     );
     assert_eq!(
-        store.last(b"a/").expect("last").map(|(k, _)| k),
+        store.last(b"a/").await.expect("last").map(|(k, _)| k),
         Some(b"a/3".to_vec())
     );
-    assert!(store.scan(b"c/", None, 10).expect("scan").is_empty());
+    assert!(store.scan(b"c/", None, 10).await.expect("scan").is_empty());
 }
 
 async fn chain_and_counters_continue_across_groups_and_reopen(mut f: impl Fixture) {
     for round in 0..3 {
-        let store = store(&f);
+        let store = store(&f).await;
         for i in 0..5 {
             let mut b = Batch::default();
             b.add(b"n".to_vec(), 1)
@@ -222,17 +266,17 @@ async fn chain_and_counters_continue_across_groups_and_reopen(mut f: impl Fixtur
                 .log(entry("write"));
             store.commit(b).await.expect("commit");
         }
-        assert_chain(&store, 5 * (round + 1));
-        assert_eq!(counter(&store, b"n"), 5 * (round as i64 + 1));
+        assert_chain(&store, 5 * (round + 1)).await;
+        assert_eq!(counter(&store, b"n").await, 5 * (round as i64 + 1));
         let position = store.position();
         drop(store);
-        f.reopen();
+        f.reopen().await;
         assert_eq!(f.backend().position(), position, "position survives reopen");
     }
 }
 
 async fn a_failed_apply_changes_nothing_and_the_next_group_continues(f: impl Fixture) {
-    let store = store(&f);
+    let store = store(&f).await;
     let mut b = Batch::default();
     b.put(b"k".to_vec(), b"1".to_vec())
         .add(b"n".to_vec(), 1)
@@ -247,26 +291,39 @@ async fn a_failed_apply_changes_nothing_and_the_next_group_continues(f: impl Fix
         store.commit(b).await,
         Err(StoreError::Backend(_) | StoreError::Io(_))
     ));
-    assert_eq!(store.get(b"k").expect("get").as_deref(), Some(&b"1"[..]));
+    assert_eq!(
+        store.get(b"k").await.expect("get").as_deref(),
+        Some(&b"1"[..])
+    );
     let mut b = Batch::default();
     b.put(b"k".to_vec(), b"3".to_vec())
         .add(b"n".to_vec(), 1)
         .log(entry("after"));
     store.commit(b).await.expect("the store recovers");
-    assert_eq!(store.get(b"k").expect("get").as_deref(), Some(&b"3"[..]));
-    assert_eq!(counter(&store, b"n"), 2);
-    assert_chain(&store, 2);
+    assert_eq!(
+        store.get(b"k").await.expect("get").as_deref(),
+        Some(&b"3"[..])
+    );
+    assert_eq!(counter(&store, b"n").await, 2);
+    assert_chain(&store, 2).await;
 }
 
 async fn backup_lists_every_key_at_its_position(f: impl Fixture) {
-    let store = store(&f);
+    let store = Arc::new(store(&f).await);
     for i in 0..10u8 {
         let mut b = Batch::default();
         b.put(vec![b'k', i], vec![i]).log(entry("w"));
         store.commit(b).await.expect("commit");
     }
-    let mut file = Vec::new();
-    let summary = store.backup("v-1", &mut file).expect("backup");
+    // As the daemon runs it: on a thread that may block.
+    let snapshot = store.clone();
+    let (summary, file) = tokio::task::spawn_blocking(move || {
+        let mut file = Vec::new();
+        let summary = snapshot.backup("v-1", &mut file).expect("backup");
+        (summary, file)
+    })
+    .await
+    .expect("backup thread");
     assert_eq!(summary.position, store.position());
     let mut keys = std::collections::BTreeMap::new();
     let read = super::backup::read(&mut file.as_slice(), |item| {
@@ -299,39 +356,42 @@ macro_rules! suite {
 
             #[tokio::test]
             async fn failed_check_writes_nothing() {
-                super::failed_check_writes_nothing(<$fixture>::new()).await;
+                super::failed_check_writes_nothing(<$fixture>::new().await).await;
             }
             #[tokio::test]
             async fn batches_in_one_group_see_the_writes_before_them() {
-                super::batches_in_one_group_see_the_writes_before_them(<$fixture>::new()).await;
+                super::batches_in_one_group_see_the_writes_before_them(<$fixture>::new().await)
+                    .await;
             }
             #[tokio::test]
             async fn counters_add_and_vanish_at_zero() {
-                super::counters_add_and_vanish_at_zero(<$fixture>::new()).await;
+                super::counters_add_and_vanish_at_zero(<$fixture>::new().await).await;
             }
             #[tokio::test]
             async fn concurrent_increments_are_not_lost() {
-                super::concurrent_increments_are_not_lost(<$fixture>::new()).await;
+                super::concurrent_increments_are_not_lost(<$fixture>::new().await).await;
             }
             #[tokio::test]
             async fn scan_pages_within_prefix() {
-                super::scan_pages_within_prefix(<$fixture>::new()).await;
+                super::scan_pages_within_prefix(<$fixture>::new().await).await;
             }
             #[tokio::test]
             async fn chain_and_counters_continue_across_groups_and_reopen() {
-                super::chain_and_counters_continue_across_groups_and_reopen(<$fixture>::new())
-                    .await;
+                super::chain_and_counters_continue_across_groups_and_reopen(
+                    <$fixture>::new().await,
+                )
+                .await;
             }
             #[tokio::test]
             async fn a_failed_apply_changes_nothing_and_the_next_group_continues() {
                 super::a_failed_apply_changes_nothing_and_the_next_group_continues(
-                    <$fixture>::new(),
+                    <$fixture>::new().await,
                 )
                 .await;
             }
             #[tokio::test]
             async fn backup_lists_every_key_at_its_position() {
-                super::backup_lists_every_key_at_its_position(<$fixture>::new()).await;
+                super::backup_lists_every_key_at_its_position(<$fixture>::new().await).await;
             }
         }
     };
@@ -339,3 +399,4 @@ macro_rules! suite {
 
 suite!(memory, MemoryFixture);
 suite!(embedded, EmbeddedFixture);
+suite!(postgres, PostgresFixture);

@@ -17,7 +17,7 @@ use crate::audit::Event;
 use crate::error::Error;
 use crate::store::backup::{self, Item, Summary};
 use crate::store::embedded::{Embedded, Options};
-use crate::store::{Backend, Batch, Group, StoreError, Write};
+use crate::store::{Batch, Group, StoreError, SyncBackend, Write};
 
 /// Writes of the scan applied per group during a restore.
 const RESTORE_GROUP: usize = 2048;
@@ -36,15 +36,15 @@ struct RestoreMarker {
 
 impl Vault {
     /// Writes a consistent snapshot of the vault to `out` while it keeps serving. Blocking:
-    /// call it off the async worker threads.
+    /// call it on a blocking thread of the runtime (`spawn_blocking`), never on an async worker.
     pub fn backup(&self, out: &mut dyn std::io::Write) -> Result<Summary, Error> {
-        let meta = self.stored_meta()?;
+        let meta = tokio::runtime::Handle::current().block_on(self.stored_meta())?;
         Ok(self.store().backup(&meta.vault_id, out)?)
     }
 
     /// At unseal: records a restore that left its marker, in one write with the marker's removal.
     pub(super) async fn record_restore(&self) {
-        let marker = match self.store().get(layout::RESTORED) {
+        let marker = match self.store().get(layout::RESTORED).await {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return,
             Err(e) => {

@@ -16,22 +16,27 @@ use crate::store::StoreError;
 
 impl Vault {
     /// Key events (of one tenant, or all) and the live key versions with counts and ages.
-    pub fn key_history(&self, tenant: Option<&TenantId>) -> Result<KeyHistory, Error> {
-        let meta = self.stored_meta()?;
+    pub async fn key_history(&self, tenant: Option<&TenantId>) -> Result<KeyHistory, Error> {
+        let meta = self.stored_meta().await?;
         let mk: MasterKeyRecord = layout::decode(
             &self
                 .store()
-                .get(&layout::master_key(meta.master_key_version))?
+                .get(&layout::master_key(meta.master_key_version))
+                .await?
                 .ok_or_else(|| StoreError::Corrupt("master key record".into()))?,
             "master key record",
         )?;
         let mut events = Vec::new();
-        for (key, _) in self.store().scan(KEY_EVENTS, None, usize::MAX)? {
+        for (key, _) in self.store().scan(KEY_EVENTS, None, usize::MAX).await? {
             let seq =
                 chain::seq_of(&key).ok_or_else(|| StoreError::Corrupt("key event index".into()))?;
-            let bytes = self.store().get(&chain::entry_key(seq))?.ok_or_else(|| {
-                StoreError::Corrupt(format!("key event {seq} has no audit entry"))
-            })?;
+            let bytes = self
+                .store()
+                .get(&chain::entry_key(seq))
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("key event {seq} has no audit entry"))
+                })?;
             let entry: Entry = serde_json::from_slice(&bytes)
                 .map_err(|_| StoreError::Corrupt(format!("audit entry {seq}")))?;
             let wanted = tenant.is_none_or(|t| {
@@ -43,19 +48,21 @@ impl Vault {
         }
         let tenants = match tenant {
             Some(t) => {
-                self.load_tenant(t)?.ok_or_else(|| not_found(t))?;
+                self.load_tenant(t).await?.ok_or_else(|| not_found(t))?;
                 vec![t.clone()]
             }
-            None => self.tenant_ids()?,
+            None => self.tenant_ids().await?,
         };
         let now = Timestamp::now().unix();
         let mut live = Vec::with_capacity(tenants.len());
         for t in tenants {
-            let Some((record, _)) = self.load_tenant(&t)? else {
+            let Some((record, _)) = self.load_tenant(&t).await? else {
                 continue;
             };
-            let counts = self.record_counts(&t)?;
-            let encryptions = self.version_counts(&layout::all_encryptions(t.as_str()))?;
+            let counts = self.record_counts(&t).await?;
+            let encryptions = self
+                .version_counts(&layout::all_encryptions(t.as_str()))
+                .await?;
             let find = |list: &[(u32, u64)], v: u32| {
                 list.iter().find(|(lv, _)| *lv == v).map_or(0, |(_, n)| *n)
             };

@@ -39,16 +39,17 @@ impl Vault {
         }
         let tenants: Vec<TenantId> = match tenant {
             Some(t) => {
-                self.load_tenant(t)?.ok_or_else(|| not_found(t))?;
+                self.load_tenant(t).await?.ok_or_else(|| not_found(t))?;
                 vec![t.clone()]
             }
-            None => self.tenant_ids()?,
+            None => self.tenant_ids().await?,
         };
         let mut total = 0;
         for t in &tenants {
-            if let Some((record, _)) = self.load_tenant(t)? {
+            if let Some((record, _)) = self.load_tenant(t).await? {
                 total += self
-                    .record_counts(t)?
+                    .record_counts(t)
+                    .await?
                     .iter()
                     .filter(|(v, _)| *v != record.current)
                     .map(|(_, n)| n)
@@ -88,7 +89,7 @@ impl Vault {
     }
 
     /// A job's progress.
-    pub fn job(&self, id: &str) -> Result<Job, Error> {
+    pub async fn job(&self, id: &str) -> Result<Job, Error> {
         let valid =
             !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric());
         if !valid {
@@ -96,7 +97,8 @@ impl Vault {
         }
         let bytes = self
             .store()
-            .get(&layout::job(id))?
+            .get(&layout::job(id))
+            .await?
             .ok_or_else(|| Error::NotFound(format!("job {id}")))?;
         let job: JobRecord = layout::decode(&bytes, "job record")?;
         let end = job.finished_at.unwrap_or_else(|| Timestamp::now().unix());
@@ -117,8 +119,8 @@ impl Vault {
     }
 
     /// Starts a runner for every job still running (after a restart or a seal).
-    pub(super) fn resume_jobs(&self) -> Result<(), Error> {
-        for (_, bytes) in self.store().scan(layout::JOBS, None, usize::MAX)? {
+    pub(super) async fn resume_jobs(&self) -> Result<(), Error> {
+        for (_, bytes) in self.store().scan(layout::JOBS, None, usize::MAX).await? {
             let job: JobRecord = layout::decode(&bytes, "job record")?;
             if job.state == JobState::Running {
                 tracing::info!(job = %job.id, done = job.done, total = job.total, "resuming rewrap job");
@@ -177,7 +179,8 @@ impl Vault {
                 None => {
                     let bytes = self
                         .store()
-                        .get(&layout::job(id))?
+                        .get(&layout::job(id))
+                        .await?
                         .ok_or_else(|| Error::NotFound(format!("job {id}")))?;
                     (layout::decode::<JobRecord>(&bytes, "job record")?, bytes)
                 }
@@ -194,7 +197,10 @@ impl Vault {
             let page_size = job.rate_limit.map_or(PAGE, |r| {
                 usize::try_from(r / 4).unwrap_or(PAGE).clamp(1, PAGE)
             });
-            let page = self.store().scan(&prefix, cursor.as_deref(), page_size)?;
+            let page = self
+                .store()
+                .scan(&prefix, cursor.as_deref(), page_size)
+                .await?;
             let Some((last, _)) = page.last() else {
                 if let Some((commit, _)) = in_flight.take() {
                     match self.settle(true, commit).await {
@@ -210,7 +216,7 @@ impl Vault {
                     .map_err(|_| StoreError::Corrupt("record key".into()))?,
             );
             let mut batch = Batch::default();
-            let moved = self.rewrap_page(&keys, &page, &mut batch)?;
+            let moved = self.rewrap_page(&keys, &page, &mut batch).await?;
             job.done += moved;
             let written = layout::encode(&job);
             batch
@@ -249,7 +255,7 @@ impl Vault {
 
     /// Adds the rewrap of every record of `page` not under its tenant's current version to
     /// `batch`; returns how many.
-    fn rewrap_page(
+    async fn rewrap_page(
         &self,
         keys: &Keys,
         page: &[crate::store::Entry],
@@ -266,7 +272,7 @@ impl Vault {
                 .ok_or_else(|| StoreError::Corrupt("record key".into()))?;
             if !tenants.contains_key(tenant) {
                 let id = TenantId::parse(tenant)?;
-                let loaded = self.load_tenant(&id)?.map(|(record, tenant_bytes)| {
+                let loaded = self.load_tenant(&id).await?.map(|(record, tenant_bytes)| {
                     batch.check(layout::tenant(tenant), Some(tenant_bytes));
                     (record, id)
                 });
@@ -343,7 +349,8 @@ impl Vault {
     async fn fail_job(&self, id: &str, error: &Error) -> Result<(), Error> {
         let bytes = self
             .store()
-            .get(&layout::job(id))?
+            .get(&layout::job(id))
+            .await?
             .ok_or_else(|| Error::NotFound(format!("job {id}")))?;
         let mut job: JobRecord = layout::decode(&bytes, "job record")?;
         job.state = JobState::Failed;
@@ -364,9 +371,10 @@ impl Vault {
     }
 
     /// Every tenant id.
-    pub(super) fn tenant_ids(&self) -> Result<Vec<TenantId>, Error> {
+    pub(super) async fn tenant_ids(&self) -> Result<Vec<TenantId>, Error> {
         self.store()
-            .scan(layout::TENANTS, None, usize::MAX)?
+            .scan(layout::TENANTS, None, usize::MAX)
+            .await?
             .into_iter()
             .map(|(key, _)| {
                 std::str::from_utf8(&key[layout::TENANTS.len()..])

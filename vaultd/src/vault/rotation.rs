@@ -28,7 +28,10 @@ impl Vault {
     ) -> Result<TenantRotated, Error> {
         let _tenants = self.inner.tenants.read().await;
         let keys = self.keys()?;
-        let (mut record, bytes) = self.load_tenant(tenant)?.ok_or_else(|| not_found(tenant))?;
+        let (mut record, bytes) = self
+            .load_tenant(tenant)
+            .await?
+            .ok_or_else(|| not_found(tenant))?;
         let version = record
             .current
             .checked_add(1)
@@ -66,14 +69,17 @@ impl Vault {
     ) -> Result<Retired, Error> {
         let _tenants = self.inner.tenants.read().await;
         let keys = self.keys()?;
-        let (mut record, bytes) = self.load_tenant(tenant)?.ok_or_else(|| not_found(tenant))?;
+        let (mut record, bytes) = self
+            .load_tenant(tenant)
+            .await?
+            .ok_or_else(|| not_found(tenant))?;
         if below == 0 || below > record.current {
             return Err(Error::Invalid(format!(
                 "below_version must be 1-{} (the current version)",
                 record.current
             )));
         }
-        let counts = self.record_counts(tenant)?;
+        let counts = self.record_counts(tenant).await?;
         let retired: Vec<u32> = record
             .deks
             .iter()
@@ -126,7 +132,10 @@ impl Vault {
     ) -> Result<KeyConfig, Error> {
         let _tenants = self.inner.tenants.read().await;
         let keys = self.keys()?;
-        let (mut record, bytes) = self.load_tenant(tenant)?.ok_or_else(|| not_found(tenant))?;
+        let (mut record, bytes) = self
+            .load_tenant(tenant)
+            .await?
+            .ok_or_else(|| not_found(tenant))?;
         let min = config.min_decryption_version;
         let lowest = record.deks.first().map_or(1, |d| d.version);
         if min < lowest || min > record.current {
@@ -167,13 +176,15 @@ impl Vault {
         let vault_id = keys.meta.vault_id.clone();
         let meta_bytes = self
             .store()
-            .get(layout::META)?
+            .get(layout::META)
+            .await?
             .ok_or_else(|| StoreError::Corrupt("vault metadata".into()))?;
         // Under the KMS key that wraps the current master key: a KMS migration stays in force.
         let current: MasterKeyRecord = layout::decode(
             &self
                 .store()
-                .get(&layout::master_key(old))?
+                .get(&layout::master_key(old))
+                .await?
                 .ok_or_else(|| StoreError::Corrupt("master key record".into()))?,
             "master key record",
         )?;
@@ -187,7 +198,7 @@ impl Vault {
 
         let mut batch = Batch::default();
         let mut rewrapped = 0u64;
-        for (key, value) in self.store().scan(layout::TENANTS, None, usize::MAX)? {
+        for (key, value) in self.store().scan(layout::TENANTS, None, usize::MAX).await? {
             let tenant = std::str::from_utf8(&key[layout::TENANTS.len()..])
                 .map_err(|_| StoreError::Corrupt("tenant key".into()))?
                 .to_owned();
@@ -221,7 +232,8 @@ impl Vault {
         let audit: AuditKeyRecord = layout::decode(
             &self
                 .store()
-                .get(layout::AUDIT_KEY)?
+                .get(layout::AUDIT_KEY)
+                .await?
                 .ok_or_else(|| StoreError::Corrupt("audit key record".into()))?,
             "audit key record",
         )?;
@@ -319,7 +331,8 @@ impl Vault {
         let key = layout::master_key(version);
         let bytes = self
             .store()
-            .get(&key)?
+            .get(&key)
+            .await?
             .ok_or_else(|| StoreError::Corrupt("master key record".into()))?;
         let mut record: MasterKeyRecord = layout::decode(&bytes, "master key record")?;
         let old_key_id = record.kms_key_id.clone();
@@ -362,8 +375,8 @@ impl Vault {
     pub async fn rotate_due(&self, policy: &RotationPolicy) -> Result<Vec<TenantId>, Error> {
         let now = Timestamp::now().unix();
         let mut rotated = Vec::new();
-        for tenant in self.tenant_ids()? {
-            let Some((record, _)) = self.load_tenant(&tenant)? else {
+        for tenant in self.tenant_ids().await? {
+            let Some((record, _)) = self.load_tenant(&tenant).await? else {
                 continue;
             };
             let Some(current) = record.dek(record.current) else {
@@ -372,7 +385,8 @@ impl Vault {
             let age_days = u64::try_from((now - current.created_at) / 86_400).unwrap_or(0);
             let used = match self
                 .store()
-                .get(&layout::encryptions(tenant.as_str(), record.current))?
+                .get(&layout::encryptions(tenant.as_str(), record.current))
+                .await?
             {
                 Some(bytes) => u64::try_from(crate::store::decode_counter(&bytes)?).unwrap_or(0),
                 None => 0,

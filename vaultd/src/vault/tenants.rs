@@ -27,13 +27,14 @@ impl Vault {
         let keys = self.keys()?;
         if self
             .store()
-            .get(&layout::tombstone(tenant.as_str()))?
+            .get(&layout::tombstone(tenant.as_str()))
+            .await?
             .is_some()
         {
             self.shred_records(tenant).await?;
         }
-        if let Some((record, _)) = self.load_tenant(tenant)? {
-            return self.tenant_info_of(tenant, &record);
+        if let Some((record, _)) = self.load_tenant(tenant).await? {
+            return self.tenant_info_of(tenant, &record).await;
         }
         let now = Timestamp::now().unix();
         let record = TenantRecord {
@@ -60,27 +61,30 @@ impl Vault {
             Err(Error::Store(StoreError::Conflict)) => {} // created concurrently: answer with what is stored
             Err(e) => return Err(e),
         }
-        self.tenant_info(tenant)
+        self.tenant_info(tenant).await
     }
 
     /// The tenant with its key versions and record counts.
-    pub fn tenant_info(&self, tenant: &TenantId) -> Result<TenantInfo, Error> {
+    pub async fn tenant_info(&self, tenant: &TenantId) -> Result<TenantInfo, Error> {
         self.keys()?;
-        let (record, _) = self.load_tenant(tenant)?.ok_or_else(|| not_found(tenant))?;
-        self.tenant_info_of(tenant, &record)
+        let (record, _) = self
+            .load_tenant(tenant)
+            .await?
+            .ok_or_else(|| not_found(tenant))?;
+        self.tenant_info_of(tenant, &record).await
     }
 
     /// Every tenant, in name order.
-    pub fn list_tenants(&self) -> Result<TenantList, Error> {
+    pub async fn list_tenants(&self) -> Result<TenantList, Error> {
         self.keys()?;
         let mut tenants = Vec::new();
-        for (key, value) in self.store().scan(layout::TENANTS, None, usize::MAX)? {
+        for (key, value) in self.store().scan(layout::TENANTS, None, usize::MAX).await? {
             let name = std::str::from_utf8(&key[layout::TENANTS.len()..])
                 .ok()
                 .and_then(|n| TenantId::parse(n).ok())
                 .ok_or_else(|| StoreError::Corrupt("tenant key".into()))?;
             let record: TenantRecord = layout::decode(&value, "tenant record")?;
-            tenants.push(self.tenant_info_of(&name, &record)?);
+            tenants.push(self.tenant_info_of(&name, &record).await?);
         }
         Ok(TenantList { tenants })
     }
@@ -94,7 +98,10 @@ impl Vault {
     ) -> Result<DestroyResponse, Error> {
         let _tenants = self.inner.tenants.read().await;
         let keys = self.keys()?;
-        let (record, bytes) = self.load_tenant(tenant)?.ok_or_else(|| not_found(tenant))?;
+        let (record, bytes) = self
+            .load_tenant(tenant)
+            .await?
+            .ok_or_else(|| not_found(tenant))?;
         let destroyed = u32::try_from(record.deks.len()).unwrap_or(u32::MAX);
         ev.master_key_version = Some(keys.meta.master_key_version);
         let versions: Vec<String> = record.deks.iter().map(|d| d.version.to_string()).collect();
@@ -112,7 +119,7 @@ impl Vault {
             layout::counters(tenant.as_str()),
             layout::all_encryptions(tenant.as_str()),
         ] {
-            for (key, _) in self.store().scan(&prefix, None, usize::MAX)? {
+            for (key, _) in self.store().scan(&prefix, None, usize::MAX).await? {
                 batch.delete(key);
             }
         }
@@ -142,7 +149,7 @@ impl Vault {
         let prefix = layout::records(tenant.as_str());
         let mut deleted = 0u64;
         loop {
-            let page = self.store().scan(&prefix, None, SHRED_BATCH)?;
+            let page = self.store().scan(&prefix, None, SHRED_BATCH).await?;
             if page.is_empty() {
                 break;
             }
@@ -160,7 +167,11 @@ impl Vault {
     }
 
     pub(super) async fn finish_interrupted_destroys(&self) -> Result<(), Error> {
-        for (key, _) in self.store().scan(layout::TOMBSTONES, None, usize::MAX)? {
+        for (key, _) in self
+            .store()
+            .scan(layout::TOMBSTONES, None, usize::MAX)
+            .await?
+        {
             let name = std::str::from_utf8(&key[layout::TOMBSTONES.len()..])
                 .ok()
                 .and_then(|n| TenantId::parse(n).ok())
@@ -177,25 +188,26 @@ impl Vault {
     }
 
     /// The tenant record and its exact stored bytes (for compare-and-set).
-    pub(super) fn load_tenant(
+    pub(super) async fn load_tenant(
         &self,
         tenant: &TenantId,
     ) -> Result<Option<(TenantRecord, Vec<u8>)>, Error> {
-        match self.store().get(&layout::tenant(tenant.as_str()))? {
+        match self.store().get(&layout::tenant(tenant.as_str())).await? {
             None => Ok(None),
             Some(bytes) => Ok(Some((layout::decode(&bytes, "tenant record")?, bytes))),
         }
     }
 
     /// Record counts per DEK version.
-    pub(super) fn record_counts(&self, tenant: &TenantId) -> Result<Vec<(u32, u64)>, Error> {
+    pub(super) async fn record_counts(&self, tenant: &TenantId) -> Result<Vec<(u32, u64)>, Error> {
         self.version_counts(&layout::counters(tenant.as_str()))
+            .await
     }
 
     /// The per-version counters under `prefix` (`c/{tenant}/` or `n/{tenant}/`).
-    pub(super) fn version_counts(&self, prefix: &[u8]) -> Result<Vec<(u32, u64)>, Error> {
+    pub(super) async fn version_counts(&self, prefix: &[u8]) -> Result<Vec<(u32, u64)>, Error> {
         let mut counts = Vec::new();
-        for (key, value) in self.store().scan(prefix, None, usize::MAX)? {
+        for (key, value) in self.store().scan(prefix, None, usize::MAX).await? {
             let n = u64::try_from(decode_counter(&value)?)
                 .map_err(|_| StoreError::Corrupt("negative count".into()))?;
             counts.push((layout::counter_version(&key)?, n));
@@ -203,12 +215,12 @@ impl Vault {
         Ok(counts)
     }
 
-    fn tenant_info_of(
+    async fn tenant_info_of(
         &self,
         tenant: &TenantId,
         record: &TenantRecord,
     ) -> Result<TenantInfo, Error> {
-        let counts = self.record_counts(tenant)?;
+        let counts = self.record_counts(tenant).await?;
         let count = |v: u32| {
             counts
                 .iter()
@@ -234,10 +246,14 @@ impl Vault {
     }
 
     /// (tenants, tokens) over the whole vault.
-    pub(super) fn count_all(&self) -> Result<(u64, u64), Error> {
-        let tenants = self.store().scan(layout::TENANTS, None, usize::MAX)?.len() as u64;
+    pub(super) async fn count_all(&self) -> Result<(u64, u64), Error> {
+        let tenants = self
+            .store()
+            .scan(layout::TENANTS, None, usize::MAX)
+            .await?
+            .len() as u64;
         let mut tokens = 0u64;
-        for (_, value) in self.store().scan(b"c/", None, usize::MAX)? {
+        for (_, value) in self.store().scan(b"c/", None, usize::MAX).await? {
             tokens += u64::try_from(decode_counter(&value)?).unwrap_or(0);
         }
         Ok((tenants, tokens))

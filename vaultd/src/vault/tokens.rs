@@ -88,11 +88,13 @@ impl Vault {
         let key = layout::record(tenant.as_str(), token.as_str());
         let _writer = self.lock_writer(&key).await;
         for _ in 0..WRITE_ATTEMPTS {
-            let (record, tenant_bytes) =
-                self.load_tenant(tenant)?.ok_or_else(|| not_found(tenant))?;
+            let (record, tenant_bytes) = self
+                .load_tenant(tenant)
+                .await?
+                .ok_or_else(|| not_found(tenant))?;
             let version = record.current;
             let dek = self.dek(&keys, tenant, &record, version)?;
-            let old = self.store().get(&key)?;
+            let old = self.store().get(&key).await?;
             let old_header = old.as_deref().map(header_of).transpose()?;
             let current = old_header.map_or(0, |h| h.revision);
             if let Some(expected) = req.expected_revision
@@ -141,7 +143,7 @@ impl Vault {
     }
 
     /// Decrypts a token. Checks the caller's expectation first, then expiry.
-    pub fn unseal_token(
+    pub async fn unseal_token(
         &self,
         tenant: &TenantId,
         token: &TokenId,
@@ -149,7 +151,7 @@ impl Vault {
         ev: &mut Event,
     ) -> Result<UnsealTokenResponse, Error> {
         let keys = self.keys()?;
-        let opened = self.open_token(&keys, tenant, token)?;
+        let opened = self.open_token(&keys, tenant, token).await?;
         ev.key_version = Some(opened.header.key_version);
         note_binding(&keys, ev, &opened.binding);
         if let Some(e) = expect {
@@ -183,21 +185,21 @@ impl Vault {
     }
 
     /// A token's metadata, never its secret.
-    pub fn token_meta(
+    pub async fn token_meta(
         &self,
         tenant: &TenantId,
         token: &TokenId,
         ev: &mut Event,
     ) -> Result<TokenMeta, Error> {
         let keys = self.keys()?;
-        let opened = self.open_token(&keys, tenant, token)?;
+        let opened = self.open_token(&keys, tenant, token).await?;
         ev.key_version = Some(opened.header.key_version);
         note_binding(&keys, ev, &opened.binding);
         Ok(meta(token.as_str(), opened))
     }
 
     /// Up to `limit` tokens with ids after `after`, in id order.
-    pub fn list_tokens(
+    pub async fn list_tokens(
         &self,
         tenant: &TenantId,
         after: Option<&TokenId>,
@@ -207,12 +209,16 @@ impl Vault {
         if !(1..=MAX_PAGE).contains(&limit) {
             return Err(Error::Invalid(format!("limit must be 1-{MAX_PAGE}")));
         }
-        let (record, _) = self.load_tenant(tenant)?.ok_or_else(|| not_found(tenant))?;
+        let (record, _) = self
+            .load_tenant(tenant)
+            .await?
+            .ok_or_else(|| not_found(tenant))?;
         let prefix = layout::records(tenant.as_str());
         let after_key = after.map(|a| layout::record(tenant.as_str(), a.as_str()));
         let mut page = self
             .store()
-            .scan(&prefix, after_key.as_deref(), limit + 1)?;
+            .scan(&prefix, after_key.as_deref(), limit + 1)
+            .await?;
         let more = page.len() > limit;
         page.truncate(limit);
         let mut items = Vec::with_capacity(page.len());
@@ -244,10 +250,13 @@ impl Vault {
         let key = layout::record(tenant.as_str(), token.as_str());
         let _writer = self.lock_writer(&key).await;
         for _ in 0..WRITE_ATTEMPTS {
-            self.load_tenant(tenant)?.ok_or_else(|| not_found(tenant))?;
+            self.load_tenant(tenant)
+                .await?
+                .ok_or_else(|| not_found(tenant))?;
             let old = self
                 .store()
-                .get(&key)?
+                .get(&key)
+                .await?
                 .ok_or_else(|| token_not_found(token))?;
             let header = header_of(&old)?;
             ev.key_version = Some(header.key_version);
@@ -271,11 +280,20 @@ impl Vault {
         ))
     }
 
-    fn open_token(&self, keys: &Keys, tenant: &TenantId, token: &TokenId) -> Result<Token, Error> {
-        let (record, _) = self.load_tenant(tenant)?.ok_or_else(|| not_found(tenant))?;
+    async fn open_token(
+        &self,
+        keys: &Keys,
+        tenant: &TenantId,
+        token: &TokenId,
+    ) -> Result<Token, Error> {
+        let (record, _) = self
+            .load_tenant(tenant)
+            .await?
+            .ok_or_else(|| not_found(tenant))?;
         let bytes = self
             .store()
-            .get(&layout::record(tenant.as_str(), token.as_str()))?
+            .get(&layout::record(tenant.as_str(), token.as_str()))
+            .await?
             .ok_or_else(|| token_not_found(token))?;
         self.open_bytes(keys, tenant, &record, token, &bytes)
     }

@@ -19,7 +19,7 @@ pub const MAX_BATCH: usize = 256;
 
 impl Vault {
     /// Seals `plaintext` for `tenant` under its current data key, bound to `context`.
-    pub fn transit_seal(
+    pub async fn transit_seal(
         &self,
         tenant: &TenantId,
         plaintext: &Secret,
@@ -33,7 +33,10 @@ impl Vault {
         }
         check_context(context)?;
         let keys = self.keys()?;
-        let (record, _) = self.load_tenant(tenant)?.ok_or_else(|| not_found(tenant))?;
+        let (record, _) = self
+            .load_tenant(tenant)
+            .await?
+            .ok_or_else(|| not_found(tenant))?;
         let dek = self.dek(&keys, tenant, &record, record.current)?;
         ev.key_version = Some(record.current);
         ev.master_key_version = Some(keys.meta.master_key_version);
@@ -52,7 +55,7 @@ impl Vault {
     }
 
     /// Opens a blob sealed for `tenant` with the same `context`.
-    pub fn transit_unseal(
+    pub async fn transit_unseal(
         &self,
         tenant: &TenantId,
         blob: &str,
@@ -63,7 +66,10 @@ impl Vault {
         let (version, raw) =
             record::parse_transit(blob).map_err(|e| Error::Invalid(e.to_string()))?;
         let keys = self.keys()?;
-        let (record, _) = self.load_tenant(tenant)?.ok_or_else(|| not_found(tenant))?;
+        let (record, _) = self
+            .load_tenant(tenant)
+            .await?
+            .ok_or_else(|| not_found(tenant))?;
         ev.key_version = Some(version);
         ev.master_key_version = Some(keys.meta.master_key_version);
         if version < record.min_decryption_version {
@@ -91,15 +97,15 @@ impl Vault {
     }
 
     /// Re-encrypts a blob under the tenant's current version; the plaintext stays inside.
-    pub fn transit_rewrap(
+    pub async fn transit_rewrap(
         &self,
         tenant: &TenantId,
         blob: &str,
         context: &str,
         ev: &mut Event,
     ) -> Result<String, Error> {
-        let plain = self.transit_unseal(tenant, blob, context, ev)?;
-        self.transit_seal(tenant, &plain, context, ev)
+        let plain = self.transit_unseal(tenant, blob, context, ev).await?;
+        self.transit_seal(tenant, &plain, context, ev).await
     }
 }
 

@@ -24,7 +24,9 @@ pub async fn open_with_key(dir: &Path, key_id: &str) -> Vault {
         segment_bytes: 4 << 20,
         ..embedded::Options::default()
     };
-    let store = embedded::open_store(&dir.join("data"), options).expect("store");
+    let store = embedded::open_store(&dir.join("data"), options)
+        .await
+        .expect("store");
     Vault::open(Arc::new(store), Arc::new(kms))
         .await
         .expect("open vault")

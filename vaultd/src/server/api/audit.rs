@@ -8,7 +8,11 @@ use crate::server::App;
 use crate::server::message::{self as http, Body, Failure};
 use crate::server::routes::Route;
 
-pub(super) fn serve(app: &App, route: &Route, body: &[u8]) -> Result<Response<Body>, Failure> {
+pub(super) async fn serve(
+    app: &App,
+    route: &Route,
+    body: &[u8],
+) -> Result<Response<Body>, Failure> {
     let vault = &app.vault;
     match route {
         Route::AuditList {
@@ -19,23 +23,23 @@ pub(super) fn serve(app: &App, route: &Route, body: &[u8]) -> Result<Response<Bo
             no_body(body)?;
             Ok(http::json(
                 StatusCode::OK,
-                &vault.audit_entries(filter, *after, *limit)?,
+                &vault.audit_entries(filter, *after, *limit).await?,
             ))
         }
         Route::AuditVerify { anchor, accept } => {
             no_body(body)?;
             Ok(http::json(
                 StatusCode::OK,
-                &vault.audit_verify(anchor.as_ref(), accept)?,
+                &vault.audit_verify(anchor.as_ref(), accept).await?,
             ))
         }
         Route::AuditPublicKey => {
             no_body(body)?;
-            Ok(http::json(StatusCode::OK, &vault.audit_public_key()?))
+            Ok(http::json(StatusCode::OK, &vault.audit_public_key().await?))
         }
         Route::AuditExport { after, limit } => {
             no_body(body)?;
-            let lines = vault.audit_export(*after, *limit)?;
+            let lines = vault.audit_export(*after, *limit).await?;
             let text = String::from_utf8(lines)
                 .map_err(|_| Failure::from(crate::Error::Invalid("log is not UTF-8".into())))?;
             Ok(http::text(StatusCode::OK, text, "application/x-ndjson"))

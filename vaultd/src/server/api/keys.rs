@@ -52,11 +52,11 @@ pub(super) async fn serve(
         }
         Route::Job(id) => {
             no_body(body)?;
-            http::json(StatusCode::OK, &vault.job(id)?)
+            http::json(StatusCode::OK, &vault.job(id).await?)
         }
         Route::KeyHistory(t) => {
             no_body(body)?;
-            http::json(StatusCode::OK, &vault.key_history(t.as_ref())?)
+            http::json(StatusCode::OK, &vault.key_history(t.as_ref()).await?)
         }
         _ => unreachable!("routed by api::serve"),
     };

@@ -123,12 +123,14 @@ async fn serve(
         | Route::ShowToken(..)
         | Route::ListTokens { .. }
         | Route::DeleteToken(..) => tokens::serve(app, route, &body, ev).await,
-        Route::TransitSeal(_) | Route::TransitUnseal(_) => transit::serve(app, route, &body, ev),
+        Route::TransitSeal(_) | Route::TransitUnseal(_) => {
+            transit::serve(app, route, &body, ev).await
+        }
         Route::AuditList { .. }
         | Route::AuditVerify { .. }
         | Route::AuditHash
         | Route::AuditPublicKey
-        | Route::AuditExport { .. } => audit::serve(app, route, &body),
+        | Route::AuditExport { .. } => audit::serve(app, route, &body).await,
         Route::Backup => backup::serve(app, &body),
         Route::Job(_)
         | Route::KeyConfig(_)
@@ -138,7 +140,7 @@ async fn serve(
         | Route::Retire(_)
         | Route::Rewrap
         | Route::RotateTenant(_) => keys::serve(app, route, &body, ev).await,
-        Route::TransitRewrap(_) => transit::serve(app, route, &body, ev),
+        Route::TransitRewrap(_) => transit::serve(app, route, &body, ev).await,
     }
 }
 

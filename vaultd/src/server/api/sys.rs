@@ -39,7 +39,7 @@ pub(super) async fn serve(
     let vault = &app.vault;
     match route {
         Route::Health => Ok(health(app)),
-        Route::Status => Ok(http::json(StatusCode::OK, &vault.status()?)),
+        Route::Status => Ok(http::json(StatusCode::OK, &vault.status().await?)),
         Route::Init => {
             no_body(body)?;
             Ok(http::json(StatusCode::OK, &vault.init(ev).await?))

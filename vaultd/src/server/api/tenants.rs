@@ -24,9 +24,9 @@ pub(super) async fn serve(
             StatusCode::OK,
             &vault.create_tenant(t, ev).await?,
         )),
-        Route::ShowTenant(t) => Ok(http::json(StatusCode::OK, &vault.tenant_info(t)?)),
+        Route::ShowTenant(t) => Ok(http::json(StatusCode::OK, &vault.tenant_info(t).await?)),
         Route::ListTenants => {
-            let all = vault.list_tenants()?;
+            let all = vault.list_tenants().await?;
             let tenants = all
                 .tenants
                 .into_iter()

@@ -43,12 +43,15 @@ pub(super) async fn serve(
             let req: UnsealToken = http::parse(body, true)?;
             Ok(http::json(
                 StatusCode::OK,
-                &vault.unseal_token(t, k, req.expect.as_ref(), ev)?,
+                &vault.unseal_token(t, k, req.expect.as_ref(), ev).await?,
             ))
         }
         Route::ShowToken(t, k) => {
             no_body(body)?;
-            Ok(http::json(StatusCode::OK, &vault.token_meta(t, k, ev)?))
+            Ok(http::json(
+                StatusCode::OK,
+                &vault.token_meta(t, k, ev).await?,
+            ))
         }
         Route::ListTokens {
             tenant,
@@ -58,7 +61,7 @@ pub(super) async fn serve(
             no_body(body)?;
             Ok(http::json(
                 StatusCode::OK,
-                &vault.list_tokens(tenant, after.as_ref(), *limit)?,
+                &vault.list_tokens(tenant, after.as_ref(), *limit).await?,
             ))
         }
         Route::DeleteToken(t, k) => {

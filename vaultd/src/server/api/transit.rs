@@ -14,7 +14,7 @@ use crate::server::message::{self as http, Body, Failure};
 use crate::server::routes::Route;
 use crate::vault::{MAX_BATCH, Vault};
 
-pub(super) fn serve(
+pub(super) async fn serve(
     app: &App,
     route: &Route,
     body: &[u8],
@@ -35,63 +35,91 @@ pub(super) fn serve(
                         ));
                     }
                     check_batch(items.len())?;
-                    let results = items
-                        .into_iter()
-                        .map(|item| {
-                            item_result(seal_one(
-                                vault,
-                                t,
-                                item.plaintext,
-                                item.plaintext_b64,
-                                &item.context,
-                                ev,
-                            ))
-                        })
-                        .collect();
+                    let mut results = Vec::with_capacity(items.len());
+                    for item in items {
+                        let sealed = seal_one(
+                            vault,
+                            t,
+                            item.plaintext,
+                            item.plaintext_b64,
+                            &item.context,
+                            ev,
+                        );
+                        results.push(item_result(sealed.await));
+                    }
                     Ok(http::json(StatusCode::OK, &Batch { items: results }))
                 }
                 None => {
                     let context = req.context.unwrap_or_default();
                     let sealed =
-                        seal_one(vault, t, req.plaintext, req.plaintext_b64, &context, ev)?;
+                        seal_one(vault, t, req.plaintext, req.plaintext_b64, &context, ev).await?;
                     Ok(http::json(StatusCode::OK, &sealed))
                 }
             }
         }
         Route::TransitUnseal(t) => {
-            for_each_blob(http::parse_required(body)?, ev, |sealed, context, ev| {
-                unseal_one(vault, t, sealed, context, ev)
-            })
+            for_each_blob(vault, t, BlobOp::Unseal, http::parse_required(body)?, ev).await
         }
         Route::TransitRewrap(t) => {
-            for_each_blob(http::parse_required(body)?, ev, |sealed, context, ev| {
-                Ok(Sealed {
-                    sealed: vault.transit_rewrap(t, sealed, context, ev)?,
-                })
-            })
+            for_each_blob(vault, t, BlobOp::Rewrap, http::parse_required(body)?, ev).await
         }
         _ => unreachable!("routed by api::serve"),
     }
 }
 
-/// Applies `one` to the blob of a single-form request, or to each item of a batch.
-fn for_each_blob<T: serde::Serialize>(
+/// What [`for_each_blob`] does to a sealed blob.
+#[derive(Clone, Copy)]
+enum BlobOp {
+    Unseal,
+    Rewrap,
+}
+
+/// The answer for one blob.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum BlobDone {
+    Unsealed(Plaintext),
+    Rewrapped(Sealed),
+}
+
+async fn blob_op(
+    vault: &Vault,
+    tenant: &TenantId,
+    op: BlobOp,
+    sealed: &str,
+    context: &str,
+    ev: &mut Event,
+) -> Result<BlobDone, Failure> {
+    Ok(match op {
+        BlobOp::Unseal => BlobDone::Unsealed(unseal_one(vault, tenant, sealed, context, ev).await?),
+        BlobOp::Rewrap => BlobDone::Rewrapped(Sealed {
+            sealed: vault.transit_rewrap(tenant, sealed, context, ev).await?,
+        }),
+    })
+}
+
+/// Applies `op` to the blob of a single-form request, or to each item of a batch.
+async fn for_each_blob(
+    vault: &Vault,
+    tenant: &TenantId,
+    op: BlobOp,
     req: TransitUnseal,
     ev: &mut Event,
-    mut one: impl FnMut(&str, &str, &mut Event) -> Result<T, Failure>,
 ) -> Result<Response<Body>, Failure> {
     match (req.items, req.sealed) {
         (Some(items), None) if req.context.is_none() => {
             check_batch(items.len())?;
-            let results = items
-                .into_iter()
-                .map(|item| item_result(one(&item.sealed, &item.context, ev)))
-                .collect();
+            let mut results = Vec::with_capacity(items.len());
+            for item in items {
+                let done = blob_op(vault, tenant, op, &item.sealed, &item.context, ev).await;
+                results.push(item_result(done));
+            }
             Ok(http::json(StatusCode::OK, &Batch { items: results }))
         }
         (None, Some(sealed)) => {
             let context = req.context.unwrap_or_default();
-            Ok(http::json(StatusCode::OK, &one(&sealed, &context, ev)?))
+            let done = blob_op(vault, tenant, op, &sealed, &context, ev).await?;
+            Ok(http::json(StatusCode::OK, &done))
         }
         _ => Err(Failure::invalid(
             "give either items or a single sealed blob",
@@ -99,7 +127,7 @@ fn for_each_blob<T: serde::Serialize>(
     }
 }
 
-fn seal_one(
+async fn seal_one(
     vault: &Vault,
     tenant: &TenantId,
     text: Option<Secret>,
@@ -116,18 +144,18 @@ fn seal_one(
         }
     };
     Ok(Sealed {
-        sealed: vault.transit_seal(tenant, &plaintext, context, ev)?,
+        sealed: vault.transit_seal(tenant, &plaintext, context, ev).await?,
     })
 }
 
-fn unseal_one(
+async fn unseal_one(
     vault: &Vault,
     tenant: &TenantId,
     sealed: &str,
     context: &str,
     ev: &mut Event,
 ) -> Result<Plaintext, Failure> {
-    let plain = vault.transit_unseal(tenant, sealed, context, ev)?;
+    let plain = vault.transit_unseal(tenant, sealed, context, ev).await?;
     Ok(if plain.expose_str().is_some() {
         Plaintext {
             plaintext: Some(plain),
