@@ -1,4 +1,5 @@
-//! Async client for `vaultd` over its local Unix socket, and the wire types the daemon shares.
+//! Async client for `vaultd` over its local Unix socket or its TCP listener with mutual TLS, and
+//! the wire types the daemon shares.
 //!
 //! # Layout
 //! - [`audit`]: the audit log format and its verification.
@@ -7,6 +8,8 @@
 //! - `error`: [`Error`], typed after the API's error codes.
 //! - `secret`: [`Secret`], bytes that zeroize on drop and print `[redacted]`.
 //! - `time`: [`Timestamp`], RFC 3339 on the wire.
+//! - `tls`: [`TlsOptions`], the client certificate, key and CA bundle for the TCP listener, and
+//!   node addresses.
 //! - [`wire`]: the JSON request and answer types of every endpoint.
 //!
 //! # Example
@@ -90,9 +93,11 @@ mod client;
 mod error;
 mod secret;
 mod time;
+mod tls;
 pub mod wire;
 
 pub use client::{AuditQuery, Client};
 pub use error::{ApiCode, Error};
 pub use secret::Secret;
 pub use time::Timestamp;
+pub use tls::TlsOptions;
