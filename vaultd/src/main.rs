@@ -113,6 +113,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Some(problem) => tracing::warn!(core_dumps = false, "{problem}"),
     }
     private_dir(&config.data_dir, true).context("data directory")?;
+    // The TLS files are read first: a bad or exposed key stops the start before anything opens.
+    let tls = config
+        .tcp
+        .as_ref()
+        .map(server::tls::server_config)
+        .transpose()?;
     let kms: Arc<dyn KmsProvider> = match &config.kms {
         KmsConfig::Local {
             key_dir,
@@ -143,16 +149,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!(vault_id = %init.vault_id, "dev vault initialized");
     }
     let listener = bind(&config)?;
-    let tcp = match &config.tcp {
-        None => None,
-        Some(tcp) => {
-            let tls = server::tls::server_config(tcp)?;
+    let tcp = match (&config.tcp, tls) {
+        (Some(tcp), Some(tls)) => {
             let listener = tokio::net::TcpListener::bind(tcp.listen)
                 .await
                 .with_context(|| format!("[tcp] binding {}", tcp.listen))?;
             tracing::info!(listen = %listener.local_addr()?, "TCP listener with mutual TLS");
             Some((listener, tls))
         }
+        _ => None,
     };
     let app = Arc::new(App {
         vault: vault.clone(),
