@@ -338,6 +338,14 @@ async fn authorized_request_is_audited_with_the_subject() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("is not granted to cert=platform-app"));
 
+    let out = curl(&pki, addr, Some("platform"), "/v1/sys/status");
+    assert_eq!(
+        http_code(&out),
+        "200",
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
     let app = Client::tls([addr.to_string()], pki.options("platform")).expect("client");
     app.create_tenant("acme").await.expect("create over TLS");
     app.put_token("acme", "t1", &put("bank-token", "DE01"))
@@ -365,6 +373,7 @@ async fn authorized_request_is_audited_with_the_subject() {
         ops,
         [
             ("tenant.show", Outcome::Denied),
+            ("sys.status", Outcome::Ok),
             ("tenant.create", Outcome::Ok),
             ("token.put", Outcome::Ok),
             ("token.unseal", Outcome::Ok)

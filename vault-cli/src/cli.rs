@@ -554,9 +554,9 @@ mod tests {
         let tls = parse(&[
             "--addr",
             "10.0.0.1:8443,10.0.0.2:8443",
-            "status",
             "--addr",
             "[::1]:8443",
+            "status",
         ])
         .expect("addresses");
         assert_eq!(

@@ -878,10 +878,10 @@ impl Client {
 
 /// How sending a request to one node failed.
 enum Attempt {
-    /// The request never reached the node: another node may take it.
-    Unsent(Error),
     /// It may have reached the node: it must not be repeated elsewhere.
     Sent(Error),
+    /// The request never reached the node: another node may take it.
+    Unsent(Error),
 }
 
 /// HTTP/1.1 on an established stream.
@@ -904,9 +904,7 @@ impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Client");
         match &self.inner.transport {
-            Transport::Tls { nodes, .. } => {
-                d.field("nodes", &self.nodes()).field("tls", &nodes.len())
-            }
+            Transport::Tls { .. } => d.field("nodes", &self.nodes()),
             Transport::Unix(socket) => d.field("socket", socket),
         };
         d.field("timeout", &self.inner.timeout)

@@ -192,7 +192,7 @@ fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
     let mode = file.metadata().map_err(io_err)?.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(Error::Config(format!(
-            "{} has mode {mode:03o}; refusing a private key that group or others may read \
+            "{} has mode {mode:03o}; refusing a private key that group or others may access \
              (chmod 600)",
             path.display()
         )));

@@ -50,7 +50,8 @@ pub fn check_private(path: &Path, meta: &fs::Metadata, dir: bool) -> Result<(), 
 pub fn read_private_file(path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>, String> {
     let file = fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        // Not through a symlink; O_NONBLOCK so that a FIFO in its place cannot hang the start.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let meta = file
