@@ -24,7 +24,7 @@ pub enum Error {
     },
     /// The client's own settings are unusable: a TLS file that is missing, malformed or (a
     /// private key) readable by others, or a node address that does not parse.
-    #[error("client configuration: {0}")]
+    #[error("{0}")]
     Config(String),
     /// The socket or node could not be reached (over TLS: also a failed handshake, e.g. a
     /// server certificate that does not verify), or the connection broke.

@@ -6,6 +6,7 @@
 //! - `client`: [`Client`], one method per API endpoint, connection reuse and timeouts;
 //!   [`AuditQuery`], the filters of `GET /v1/audit`.
 //! - `error`: [`Error`], typed after the API's error codes.
+//! - [`pem`]: PEM certificate and key files, read alike by the client and the daemon.
 //! - `secret`: [`Secret`], bytes that zeroize on drop and print `[redacted]`.
 //! - `time`: [`Timestamp`], RFC 3339 on the wire.
 //! - `tls`: [`TlsOptions`], the client certificate, key and CA bundle for the TCP listener, and
@@ -91,6 +92,7 @@
 pub mod audit;
 mod client;
 mod error;
+pub mod pem;
 mod secret;
 mod time;
 mod tls;

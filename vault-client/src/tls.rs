@@ -11,8 +11,7 @@ use std::sync::Arc;
 
 use rustls::RootCertStore;
 use rustls::pki_types::ServerName;
-use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::PrivateKeyDer;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -53,10 +52,10 @@ impl TlsOptions {
     /// PEM; refused if group or others may read it) and the CA bundle that verifies the
     /// servers (`ca`, PEM). Errors name the file, never its content.
     pub fn from_pem_files(cert: &Path, key: &Path, ca: &Path) -> Result<Self, Error> {
-        let chain = certificates(cert)?;
+        let chain = crate::pem::certificates(cert)?;
         let key = private_key(key)?;
         let mut roots = RootCertStore::empty();
-        for anchor in certificates(ca)? {
+        for anchor in crate::pem::certificates(ca)? {
             roots.add(anchor).map_err(|e| {
                 Error::Config(format!(
                     "{}: not a usable CA certificate: {e}",
@@ -170,20 +169,6 @@ where
     Ok(nodes)
 }
 
-fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| Error::Config(format!("{}: not a PEM certificate file", path.display())))?;
-    if certs.is_empty() {
-        return Err(Error::Config(format!(
-            "{} holds no PEM certificate",
-            path.display()
-        )));
-    }
-    Ok(certs)
-}
-
 /// The key in a PEM file that neither group nor others may read (like ssh); read into
 /// zeroizing memory; errors never quote it.
 fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
@@ -207,12 +192,7 @@ fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
             path.display()
         )));
     }
-    PrivateKeyDer::from_pem_slice(&bytes).map_err(|_| {
-        Error::Config(format!(
-            "{}: no PEM private key (PKCS#8, PKCS#1 or SEC1) found",
-            path.display()
-        ))
-    })
+    crate::pem::private_key(&bytes, path)
 }
 
 #[cfg(test)]

@@ -53,7 +53,12 @@ pub fn read_private_file(path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>, St
         // Not through a symlink; O_NONBLOCK so that a FIFO in its place cannot hang the start.
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => {
+                format!("{} must be a regular file (not a symlink)", path.display())
+            }
+            _ => format!("{}: {e}", path.display()),
+        })?;
     let meta = file
         .metadata()
         .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -167,4 +172,35 @@ fn lock_memory() -> (bool, Option<String>) {
         );
     }
     (true, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_file_must_be_ours_alone_and_no_symlink() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("k.pem");
+        fs::write(&key, b"key").expect("write");
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert_eq!(&read_private_file(&key, 16).expect("read")[..], b"key");
+        assert!(
+            read_private_file(&key, 2)
+                .expect_err("too big")
+                .contains("over 2 bytes")
+        );
+        let link = dir.path().join("link.pem");
+        std::os::unix::fs::symlink(&key, &link).expect("symlink");
+        assert!(
+            read_private_file(&link, 16)
+                .expect_err("symlink")
+                .contains("not a symlink")
+        );
+        for mode in [0o640, 0o604, 0o620] {
+            fs::set_permissions(&key, fs::Permissions::from_mode(mode)).expect("chmod");
+            let err = read_private_file(&key, 16).expect_err("open to others");
+            assert!(err.contains(&format!("mode {mode:03o}")), "{err}");
+        }
+    }
 }

@@ -5,12 +5,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
-use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use vault_client::pem;
 use x509_parser::extensions::GeneralName;
 
 use crate::config::TcpConfig;
@@ -28,10 +28,10 @@ pub fn provider() -> Arc<CryptoProvider> {
 /// Reads the files of `[tcp]` and builds the server configuration. Fails with the file's path
 /// when a file is missing, malformed, or (the key) readable by anyone but its owner.
 pub fn server_config(tcp: &TcpConfig) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    let chain = certificates(&tcp.cert).context("[tcp] cert")?;
+    let chain = pem::certificates(&tcp.cert).context("[tcp] cert")?;
     let key = private_key(&tcp.key).context("[tcp] key")?;
     let mut roots = RootCertStore::empty();
-    for ca in certificates(&tcp.client_ca).context("[tcp] client_ca")? {
+    for ca in pem::certificates(&tcp.client_ca).context("[tcp] client_ca")? {
         roots.add(ca).with_context(|| {
             format!(
                 "[tcp] client_ca: {} holds a certificate that cannot be a trust anchor",
@@ -85,28 +85,10 @@ pub fn subject_name(leaf: &CertificateDer<'_>) -> Result<SubjectName, String> {
         .map_err(|e| format!("the client certificate's name is refused: {e}"))
 }
 
-/// Every certificate in a PEM file; none is an error.
-fn certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("{}: not a PEM certificate file", path.display()))?;
-    if certs.is_empty() {
-        bail!("{} holds no PEM certificate", path.display());
-    }
-    Ok(certs)
-}
-
-/// The private key in a PEM file that only its owner (this process's uid) can read. Parse errors
-/// are reported without any of the file's content.
+/// The private key in a PEM file that only its owner (this process's uid) can read.
 fn private_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
     let bytes = crate::os::read_private_file(path, MAX_KEY_FILE).map_err(anyhow::Error::msg)?;
-    PrivateKeyDer::from_pem_slice(&bytes).map_err(|_| {
-        anyhow::anyhow!(
-            "{}: no PEM private key (PKCS#8, PKCS#1 or SEC1) found",
-            path.display()
-        )
-    })
+    Ok(pem::private_key(&bytes, path)?)
 }
 
 #[cfg(test)]
