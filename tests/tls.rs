@@ -471,6 +471,21 @@ async fn client_moves_past_a_sealed_node() {
         .create_tenant("acme")
         .await
         .expect("served by the unsealed node");
+    // The sealed node, then a closed port: the sealed answer says more than the refused
+    // connection, and is what the client returns.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    let sealed_then_closed = Client::tls(
+        [sealed_addr.to_string(), closed.to_string()],
+        pki.options("platform"),
+    )
+    .expect("client");
+    let err = sealed_then_closed
+        .create_tenant("acme")
+        .await
+        .expect_err("sealed or closed");
+    assert_eq!(err.code(), Some(&ApiCode::Sealed), "{err}");
     // Only the sealed node: its `sealed` answer is returned.
     let only_sealed =
         Client::tls([sealed_addr.to_string()], pki.options("platform")).expect("client");

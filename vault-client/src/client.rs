@@ -271,7 +271,8 @@ impl Client {
         let (position, conn, response) =
             tokio::time::timeout(timeout, self.send(start, 0, &Method::GET, path, &None))
                 .await
-                .map_err(|_| Error::Timeout)??;
+                .map_err(|_| Error::Timeout)?
+                .map_err(Attempt::into_error)?;
         let node = self.node_at(start, position);
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
@@ -734,8 +735,15 @@ impl Client {
         // Positions in the failover order only grow: each node is tried at most once.
         let start = self.inner.preferred.load(Ordering::Relaxed);
         let mut from = 0;
+        let mut sealed = None;
         loop {
-            let (position, conn, response) = self.send(start, from, &method, &path, &body).await?;
+            let (position, conn, response) =
+                match self.send(start, from, &method, &path, &body).await {
+                    Ok(sent) => sent,
+                    // No node left that could be reached: a sealed node's answer says more.
+                    Err(Attempt::Unsent(e)) => return sealed.map_or(Err(e), Ok),
+                    Err(Attempt::Sent(e)) => return Err(e),
+                };
             let node = self.node_at(start, position);
             let status = response.status().as_u16();
             let request_id = response
@@ -752,6 +760,7 @@ impl Client {
             };
             if answer.is_sealed() && position + 1 < self.node_count() {
                 from = position + 1;
+                sealed = Some(answer);
                 continue;
             }
             self.inner.preferred.store(node, Ordering::Relaxed);
@@ -770,18 +779,21 @@ impl Client {
         method: &Method,
         path: &str,
         body: &Option<Zeroizing<Vec<u8>>>,
-    ) -> Result<(usize, SendRequest<RequestBody>, http::Response<Incoming>), Error> {
+    ) -> Result<(usize, SendRequest<RequestBody>, http::Response<Incoming>), Attempt> {
         let mut unsent = None;
         for position in from..self.node_count() {
             let node = self.node_at(start, position);
-            let request = build_request(method.clone(), path, body.clone(), self.host(node))?;
+            let request = build_request(method.clone(), path, body.clone(), self.host(node))
+                .map_err(Attempt::Sent)?;
             match self.send_to(node, request).await {
                 Ok((conn, response)) => return Ok((position, conn, response)),
                 Err(Attempt::Unsent(e)) => unsent = Some(e),
-                Err(Attempt::Sent(e)) => return Err(e),
+                Err(Attempt::Sent(e)) => return Err(Attempt::Sent(e)),
             }
         }
-        Err(unsent.unwrap_or_else(|| Error::Protocol("no node left to try".into())))
+        Err(Attempt::Unsent(unsent.unwrap_or_else(|| {
+            Error::Protocol("no node left to try".into())
+        })))
     }
 
     /// Sends `request` to `node`: on a pooled connection, else (or when the pooled one turns
@@ -876,12 +888,20 @@ impl Client {
     }
 }
 
-/// How sending a request to one node failed.
+/// How sending a request failed.
 enum Attempt {
-    /// It may have reached the node: it must not be repeated elsewhere.
+    /// It may have reached a node (or cannot be sent at all): it must not be repeated elsewhere.
     Sent(Error),
-    /// The request never reached the node: another node may take it.
+    /// The request reached no node: another node may take it.
     Unsent(Error),
+}
+
+impl Attempt {
+    fn into_error(self) -> Error {
+        match self {
+            Self::Sent(e) | Self::Unsent(e) => e,
+        }
+    }
 }
 
 /// HTTP/1.1 on an established stream.
