@@ -741,7 +741,7 @@ impl Client {
                 match self.send(start, from, &method, &path, &body).await {
                     Ok(sent) => sent,
                     // No node left that could be reached: a sealed node's answer says more.
-                    Err(Attempt::Unsent(e)) => return sealed.map_or(Err(e), Ok),
+                    Err(Attempt::Unsent(e)) => return sealed.ok_or(e),
                     Err(Attempt::Sent(e)) => return Err(e),
                 };
             let node = self.node_at(start, position);
