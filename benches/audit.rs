@@ -33,11 +33,7 @@ const GROUP: usize = 32;
 
 /// An event as the engine fills it for `token.unseal` of a bound token.
 fn event() -> Event {
-    let caller = Identity {
-        uid: 1001,
-        gid: 1001,
-        pid: Some(4242),
-    };
+    let caller = Identity::local(1001, 1001, Some(4242));
     let mut ev = Event::caller(&caller, "token.unseal", request_id());
     ev.tenant = Some("acme".into());
     ev.token = Some("consent-1".into());

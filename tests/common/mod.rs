@@ -1,9 +1,11 @@
-//! Starts the real `vaultd` binary on a Unix socket in a temp dir, with a real sled directory
-//! and the local KMS provider, and kills it by its PID when dropped.
+//! Starts the real `vaultd` binary on a Unix socket in a temp dir (and, with [`Tcp`], on
+//! 127.0.0.1 with mutual TLS on a port the OS picks), with a real sled directory and the local
+//! KMS provider, and kills it by its PID when dropped.
 #![allow(dead_code, unreachable_pub)]
 
 use std::fs;
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -51,12 +53,39 @@ pub struct Daemon {
     restarts: u32,
     /// Size of a private tmpfs mounted on the data directory (`start_on_tmpfs`).
     tmpfs_mib: Option<u32>,
+    /// The TCP listener's configuration, if any (`start_with_tcp`).
+    tcp: Option<Tcp>,
+    /// Where the TCP listener listens (the port the OS picked), once started.
+    pub tcp_addr: Option<SocketAddr>,
+}
+
+/// A `[tcp]` section for the daemon: listens on `127.0.0.1:0` (the OS picks the port, read back
+/// from the daemon's log into [`Daemon::tcp_addr`]), and `policy` (more `[[policy]]` rules,
+/// e.g. with `subjects`) is appended to the config.
+#[derive(Debug, Clone)]
+pub struct Tcp {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
+    pub policy: String,
 }
 
 impl Daemon {
     /// Starts a daemon with a fresh (uninitialized) vault.
     pub fn start() -> Self {
         Self::start_with(None, None)
+    }
+
+    /// Starts a daemon with a fresh vault and the TCP listener of `tcp`.
+    pub fn start_with_tcp(tcp: Tcp) -> Self {
+        Self::try_start_with_tcp(tcp).unwrap_or_else(|log| panic!("vaultd did not start:\n{log}"))
+    }
+
+    /// [`Daemon::start_with_tcp`], returning the daemon's log when it exits at start.
+    pub fn try_start_with_tcp(tcp: Tcp) -> Result<Self, String> {
+        let mut daemon = Self::prepare(None, None, None, Some(tcp), None);
+        daemon.try_spawn()?;
+        Ok(daemon)
     }
 
     /// Starts a daemon on an existing data directory (e.g. one restored from a backup) with the
@@ -77,7 +106,10 @@ impl Daemon {
     /// owner-only `url_file`), as node `node`, with the local KMS keys in `keys` (another node's
     /// [`Daemon::keys`], so that both unwrap the same master key) or new ones.
     pub fn start_on_postgres(url: &str, node: &str, keys: Option<&Path>) -> Self {
-        Self::start_in(None, None, keys.map(Path::to_owned), Some((url, node)))
+        let keys = keys.map(Path::to_owned);
+        let mut daemon = Self::prepare(None, None, keys, None, Some((url, node)));
+        daemon.spawn();
+        daemon
     }
 
     /// The data directory as this test process can reach it.
@@ -92,13 +124,17 @@ impl Daemon {
 
     fn start_with(tmpfs_mib: Option<u32>, existing: Option<(PathBuf, PathBuf)>) -> Self {
         let (data, keys) = existing.unzip();
-        Self::start_in(tmpfs_mib, data, keys, None)
+        let mut daemon = Self::prepare(tmpfs_mib, data, keys, None, None);
+        daemon.spawn();
+        daemon
     }
 
-    fn start_in(
+    /// Writes the config of a daemon; `data` and `keys` default to new directories.
+    fn prepare(
         tmpfs_mib: Option<u32>,
         data: Option<PathBuf>,
         keys: Option<PathBuf>,
+        tcp: Option<Tcp>,
         postgres: Option<(&str, &str)>,
     ) -> Self {
         let root = tempfile::tempdir().expect("tempdir");
@@ -129,6 +165,15 @@ impl Daemon {
         });
         let socket = run.path().join("sock").join("vaultd.sock");
         let config = root.path().join("vaultd.toml");
+        let tcp_section = tcp.as_ref().map_or_else(String::new, |t| {
+            format!(
+                "\n[tcp]\nlisten = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\n\n{}",
+                t.cert.display(),
+                t.key.display(),
+                t.client_ca.display(),
+                t.policy
+            )
+        });
         fs::write(
             &config,
             format!(
@@ -158,7 +203,7 @@ name = "bank-receiver"
 uids = [{SEAL_ONLY_UID}]
 capabilities = ["token:seal"]
 tenants = ["*"]
-{postgres}"#,
+{tcp_section}{postgres}"#,
                 data = data.display(),
                 socket = socket.display(),
                 keys = keys.display(),
@@ -166,7 +211,7 @@ tenants = ["*"]
         )
         .expect("config");
         let log = root.path().join("vaultd.log");
-        let mut daemon = Self {
+        Self {
             child: None,
             root,
             run,
@@ -177,12 +222,22 @@ tenants = ["*"]
             keys,
             restarts: 0,
             tmpfs_mib,
-        };
-        daemon.spawn();
-        daemon
+            tcp,
+            tcp_addr: None,
+        }
     }
 
     fn spawn(&mut self) {
+        if let Err(log) = self.try_spawn() {
+            panic!("{log}");
+        }
+    }
+
+    /// Starts the process and waits for its socket (and TCP listener); `Err` holds the log
+    /// when it exits or does not come up.
+    fn try_spawn(&mut self) -> Result<(), String> {
+        // This run's lines start here (the log is appended to across restarts).
+        let log_start = fs::metadata(&self.log).map_or(0, |m| m.len() as usize);
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -218,22 +273,47 @@ tenants = ["*"]
             .spawn()
             .expect("start vaultd");
         self.child = Some(child);
+        self.tcp_addr = None;
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
+        loop {
+            let socket_up = std::os::unix::net::UnixStream::connect(&self.socket).is_ok();
+            if socket_up && self.tcp.is_some() {
+                self.tcp_addr = self.tcp_addr_from_log(log_start);
+            }
+            if socket_up && (self.tcp.is_none() || self.tcp_addr.is_some()) {
+                return Ok(());
+            }
             if let Some(status) = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!("vaultd exited with {status} at start:\n{}", self.log_text());
+                self.child = None;
+                return Err(format!(
+                    "vaultd exited with {status} at start:\n{}",
+                    self.log_text()
+                ));
             }
-            assert!(
-                Instant::now() < deadline,
-                "vaultd did not open its socket:\n{}",
-                self.log_text()
-            );
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "vaultd did not open its socket:\n{}",
+                    self.log_text()
+                ));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The address in the `TCP listener with mutual TLS listen=ADDR` line of this run.
+    fn tcp_addr_from_log(&self, log_start: usize) -> Option<SocketAddr> {
+        let log = self.log_text();
+        let line = log
+            .get(log_start..)?
+            .lines()
+            .rev()
+            .find(|l| l.contains("TCP listener with mutual TLS"))?;
+        let addr = line.split("listen=").nth(1)?.split_whitespace().next()?;
+        addr.trim_matches('"').parse().ok()
     }
 
     /// A client for this daemon.

@@ -19,13 +19,14 @@ Exit codes:
   4  denied: the caller lacks the capability
   5  not found (tenant, token)
   6  conflict (e.g. retiring a key version still in use), binding mismatch or expired token
-  7  cannot connect to the vaultd socket
+  7  cannot connect to vaultd (socket, node, or TLS handshake)
   8  audit verification found problems";
 
 /// Operator and auditor command line for vaultd.
 ///
-/// Talks to the daemon over its Unix socket. Secrets are read from stdin (or a file), never
-/// from the command line; only `token get` and `transit unseal` print a secret, to stdout.
+/// Talks to the daemon over its Unix socket, or with --addr over its TCP listener with mutual
+/// TLS. Secrets are read from stdin (or a file), never from the command line; only `token get`
+/// and `transit unseal` print a secret, to stdout.
 #[derive(Debug, Parser)]
 #[command(name = "vault-cli", version, after_long_help = EXIT_CODES)]
 pub(crate) struct Cli {
@@ -38,6 +39,35 @@ pub(crate) struct Cli {
         default_value = "./vaultd-dev/vaultd.sock"
     )]
     pub(crate) socket: PathBuf,
+
+    /// vaultd's TCP listener, HOST:PORT; repeatable or comma-separated, tried in order (the next
+    /// one when a node cannot be reached or is sealed). With it the CLI speaks mutual TLS
+    /// instead of using the socket, and needs --cert, --key and --ca.
+    #[arg(
+        long,
+        global = true,
+        env = "VAULT_ADDR",
+        value_name = "HOST:PORT",
+        value_delimiter = ','
+    )]
+    pub(crate) addr: Vec<String>,
+
+    /// The client certificate chain (PEM) to present over TLS.
+    #[arg(long, global = true, env = "VAULT_CERT", value_name = "PATH")]
+    pub(crate) cert: Option<PathBuf>,
+
+    /// The client certificate's private key (PEM), by path only; refused if group or others
+    /// may read it.
+    #[arg(long, global = true, env = "VAULT_KEY", value_name = "PATH")]
+    pub(crate) key: Option<PathBuf>,
+
+    /// The CA bundle (PEM) that verifies vaultd's server certificate.
+    #[arg(long, global = true, env = "VAULT_CA", value_name = "PATH")]
+    pub(crate) ca: Option<PathBuf>,
+
+    /// The name to verify in vaultd's server certificate (default: the host of each --addr).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub(crate) server_name: Option<String>,
 
     /// Print the answer as JSON instead of a table.
     #[arg(long, global = true)]
@@ -390,8 +420,9 @@ pub(crate) struct AuditSearch {
     /// Only this token id.
     #[arg(long, value_name = "ID")]
     pub(crate) token: Option<String>,
-    /// Only this caller uid, or `system` for the daemon's own events.
-    #[arg(long, value_name = "UID|system", value_parser = parse_actor)]
+    /// Only this caller: a uid, `cert=NAME` for a TLS client certificate's subject, or `system`
+    /// for the daemon's own events.
+    #[arg(long, value_name = "UID|cert=NAME|system", value_parser = parse_actor)]
     pub(crate) actor: Option<String>,
     /// Only this operation, e.g. token.put, token.unseal, sys.unseal.
     #[arg(long)]
@@ -476,10 +507,15 @@ fn parse_any_time(text: &str) -> Result<Timestamp, String> {
 }
 
 fn parse_actor(text: &str) -> Result<String, String> {
-    if text == "system" || text.parse::<u32>().is_ok() {
+    let subject_ok = text
+        .strip_prefix("cert=")
+        .is_some_and(|name| name.parse::<vaultd::policy::SubjectName>().is_ok());
+    if text == "system" || text.parse::<u32>().is_ok() || subject_ok {
         Ok(text.to_owned())
     } else {
-        Err(format!("expected a uid or `system`, not {text:?}"))
+        Err(format!(
+            "expected a uid, cert=NAME or `system`, not {text:?}"
+        ))
     }
 }
 
@@ -515,6 +551,21 @@ mod tests {
         assert!(parse(&["audit", "search", "--account", "DE89"]).is_err());
         assert!(parse(&["audit", "search", "--account-hmac", "ab"]).is_err());
         assert!(parse(&["audit", "search", "--actor", "root"]).is_err());
+        let tls = parse(&[
+            "--addr",
+            "10.0.0.1:8443,10.0.0.2:8443",
+            "--addr",
+            "[::1]:8443",
+            "status",
+        ])
+        .expect("addresses");
+        assert_eq!(
+            tls.addr,
+            ["10.0.0.1:8443", "10.0.0.2:8443", "[::1]:8443"],
+            "repeatable and comma-separated"
+        );
+        assert!(parse(&["audit", "search", "--actor", "cert=payments-app"]).is_ok());
+        assert!(parse(&["audit", "search", "--actor", "cert=a b"]).is_err());
         assert!(
             parse(&["backup", "restore", "f"]).is_err(),
             "needs a directory"

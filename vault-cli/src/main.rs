@@ -37,7 +37,18 @@ const EXIT_AUDIT: u8 = 8;
 fn main() -> ExitCode {
     // clap exits 2 on a usage error and 0 for --help/--version.
     let args = cli::Cli::parse();
-    let socket = args.socket.clone();
+    let hint = if args.addr.is_empty() {
+        format!(
+            "is vaultd running? tried {} (set --socket or VAULT_SOCKET)",
+            args.socket.display()
+        )
+    } else {
+        format!(
+            "tried {} over TLS (set --addr or VAULT_ADDR; check --cert, --key, --ca, \
+             --server-name)",
+            args.addr.join(", ")
+        )
+    };
     match cmd::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
@@ -45,10 +56,7 @@ fn main() -> ExitCode {
             let code = exit_code(&err);
             eprintln!("vault-cli: error: {err:#}");
             if code == EXIT_CONNECT {
-                eprintln!(
-                    "vault-cli: hint: is vaultd running? tried {} (set --socket or VAULT_SOCKET)",
-                    socket.display()
-                );
+                eprintln!("vault-cli: hint: {hint}");
             }
             ExitCode::from(code)
         }
@@ -67,6 +75,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         return EXIT_OTHER;
     };
     match client_err {
+        Error::Config(_) => EXIT_USAGE,
         Error::Connect(_) => EXIT_CONNECT,
         Error::Api { code, .. } => match code {
             ApiCode::Sealed | ApiCode::Uninitialized => EXIT_SEALED,

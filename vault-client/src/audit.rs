@@ -38,6 +38,12 @@ pub enum Actor {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pid: Option<i32>,
     },
+    /// A caller on the TCP listener, named by its verified client certificate
+    /// (`docs/tls.md`): `{"cert": "payments-app"}`.
+    Certificate {
+        /// The certificate's subject name (its CN, else its first DNS SAN).
+        cert: String,
+    },
     /// The daemon itself (auto-unseal, recovery).
     System(SystemActor),
 }
@@ -63,6 +69,7 @@ impl fmt::Display for Actor {
                 gid,
                 pid: None,
             } => write!(f, "uid={uid} gid={gid}"),
+            Self::Certificate { cert } => write!(f, "cert={cert}"),
             Self::System(_) => f.write_str("system"),
         }
     }

@@ -1,4 +1,5 @@
-//! [`Client`]: one async method per endpoint of the vaultd HTTP API, over the Unix socket.
+//! [`Client`]: one async method per endpoint of the vaultd HTTP API, over the Unix socket or
+//! over TLS to a list of nodes (`docs/tls.md`).
 //!
 //! HTTP/1.1 with keep-alive: idle connections wait in a small pool and are reused; a connection
 //! the daemon closed while idle is noticed before use, and a request it never started on is
@@ -9,10 +10,16 @@
 //! Request bodies are serialized into zeroizing buffers of the exact size, and answer bodies are
 //! collected into zeroizing buffers, so the client leaves no copy of a secret behind in its own
 //! allocations (hyper's socket buffers are outside its reach).
+//!
+//! Over TLS, a request starts at the node that answered last and moves on to the next node (in
+//! list order, each node at most once per request) when a connection to it cannot be made, or
+//! when it answers `503 sealed`. A request that failed after it was sent is not repeated on
+//! another node: it may have been carried out there.
 
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -29,9 +36,10 @@ use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::audit::{Outcome, Report};
-use crate::error::Error;
+use crate::error::{ApiCode, Error};
 use crate::secret::Secret;
 use crate::time::Timestamp;
+use crate::tls::{Node, TlsOptions};
 use crate::wire::{
     AuditHash, AuditHashRequest, AuditPage, AuditPublicKey, Batch, BatchItem, Deleted,
     DestroyResponse, Expect, Health, InitResponse, Job, JobStarted, KeyConfig, KeyHistory,
@@ -115,7 +123,7 @@ impl AuditQuery {
     }
 }
 
-/// An async client for one vaultd socket.
+/// An async client for one vaultd socket, or for vaultd nodes over TLS.
 ///
 /// Cheap to clone: clones share the connection pool. Creating a client does not connect; the
 /// first call does. See the [crate docs](crate) for an example.
@@ -125,39 +133,76 @@ pub struct Client {
 }
 
 struct Inner {
-    socket: PathBuf,
+    transport: Transport,
     timeout: Duration,
-    idle: Mutex<Vec<SendRequest<RequestBody>>>,
+    /// Idle connections, each with the index of its node (always 0 on the Unix socket).
+    idle: Mutex<Vec<(usize, SendRequest<RequestBody>)>>,
+    /// The node that answered last: where the next request starts.
+    preferred: AtomicUsize,
+}
+
+/// Where the daemon is.
+#[derive(Clone)]
+enum Transport {
+    /// vaultd's TCP listener on each of these nodes, with mutual TLS.
+    Tls { nodes: Vec<Node>, tls: TlsOptions },
+    /// The local Unix socket.
+    Unix(PathBuf),
 }
 
 impl Client {
     /// A client for the daemon listening on `socket`, with the default 30 s timeout.
     pub fn new(socket: impl Into<PathBuf>) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                socket: socket.into(),
-                timeout: DEFAULT_TIMEOUT,
-                idle: Mutex::new(Vec::new()),
-            }),
-        }
+        Self::with_transport(Transport::Unix(socket.into()), DEFAULT_TIMEOUT)
     }
 
-    /// The same client with another per-call timeout (connect, request and answer together).
-    /// The clone gets a pool of its own.
-    #[must_use]
-    pub fn with_timeout(self, timeout: Duration) -> Self {
+    /// A client for vaultd's TCP listener on `nodes` (`host:port` or `[v6]:port`, in failover
+    /// order), over TLS 1.3 with the client certificate of `tls`, with the default 30 s
+    /// timeout. Fails on an empty list or an address that does not parse.
+    pub fn tls<I, S>(nodes: I, tls: TlsOptions) -> Result<Self, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let nodes = crate::tls::nodes(nodes, &tls)?;
+        Ok(Self::with_transport(
+            Transport::Tls { nodes, tls },
+            DEFAULT_TIMEOUT,
+        ))
+    }
+
+    fn with_transport(transport: Transport, timeout: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
-                socket: self.inner.socket.clone(),
+                transport,
                 timeout,
                 idle: Mutex::new(Vec::new()),
+                preferred: AtomicUsize::new(0),
             }),
         }
     }
 
-    /// The socket this client talks to.
-    pub fn socket(&self) -> &Path {
-        &self.inner.socket
+    /// The same client with another per-call timeout (connect, request and answer together;
+    /// over TLS, for all the nodes a call tries). The clone gets a pool of its own.
+    #[must_use]
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        Self::with_transport(self.inner.transport.clone(), timeout)
+    }
+
+    /// The socket this client talks to (`None` over TLS).
+    pub fn socket(&self) -> Option<&Path> {
+        match &self.inner.transport {
+            Transport::Tls { .. } => None,
+            Transport::Unix(socket) => Some(socket),
+        }
+    }
+
+    /// The node addresses this client talks to, in failover order (empty on the Unix socket).
+    pub fn nodes(&self) -> Vec<&str> {
+        match &self.inner.transport {
+            Transport::Tls { nodes, .. } => nodes.iter().map(|n| n.addr.as_str()).collect(),
+            Transport::Unix(_) => Vec::new(),
+        }
     }
 
     /// The per-call timeout.
@@ -222,15 +267,19 @@ impl Client {
     pub async fn backup(&self, mut out: impl AsyncWrite + Unpin) -> Result<u64, Error> {
         let path = "/v1/sys/backup";
         let timeout = self.inner.timeout;
-        let (conn, response) = tokio::time::timeout(timeout, self.send(Method::GET, path, None))
-            .await
-            .map_err(|_| Error::Timeout)??;
+        let start = self.inner.preferred.load(Ordering::Relaxed);
+        let (position, conn, response) =
+            tokio::time::timeout(timeout, self.send(start, 0, &Method::GET, path, &None))
+                .await
+                .map_err(|_| Error::Timeout)?
+                .map_err(Attempt::into_error)?;
+        let node = self.node_at(start, position);
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
             let body = tokio::time::timeout(timeout, read_body(response.into_body()))
                 .await
                 .map_err(|_| Error::Timeout)??;
-            self.put_idle(conn);
+            self.put_idle(node, conn);
             return Err(Error::from_answer(status, &body));
         }
         let content_type = response.headers().get(CONTENT_TYPE);
@@ -258,7 +307,7 @@ impl Client {
             }
         }
         out.flush().await.map_err(Error::Output)?;
-        self.put_idle(conn);
+        self.put_idle(node, conn);
         Ok(written)
     }
 
@@ -674,69 +723,142 @@ impl Client {
             .map_err(|_| Error::Timeout)?
     }
 
+    /// One request and its whole answer. Over TLS, a `503 sealed` answer moves on to the next
+    /// node, if one is left to try; when every node is sealed or unreachable, a sealed answer
+    /// is returned rather than a connection error.
     async fn exchange(
         &self,
         method: Method,
         path: String,
         body: Option<Zeroizing<Vec<u8>>>,
     ) -> Result<Answer, Error> {
-        let (conn, response) = self.send(method, &path, body).await?;
-        let status = response.status().as_u16();
-        let request_id = response
-            .headers()
-            .get(REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = read_body(response.into_body()).await?;
-        self.put_idle(conn);
-        Ok(Answer {
-            status,
-            body,
-            request_id,
-        })
+        // Positions in the failover order only grow: each node is tried at most once.
+        let start = self.inner.preferred.load(Ordering::Relaxed);
+        let mut from = 0;
+        let mut sealed = None;
+        loop {
+            let (position, conn, response) =
+                match self.send(start, from, &method, &path, &body).await {
+                    Ok(sent) => sent,
+                    // No node left that could be reached: a sealed node's answer says more.
+                    Err(Attempt::Unsent(e)) => return sealed.ok_or(e),
+                    Err(Attempt::Sent(e)) => return Err(e),
+                };
+            let node = self.node_at(start, position);
+            let status = response.status().as_u16();
+            let request_id = response
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body = read_body(response.into_body()).await?;
+            self.put_idle(node, conn);
+            let answer = Answer {
+                status,
+                body,
+                request_id,
+            };
+            if answer.is_sealed() && position + 1 < self.node_count() {
+                from = position + 1;
+                sealed = Some(answer);
+                continue;
+            }
+            self.inner.preferred.store(node, Ordering::Relaxed);
+            return Ok(answer);
+        }
     }
 
-    /// Sends a request and waits for the answer's headers; the connection goes back to the pool
+    /// Sends a request and waits for the answer's headers, trying the nodes in the failover
+    /// order that starts at node `start`, from position `from` on, while a node cannot take the
+    /// request; returns the position of the node that did. The connection goes back to the pool
     /// (`put_idle`) once the caller has read the body.
     async fn send(
         &self,
-        method: Method,
+        start: usize,
+        from: usize,
+        method: &Method,
         path: &str,
-        body: Option<Zeroizing<Vec<u8>>>,
-    ) -> Result<(SendRequest<RequestBody>, http::Response<Incoming>), Error> {
-        let mut request = build_request(method, path, body)?;
+        body: &Option<Zeroizing<Vec<u8>>>,
+    ) -> Result<(usize, SendRequest<RequestBody>, http::Response<Incoming>), Attempt> {
+        let mut unsent = None;
+        for position in from..self.node_count() {
+            let node = self.node_at(start, position);
+            let request = build_request(method.clone(), path, body.clone(), self.host(node))
+                .map_err(Attempt::Sent)?;
+            match self.send_to(node, request).await {
+                Ok((conn, response)) => return Ok((position, conn, response)),
+                Err(Attempt::Unsent(e)) => unsent = Some(e),
+                Err(Attempt::Sent(e)) => return Err(Attempt::Sent(e)),
+            }
+        }
+        Err(Attempt::Unsent(unsent.unwrap_or_else(|| {
+            Error::Protocol("no node left to try".into())
+        })))
+    }
+
+    /// Sends `request` to `node`: on a pooled connection, else (or when the pooled one turns
+    /// out closed) on a new one.
+    async fn send_to(
+        &self,
+        node: usize,
+        mut request: Request<RequestBody>,
+    ) -> Result<(SendRequest<RequestBody>, http::Response<Incoming>), Attempt> {
         loop {
-            let (mut conn, reused) = match self.take_idle().await {
+            let (mut conn, reused) = match self.take_idle(node).await {
                 Some(conn) => (conn, true),
-                None => (self.connect().await?, false),
+                None => (self.connect(node).await.map_err(Attempt::Unsent)?, false),
             };
             match conn.try_send_request(request).await {
                 Ok(response) => return Ok((conn, response)),
                 Err(mut err) => match err.take_message() {
                     // The request never left: a pooled connection went away. Try a fresh one.
                     Some(back) if reused => request = back,
-                    _ => return Err(from_hyper(err.into_error())),
+                    Some(_) => return Err(Attempt::Unsent(from_hyper(err.into_error()))),
+                    None => return Err(Attempt::Sent(from_hyper(err.into_error()))),
                 },
             }
         }
     }
 
-    /// A pooled connection that is open and ready for a request, if any.
-    async fn take_idle(&self) -> Option<SendRequest<RequestBody>> {
+    fn node_count(&self) -> usize {
+        match &self.inner.transport {
+            Transport::Tls { nodes, .. } => nodes.len(),
+            Transport::Unix(_) => 1,
+        }
+    }
+
+    /// The node at `position` of the failover order that starts at node `start`.
+    fn node_at(&self, start: usize, position: usize) -> usize {
+        (start + position) % self.node_count()
+    }
+
+    /// The `Host` header for `node`.
+    fn host(&self, node: usize) -> &str {
+        match &self.inner.transport {
+            Transport::Tls { nodes, .. } => &nodes[node].addr,
+            Transport::Unix(_) => "localhost",
+        }
+    }
+
+    /// A pooled connection to `node` that is open and ready for a request, if any.
+    async fn take_idle(&self, node: usize) -> Option<SendRequest<RequestBody>> {
         loop {
-            let mut conn = self
-                .inner
-                .idle
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .pop()?;
+            let mut conn = {
+                let mut idle = self
+                    .inner
+                    .idle
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let at = idle.iter().rposition(|(n, _)| *n == node)?;
+                idle.swap_remove(at).1
+            };
             if !conn.is_closed() && conn.ready().await.is_ok() {
                 return Some(conn);
             }
         }
     }
 
-    fn put_idle(&self, conn: SendRequest<RequestBody>) {
+    fn put_idle(&self, node: usize, conn: SendRequest<RequestBody>) {
         if conn.is_closed() {
             return;
         }
@@ -746,31 +868,66 @@ impl Client {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if idle.len() < MAX_IDLE {
-            idle.push(conn);
+            idle.push((node, conn));
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<RequestBody>, Error> {
-        let stream = tokio::net::UnixStream::connect(&self.inner.socket)
-            .await
-            .map_err(Error::Connect)?;
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(from_hyper)?;
-        // The connection task ends when the daemon closes it or the last sender is dropped;
-        // its error, if any, reaches the caller through the pending request.
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(sender)
+    async fn connect(&self, node: usize) -> Result<SendRequest<RequestBody>, Error> {
+        match &self.inner.transport {
+            Transport::Tls { nodes, tls } => {
+                let stream = nodes[node].connect(tls).await.map_err(Error::Connect)?;
+                handshake(stream).await
+            }
+            Transport::Unix(socket) => {
+                let stream = tokio::net::UnixStream::connect(socket)
+                    .await
+                    .map_err(Error::Connect)?;
+                handshake(stream).await
+            }
+        }
     }
+}
+
+/// How sending a request failed.
+enum Attempt {
+    /// It may have reached a node (or cannot be sent at all): it must not be repeated elsewhere.
+    Sent(Error),
+    /// The request reached no node: another node may take it.
+    Unsent(Error),
+}
+
+impl Attempt {
+    fn into_error(self) -> Error {
+        match self {
+            Self::Sent(e) | Self::Unsent(e) => e,
+        }
+    }
+}
+
+/// HTTP/1.1 on an established stream.
+async fn handshake<S>(stream: S) -> Result<SendRequest<RequestBody>, Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(from_hyper)?;
+    // The connection task ends when the daemon closes it or the last sender is dropped;
+    // its error, if any, reaches the caller through the pending request.
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
 }
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Client")
-            .field("socket", &self.inner.socket)
-            .field("timeout", &self.inner.timeout)
+        let mut d = f.debug_struct("Client");
+        match &self.inner.transport {
+            Transport::Tls { .. } => d.field("nodes", &self.nodes()),
+            Transport::Unix(socket) => d.field("socket", socket),
+        };
+        d.field("timeout", &self.inner.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -786,6 +943,15 @@ struct Answer {
 }
 
 impl Answer {
+    /// `503` with the error code `sealed`: another node may be unsealed.
+    fn is_sealed(&self) -> bool {
+        self.status == 503
+            && matches!(
+                Error::from_answer(self.status, &self.body).code(),
+                Some(ApiCode::Sealed)
+            )
+    }
+
     /// The body of a 2xx answer, or the error the answer carries.
     fn success(self) -> Result<Zeroizing<Vec<u8>>, Error> {
         if (200..300).contains(&self.status) {
@@ -838,6 +1004,7 @@ fn build_request(
     method: Method,
     path: &str,
     body: Option<Zeroizing<Vec<u8>>>,
+    host: &str,
 ) -> Result<Request<RequestBody>, Error> {
     let uri: Uri = path
         .parse()
@@ -845,7 +1012,7 @@ fn build_request(
     let mut builder = Request::builder()
         .method(method)
         .uri(uri)
-        .header(HOST, "localhost");
+        .header(HOST, host);
     let body = match body {
         Some(bytes) => {
             builder = builder.header(CONTENT_LENGTH, bytes.len());

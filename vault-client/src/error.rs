@@ -22,8 +22,13 @@ pub enum Error {
         /// The daemon's human-readable message.
         message: String,
     },
-    /// The socket could not be reached, or the connection broke.
-    #[error("cannot connect to the vaultd socket")]
+    /// The client's own settings are unusable: a TLS file that is missing, malformed or (a
+    /// private key) readable by others, or a node address that does not parse.
+    #[error("{0}")]
+    Config(String),
+    /// The socket or node could not be reached (over TLS: also a failed handshake, e.g. a
+    /// server certificate that does not verify), or the connection broke.
+    #[error("cannot connect to vaultd")]
     Connect(#[source] io::Error),
     /// The answer could not be written to the caller's output ([`Client::backup`](crate::Client::backup)).
     #[error("cannot write the answer to the output")]
@@ -41,7 +46,11 @@ impl Error {
     pub fn code(&self) -> Option<&ApiCode> {
         match self {
             Self::Api { code, .. } => Some(code),
-            Self::Connect(_) | Self::Output(_) | Self::Protocol(_) | Self::Timeout => None,
+            Self::Config(_)
+            | Self::Connect(_)
+            | Self::Output(_)
+            | Self::Protocol(_)
+            | Self::Timeout => None,
         }
     }
 

@@ -1,12 +1,16 @@
-//! Async client for `vaultd` over its local Unix socket, and the wire types the daemon shares.
+//! Async client for `vaultd` over its local Unix socket or its TCP listener with mutual TLS, and
+//! the wire types the daemon shares.
 //!
 //! # Layout
 //! - [`audit`]: the audit log format and its verification.
 //! - `client`: [`Client`], one method per API endpoint, connection reuse and timeouts;
 //!   [`AuditQuery`], the filters of `GET /v1/audit`.
 //! - `error`: [`Error`], typed after the API's error codes.
+//! - [`pem`]: PEM certificate and key files, read alike by the client and the daemon.
 //! - `secret`: [`Secret`], bytes that zeroize on drop and print `[redacted]`.
 //! - `time`: [`Timestamp`], RFC 3339 on the wire.
+//! - `tls`: [`TlsOptions`], the client certificate, key and CA bundle for the TCP listener, and
+//!   node addresses.
 //! - [`wire`]: the JSON request and answer types of every endpoint.
 //!
 //! # Example
@@ -88,11 +92,14 @@
 pub mod audit;
 mod client;
 mod error;
+pub mod pem;
 mod secret;
 mod time;
+mod tls;
 pub mod wire;
 
 pub use client::{AuditQuery, Client};
 pub use error::{ApiCode, Error};
 pub use secret::Secret;
 pub use time::Timestamp;
+pub use tls::TlsOptions;

@@ -32,8 +32,17 @@
 //! users = ["platform"]             # and/or uids = [1001], gids = [...], groups = [...]
 //! capabilities = ["token:unseal", "token:read", "transit:unseal"]
 //! tenants = ["*"]                  # "*", "prefix*", or exact tenant ids
+//!
+//! # Optional: the same API on TCP with mutual TLS (docs/tls.md).
+//! [tcp]
+//! listen = "127.0.0.1:8443"
+//! cert = "/etc/vaultd/tls/server.pem"        # the server's chain, leaf first
+//! key = "/etc/vaultd/tls/server.key"         # its private key, mode 0600, owned by vaultd
+//! client_ca = "/etc/vaultd/tls/clients.pem"  # the CAs whose client certificates may call
+//! # and in a [[policy]] rule: subjects = ["payments-app"]  (certificate CN, else first DNS SAN)
 //! ```
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -41,7 +50,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use crate::kms::aws::{KeyId, check_endpoint_url};
-use crate::policy::{Capability, Policy, Rule, TenantPattern};
+use crate::policy::{Capability, Policy, Rule, SubjectName, TenantPattern};
 
 /// The daemon's checked configuration.
 #[derive(Debug, Clone)]
@@ -74,6 +83,24 @@ pub struct Config {
     pub rotation: Option<RotationPolicy>,
     /// Whether this is `--dev` (prints a banner, creates what is missing).
     pub dev: bool,
+    /// The TCP listener with mutual TLS, if configured (`[tcp]`).
+    pub tcp: Option<TcpConfig>,
+}
+
+/// `[tcp]`: the same API on a TCP socket, over TLS 1.3 with a required client certificate
+/// (`docs/tls.md`). The files are read and checked at start (`server::tls`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpConfig {
+    /// Address and port to listen on.
+    pub listen: SocketAddr,
+    /// The server's certificate chain, leaf first (PEM).
+    pub cert: PathBuf,
+    /// The server's private key (PEM); refused unless only its owner, the daemon's uid, can
+    /// read it.
+    pub key: PathBuf,
+    /// The CA certificates (PEM bundle) that client certificates must chain to.
+    pub client_ca: PathBuf,
 }
 
 /// Which KMS wraps the master key.
@@ -120,6 +147,7 @@ pub struct RawConfig {
     rotation: Option<RotationPolicy>,
     #[serde(default)]
     policy: Vec<RawRule>,
+    tcp: Option<TcpConfig>,
 }
 
 /// `[rotation]`: rotate a tenant's data key when its current version is older than
@@ -167,6 +195,8 @@ struct RawRule {
     users: Vec<String>,
     #[serde(default)]
     groups: Vec<String>,
+    #[serde(default)]
+    subjects: Vec<String>,
     capabilities: Vec<Capability>,
     #[serde(default)]
     tenants: Vec<String>,
@@ -263,6 +293,7 @@ impl Config {
             postgres: None,
             rotation: None,
             dev: true,
+            tcp: None,
         }
     }
 
@@ -326,9 +357,15 @@ impl Config {
             for group in &r.groups {
                 gids.push(group_id(group)?);
             }
-            if uids.is_empty() && gids.is_empty() {
+            let subjects = r
+                .subjects
+                .iter()
+                .map(|n| n.parse::<SubjectName>().map_err(anyhow::Error::msg))
+                .collect::<anyhow::Result<Vec<_>>>()
+                .with_context(|| format!("policy rule {} subjects", i + 1))?;
+            if uids.is_empty() && gids.is_empty() && subjects.is_empty() {
                 bail!(
-                    "policy rule {} names nobody: give uids, gids, users or groups",
+                    "policy rule {} names nobody: give uids, gids, users, groups or subjects",
                     i + 1
                 );
             }
@@ -347,6 +384,7 @@ impl Config {
                 name: r.name.unwrap_or_else(|| format!("rule-{}", i + 1)),
                 uids,
                 gids,
+                subjects,
                 capabilities: r.capabilities,
                 tenants,
             });
@@ -381,6 +419,7 @@ impl Config {
             postgres,
             rotation: raw.rotation,
             dev: false,
+            tcp: raw.tcp,
         })
     }
 }
@@ -496,11 +535,7 @@ mod tests {
             "{BASE}[[policy]]\nusers = [\"root\"]\ncapabilities = [\"token:seal\"]\ntenants = [\"acme-*\"]\n"
         ))
         .expect("valid");
-        let root = Identity {
-            uid: 0,
-            gid: 0,
-            pid: None,
-        };
+        let root = Identity::local(0, 0, None);
         assert!(
             cfg.policy
                 .allows(&root, Capability::TokenSeal, Some("acme-1"))
@@ -628,5 +663,35 @@ mod tests {
         };
         let cfg = Config::from_raw(toml::from_str(BASE).expect("toml"), &o).expect("valid");
         assert_eq!(cfg.socket, PathBuf::from("/other"));
+    }
+
+    #[test]
+    fn parses_tcp_section_and_subjects() {
+        let cfg = parse(BASE).expect("defaults");
+        assert_eq!(cfg.tcp, None);
+        let cfg = parse(&format!(
+            "{BASE}[tcp]\nlisten = \"[::1]:8443\"\ncert = \"/c\"\nkey = \"/k\"\nclient_ca = \"/ca\"\n\
+             [[policy]]\nsubjects = [\"payments-app\"]\ncapabilities = [\"token:seal\"]\ntenants = [\"*\"]\n"
+        ))
+        .expect("valid");
+        let tcp = cfg.tcp.expect("tcp");
+        assert_eq!(tcp.listen, "[::1]:8443".parse().expect("addr"));
+        assert_eq!(tcp.key, PathBuf::from("/k"));
+        let app = Identity::Certificate("payments-app".parse().expect("name"));
+        assert!(cfg.policy.allows(&app, Capability::TokenSeal, Some("acme")));
+        assert!(!cfg.policy.allows(
+            &Identity::local(0, 0, None),
+            Capability::TokenSeal,
+            Some("acme")
+        ));
+        for bad in [
+            "[tcp]\nlisten = \"127.0.0.1\"\ncert = \"/c\"\nkey = \"/k\"\nclient_ca = \"/ca\"\n",
+            "[tcp]\nlisten = \"127.0.0.1:1\"\ncert = \"/c\"\nkey = \"/k\"\n",
+            "[tcp]\nlisten = \"127.0.0.1:1\"\ncert = \"/c\"\nkey = \"/k\"\nclient_ca = \"/ca\"\nallow_anonymous = true\n",
+            "[[policy]]\nsubjects = [\"pay*\"]\ncapabilities = [\"sys:status\"]\n",
+            "[[policy]]\nsubjects = [\"\"]\ncapabilities = [\"sys:status\"]\n",
+        ] {
+            assert!(parse(&format!("{BASE}{bad}")).is_err(), "{bad}");
+        }
     }
 }

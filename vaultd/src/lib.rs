@@ -15,7 +15,7 @@
 //! - [`kms`]: KMS provider interface and the `local` provider.
 //! - [`policy`]: caller identities and capabilities.
 //! - [`record`]: record format v1 for stored tokens and transit blobs.
-//! - [`server`]: the HTTP API on a Unix socket.
+//! - [`server`]: the HTTP API on a Unix socket and, optionally, on TCP with mutual TLS.
 //! - [`store`]: the commit core (group commit) over a small backend interface; the write-ahead log in front of sled; backups.
 //! - [`vault`]: the lifecycle state machine and every operation.
 //! - `os`: process hardening; the only module with `unsafe` code.

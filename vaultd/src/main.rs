@@ -18,7 +18,7 @@ use vaultd::config::{Config, KmsConfig, Overrides};
 use vaultd::kms::KmsProvider;
 use vaultd::kms::aws::AwsKms;
 use vaultd::kms::local::LocalKms;
-use vaultd::server::{self, App, Limits, Metrics};
+use vaultd::server::{self, App, Limits, Listeners, Metrics};
 use vaultd::store::postgres::Postgres;
 use vaultd::store::{Store, embedded};
 use vaultd::vault::Vault;
@@ -51,6 +51,9 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // First thing, before any thread or TLS client exists: one process-wide rustls provider,
+    // aws-lc-rs, the one the AWS SDK brings (docs/tls.md). Err only if one is already installed.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let args = Args::parse();
     let overrides = Overrides {
         data_dir: args.data_dir,
@@ -88,8 +91,10 @@ fn main() -> ExitCode {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VAULTD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal: a log file or the journal gets plain `key=value` fields.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -109,6 +114,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Some(problem) => tracing::warn!(core_dumps = false, "{problem}"),
     }
     private_dir(&config.data_dir, true).context("data directory")?;
+    // The TLS files are read first: a bad or exposed key stops the start before anything opens.
+    let tls = config
+        .tcp
+        .as_ref()
+        .map(server::tls::server_config)
+        .transpose()?;
     let kms: Arc<dyn KmsProvider> = match &config.kms {
         KmsConfig::Local {
             key_dir,
@@ -151,6 +162,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!(vault_id = %init.vault_id, "dev vault initialized");
     }
     let listener = bind(&config)?;
+    let tcp = match (&config.tcp, tls) {
+        (Some(tcp), Some(tls)) => {
+            let listener = tokio::net::TcpListener::bind(tcp.listen)
+                .await
+                .with_context(|| format!("[tcp] binding {}", tcp.listen))?;
+            tracing::info!(listen = %listener.local_addr()?, "TCP listener with mutual TLS");
+            Some((listener, tls))
+        }
+        _ => None,
+    };
     let app = Arc::new(App {
         vault: vault.clone(),
         policy: config.policy.clone(),
@@ -170,7 +191,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if config.dev {
         print_dev_banner(&config.socket);
     }
-    server::run(listener, app, limits, shutdown_signal()).await;
+    let listeners = Listeners {
+        unix: listener,
+        tcp,
+    };
+    server::run(listeners, app, limits, shutdown_signal()).await;
     for task in [unsealer, rotator].into_iter().flatten() {
         task.abort();
     }

@@ -558,13 +558,14 @@ fn write_entries(out: &mut impl Write, entries: &[Entry], json: bool) -> io::Res
     Ok(())
 }
 
-/// `uid:gid/pid` of a caller, or `system`.
+/// `uid:gid/pid` of a local caller, `cert=NAME` of a certificate caller, or `system`.
 pub(super) fn actor_name(actor: &Actor) -> String {
     match actor {
         Actor::Caller { uid, gid, pid } => match pid {
             Some(pid) => format!("{uid}:{gid}/{pid}"),
             None => format!("{uid}:{gid}"),
         },
+        Actor::Certificate { cert } => format!("cert={cert}"),
         Actor::System(_) => "system".to_owned(),
     }
 }

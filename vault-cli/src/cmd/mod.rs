@@ -13,7 +13,7 @@ use std::fmt;
 use std::io::{self, IsTerminal as _, StdoutLock, Write as _};
 use std::time::Duration;
 
-use vault_client::Client;
+use vault_client::{Client, TlsOptions};
 
 use crate::cli::{Cli, Command};
 
@@ -72,7 +72,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let ctx = Ctx {
-        client: Client::new(cli.socket).with_timeout(Duration::from_secs(cli.timeout)),
+        client: client(&cli)?.with_timeout(Duration::from_secs(cli.timeout)),
         json: cli.json,
     };
     runtime.block_on(async {
@@ -88,6 +88,24 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Transit(t) => transit::run(&ctx, t).await,
         }
     })
+}
+
+/// The client: over TLS to `--addr` when given, else on the Unix socket.
+fn client(cli: &Cli) -> anyhow::Result<Client> {
+    if cli.addr.is_empty() {
+        return Ok(Client::new(&cli.socket));
+    }
+    let (Some(cert), Some(key), Some(ca)) = (&cli.cert, &cli.key, &cli.ca) else {
+        return Err(Usage::new(
+            "--addr needs --cert, --key and --ca (or VAULT_CERT, VAULT_KEY, VAULT_CA)",
+        )
+        .into());
+    };
+    let mut tls = TlsOptions::from_pem_files(cert, key, ca)?;
+    if let Some(name) = &cli.server_name {
+        tls = tls.with_server_name(name)?;
+    }
+    Ok(Client::tls(&cli.addr, tls)?)
 }
 
 /// Writes a secret to stdout exactly as it is, plus a newline when stdout is a terminal.

@@ -52,17 +52,19 @@ pub struct Event {
 }
 
 impl Event {
-    /// An event caused by a caller on the socket.
+    /// An event caused by a caller on the socket or the TCP listener.
     pub fn caller(who: &Identity, op: &str, request: String) -> Self {
-        Self::new(
-            Actor::Caller {
-                uid: who.uid,
-                gid: who.gid,
-                pid: who.pid,
+        let actor = match who {
+            Identity::Certificate(subject) => Actor::Certificate {
+                cert: subject.as_str().to_owned(),
             },
-            op,
-            request,
-        )
+            Identity::Local(peer) => Actor::Caller {
+                uid: peer.uid,
+                gid: peer.gid,
+                pid: peer.pid,
+            },
+        };
+        Self::new(actor, op, request)
     }
 
     /// An event the daemon causes itself.

@@ -25,7 +25,7 @@ pub struct AuditFilter {
     pub tenant: Option<String>,
     /// Only this token id.
     pub token: Option<String>,
-    /// Only this uid, or `system`.
+    /// Only this uid, `cert=NAME` (a certificate caller), or `system`.
     pub actor: Option<String>,
     /// Only this operation.
     pub op: Option<String>,
@@ -45,6 +45,7 @@ impl AuditFilter {
     fn matches(&self, e: &Entry) -> bool {
         let actor_ok = self.actor.as_deref().is_none_or(|a| match &e.actor {
             Actor::Caller { uid, .. } => a == uid.to_string(),
+            Actor::Certificate { cert } => a.strip_prefix("cert=") == Some(cert.as_str()),
             Actor::System(_) => a == "system",
         });
         self.tenant

@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -217,39 +217,18 @@ fn create_key_file(path: &Path) -> Result<(), KmsError> {
     Ok(())
 }
 
-/// Refuses a path that is not ours alone: group or other bits set, another owner, or a symlink.
+/// Refuses a path that is not ours alone: group or other bits set, another owner, or a symlink
+/// (`os::check_private`).
 pub(crate) fn check_private(path: &Path, dir: bool) -> Result<(), KmsError> {
     let meta = fs::symlink_metadata(path)
         .map_err(|e| KmsError::KeyFile(format!("{}: {e}", path.display())))?;
-    let kind_ok = if dir { meta.is_dir() } else { meta.is_file() };
-    if !kind_ok {
-        let want = if dir { "a directory" } else { "a regular file" };
-        return Err(KmsError::KeyFile(format!(
-            "{} must be {want} (not a symlink)",
-            path.display()
-        )));
-    }
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(KmsError::KeyFile(format!(
-            "{} has mode {mode:03o}; refusing: it must be accessible by its owner only (chmod {})",
-            path.display(),
-            if dir { "700" } else { "600" }
-        )));
-    }
-    let euid = crate::os::effective_uid();
-    if meta.uid() != euid {
-        return Err(KmsError::KeyFile(format!(
-            "{} is owned by uid {}, not by this process (uid {euid})",
-            path.display(),
-            meta.uid()
-        )));
-    }
-    Ok(())
+    crate::os::check_private(path, &meta, dir).map_err(KmsError::KeyFile)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
     #[tokio::test]

@@ -1,12 +1,79 @@
-//! Process hardening (SPEC §8). The only module with `unsafe` code: each block calls one libc
-//! function, and its `SAFETY` comment states why the call is sound.
+//! Process hardening (SPEC §8) and the owner-only check of key files. The only module with
+//! `unsafe` code: each block calls one libc function, and its `SAFETY` comment states why the
+//! call is sound.
 
-use std::io;
+use std::fs;
+use std::io::{self, Read as _};
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::Path;
+
+use zeroize::Zeroizing;
 
 /// The effective user id of this process.
 pub fn effective_uid() -> u32 {
     // SAFETY: geteuid takes no arguments, touches no memory of ours and cannot fail.
     unsafe { libc::geteuid() }
+}
+
+/// Refuses a key file or key directory that is not ours alone: not a regular file (or
+/// directory), group or other bits set, or another owner. `meta` is of `path` itself, not of a
+/// symlink's target (`fs::symlink_metadata`, or an opened file's metadata). The message names
+/// the path and what to fix.
+pub fn check_private(path: &Path, meta: &fs::Metadata, dir: bool) -> Result<(), String> {
+    let kind_ok = if dir { meta.is_dir() } else { meta.is_file() };
+    if !kind_ok {
+        let want = if dir { "a directory" } else { "a regular file" };
+        return Err(format!("{} must be {want} (not a symlink)", path.display()));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{} has mode {mode:03o}; refusing: it must be accessible by its owner only (chmod {})",
+            path.display(),
+            if dir { "700" } else { "600" }
+        ));
+    }
+    let euid = effective_uid();
+    if meta.uid() != euid {
+        return Err(format!(
+            "{} is owned by uid {}, not by this process (uid {euid})",
+            path.display(),
+            meta.uid()
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a private key file of at most `max` bytes into zeroizing memory. It is opened without
+/// following a symlink and [`check_private`] is applied to the opened file, so the file checked
+/// is the file read.
+pub fn read_private_file(path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>, String> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        // Not through a symlink; O_NONBLOCK so that a FIFO in its place cannot hang the start.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => {
+                format!("{} must be a regular file (not a symlink)", path.display())
+            }
+            _ => format!("{}: {e}", path.display()),
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    check_private(path, &meta, false)?;
+    if meta.len() > max {
+        return Err(format!("{} is over {max} bytes", path.display()));
+    }
+    let mut bytes = Zeroizing::new(Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0)));
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if bytes.len() as u64 > max {
+        return Err(format!("{} is over {max} bytes", path.display()));
+    }
+    Ok(bytes)
 }
 
 /// What [`harden`] achieved; the caller logs it.
@@ -105,4 +172,35 @@ fn lock_memory() -> (bool, Option<String>) {
         );
     }
     (true, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_file_must_be_ours_alone_and_no_symlink() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("k.pem");
+        fs::write(&key, b"key").expect("write");
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert_eq!(&read_private_file(&key, 16).expect("read")[..], b"key");
+        assert!(
+            read_private_file(&key, 2)
+                .expect_err("too big")
+                .contains("over 2 bytes")
+        );
+        let link = dir.path().join("link.pem");
+        std::os::unix::fs::symlink(&key, &link).expect("symlink");
+        assert!(
+            read_private_file(&link, 16)
+                .expect_err("symlink")
+                .contains("not a symlink")
+        );
+        for mode in [0o640, 0o604, 0o620] {
+            fs::set_permissions(&key, fs::Permissions::from_mode(mode)).expect("chmod");
+            let err = read_private_file(&key, 16).expect_err("open to others");
+            assert!(err.contains(&format!("mode {mode:03o}")), "{err}");
+        }
+    }
 }

@@ -1,15 +1,27 @@
-//! Who may do what (SPEC §5). A caller is identified by the kernel (SO_PEERCRED: uid, gid,
-//! pid); rules in the config map uids, gids, user names and group names to capabilities, each
-//! limited to tenant patterns. Everything not granted is denied.
+//! Who may do what (SPEC §5). A caller on the Unix socket is identified by the kernel
+//! (SO_PEERCRED: uid, gid, pid), a caller on the TCP listener by its verified client
+//! certificate (`docs/tls.md`); rules in the config map uids, gids, user and group names, and
+//! certificate subjects to capabilities, each limited to tenant patterns. Everything not granted
+//! is denied.
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
-/// A caller on the Unix socket, as the kernel reported it at connect time.
+/// Who is calling: a local process or the holder of a client certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// A caller on the TCP listener, named by its verified client certificate.
+    Certificate(SubjectName),
+    /// A caller on the Unix socket, as the kernel reported it at connect time.
+    Local(Peer),
+}
+
+/// A local caller's credentials (SO_PEERCRED).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Identity {
+pub struct Peer {
     /// Effective user id.
     pub uid: u32,
     /// Effective (primary) group id.
@@ -18,13 +30,65 @@ pub struct Identity {
     pub pid: Option<i32>,
 }
 
+impl Identity {
+    /// A local caller.
+    pub fn local(uid: u32, gid: u32, pid: Option<i32>) -> Self {
+        Self::Local(Peer { uid, gid, pid })
+    }
+}
+
 impl fmt::Display for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "uid={} gid={}", self.uid, self.gid)?;
-        if let Some(pid) = self.pid {
-            write!(f, " pid={pid}")?;
+        match self {
+            Self::Certificate(subject) => write!(f, "cert={subject}"),
+            Self::Local(peer) => {
+                write!(f, "uid={} gid={}", peer.uid, peer.gid)?;
+                if let Some(pid) = peer.pid {
+                    write!(f, " pid={pid}")?;
+                }
+                Ok(())
+            }
         }
-        Ok(())
+    }
+}
+
+/// The name of a certificate caller (`docs/tls.md`: the Subject CN, else the first DNS SAN):
+/// 1–128 bytes of `A-Z a-z 0-9 . _ - @`, so it prints in logs and audit entries as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SubjectName(Arc<str>);
+
+impl SubjectName {
+    /// Longest name accepted.
+    pub const MAX_LEN: usize = 128;
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for SubjectName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.len() <= Self::MAX_LEN
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
+        if ok {
+            Ok(Self(Arc::from(s)))
+        } else {
+            Err(format!(
+                "{:?} is not a subject name: 1-{} characters of A-Z a-z 0-9 . _ - @",
+                s.chars().take(Self::MAX_LEN).collect::<String>(),
+                Self::MAX_LEN
+            ))
+        }
+    }
+}
+
+impl fmt::Display for SubjectName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -136,15 +200,18 @@ impl FromStr for TenantPattern {
     }
 }
 
-/// One rule: who (any listed uid or gid) gets which capabilities on which tenants.
+/// One rule: who (any listed uid, gid or certificate subject) gets which capabilities on which
+/// tenants.
 #[derive(Debug, Clone)]
 pub struct Rule {
     /// A label for logs and audit.
     pub name: String,
-    /// Matching user ids.
+    /// Matching user ids (local callers only).
     pub uids: Vec<u32>,
-    /// Matching primary group ids.
+    /// Matching primary group ids (local callers only).
     pub gids: Vec<u32>,
+    /// Matching certificate subjects, exact names (certificate callers only).
+    pub subjects: Vec<SubjectName>,
     /// Granted capabilities.
     pub capabilities: Vec<Capability>,
     /// Tenants the tenant-scoped capabilities apply to.
@@ -169,6 +236,7 @@ impl Policy {
             name: "dev-owner".into(),
             uids: vec![uid],
             gids: vec![],
+            subjects: vec![],
             capabilities: Capability::ALL.to_vec(),
             tenants: vec![TenantPattern::Any],
         }])
@@ -177,7 +245,7 @@ impl Policy {
     /// Whether `who` may use `capability` (on `tenant`, for tenant-scoped capabilities).
     pub fn allows(&self, who: &Identity, capability: Capability, tenant: Option<&str>) -> bool {
         self.rules.iter().any(|rule| {
-            let is_caller = rule.uids.contains(&who.uid) || rule.gids.contains(&who.gid);
+            let is_caller = rule.names(who);
             let granted = rule.capabilities.contains(&capability);
             let in_scope = match (capability.tenant_scoped(), tenant) {
                 (true, Some(t)) => rule.tenants.iter().any(|p| p.matches(t)),
@@ -191,11 +259,23 @@ impl Policy {
     }
 }
 
+impl Rule {
+    /// Whether this rule names `who`. Each kind of identity matches only its own kind of name:
+    /// a certificate never matches a uid or gid, a local caller never a subject. Exhaustive by
+    /// construction: a new kind of identity does not compile until it is decided here.
+    fn names(&self, who: &Identity) -> bool {
+        match who {
+            Identity::Certificate(subject) => self.subjects.contains(subject),
+            Identity::Local(peer) => self.uids.contains(&peer.uid) || self.gids.contains(&peer.gid),
+        }
+    }
+}
+
 impl Policy {
     /// Whether `who` holds `capability` on every tenant (a rule with the pattern `*`).
     pub fn allows_everywhere(&self, who: &Identity, capability: Capability) -> bool {
         self.rules.iter().any(|rule| {
-            (rule.uids.contains(&who.uid) || rule.gids.contains(&who.gid))
+            rule.names(who)
                 && rule.capabilities.contains(&capability)
                 && (!capability.tenant_scoped() || rule.tenants.contains(&TenantPattern::Any))
         })
@@ -207,11 +287,11 @@ mod tests {
     use super::*;
 
     fn who(uid: u32, gid: u32) -> Identity {
-        Identity {
-            uid,
-            gid,
-            pid: None,
-        }
+        Identity::local(uid, gid, None)
+    }
+
+    fn cert(name: &str) -> Identity {
+        Identity::Certificate(name.parse().expect("subject name"))
     }
 
     fn policy() -> Policy {
@@ -220,6 +300,7 @@ mod tests {
                 name: "bank-receiver".into(),
                 uids: vec![1001],
                 gids: vec![],
+                subjects: vec![],
                 capabilities: vec![Capability::TokenSeal],
                 tenants: vec!["*".parse().expect("pattern")],
             },
@@ -227,6 +308,7 @@ mod tests {
                 name: "platform".into(),
                 uids: vec![],
                 gids: vec![2000],
+                subjects: vec![],
                 capabilities: vec![Capability::TokenUnseal, Capability::TokenRead],
                 tenants: vec![
                     "acme-*".parse().expect("pattern"),
@@ -281,6 +363,7 @@ mod tests {
             name: "operator".into(),
             uids: vec![0],
             gids: vec![],
+            subjects: vec![],
             capabilities: vec![Capability::SysStatus, Capability::AuditRead],
             tenants: vec![TenantPattern::Any],
         }]);
@@ -302,5 +385,94 @@ mod tests {
         }
         assert!("token:everything".parse::<Capability>().is_err());
         assert!("../x*".parse::<TenantPattern>().is_err());
+    }
+
+    /// Rules that name both kinds: a local uid and a certificate subject.
+    fn mixed() -> Policy {
+        Policy::new(vec![
+            Rule {
+                name: "bank-receiver".into(),
+                uids: vec![1001],
+                gids: vec![],
+                subjects: vec!["bank-receiver".parse().expect("name")],
+                capabilities: vec![Capability::TokenSeal],
+                tenants: vec![TenantPattern::Any],
+            },
+            Rule {
+                name: "platform".into(),
+                uids: vec![],
+                gids: vec![2000],
+                subjects: vec!["platform-app".parse().expect("name")],
+                capabilities: vec![Capability::TokenUnseal, Capability::SysStatus],
+                tenants: vec![TenantPattern::Any],
+            },
+        ])
+    }
+
+    #[test]
+    fn certificate_identity_matches_subjects_only() {
+        let p = mixed();
+        assert!(p.allows(&cert("platform-app"), Capability::TokenUnseal, Some("acme")));
+        assert!(p.allows(&cert("bank-receiver"), Capability::TokenSeal, Some("acme")));
+        assert!(!p.allows(
+            &cert("bank-receiver"),
+            Capability::TokenUnseal,
+            Some("acme")
+        ));
+        assert!(p.allows_everywhere(&cert("bank-receiver"), Capability::TokenSeal));
+        // Exact names: no prefixes, no case folding, no uid spelled as a name.
+        for other in ["platform", "platform-app2", "Platform-App", "1001", "2000"] {
+            for c in Capability::ALL {
+                assert!(!p.allows(&cert(other), *c, Some("acme")), "{other}");
+            }
+        }
+    }
+
+    #[test]
+    fn local_identity_never_matches_subjects() {
+        let p = mixed();
+        assert!(p.allows(&who(1001, 1), Capability::TokenSeal, Some("acme")));
+        assert!(p.allows(&who(5, 2000), Capability::TokenUnseal, Some("acme")));
+        assert!(!p.allows(&who(1001, 1), Capability::TokenUnseal, Some("acme")));
+        // A rule that names only a subject grants nothing to any local caller.
+        let subject_only = Policy::new(vec![Rule {
+            name: "cert-only".into(),
+            uids: vec![],
+            gids: vec![],
+            subjects: vec!["platform-app".parse().expect("name")],
+            capabilities: Capability::ALL.to_vec(),
+            tenants: vec![TenantPattern::Any],
+        }]);
+        for (uid, gid) in [(0, 0), (1001, 1), (65534, 65534)] {
+            for c in Capability::ALL {
+                assert!(!subject_only.allows(&who(uid, gid), *c, Some("acme")));
+                assert!(!subject_only.allows_everywhere(&who(uid, gid), *c));
+            }
+        }
+        // And the dev owner's rule grants nothing to any certificate.
+        let dev = Policy::insecure_dev_owner_only(0);
+        assert!(!dev.allows(&cert("root"), Capability::SysStatus, None));
+        assert!(!dev.allows(&cert("0"), Capability::SysStatus, None));
+    }
+
+    #[test]
+    fn who_names_the_subject() {
+        assert_eq!(cert("payments-app").to_string(), "cert=payments-app");
+        assert_eq!(who(0, 0).to_string(), "uid=0 gid=0");
+        assert_eq!(
+            Identity::local(1, 2, Some(3)).to_string(),
+            "uid=1 gid=2 pid=3"
+        );
+    }
+
+    #[test]
+    fn subject_names_are_checked() {
+        for ok in ["payments-app", "a", "svc.example.com", "ops@bank", "A_1"] {
+            assert!(ok.parse::<SubjectName>().is_ok(), "{ok}");
+        }
+        let long = "a".repeat(SubjectName::MAX_LEN + 1);
+        for bad in ["", "*", "app*", "a b", "cert=x", "x\ny", "é", long.as_str()] {
+            assert!(bad.parse::<SubjectName>().is_err(), "{bad:?}");
+        }
     }
 }

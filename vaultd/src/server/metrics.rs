@@ -11,6 +11,7 @@ use vault_client::wire::VaultState;
 #[derive(Debug, Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    refused: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -21,6 +22,17 @@ impl Metrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .entry((route, status))
+            .or_insert(0) += 1;
+    }
+
+    /// Counts one connection refused before any request (a failed TLS handshake, no usable
+    /// client certificate name, a handshake deadline missed), by listener.
+    pub(super) fn record_refused(&self, listener: &'static str) {
+        *self
+            .refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(listener)
             .or_insert(0) += 1;
     }
 
@@ -44,6 +56,22 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "vaultd_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        out.push_str(
+            "# HELP vaultd_connections_refused_total Connections refused before any request \
+             (TLS handshake failed, no usable client certificate, handshake deadline), by listener.\n",
+        );
+        out.push_str("# TYPE vaultd_connections_refused_total counter\n");
+        for (listener, n) in self
+            .refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "vaultd_connections_refused_total{{listener=\"{listener}\"}} {n}"
             );
         }
         out.push_str("# HELP vaultd_kms_calls_total Calls to the KMS provider since start.\n");

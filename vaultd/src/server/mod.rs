@@ -1,12 +1,17 @@
-//! The HTTP/1.1 API over a Unix socket (`docs/api.md`).
+//! The HTTP/1.1 API over a Unix socket and, optionally, over TCP with mutual TLS
+//! (`docs/api.md`, `docs/tls.md`).
 //!
-//! [`run`] follows mini-redis: the caller binds the listener and passes a shutdown future; a
-//! semaphore caps connections; accept errors back off; on shutdown the listener closes and
-//! in-flight requests drain (bounded by [`DRAIN_TIMEOUT`]). Each connection has a header-read
-//! timeout, which hyper also applies while a kept-alive connection waits for its next request.
-//! There is no timeout on writing an answer: a streamed backup (`GET /v1/sys/backup`) takes as
-//! long as it takes, and ends itself when the client stops reading (`api/backup.rs`).
+//! [`run`] follows mini-redis: the caller binds the listeners and passes a shutdown future; a
+//! semaphore per listener caps connections; accept errors back off; on shutdown the listeners
+//! close and in-flight requests drain (bounded by [`DRAIN_TIMEOUT`]). Each connection is
+//! established (SO_PEERCRED, or the TLS handshake) within the header timeout, and then has a
+//! header-read timeout, which hyper also applies while a kept-alive connection waits for its
+//! next request. There is no timeout on writing an answer: a streamed backup
+//! (`GET /v1/sys/backup`) takes as long as it takes, and ends itself when the client stops
+//! reading (`api/backup.rs`).
 //!
+//! - `listener`: the one accept and serve path, and the two kinds of listener.
+//! - [`tls`]: the rustls server configuration and the caller's name in a client certificate.
 //! - `message`: body limits, JSON in and out, error answers, streamed answers.
 //! - `routes`: path and method → [`routes::Route`] and the capability it needs.
 //! - `api/`: one file per operation group.
@@ -16,19 +21,18 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::UnixListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
 
-use crate::policy::{Identity, Policy};
+use crate::policy::Policy;
 use crate::vault::Vault;
 
 mod api;
+mod listener;
 mod message;
 mod metrics;
 mod routes;
+pub mod tls;
 
 pub use metrics::Metrics;
 
@@ -45,73 +49,54 @@ pub struct App {
     pub metrics: Metrics,
 }
 
-/// Limits of the connection layer.
+/// Limits of the connection layer, applied to each listener.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Most connections served at once; more wait in the kernel's accept queue.
+    /// Most connections served at once per listener; more wait in the kernel's accept queue.
     pub max_connections: usize,
-    /// Time allowed for request headers, and idle time between requests.
+    /// Time allowed to establish a connection (the TLS handshake), for request headers, and
+    /// idle time between requests.
     pub header_timeout: Duration,
 }
 
-/// Serves `listener` until `shutdown` resolves, then drains in-flight requests.
+/// The bound sockets to serve.
+pub struct Listeners {
+    /// The Unix socket.
+    pub unix: UnixListener,
+    /// The TCP socket and its TLS configuration (`server::tls::server_config`), if configured.
+    pub tcp: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+}
+
+/// Serves `listeners` until `shutdown` resolves, then drains in-flight requests.
 pub async fn run(
-    listener: UnixListener,
+    listeners: Listeners,
     app: Arc<App>,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    let mut backoff = Duration::from_millis(10);
-    loop {
-        let permit = tokio::select! {
-            () = &mut shutdown => break,
-            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-        };
-        let stream = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => { backoff = Duration::from_millis(10); stream }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed; backing off");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    continue;
-                }
-            },
-        };
-        let identity = match stream.peer_cred() {
-            Ok(cred) => Identity {
-                uid: cred.uid(),
-                gid: cred.gid(),
-                pid: cred.pid(),
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "no peer credentials; closing connection");
-                continue;
-            }
-        };
-        let app = app.clone();
-        let service = service_fn(move |req| {
-            let app = app.clone();
-            async move { Ok::<_, std::convert::Infallible>(api::handle(&app, identity, req).await) }
-        });
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout)
-            .max_buf_size(64 * 1024)
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-            drop(permit);
-        });
-    }
-    drop(listener);
+    let (stop, stopped) = watch::channel(false);
+    let unix = listener::serve(
+        listener::Unix(listeners.unix),
+        app.clone(),
+        limits,
+        &graceful,
+        stopped.clone(),
+    );
+    let tcp = async {
+        if let Some((tcp, config)) = listeners.tcp {
+            let tls = listener::Tls {
+                listener: tcp,
+                acceptor: tokio_rustls::TlsAcceptor::from(config),
+            };
+            listener::serve(tls, app.clone(), limits, &graceful, stopped).await;
+        }
+    };
+    let signal = async {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
+    tokio::join!(unix, tcp, signal);
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections drained"),
         () = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("drain timed out; closing remaining connections"),

@@ -31,7 +31,11 @@ mod tokens;
 mod transit;
 
 /// Answers one request. Never fails: every error becomes an error answer.
-pub(super) async fn handle(app: &App, who: Identity, req: Request<Incoming>) -> Response<Body> {
+pub(in crate::server) async fn handle(
+    app: &App,
+    who: &Identity,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let route = routes::parse(&parts.method, parts.uri.path(), parts.uri.query());
@@ -41,7 +45,7 @@ pub(super) async fn handle(app: &App, who: Identity, req: Request<Incoming>) -> 
         return sys::health(app);
     }
     let name = route.as_ref().map_or("invalid", Route::name);
-    let mut ev = Event::caller(&who, name, request_id());
+    let mut ev = Event::caller(who, name, request_id());
     if let Ok(r) = &route {
         ev.tenant = r.tenant().map(ToString::to_string);
         ev.token = r.token().map(ToString::to_string);
@@ -85,7 +89,7 @@ pub(super) async fn handle(app: &App, who: Identity, req: Request<Incoming>) -> 
 
 async fn serve(
     app: &App,
-    who: Identity,
+    who: &Identity,
     route: &Route,
     body: Incoming,
     ev: &mut Event,
@@ -93,9 +97,9 @@ async fn serve(
     if let Some(capability) = route.capability() {
         let tenant = route.tenant().map(|t| t.as_str());
         let allowed = if route.vault_wide() {
-            app.policy.allows_everywhere(&who, capability)
+            app.policy.allows_everywhere(who, capability)
         } else {
-            app.policy.allows(&who, capability, tenant)
+            app.policy.allows(who, capability, tenant)
         };
         if !allowed {
             tracing::info!(route = route.name(), capability = capability.name(), %who, "denied");

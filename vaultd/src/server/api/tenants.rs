@@ -12,7 +12,7 @@ use crate::server::routes::Route;
 
 pub(super) async fn serve(
     app: &App,
-    who: Identity,
+    who: &Identity,
     route: &Route,
     body: &[u8],
     ev: &mut Event,
@@ -30,7 +30,7 @@ pub(super) async fn serve(
             let tenants = all
                 .tenants
                 .into_iter()
-                .filter(|t| app.policy.allows(&who, Capability::KeysRead, Some(&t.name)))
+                .filter(|t| app.policy.allows(who, Capability::KeysRead, Some(&t.name)))
                 .collect();
             Ok(http::json(StatusCode::OK, &TenantList { tenants }))
         }
