@@ -423,7 +423,7 @@ pub fn cli_at(
 }
 
 /// `kill(2)` through the `kill` command, keeping the tests free of `unsafe`.
-fn unsafe_free_kill(pid: i32, signal: i32) -> i32 {
+pub fn unsafe_free_kill(pid: i32, signal: i32) -> i32 {
     let status = Command::new("kill")
         .arg(format!("-{signal}"))
         .arg(pid.to_string())
