@@ -142,6 +142,52 @@ PG_PID=$!; PIDS+=("$PG_PID")
 PG_SOCKET=$WORK/pg/.s.PGSQL.5432
 wait_for 30 PostgreSQL "$PG_BIN/pg_isready" -q -h "$WORK/pg"
 
+# vaultd on that PostgreSQL (docs/ha.md): node-a (the writer) and node-b on one database, the
+# same local KMS key, each on its own socket. Their rows measure vaultd's CPU (--pid); the
+# server's own is in the PostgreSQL rows.
+"${AS_PG[@]}" "$PG_BIN/psql" -h "$WORK/pg" -U postgres -qc "CREATE DATABASE vaultd" >/dev/null
+mkdir -m 700 "$WORK/pg-keys"
+head -c 32 /dev/urandom >"$WORK/pg-keys/bench.key"
+chmod 600 "$WORK/pg-keys/bench.key"
+printf 'host=%s user=postgres dbname=vaultd' "$WORK/pg" >"$WORK/pg.conn"
+chmod 600 "$WORK/pg.conn"
+start_pg_node() { # node id
+    local n=$1
+    mkdir -m 700 "$WORK/$n"
+    cat >"$WORK/$n.toml" <<EOF
+data_dir = "$WORK/$n/data"
+socket = "$WORK/$n/vaultd.sock"
+auto_unseal = true
+[kms]
+provider = "local"
+key_dir = "$WORK/pg-keys"
+key_id = "bench"
+[postgres]
+url_file = "$WORK/pg.conn"
+node_id = "$n"
+[[policy]]
+name = "bench"
+uids = [$(id -u)]
+capabilities = ["sys:init", "sys:status", "tenant:create", "token:seal", "token:unseal",
+  "token:read", "transit:seal", "transit:unseal", "keys:read", "audit:read"]
+tenants = ["*"]
+EOF
+    (cd "$WORK" && VAULTD_LOG=warn exec "$BIN/vaultd" --config "$WORK/$n.toml" \
+        >/dev/null 2>"$WORK/$n.log") &
+    PIDS+=("$!")
+}
+health_is() { # socket, HTTP status of /v1/sys/health
+    test "$(curl -s -o /dev/null -w '%{http_code}' --unix-socket "$1" http://localhost/v1/sys/health)" = "$2"
+}
+start_pg_node node-a
+NODE_A_PID=${PIDS[-1]}
+wait_for 30 "vaultd node-a" health_is "$WORK/node-a/vaultd.sock" 501
+curl -sf -X POST --unix-socket "$WORK/node-a/vaultd.sock" http://localhost/v1/sys/init >/dev/null
+wait_for 30 "vaultd node-a unsealed" health_is "$WORK/node-a/vaultd.sock" 200
+start_pg_node node-b
+NODE_B_PID=${PIDS[-1]}
+wait_for 30 "vaultd node-b unsealed" health_is "$WORK/node-b/vaultd.sock" 200
+
 # ---- the rows: label | system | workload | extra vault-load arguments ----
 # --pid: memory and CPU per operation of that server (PostgreSQL: the postmaster and the
 # backends below it).
@@ -149,6 +195,8 @@ VAULTD_ARGS="--socket $WORK/vaultd/vaultd.sock --pid $VAULTD_PID"
 REDIS_ARGS="--socket $WORK/redis.sock --pid $REDIS_PID"
 REDIS_AOF_ARGS="--socket $WORK/redis-aof.sock --pid $REDIS_AOF_PID"
 PG_ARGS="--socket $PG_SOCKET --pid $PG_PID"
+NODE_A_ARGS="--socket $WORK/node-a/vaultd.sock --pid $NODE_A_PID"
+NODE_B_ARGS="--socket $WORK/node-b/vaultd.sock --pid $NODE_B_PID"
 ROWS=(
     "vaultd unseal|vaultd|unseal|$VAULTD_ARGS"
     "vaultd put|vaultd|put|$VAULTD_ARGS"
@@ -160,6 +208,8 @@ ROWS=(
     "postgres pgp_sym_encrypt upsert|postgres|upsert|$PG_ARGS --pg-crypto pgp"
     "postgres aes decrypt read|postgres|read|$PG_ARGS --pg-crypto aes"
     "postgres aes encrypt upsert|postgres|upsert|$PG_ARGS --pg-crypto aes"
+    "vaultd on postgres unseal|vaultd|unseal|$NODE_A_ARGS"
+    "vaultd on postgres put|vaultd|put|$NODE_A_ARGS"
 )
 COMMON=(--value-size "$VALUE_SIZE" --tokens "$TOKENS" --tenants "$TENANTS" --json)
 
@@ -167,7 +217,7 @@ COMMON=(--value-size "$VALUE_SIZE" --tokens "$TOKENS" --tenants "$TENANTS" --jso
 say "set-up: $TOKENS tokens in $TENANTS tenants in each store"
 for setup in "vaultd|--socket $WORK/vaultd/vaultd.sock" "redis|--socket $WORK/redis.sock" \
     "redis|--socket $WORK/redis-aof.sock" "postgres|--socket $PG_SOCKET --pg-crypto pgp" \
-    "postgres|--socket $PG_SOCKET --pg-crypto aes"; do
+    "postgres|--socket $PG_SOCKET --pg-crypto aes" "vaultd|--socket $WORK/node-a/vaultd.sock"; do
     IFS='|' read -r system extra <<<"$setup"
     # shellcheck disable=SC2086
     "$LOAD" --system "$system" $extra "${COMMON[@]}" --setup-only >/dev/null
@@ -186,6 +236,24 @@ for r in $(seq "$RUNS"); do
             --duration "$DURATION" --warmup "$WARMUP" --no-setup --label "$label" \
             "${COMMON[@]}" >>"$RUNS_FILE"
     done
+done
+
+# Two nodes under the same total load: half the connections each, both at once (node-b serves
+# reads; writes go to the writer, node-a).
+for r in $(seq "$RUNS"); do
+    say "run $r/$RUNS: vaultd on postgres, 2 nodes, unseal (-c $((CONCURRENCY / 2)) each)"
+    pair=()
+    for node in a b; do
+        args=NODE_${node^^}_ARGS
+        # shellcheck disable=SC2086
+        "$LOAD" --system vaultd -w unseal ${!args} -c $((CONCURRENCY / 2)) \
+            --duration "$DURATION" --warmup "$WARMUP" --no-setup \
+            --label "vaultd on postgres, 2 nodes: node-$node unseal" "${COMMON[@]}" \
+            >"$WORK/pair-$node.json" &
+        pair+=("$!")
+    done
+    wait "${pair[@]}"
+    cat "$WORK/pair-a.json" "$WORK/pair-b.json" >>"$RUNS_FILE"
 done
 
 SWEEP_FILE=$WORK/sweep.jsonl

@@ -101,7 +101,7 @@ async fn two_nodes_one_writer_both_serve_and_the_other_takes_over_after_kill_9()
         .put_token("acme", "b-0", &put("from-b", "DE01"))
         .await
         .expect_err("b is not the writer");
-    assert_eq!(err.code(), Some(&ApiCode::Unavailable), "{err}");
+    assert_eq!(err.code(), Some(&ApiCode::NotWriter), "{err}");
     assert!(err.to_string().contains("write lock"), "{err}");
     assert!(cb.health().await.expect("health").audit_available);
 
@@ -133,7 +133,7 @@ async fn two_nodes_one_writer_both_serve_and_the_other_takes_over_after_kill_9()
                 taken = Some(());
                 break;
             }
-            Err(e) if e.code() == Some(&ApiCode::Unavailable) => {
+            Err(e) if e.code() == Some(&ApiCode::NotWriter) => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => panic!("unexpected: {e}\n{}", b.log_text()),

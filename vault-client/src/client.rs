@@ -758,7 +758,7 @@ impl Client {
                 body,
                 request_id,
             };
-            if answer.is_sealed() && position + 1 < self.node_count() {
+            if answer.try_next_node() && position + 1 < self.node_count() {
                 from = position + 1;
                 sealed = Some(answer);
                 continue;
@@ -943,12 +943,13 @@ struct Answer {
 }
 
 impl Answer {
-    /// `503` with the error code `sealed`: another node may be unsealed.
-    fn is_sealed(&self) -> bool {
+    /// `503` with the error code `sealed` (another node may be unsealed) or `not_writer`
+    /// (another node writes; nothing was written here): worth the next node.
+    fn try_next_node(&self) -> bool {
         self.status == 503
             && matches!(
                 Error::from_answer(self.status, &self.body).code(),
-                Some(ApiCode::Sealed)
+                Some(ApiCode::Sealed | ApiCode::NotWriter)
             )
     }
 

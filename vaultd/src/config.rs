@@ -219,12 +219,11 @@ fn postgres_options(raw: &RawPostgres) -> anyhow::Result<crate::store::postgres:
     let text = match (std::env::var(POSTGRES_URL_VAR), &raw.url_file) {
         (Ok(url), _) => zeroize::Zeroizing::new(url),
         (Err(_), Some(path)) => {
-            crate::kms::local::check_private(path, false)
+            let bytes = crate::os::read_private_file(path, 64 * 1024)
                 .map_err(|e| anyhow::anyhow!("[postgres] url_file: {e}"))?;
-            zeroize::Zeroizing::new(
-                std::fs::read_to_string(path)
-                    .with_context(|| format!("reading [postgres] url_file {}", path.display()))?,
-            )
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|_| anyhow::anyhow!("[postgres] url_file is not UTF-8"))?;
+            zeroize::Zeroizing::new(text.to_owned())
         }
         (Err(_), None) => bail!("[postgres] needs url_file, or the {POSTGRES_URL_VAR} variable"),
     };
@@ -504,6 +503,46 @@ mod tests {
     }
 
     const BASE: &str = "data_dir = \"/d\"\nsocket = \"/s\"\n[kms]\nprovider = \"local\"\nkey_dir = \"/k\"\nkey_id = \"main\"\n";
+
+    /// BASE with a `[postgres]` section whose url_file holds `url` with `mode`.
+    fn with_postgres(url: &str, mode: u32, node: &str) -> (tempfile::TempDir, String) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("pg.conn");
+        std::fs::write(&file, url).expect("write");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let text = format!(
+            "{BASE}[postgres]\nurl_file = \"{}\"\nnode_id = \"{node}\"\n",
+            file.display()
+        );
+        (dir, text)
+    }
+
+    #[test]
+    fn postgres_section_reads_an_owner_only_url_file_and_never_echoes_it() {
+        let url = "host=/run/pg,db2.internal user=vaultd password=hunter2-planted \
+                   target_session_attrs=read-write";
+        let (_dir, text) = with_postgres(url, 0o600, "vault-a");
+        let cfg = parse(&text).expect("valid");
+        let pg = cfg.postgres.as_ref().expect("postgres");
+        assert_eq!(pg.node, "vault-a");
+        assert_eq!(pg.config.get_hosts().len(), 2);
+        assert!(!format!("{cfg:?}").contains("hunter2"), "{cfg:?}");
+
+        let (_dir, text) = with_postgres(url, 0o644, "vault-a");
+        let err = format!("{:#}", parse(&text).expect_err("readable by others"));
+        assert!(err.contains("mode"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+
+        let (_dir, text) = with_postgres("host=/x password=hunter2-planted nonsense", 0o600, "a");
+        let err = format!("{:#}", parse(&text).expect_err("does not parse"));
+        assert!(!err.contains("hunter2"), "{err}");
+
+        for node in ["", "has space", &"n".repeat(65)] {
+            let (_dir, text) = with_postgres(url, 0o600, node);
+            assert!(parse(&text).is_err(), "node_id {node:?}");
+        }
+    }
 
     #[test]
     fn storage_settings_are_checked() {

@@ -76,9 +76,8 @@ impl Error {
             }
             Self::Sealed => "sealed",
             Self::Store(StoreError::Conflict) => "conflict",
-            Self::Store(StoreError::Closed | StoreError::Io(_) | StoreError::NotWriter) => {
-                "unavailable"
-            }
+            Self::Store(StoreError::Closed | StoreError::Io(_)) => "unavailable",
+            Self::Store(StoreError::NotWriter) => "not_writer",
             Self::Uninitialized => "uninitialized",
         }
     }

@@ -199,7 +199,10 @@ async fn cut_or_flipped_log_tail_keeps_every_whole_group_and_nothing_after() {
         let store = reopen(&segment)
             .await
             .unwrap_or_else(|e| panic!("audit cut at {cut}: {e}"));
-        let expected = expected_with(&|r| r.2 <= cut);
+        // Zeroing bytes that were zero already leaves a record whole: an Ed25519 signature,
+        // the last bytes of a put's audit record, ends in a zero byte about one time in 17.
+        let untouched = |end: usize| late[cut..end.max(cut)].iter().all(|&b| b == 0);
+        let expected = expected_with(&|r| r.2 <= cut || untouched(r.2));
         assert_state(
             &state(&store).await,
             expected,
@@ -214,7 +217,8 @@ async fn cut_or_flipped_log_tail_keeps_every_whole_group_and_nothing_after() {
         let store = reopen(&segment)
             .await
             .unwrap_or_else(|e| panic!("key-value cut at {cut}: {e}"));
-        let expected = expected_with(&|r| r.4 <= cut);
+        let untouched = |end: usize| late[cut..end.max(cut)].iter().all(|&b| b == 0);
+        let expected = expected_with(&|r| r.4 <= cut || untouched(r.4));
         assert_state(
             &state(&store).await,
             expected,
