@@ -29,6 +29,12 @@ const SCHEMA_VERSION: i32 = 1;
 const MIGRATION_LOCK: i64 = 0x7661_756c_7464;
 /// Session advisory lock of the node that writes key-value data ("vaultd-w").
 const WRITER_LOCK: i64 = 0x7661_756c_7464_2d77;
+/// First key of the two-key session lock a node holds on its node id ("vaul"); the second is a
+/// hash of the id.
+const NODE_LOCK: i32 = 0x7661_756c;
+/// How long a new writer session waits for the node lock that its predecessor's session, just
+/// closed, may still hold.
+const NODE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// Rows per query of a backup's scan.
 const BACKUP_PAGE: i64 = 1000;
 
@@ -183,7 +189,7 @@ impl Postgres {
         let mut client = backend.connect().await?;
         migrate(&mut client).await?;
         backend.read_position(&client).await?;
-        *backend.writer.lock().await = Some(Conn::prepare(client).await?);
+        *backend.writer.lock().await = Some(backend.writer_session(client).await?);
         Ok(backend)
     }
 
@@ -216,9 +222,37 @@ impl Postgres {
         slot: &'s mut Option<Conn>,
     ) -> Result<&'s mut Conn, StoreError> {
         if slot.as_ref().is_none_or(|c| c.client.is_closed()) {
-            *slot = Some(Conn::prepare(self.connect().await?).await?);
+            *slot = None;
+            *slot = Some(self.writer_session(self.connect().await?).await?);
         }
         Ok(slot.as_mut().expect("connected above"))
+    }
+
+    /// `client` as the writer's session: its statements prepared, and this node's id locked to
+    /// it, so that a second process started with the same `node_id` (which would write into
+    /// this node's audit chain) is refused instead.
+    async fn writer_session(&self, client: Client) -> Result<Conn, StoreError> {
+        let conn = Conn::prepare(client).await?;
+        let node = node_key(&self.options.node);
+        let deadline = tokio::time::Instant::now() + NODE_LOCK_WAIT;
+        loop {
+            let row = conn
+                .client
+                .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&NODE_LOCK, &node])
+                .await
+                .map_err(pg_error)?;
+            if row.get::<_, bool>(0) {
+                return Ok(conn);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StoreError::Backend(format!(
+                    "another process uses node_id {:?} on this database: each node needs an id \
+                     of its own",
+                    self.options.node
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// The readers' connection, made again if it broke.
@@ -594,10 +628,11 @@ impl Backend for Postgres {
     fn recover(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             // The failed commit may have reached the server: the position says.
+            let mut slot = self.writer.lock().await;
+            *slot = None;
             let client = self.connect().await?;
             self.read_position(&client).await?;
-            let mut slot = self.writer.lock().await;
-            *slot = Some(Conn::prepare(client).await?);
+            *slot = Some(self.writer_session(client).await?);
             Ok(())
         })
     }
@@ -659,6 +694,15 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// The node id's 32-bit FNV-1a hash, the second key of its lock (two ids that collide would
+/// refuse each other at start, one time in 2^32).
+fn node_key(node: &str) -> i32 {
+    let hash = node.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    i32::from_ne_bytes(hash.to_ne_bytes())
+}
+
 fn seq_param(seq: u64) -> Result<i64, StoreError> {
     i64::try_from(seq).map_err(|_| StoreError::Backend("sequence number out of range".into()))
 }
@@ -706,6 +750,21 @@ pub(super) async fn test_database(node: &str) -> Options {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_second_process_with_the_same_node_id_is_refused() {
+        let options = test_database("node-a").await;
+        let first = Postgres::open(options.clone()).await.expect("open");
+        let err = Postgres::open(options.clone())
+            .await
+            .err()
+            .expect("the same node id twice");
+        assert!(err.to_string().contains("node_id"), "{err}");
+        drop(first);
+        Postgres::open(options)
+            .await
+            .expect("free once the first is gone");
+    }
 
     #[tokio::test]
     async fn one_node_writes_while_every_node_appends_its_own_audit_log() {

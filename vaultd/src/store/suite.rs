@@ -61,9 +61,7 @@ impl Fixture for EmbeddedFixture {
         self.backend.clone().expect("open")
     }
     async fn reopen(&mut self) {
-        let old = self.backend.take().expect("open");
-        assert_eq!(Arc::strong_count(&old), 1, "the store over it was dropped");
-        drop(old);
+        close(&mut self.backend);
         self.backend = Some(Arc::new(
             Embedded::open(self.dir.path(), small()).expect("reopen"),
         ));
@@ -95,9 +93,7 @@ impl Fixture for PostgresFixture {
         self.backend.clone().expect("open")
     }
     async fn reopen(&mut self) {
-        let old = self.backend.take().expect("open");
-        assert_eq!(Arc::strong_count(&old), 1, "the store over it was dropped");
-        drop(old);
+        close(&mut self.backend);
         let backend = Postgres::open(self.options.clone()).await.expect("reopen");
         self.backend = Some(Arc::new(backend));
     }
@@ -107,6 +103,12 @@ impl Fixture for PostgresFixture {
             .expect("open")
             .dangerous_fail_next_apply();
     }
+}
+
+/// Drops a fixture's backend, which the store over it must have let go of.
+fn close<T>(backend: &mut Option<Arc<T>>) {
+    let old = backend.take().expect("open");
+    assert_eq!(Arc::strong_count(&old), 1, "the store over it was dropped");
 }
 
 struct TestSigner;
