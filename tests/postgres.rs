@@ -68,7 +68,8 @@ async fn a_vault_in_postgres_survives_a_restart_with_its_audit_chain() {
     );
 }
 
-#[tokio::test]
+// Multi-threaded: the writers keep writing while the test blocks on kill and pg_ctl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_one_writer_both_serve_and_the_other_takes_over_after_kill_9() {
     let url = new_database().await;
     let mut a = Daemon::start_on_postgres(&url, "node-a", None);
@@ -156,6 +157,8 @@ async fn two_nodes_one_writer_both_serve_and_the_other_takes_over_after_kill_9()
 struct Cluster {
     dir: tempfile::TempDir,
     url: String,
+    /// PostgreSQL's programs.
+    bin: String,
 }
 
 impl Cluster {
@@ -172,18 +175,24 @@ impl Cluster {
             String::from_utf8_lossy(&out.stderr)
         );
         let stdout = String::from_utf8(out.stdout).expect("utf-8");
-        let url = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("export VAULTD_TEST_PG='"))
-            .and_then(|l| l.strip_suffix('\''))
-            .expect("the cluster's connection string")
-            .to_owned();
-        Self { dir, url }
+        let export = |name: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("export {name}='")))
+                .and_then(|l| l.strip_suffix('\''))
+                .unwrap_or_else(|| panic!("{name} in the output of scripts/pg-cluster"))
+                .to_owned()
+        };
+        Self {
+            url: export("VAULTD_TEST_PG"),
+            bin: export("VAULTD_TEST_PG_BIN"),
+            dir,
+        }
     }
 
     /// Runs a PostgreSQL program as the user that owns the cluster.
     fn pg(&self, program: &str, args: &[&str]) -> std::process::Output {
-        let bin = std::env::var("VAULTD_TEST_PG_BIN").expect("VAULTD_TEST_PG_BIN");
+        let bin = &self.bin;
         let mut cmd = if is_root() {
             let mut cmd = std::process::Command::new("setpriv");
             cmd.args(["--reuid=postgres", "--regid=postgres", "--init-groups"]);
@@ -223,7 +232,8 @@ fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
-#[tokio::test]
+// Multi-threaded: the writers keep writing while the test blocks on kill and pg_ctl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_reconnects_after_the_primary_is_killed_and_the_standby_promoted() {
     let cluster = Cluster::start();
     let mut node = Daemon::start_on_postgres(&cluster.url, "node-a", None);
@@ -253,8 +263,14 @@ async fn the_node_reconnects_after_the_primary_is_killed_and_the_standby_promote
         })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    // kill -9 the primary; the synchronous standby has every acknowledged commit.
-    assert_eq!(common::unsafe_free_kill(cluster.primary_pid(), 9), 0);
+    // kill -9 the primary, all of it (as a crash of its machine would): the postmaster's
+    // children first, found by their parent's PID, then the postmaster. The synchronous
+    // standby has every acknowledged commit.
+    let primary = cluster.primary_pid();
+    let _ = std::process::Command::new("pkill")
+        .args(["-KILL", "-P", &primary.to_string()])
+        .status();
+    assert_eq!(common::unsafe_free_kill(primary, 9), 0);
     let standby = cluster.dir.path().join("standby");
     let promoted = cluster.pg(
         "pg_ctl",
@@ -309,6 +325,25 @@ async fn the_node_reconnects_after_the_primary_is_killed_and_the_standby_promote
             "acknowledged before or after the failover"
         );
     }
+    // And they are in the promoted standby, the only server left.
+    let standby_url = format!("host={} user=postgres", sock.display());
+    let (direct, connection) = tokio_postgres::connect(&standby_url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the promoted standby");
+    tokio::spawn(connection);
+    let stored: i64 = direct
+        .query_one(
+            "SELECT count(*) FROM kv WHERE position('r/acme/w-'::bytea in k) = 1",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert!(
+        stored >= i64::try_from(acked.len()).expect("fits"),
+        "{stored} records in the promoted standby for {} acknowledged puts",
+        acked.len()
+    );
     let report = c.audit_verify(None).await.expect("verify");
     assert!(report.ok, "{:?}", report.problems);
     node.terminate();

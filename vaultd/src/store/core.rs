@@ -43,8 +43,8 @@ pub struct Stats {
     pub batches: AtomicU64,
     /// Groups that failed.
     pub failed_groups: AtomicU64,
-    /// False from a read or group that failed on the disk ([`StoreError::Io`]) until a group
-    /// is applied again.
+    /// Set by a read or group that failed on the disk ([`StoreError::Io`]), cleared when a
+    /// group is applied again.
     disk_failed: AtomicBool,
 }
 
@@ -247,10 +247,28 @@ impl Writer {
     /// Checks, stages and applies one group.
     fn group(&mut self, jobs: Vec<Job>) -> Vec<(Answer, Result<(), StoreError>)> {
         let start = self.chain;
-        let mut staged = Staged::default();
+        let backend = self.backend.as_ref();
+        // Every key the group's checks and counters read, in one read before staging.
+        let keys: Vec<Vec<u8>> = jobs
+            .iter()
+            .flat_map(|job| job.batch.read_set())
+            .collect::<std::collections::HashSet<_>>()
+            .into_iter()
+            .collect();
+        let mut staged = match self.stats.note(self.wait.block_on(backend.get_many(&keys))) {
+            Ok(values) => Staged {
+                read: keys.into_iter().zip(values).collect(),
+                ..Staged::default()
+            },
+            Err(e) => {
+                return jobs
+                    .into_iter()
+                    .map(|job| (job.done, Err(e.clone())))
+                    .collect();
+            }
+        };
         let mut results = Vec::with_capacity(jobs.len());
         let mut waiting = Vec::with_capacity(jobs.len());
-        let backend = self.backend.as_ref();
         for job in jobs {
             let staging = staged.stage(backend, job.batch, &mut self.chain);
             results.push(self.wait.block_on(staging));
@@ -292,6 +310,8 @@ impl Writer {
 /// The writes of a group of batches, staged in order.
 #[derive(Default)]
 struct Staged {
+    /// The group's read set as the backend held it before staging (`None`: absent).
+    read: HashMap<Vec<u8>, Option<Vec<u8>>>,
     /// Every key written so far in this group, with its new value (`None`: removed).
     writes: HashMap<Vec<u8>, Option<Vec<u8>>>,
     /// The same keys in the order first written.
@@ -305,7 +325,7 @@ impl Staged {
         backend: &dyn Backend,
         key: &[u8],
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.writes.get(key) {
+        match self.writes.get(key).or_else(|| self.read.get(key)) {
             Some(value) => Ok(value.clone()),
             None => backend.get(key).await,
         }

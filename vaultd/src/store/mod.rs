@@ -105,6 +105,15 @@ impl Batch {
         self.ops.push(Op::Add(key, delta));
         self
     }
+
+    /// The keys the commit core reads to apply this batch: the checked ones and the counters.
+    fn read_set(&self) -> impl Iterator<Item = Vec<u8>> + '_ {
+        let counters = self.ops.iter().filter_map(|op| match op {
+            Op::Add(key, _) => Some(key.clone()),
+            Op::Delete(_) | Op::Put(..) => None,
+        });
+        self.checks.iter().map(|c| c.key.clone()).chain(counters)
+    }
 }
 
 /// What a storage engine implements: reads, and the atomic, durable apply of a group that the
@@ -114,6 +123,10 @@ impl Batch {
 pub trait Backend: Send + Sync {
     /// The value of `key`.
     fn get<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Vec<u8>>>;
+
+    /// The values of `keys` (a key that is absent has none), in one round trip where the engine
+    /// is remote: the commit core reads a group's checked and counted keys with it.
+    fn get_many<'a>(&'a self, keys: &'a [Vec<u8>]) -> StoreFuture<'a, Vec<Option<Vec<u8>>>>;
 
     /// Up to `limit` entries whose key starts with `prefix` and sorts after `after`, in order.
     fn scan<'a>(
@@ -210,6 +223,11 @@ pub trait SyncBackend: Send + Sync {
 impl<B: SyncBackend> Backend for B {
     fn get<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Vec<u8>>> {
         Box::pin(std::future::ready(SyncBackend::get(self, key)))
+    }
+
+    fn get_many<'a>(&'a self, keys: &'a [Vec<u8>]) -> StoreFuture<'a, Vec<Option<Vec<u8>>>> {
+        let values = keys.iter().map(|key| SyncBackend::get(self, key)).collect();
+        Box::pin(std::future::ready(values))
     }
 
     fn scan<'a>(

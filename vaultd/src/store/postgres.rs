@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::Mutex;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
 use super::backup::{self, Summary};
@@ -72,6 +73,12 @@ impl std::fmt::Debug for Options {
 /// A connection with its prepared statements.
 struct Conn {
     client: Client,
+    get_many_kv: Statement,
+    upsert: Statement,
+    delete: Statement,
+    insert_entries: Statement,
+    insert_heads: Statement,
+    set_position: Statement,
     /// This connection's session holds [`WRITER_LOCK`].
     writer_lock: bool,
     get_kv: Statement,
@@ -90,6 +97,32 @@ impl Conn {
         let p = |sql: &'static str| client.prepare(sql);
         Ok(Self {
             get_kv: p("SELECT v FROM kv WHERE k = $1").await.map_err(pg_error)?,
+            get_many_kv: p("SELECT k, v FROM kv WHERE k = ANY($1::bytea[])")
+                .await
+                .map_err(pg_error)?,
+            upsert: p(
+                "INSERT INTO kv (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
+                       ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
+            )
+            .await
+            .map_err(pg_error)?,
+            delete: p("DELETE FROM kv WHERE k = ANY($1::bytea[])")
+                .await
+                .map_err(pg_error)?,
+            insert_entries: p("INSERT INTO audit_entry (node, seq, entry) \
+                               SELECT $1, * FROM unnest($2::bigint[], $3::bytea[])")
+            .await
+            .map_err(pg_error)?,
+            insert_heads: p("INSERT INTO audit_head (node, seq, head) \
+                             SELECT $1, * FROM unnest($2::bigint[], $3::bytea[])")
+            .await
+            .map_err(pg_error)?,
+            set_position: p(
+                "INSERT INTO node_position (node, position) VALUES ($1, $2) \
+                             ON CONFLICT (node) DO UPDATE SET position = EXCLUDED.position",
+            )
+            .await
+            .map_err(pg_error)?,
             get_entry: p("SELECT entry FROM audit_entry WHERE node = $1 AND seq = $2")
                 .await
                 .map_err(pg_error)?,
@@ -295,48 +328,43 @@ impl Postgres {
         }
         let tx = conn.client.transaction().await.map_err(pg_error)?;
         let node = &self.options.node;
-        if !writes.put_keys.is_empty() {
-            tx.execute(
-                "INSERT INTO kv (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
-                 ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
-                &[&writes.put_keys, &writes.put_values],
-            )
-            .await
-            .map_err(pg_error)?;
-        }
-        if !writes.deletes.is_empty() {
-            tx.execute(
-                "DELETE FROM kv WHERE k = ANY($1::bytea[])",
-                &[&writes.deletes],
-            )
-            .await
-            .map_err(pg_error)?;
-        }
-        if !writes.entry_seqs.is_empty() {
-            tx.execute(
-                "INSERT INTO audit_entry (node, seq, entry) \
-                 SELECT $1, * FROM unnest($2::bigint[], $3::bytea[])",
-                &[node, &writes.entry_seqs, &writes.entries],
-            )
-            .await
-            .map_err(pg_error)?;
-        }
-        if !writes.head_seqs.is_empty() {
-            tx.execute(
-                "INSERT INTO audit_head (node, seq, head) \
-                 SELECT $1, * FROM unnest($2::bigint[], $3::bytea[])",
-                &[node, &writes.head_seqs, &writes.heads],
-            )
-            .await
-            .map_err(pg_error)?;
-        }
-        tx.execute(
-            "INSERT INTO node_position (node, position) VALUES ($1, $2) \
-             ON CONFLICT (node) DO UPDATE SET position = EXCLUDED.position",
-            &[node, &position],
-        )
-        .await
-        .map_err(pg_error)?;
+        // One round trip for all of them: tokio-postgres pipelines queries polled together.
+        let (put_keys, put_values, deletes) =
+            (&writes.put_keys, &writes.put_values, &writes.deletes);
+        let upsert = async {
+            match put_keys.is_empty() {
+                true => Ok(0),
+                false => tx.execute(&conn.upsert, &[put_keys, put_values]).await,
+            }
+        };
+        let delete = async {
+            match deletes.is_empty() {
+                true => Ok(0),
+                false => tx.execute(&conn.delete, &[deletes]).await,
+            }
+        };
+        let entries = async {
+            match writes.entry_seqs.is_empty() {
+                true => Ok(0),
+                false => {
+                    let params: [&(dyn ToSql + Sync); 3] =
+                        [node, &writes.entry_seqs, &writes.entries];
+                    tx.execute(&conn.insert_entries, &params).await
+                }
+            }
+        };
+        let heads = async {
+            match writes.head_seqs.is_empty() {
+                true => Ok(0),
+                false => {
+                    let params: [&(dyn ToSql + Sync); 3] = [node, &writes.head_seqs, &writes.heads];
+                    tx.execute(&conn.insert_heads, &params).await
+                }
+            }
+        };
+        let position_params: [&(dyn ToSql + Sync); 2] = [node, &position];
+        let position = tx.execute(&conn.set_position, &position_params);
+        tokio::try_join!(upsert, delete, entries, heads, position).map_err(pg_error)?;
         #[cfg(test)]
         if self.fail_next_apply.swap(false, Ordering::SeqCst) {
             drop(tx);
@@ -485,6 +513,30 @@ impl Backend for Postgres {
                 }
             };
             Ok(row.map_err(pg_error)?.map(|r| r.get(0)))
+        })
+    }
+
+    fn get_many<'a>(&'a self, keys: &'a [Vec<u8>]) -> StoreFuture<'a, Vec<Option<Vec<u8>>>> {
+        Box::pin(async move {
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            if keys.iter().any(|k| Audit::of(k).is_some()) {
+                let mut values = Vec::with_capacity(keys.len());
+                for key in keys {
+                    values.push(self.get(key).await?);
+                }
+                return Ok(values);
+            }
+            let conn = self.reader().await?;
+            let rows = conn
+                .client
+                .query(&conn.get_many_kv, &[&keys])
+                .await
+                .map_err(pg_error)?;
+            let mut found: std::collections::HashMap<Vec<u8>, Vec<u8>> =
+                rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+            Ok(keys.iter().map(|k| found.remove(k)).collect())
         })
     }
 
