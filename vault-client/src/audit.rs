@@ -359,7 +359,9 @@ impl Verifier {
         }
         self.prev = entry_hash(line);
         self.entries += 1;
-        self.next_seq = entry.seq.max(expected) + 1;
+        // An export that claims seq u64::MAX has no next entry; saturate rather than overflow
+        // (the next entry, if any, is then reported out of sequence).
+        self.next_seq = entry.seq.max(expected).saturating_add(1);
     }
 
     /// Feeds one signed head; it must cover exactly the last entry fed.
@@ -571,6 +573,22 @@ mod tests {
             let r = verify(&lines, None);
             assert!(!r.ok, "{name} was not found");
         }
+    }
+
+    #[test]
+    fn an_export_whose_first_seq_is_u64_max_is_a_problem_not_a_panic() {
+        let first = entry(u64::MAX, &GENESIS);
+        let hash = entry_hash(&first);
+        let lines = vec![
+            first,
+            entry(1, &hash),
+            head(u64::MAX, &entry_hash(&entry(1, &hash))),
+        ];
+        let r = verify(&lines, None);
+        assert!(
+            !r.ok,
+            "an export that starts at u64::MAX is not a valid log"
+        );
     }
 
     #[test]

@@ -410,10 +410,21 @@ fn percent_decode(text: &str) -> Result<String, Failure> {
 /// Query parameters; any left unconsumed are refused.
 struct Query(Vec<(String, String)>);
 
+/// Most query parameters a request may carry: no route takes more than eleven. The cap is checked
+/// before anything is decoded, so a query of thousands of keys (which any caller that can
+/// connect may send, before authorization) costs one pass over its bytes.
+const MAX_QUERY_PARAMS: usize = 16;
+
 impl Query {
     fn parse(query: Option<&str>) -> Result<Self, Failure> {
-        let mut pairs: Vec<(String, String)> = Vec::new();
-        for part in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let parts = || query.unwrap_or("").split('&').filter(|p| !p.is_empty());
+        if parts().nth(MAX_QUERY_PARAMS).is_some() {
+            return Err(Failure::invalid(format!(
+                "at most {MAX_QUERY_PARAMS} query parameters"
+            )));
+        }
+        let mut pairs: Vec<(String, String)> = Vec::with_capacity(MAX_QUERY_PARAMS);
+        for part in parts() {
             let (k, v) = part.split_once('=').unwrap_or((part, ""));
             let (k, v) = (percent_decode(k)?, percent_decode(v)?);
             if pairs.iter().any(|(seen, _)| *seen == k) {
@@ -442,6 +453,22 @@ impl Query {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_with_thousands_of_keys_is_refused_before_decoding() {
+        let query: String = (0..10_000)
+            .map(|i| format!("k{i}=%ZZ"))
+            .collect::<Vec<_>>()
+            .join("&");
+        // Had it been decoded, the first "%ZZ" would be the error.
+        let err = Query::parse(Some(&query)).err().expect("refused");
+        assert_eq!(err.status.as_u16(), 400);
+        assert!(err.message.contains("at most 16"), "{}", err.message);
+        let sixteen: Vec<String> = (0..16).map(|i| format!("k{i}=v")).collect();
+        assert!(Query::parse(Some(&sixteen.join("&"))).is_ok());
+        let seventeen: Vec<String> = (0..17).map(|i| format!("k{i}=v")).collect();
+        assert!(Query::parse(Some(&seventeen.join("&"))).is_err());
+    }
 
     #[test]
     fn routes_and_errors() {
