@@ -113,6 +113,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
         ),
         Some(problem) => tracing::warn!(core_dumps = false, "{problem}"),
     }
+    if config.dev
+        && let Some(root) = config.socket.parent()
+    {
+        // The socket lives here: a directory someone else made or may write to could hand
+        // them the socket, and with it the tokens put through it.
+        private_dir(root, true).context("the --dev directory")?;
+    }
     private_dir(&config.data_dir, true).context("data directory")?;
     // The TLS files are read first: a bad or exposed key stops the start before anything opens.
     let tls = config
@@ -327,18 +334,9 @@ fn private_dir(dir: &Path, create: bool) -> anyhow::Result<()> {
             .create(dir)
             .with_context(|| format!("creating {}", dir.display()))?;
     }
-    let mode = fs::metadata(dir)
-        .with_context(|| format!("{}", dir.display()))?
-        .permissions()
-        .mode()
-        & 0o777;
-    if mode & 0o077 != 0 {
-        bail!(
-            "{} has mode {mode:03o}; refusing: only its owner may access it (chmod 700)",
-            dir.display()
-        );
-    }
-    Ok(())
+    let meta = fs::symlink_metadata(dir).with_context(|| format!("{}", dir.display()))?;
+    // A directory (not a symlink), owned by this process's user, for its owner only.
+    vaultd::os::check_private(dir, &meta, true).map_err(anyhow::Error::msg)
 }
 
 async fn shutdown_signal() {
