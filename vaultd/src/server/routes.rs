@@ -102,36 +102,40 @@ impl Route {
         }
     }
 
-    /// The capability the caller needs; `None` for the unauthenticated health check.
-    pub(super) fn capability(&self) -> Option<Capability> {
-        Some(match self {
-            Self::Health => return None,
+    /// The capabilities the caller needs, all of them; none for the unauthenticated health
+    /// check.
+    pub(super) fn capabilities(&self) -> &'static [Capability] {
+        use Capability as C;
+        match self {
+            Self::Health => &[],
             Self::AuditExport { .. }
             | Self::AuditHash
             | Self::AuditList { .. }
             | Self::AuditPublicKey
-            | Self::AuditVerify { .. } => Capability::AuditRead,
-            Self::Backup => Capability::SysBackup,
-            Self::Job(_) | Self::KeyHistory(_) => Capability::KeysRead,
-            Self::KeyConfig(_) | Self::Retire(_) | Self::RotateTenant(_) => Capability::KeysRotate,
+            | Self::AuditVerify { .. } => &[C::AuditRead],
+            Self::Backup => &[C::SysBackup],
+            Self::Job(_) | Self::KeyHistory(_) => &[C::KeysRead],
+            Self::KeyConfig(_) | Self::Retire(_) | Self::RotateTenant(_) => &[C::KeysRotate],
             // Vault-wide key operations: granted only to rules that hold keys:rotate on "*"
             // (checked in api::serve).
-            Self::KmsRotate | Self::MasterRotate | Self::Rewrap => Capability::KeysRotate,
-            Self::TransitRewrap(_) => Capability::TransitUnseal,
-            Self::CreateTenant(_) => Capability::TenantCreate,
-            Self::DeleteToken(..) => Capability::TokenDelete,
-            Self::DestroyTenant(_) => Capability::TenantDestroy,
-            Self::Init => Capability::SysInit,
-            Self::ListTenants | Self::ShowTenant(_) => Capability::KeysRead,
-            Self::ListTokens { .. } | Self::ShowToken(..) => Capability::TokenRead,
-            Self::Metrics | Self::Status => Capability::SysStatus,
-            Self::PutToken(..) => Capability::TokenSeal,
-            Self::Seal => Capability::SysSeal,
-            Self::TransitSeal(_) => Capability::TransitSeal,
-            Self::TransitUnseal(_) => Capability::TransitUnseal,
-            Self::Unseal => Capability::SysUnseal,
-            Self::UnsealToken(..) => Capability::TokenUnseal,
-        })
+            Self::KmsRotate | Self::MasterRotate | Self::Rewrap => &[C::KeysRotate],
+            // It decrypts and encrypts: both, so a decrypt-only identity cannot drive the
+            // encryption counters that trigger rotation (docs/api.md).
+            Self::TransitRewrap(_) => &[C::TransitUnseal, C::TransitSeal],
+            Self::CreateTenant(_) => &[C::TenantCreate],
+            Self::DeleteToken(..) => &[C::TokenDelete],
+            Self::DestroyTenant(_) => &[C::TenantDestroy],
+            Self::Init => &[C::SysInit],
+            Self::ListTenants | Self::ShowTenant(_) => &[C::KeysRead],
+            Self::ListTokens { .. } | Self::ShowToken(..) => &[C::TokenRead],
+            Self::Metrics | Self::Status => &[C::SysStatus],
+            Self::PutToken(..) => &[C::TokenSeal],
+            Self::Seal => &[C::SysSeal],
+            Self::TransitSeal(_) => &[C::TransitSeal],
+            Self::TransitUnseal(_) => &[C::TransitUnseal],
+            Self::Unseal => &[C::SysUnseal],
+            Self::UnsealToken(..) => &[C::TokenUnseal],
+        }
     }
 
     /// Operations over the whole vault: the capability must be granted on every tenant (`*`).
@@ -455,6 +459,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn transit_rewrap_needs_both_seal_and_unseal() {
+        use crate::policy::{Identity, Policy, Rule, TenantPattern};
+        let route = parse(&Method::POST, "/v1/tenants/acme/rewrap", None).expect("route");
+        let granting = |capabilities: Vec<Capability>| {
+            Policy::new(vec![Rule {
+                name: "caller".into(),
+                uids: vec![7],
+                gids: vec![],
+                subjects: vec![],
+                capabilities,
+                tenants: vec![TenantPattern::Any],
+            }])
+        };
+        let who = Identity::local(7, 7, None);
+        // What api::serve checks: every capability the route needs.
+        let allowed = |policy: &Policy| {
+            route
+                .capabilities()
+                .iter()
+                .all(|&c| policy.allows(&who, c, Some("acme")))
+        };
+        assert!(!allowed(&granting(vec![Capability::TransitUnseal])));
+        assert!(!allowed(&granting(vec![Capability::TransitSeal])));
+        assert!(allowed(&granting(vec![
+            Capability::TransitUnseal,
+            Capability::TransitSeal
+        ])));
+    }
+
+    #[test]
     fn query_with_thousands_of_keys_is_refused_before_decoding() {
         let query: String = (0..10_000)
             .map(|i| format!("k{i}=%ZZ"))
@@ -489,8 +523,8 @@ mod tests {
         assert_eq!(status(&Method::POST, "/v1/sys/health", None), Some(405));
         let backup = parse(&Method::GET, "/v1/sys/backup", None).expect("backup route");
         assert_eq!(
-            (backup.name(), backup.capability(), backup.vault_wide()),
-            ("sys.backup", Some(Capability::SysBackup), true)
+            (backup.name(), backup.capabilities(), backup.vault_wide()),
+            ("sys.backup", &[Capability::SysBackup][..], true)
         );
         assert_eq!(status(&Method::POST, "/v1/sys/backup", None), Some(405));
         assert_eq!(

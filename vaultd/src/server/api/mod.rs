@@ -94,7 +94,7 @@ async fn serve(
     body: Incoming,
     ev: &mut Event,
 ) -> Result<Response<Body>, Failure> {
-    if let Some(capability) = route.capability() {
+    for &capability in route.capabilities() {
         let tenant = route.tenant().map(|t| t.as_str());
         let allowed = if route.vault_wide() {
             app.policy.allows_everywhere(who, capability)
