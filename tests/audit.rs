@@ -434,6 +434,55 @@ enum Filler {
 }
 
 #[tokio::test]
+async fn transit_batch_audit_entry_names_every_key_version_it_used() {
+    let daemon = Daemon::start();
+    let c = daemon.client();
+    c.init().await.expect("init");
+    c.create_tenant("acme").await.expect("tenant");
+    let mut blobs = Vec::new();
+    for i in 0..5 {
+        if i == 3 {
+            c.rotate_tenant("acme").await.expect("rotate to v2");
+        }
+        let sealed = c
+            .transit_seal("acme", Secret::from(format!("p{i}").as_str()), "ctx")
+            .await
+            .expect("seal");
+        blobs.push(vault_client::wire::TransitUnsealItem {
+            sealed,
+            context: "ctx".into(),
+        });
+    }
+    // Three items under v1, two under v2, in one request.
+    let items = c.transit_unseal_batch("acme", blobs).await.expect("batch");
+    assert_eq!(items.len(), 5);
+    let page = get_json(&c, "/v1/audit?op=transit.unseal&limit=10").await;
+    let entries = page["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 1, "{page}");
+    let entry = &entries[0];
+    assert_eq!(entry["detail"]["key_versions"], "1:3,2:2", "{entry}");
+    assert!(
+        entry["key_version"].is_null(),
+        "no single version stands for the batch: {entry}"
+    );
+    // A single-version request keeps its plain key_version.
+    let one = c
+        .transit_seal("acme", Secret::from("x"), "ctx")
+        .await
+        .expect("seal");
+    c.transit_unseal("acme", &one, "ctx").await.expect("unseal");
+    let page = get_json(&c, "/v1/audit?op=transit.unseal&limit=10").await;
+    let last = page["entries"]
+        .as_array()
+        .expect("entries")
+        .last()
+        .expect("entry")
+        .clone();
+    assert_eq!(last["key_version"], 2, "{last}");
+    assert!(last["detail"].get("key_versions").is_none(), "{last}");
+}
+
+#[tokio::test]
 async fn fails_closed_when_sled_cannot_write_its_pages_and_recovers() {
     let log = fails_closed_on_a_full_disk_and_recovers(Filler::Puts).await;
     assert!(

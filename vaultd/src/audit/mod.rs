@@ -34,8 +34,10 @@ pub struct Event {
     pub tenant: Option<String>,
     /// Token id the request names.
     pub token: Option<String>,
-    /// Data key version used.
+    /// Data key version used (by a batch: the one version all its items used).
     pub key_version: Option<u32>,
+    /// Items per data key version, for a batch (`used_key_version`).
+    key_versions: BTreeMap<u32, u32>,
     /// Master key version in force.
     pub master_key_version: Option<u32>,
     /// HMAC of the binding's subject.
@@ -52,6 +54,18 @@ pub struct Event {
 }
 
 impl Event {
+    /// Notes that one item of the request used data key `version`. A batch whose items used
+    /// several versions records no single `key_version` but every version with its count in
+    /// the detail `key_versions` (`"2:200,3:50"`), so no version in use is hidden behind the
+    /// last item's.
+    pub fn used_key_version(&mut self, version: u32) {
+        *self.key_versions.entry(version).or_default() += 1;
+        self.key_version = match self.key_versions.len() {
+            1 => Some(version),
+            _ => None,
+        };
+    }
+
     /// An event caused by a caller on the socket or the TCP listener.
     pub fn caller(who: &Identity, op: &str, request: String) -> Self {
         let actor = match who {
@@ -80,6 +94,7 @@ impl Event {
             tenant: None,
             token: None,
             key_version: None,
+            key_versions: BTreeMap::new(),
             master_key_version: None,
             subject_hmac: None,
             account_hmac: None,
@@ -115,6 +130,20 @@ impl Event {
         self.recorded = true;
     }
 
+    /// The detail, with `key_versions` when the items used more than one.
+    fn detail_with_key_versions(&self) -> BTreeMap<String, String> {
+        let mut detail = self.detail.clone();
+        if self.key_versions.len() > 1 {
+            let versions: Vec<String> = self
+                .key_versions
+                .iter()
+                .map(|(version, items)| format!("{version}:{items}"))
+                .collect();
+            detail.insert("key_versions".into(), versions.join(","));
+        }
+        detail
+    }
+
     /// The log entry of this event with `outcome`; its sequence number and chain hash are
     /// filled in by the store's writer.
     pub fn entry(&self, outcome: Outcome, code: Option<&str>) -> LogEntry {
@@ -132,7 +161,7 @@ impl Event {
             master_key_version: self.master_key_version,
             subject_hmac: self.subject_hmac.clone(),
             account_hmac: self.account_hmac.clone(),
-            detail: self.detail.clone(),
+            detail: self.detail_with_key_versions(),
             prev: String::new(),
         };
         let entry = LogEntry::new(move |seq, prev| {

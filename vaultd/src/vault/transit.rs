@@ -38,7 +38,7 @@ impl Vault {
             .await?
             .ok_or_else(|| not_found(tenant))?;
         let dek = self.dek(&keys, tenant, &record, record.current)?;
-        ev.key_version = Some(record.current);
+        ev.used_key_version(record.current);
         ev.master_key_version = Some(keys.meta.master_key_version);
         ev.ops.push(Op::Add(
             layout::encryptions(tenant.as_str(), record.current),
@@ -70,7 +70,7 @@ impl Vault {
             .load_tenant(tenant)
             .await?
             .ok_or_else(|| not_found(tenant))?;
-        ev.key_version = Some(version);
+        ev.used_key_version(version);
         ev.master_key_version = Some(keys.meta.master_key_version);
         if version < record.min_decryption_version {
             return Err(Error::Invalid(format!(
