@@ -72,3 +72,28 @@ fn dev_refuses_a_dev_directory_owned_by_another_user() {
     assert!(!status.success());
     assert!(err.contains("owned by uid 65534"), "{err}");
 }
+
+#[tokio::test]
+async fn a_tenants_key_history_holds_its_own_events_only() {
+    let daemon = common::Daemon::start();
+    let c = daemon.client();
+    c.init().await.expect("init");
+    for name in ["acme", "globex"] {
+        c.create_tenant(name).await.expect("tenant");
+        c.rotate_tenant(name).await.expect("rotate");
+    }
+    c.rotate_master().await.expect("rotate master");
+    let acme = c.key_history(Some("acme")).await.expect("history");
+    assert!(!acme.events.is_empty(), "acme's own rotation is there");
+    for event in &acme.events {
+        assert_eq!(event.tenant.as_deref(), Some("acme"), "{event:?}");
+    }
+    // The vault-wide history (keys:read on every tenant) keeps the rest.
+    let all = c.key_history(None).await.expect("history");
+    assert!(all.events.iter().any(|e| e.tenant.is_none()));
+    assert!(
+        all.events
+            .iter()
+            .any(|e| e.tenant.as_deref() == Some("globex"))
+    );
+}

@@ -15,7 +15,10 @@ use crate::ids::TenantId;
 use crate::store::StoreError;
 
 impl Vault {
-    /// Key events (of one tenant, or all) and the live key versions with counts and ages.
+    /// Key events (of one tenant, or all) and the live key versions with counts and ages. A
+    /// tenant's history holds that tenant's events only: vault-wide events (master and KMS
+    /// rotations, vault-wide rewraps) belong to the vault-wide history, which needs `keys:read`
+    /// on every tenant.
     pub async fn key_history(&self, tenant: Option<&TenantId>) -> Result<KeyHistory, Error> {
         let meta = self.stored_meta().await?;
         let mk: MasterKeyRecord = layout::decode(
@@ -39,9 +42,7 @@ impl Vault {
                 })?;
             let entry: Entry = serde_json::from_slice(&bytes)
                 .map_err(|_| StoreError::Corrupt(format!("audit entry {seq}")))?;
-            let wanted = tenant.is_none_or(|t| {
-                entry.tenant.as_deref() == Some(t.as_str()) || entry.tenant.is_none()
-            });
+            let wanted = tenant.is_none_or(|t| entry.tenant.as_deref() == Some(t.as_str()));
             if wanted {
                 events.push(entry);
             }
