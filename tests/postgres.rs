@@ -348,3 +348,31 @@ async fn the_node_reconnects_after_the_primary_is_killed_and_the_standby_promote
     assert!(report.ok, "{:?}", report.problems);
     node.terminate();
 }
+
+#[tokio::test]
+async fn a_reader_node_follows_a_master_key_rotation_made_by_the_writer() {
+    let url = new_database().await;
+    let a = Daemon::start_on_postgres(&url, "node-a", None);
+    let ca = a.client();
+    ca.init().await.expect("init");
+    ca.create_tenant("acme").await.expect("tenant");
+    ca.put_token("acme", "t-1", &put("before", "DE01"))
+        .await
+        .expect("put");
+    let b = Daemon::start_on_postgres(&url, "node-b", Some(&a.keys));
+    let cb = b.client();
+    wait_unsealed(&cb).await;
+    // A rotates the master key: every data key is rewrapped under version 2, which B, unsealed
+    // under version 1, does not hold.
+    let rotated = ca.rotate_master().await.expect("rotate master");
+    assert_eq!(rotated.master_key_version, 2);
+    assert_eq!(secret_of(&cb, "t-1").await, "before", "{}", b.log_text());
+    assert!(
+        b.log_text()
+            .contains("followed a master key rotation made by another node"),
+        "{}",
+        b.log_text()
+    );
+    let status = cb.status().await.expect("status");
+    assert_eq!(status.master_key_version, Some(2), "{status:?}");
+}

@@ -293,11 +293,13 @@ impl Vault {
                 tenant,
                 token: token.as_str(),
             };
-            let old_dek = self.dek(keys, tenant_id, record, header.key_version)?;
+            let old_dek = self
+                .dek(keys, tenant_id, record, header.key_version)
+                .await?;
             let opened = record::open_record(&old_dek, slot, bytes).map_err(|_| {
                 StoreError::Corrupt(format!("token {token} of tenant {tenant} does not decrypt"))
             })?;
-            let new_dek = self.dek(keys, tenant_id, record, record.current)?;
+            let new_dek = self.dek(keys, tenant_id, record, record.current).await?;
             let header = Header {
                 key_version: record.current,
                 ..header

@@ -509,7 +509,10 @@ impl Vault {
     }
 
     /// The data key `version` of `tenant`: from the cache, or unwrapped under the master key.
-    fn dek(
+    /// A data key wrapped under a newer master key version than this node holds was rewrapped
+    /// by another node's master key rotation (a shared store, docs/ha.md): the node follows the
+    /// rotation first.
+    async fn dek(
         &self,
         keys: &Keys,
         tenant: &TenantId,
@@ -528,6 +531,14 @@ impl Vault {
         let entry = record
             .dek(version)
             .ok_or_else(|| Error::NotFound(format!("key version {version} of tenant")))?;
+        let followed;
+        let keys = if entry.mk_version > keys.meta.master_key_version {
+            self.follow_master_rotation().await?;
+            followed = self.keys()?;
+            &*followed
+        } else {
+            keys
+        };
         let slot = DekSlot {
             vault_id: &keys.meta.vault_id,
             tenant: tenant.as_str(),
@@ -545,6 +556,42 @@ impl Vault {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id, dek.clone());
         Ok(dek)
+    }
+
+    /// Moves this node to the master key version in the store, when another node rotated it:
+    /// unwraps the stored version through the KMS and keeps the audit keys (the rotation
+    /// rewrapped them, unchanged) and the data key cache (data keys do not change either).
+    async fn follow_master_rotation(&self) -> Result<(), Error> {
+        let _lifecycle = self.inner.lifecycle.lock().await;
+        let keys = self.keys()?;
+        let meta = self.stored_meta().await?;
+        let version = meta.master_key_version;
+        if version <= keys.meta.master_key_version {
+            return Ok(());
+        }
+        let mk_record: MasterKeyRecord = layout::decode(
+            &self
+                .store()
+                .get(&layout::master_key(version))
+                .await?
+                .ok_or_else(|| missing("master key record"))?,
+            "master key record",
+        )?;
+        let wrapped = WrappedMasterKey {
+            key_id: mk_record.kms_key_id,
+            ciphertext: mk_record.wrapped.0,
+        };
+        let context = EncryptionContext::master_key(&meta.vault_id, version);
+        let master = self.inner.kms.unwrap_master_key(&wrapped, &context).await?;
+        let deks = std::mem::take(&mut *keys.deks.write().unwrap_or_else(PoisonError::into_inner));
+        let next = Keys::new(meta, master, keys.audit_hmac_copy(), keys.signer.clone());
+        *next.deks.write().unwrap_or_else(PoisonError::into_inner) = deks;
+        *self.write_state() = State::Unsealed(Arc::new(next));
+        tracing::info!(
+            master_key_version = version,
+            "followed a master key rotation made by another node"
+        );
+        Ok(())
     }
 
     /// The writer lock of one store key.

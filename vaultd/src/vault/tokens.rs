@@ -93,7 +93,7 @@ impl Vault {
                 .await?
                 .ok_or_else(|| not_found(tenant))?;
             let version = record.current;
-            let dek = self.dek(&keys, tenant, &record, version)?;
+            let dek = self.dek(&keys, tenant, &record, version).await?;
             let old = self.store().get(&key).await?;
             let old_header = old.as_deref().map(header_of).transpose()?;
             let current = old_header.map_or(0, |h| h.revision);
@@ -227,7 +227,7 @@ impl Vault {
                 .ok()
                 .and_then(|id| TokenId::parse(id).ok())
                 .ok_or_else(|| StoreError::Corrupt("record key".into()))?;
-            let opened = self.open_bytes(&keys, tenant, &record, &id, &bytes)?;
+            let opened = self.open_bytes(&keys, tenant, &record, &id, &bytes).await?;
             items.push(meta(id.as_str(), opened));
         }
         let next = if more {
@@ -295,10 +295,10 @@ impl Vault {
             .get(&layout::record(tenant.as_str(), token.as_str()))
             .await?
             .ok_or_else(|| token_not_found(token))?;
-        self.open_bytes(keys, tenant, &record, token, &bytes)
+        self.open_bytes(keys, tenant, &record, token, &bytes).await
     }
 
-    fn open_bytes(
+    async fn open_bytes(
         &self,
         keys: &Keys,
         tenant: &TenantId,
@@ -307,7 +307,7 @@ impl Vault {
         bytes: &[u8],
     ) -> Result<Token, Error> {
         let header = header_of(bytes)?;
-        let dek = self.dek(keys, tenant, record, header.key_version)?;
+        let dek = self.dek(keys, tenant, record, header.key_version).await?;
         record::open_record(&dek, slot(keys, tenant, token), bytes).map_err(|_| {
             StoreError::Corrupt(format!("token {token} of tenant {tenant} does not decrypt")).into()
         })

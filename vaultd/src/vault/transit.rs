@@ -37,7 +37,7 @@ impl Vault {
             .load_tenant(tenant)
             .await?
             .ok_or_else(|| not_found(tenant))?;
-        let dek = self.dek(&keys, tenant, &record, record.current)?;
+        let dek = self.dek(&keys, tenant, &record, record.current).await?;
         ev.used_key_version(record.current);
         ev.master_key_version = Some(keys.meta.master_key_version);
         ev.ops.push(Op::Add(
@@ -81,7 +81,7 @@ impl Vault {
         if record.dek(version).is_none() {
             return Err(Error::DecryptionFailed);
         }
-        let dek = self.dek(&keys, tenant, &record, version)?;
+        let dek = self.dek(&keys, tenant, &record, version).await?;
         record::open_transit(
             &dek,
             &keys.meta.vault_id,
