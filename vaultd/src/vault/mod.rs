@@ -236,21 +236,10 @@ impl Vault {
         let store = &self.inner.store;
         let version = meta.master_key_version;
         ev.master_key_version = Some(version);
-        let mk_record: MasterKeyRecord = layout::decode(
-            &store
-                .get(&layout::master_key(version))
-                .await?
-                .ok_or_else(|| missing("master key record"))?,
-            "master key record",
-        )?;
+        let mk_record = self.stored_master_key(version).await?;
         ev.detail
             .insert("kms_key_id".into(), mk_record.kms_key_id.clone());
-        let wrapped = WrappedMasterKey {
-            key_id: mk_record.kms_key_id,
-            ciphertext: mk_record.wrapped.0,
-        };
-        let context = EncryptionContext::master_key(&meta.vault_id, version);
-        let master = self.inner.kms.unwrap_master_key(&wrapped, &context).await?;
+        let master = self.unwrap_master_key(&meta, mk_record).await?;
         let record: AuditKeyRecord = layout::decode(
             &store
                 .get(layout::AUDIT_KEY)
@@ -558,6 +547,30 @@ impl Vault {
         Ok(dek)
     }
 
+    /// The stored record of master key `version` (its wrapped form and KMS key).
+    async fn stored_master_key(&self, version: u32) -> Result<MasterKeyRecord, Error> {
+        let bytes = self
+            .store()
+            .get(&layout::master_key(version))
+            .await?
+            .ok_or_else(|| missing("master key record"))?;
+        Ok(layout::decode(&bytes, "master key record")?)
+    }
+
+    /// Unwraps a stored master key through the KMS, bound to the vault and the version.
+    async fn unwrap_master_key(
+        &self,
+        meta: &VaultMeta,
+        record: MasterKeyRecord,
+    ) -> Result<MasterKey, Error> {
+        let wrapped = WrappedMasterKey {
+            key_id: record.kms_key_id,
+            ciphertext: record.wrapped.0,
+        };
+        let context = EncryptionContext::master_key(&meta.vault_id, meta.master_key_version);
+        Ok(self.inner.kms.unwrap_master_key(&wrapped, &context).await?)
+    }
+
     /// Moves this node to the master key version in the store, when another node rotated it:
     /// unwraps the stored version through the KMS and keeps the audit keys (the rotation
     /// rewrapped them, unchanged) and the data key cache (data keys do not change either).
@@ -569,20 +582,8 @@ impl Vault {
         if version <= keys.meta.master_key_version {
             return Ok(());
         }
-        let mk_record: MasterKeyRecord = layout::decode(
-            &self
-                .store()
-                .get(&layout::master_key(version))
-                .await?
-                .ok_or_else(|| missing("master key record"))?,
-            "master key record",
-        )?;
-        let wrapped = WrappedMasterKey {
-            key_id: mk_record.kms_key_id,
-            ciphertext: mk_record.wrapped.0,
-        };
-        let context = EncryptionContext::master_key(&meta.vault_id, version);
-        let master = self.inner.kms.unwrap_master_key(&wrapped, &context).await?;
+        let mk_record = self.stored_master_key(version).await?;
+        let master = self.unwrap_master_key(&meta, mk_record).await?;
         let deks = std::mem::take(&mut *keys.deks.write().unwrap_or_else(PoisonError::into_inner));
         let next = Keys::new(meta, master, keys.audit_hmac_copy(), keys.signer.clone());
         *next.deks.write().unwrap_or_else(PoisonError::into_inner) = deks;
