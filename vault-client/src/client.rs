@@ -943,14 +943,11 @@ struct Answer {
 }
 
 impl Answer {
-    /// `503` with the error code `sealed` (another node may be unsealed) or `not_writer`
-    /// (another node writes; nothing was written here): worth the next node.
+    /// `503` with the error code `sealed`: another node may be unsealed, and nothing was done
+    /// here, so the request is worth the next node.
     fn try_next_node(&self) -> bool {
         self.status == 503
-            && matches!(
-                Error::from_answer(self.status, &self.body).code(),
-                Some(ApiCode::Sealed | ApiCode::NotWriter)
-            )
+            && Error::from_answer(self.status, &self.body).code() == Some(&ApiCode::Sealed)
     }
 
     /// The body of a 2xx answer, or the error the answer carries.

@@ -99,9 +99,6 @@ pub enum ApiCode {
     MethodNotAllowed,
     /// `not_found`: no such tenant, token, job or path.
     NotFound,
-    /// `not_writer`: another node of a shared database writes (docs/ha.md); nothing was
-    /// written, and another node may take the write.
-    NotWriter,
     /// `sealed`: the vault is sealed.
     Sealed,
     /// `too_large`: the body exceeds the limit (64 KiB).
@@ -129,7 +126,6 @@ impl ApiCode {
             kms if kms.starts_with("kms_") => Self::Kms(kms.to_owned()),
             "method_not_allowed" => Self::MethodNotAllowed,
             "not_found" => Self::NotFound,
-            "not_writer" => Self::NotWriter,
             "sealed" => Self::Sealed,
             "too_large" => Self::TooLarge,
             "unavailable" => Self::Unavailable,
@@ -152,7 +148,6 @@ impl ApiCode {
             Self::Kms(code) => code,
             Self::MethodNotAllowed => "method_not_allowed",
             Self::NotFound => "not_found",
-            Self::NotWriter => "not_writer",
             Self::Sealed => "sealed",
             Self::TooLarge => "too_large",
             Self::Unavailable => "unavailable",
@@ -189,7 +184,7 @@ impl fmt::Display for ApiCode {
 mod tests {
     use super::*;
 
-    fn all() -> [(&'static str, ApiCode); 16] {
+    fn all() -> [(&'static str, ApiCode); 15] {
         [
             ("audit_unavailable", ApiCode::AuditUnavailable),
             ("binding_mismatch", ApiCode::BindingMismatch),
@@ -205,7 +200,6 @@ mod tests {
             ("decryption_failed", ApiCode::DecryptionFailed),
             ("method_not_allowed", ApiCode::MethodNotAllowed),
             ("not_found", ApiCode::NotFound),
-            ("not_writer", ApiCode::NotWriter),
             ("sealed", ApiCode::Sealed),
             ("too_large", ApiCode::TooLarge),
             ("unavailable", ApiCode::Unavailable),

@@ -77,7 +77,6 @@ impl Error {
             Self::Sealed => "sealed",
             Self::Store(StoreError::Conflict) => "conflict",
             Self::Store(StoreError::Closed | StoreError::Io(_)) => "unavailable",
-            Self::Store(StoreError::NotWriter) => "not_writer",
             Self::Uninitialized => "uninitialized",
         }
     }
@@ -98,7 +97,7 @@ impl Error {
             Self::AuditUnavailable
             | Self::Sealed
             | Self::Uninitialized
-            | Self::Store(StoreError::Closed | StoreError::Io(_) | StoreError::NotWriter) => {
+            | Self::Store(StoreError::Closed | StoreError::Io(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::Store(StoreError::Conflict) => StatusCode::CONFLICT,

@@ -1,9 +1,11 @@
 //! The commit core: one writer thread for every backend.
 //!
 //! The writer takes every batch waiting in its queue as one group (at most [`GROUP_MAX`]);
-//! while the backend makes a group durable, the next one forms in the queue. Each batch is
-//! checked and staged in order against the backend's data plus the writes staged before it in
-//! the group, so check-then-write is atomic with respect to every other writer. Counter deltas
+//! while the backend makes a group durable, the next one forms in the queue. The group begins
+//! with one read of every key its checks and counters name (`Backend::begin_group`, which on a
+//! shared backend also makes the group the only one writing, `docs/ha.md`). Each batch is
+//! checked and staged in order against those values plus the writes staged before it in the
+//! group, so check-then-write is atomic with respect to every other writer. Counter deltas
 //! are resolved to values, audit entries are sequenced and hash-chained (`chain`), and a group
 //! that appended entries ends with a signed chain head. The backend then gets one resolved
 //! [`Group`] to apply atomically and durably.
@@ -248,19 +250,24 @@ impl Writer {
     fn group(&mut self, jobs: Vec<Job>) -> Vec<(Answer, Result<(), StoreError>)> {
         let start = self.chain;
         let backend = self.backend.as_ref();
-        // Every key the group's checks and counters read, in one read before staging.
+        // Every key the group's checks and counters read, in one read that begins the group.
         let keys: Vec<Vec<u8>> = jobs
             .iter()
             .flat_map(|job| job.batch.read_set())
             .collect::<std::collections::HashSet<_>>()
             .into_iter()
             .collect();
-        let mut staged = match self.stats.note(self.wait.block_on(backend.get_many(&keys))) {
+        // Whether the group writes key-value data (and not just this node's audit entries).
+        let writes = jobs.iter().any(|job| !job.batch.ops.is_empty());
+        let begun = backend.begin_group(&keys, writes);
+        let mut staged = match self.stats.note(self.wait.block_on(begun)) {
             Ok(values) => Staged {
                 read: keys.into_iter().zip(values).collect(),
                 ..Staged::default()
             },
             Err(e) => {
+                // A shared backend may have begun the group's transaction: recover ends it.
+                self.failed = true;
                 return jobs
                     .into_iter()
                     .map(|job| (job.done, Err(e.clone())))
@@ -270,12 +277,11 @@ impl Writer {
         let mut results = Vec::with_capacity(jobs.len());
         let mut waiting = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let staging = staged.stage(backend, job.batch, &mut self.chain);
-            results.push(self.wait.block_on(staging));
+            results.push(staged.stage(job.batch, &mut self.chain));
             waiting.push(job.done);
         }
         let applied = if staged.writes.is_empty() {
-            Ok(())
+            self.stats.note(self.wait.block_on(backend.abandon_group()))
         } else {
             if self.chain.last_seq > start.last_seq {
                 staged.sign_head(&self.chain, &self.signer);
@@ -319,26 +325,19 @@ struct Staged {
 }
 
 impl Staged {
-    /// The value of `key` as the batches staged so far left it.
-    async fn current(
-        &self,
-        backend: &dyn Backend,
-        key: &[u8],
-    ) -> Result<Option<Vec<u8>>, StoreError> {
+    /// The value of `key` as the batches staged so far left it; `key` is in the read set.
+    fn current(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         match self.writes.get(key).or_else(|| self.read.get(key)) {
             Some(value) => Ok(value.clone()),
-            None => backend.get(key).await,
+            None => Err(StoreError::Backend(
+                "a batch read a key outside its read set".into(),
+            )),
         }
     }
 
     /// Checks one batch's conditions and stages its writes; on a failed check nothing of it is
     /// staged and the chain does not advance.
-    async fn stage(
-        &mut self,
-        backend: &dyn Backend,
-        batch: Batch,
-        chain: &mut ChainState,
-    ) -> Result<(), StoreError> {
+    fn stage(&mut self, batch: Batch, chain: &mut ChainState) -> Result<(), StoreError> {
         // The audit log is written by the chain alone, and only appended to.
         if batch.ops.iter().any(|op| match op {
             Op::Add(k, _) | Op::Delete(k) | Op::Put(k, _) => chain::is_audit_key(k),
@@ -347,11 +346,8 @@ impl Staged {
                 "a batch may not write the audit log's keys".into(),
             ));
         }
-        if !batch.ops.is_empty() {
-            backend.claim_writer().await?;
-        }
         for check in &batch.checks {
-            if self.current(backend, &check.key).await?.as_deref() != check.value.as_deref() {
+            if self.current(&check.key)?.as_deref() != check.value.as_deref() {
                 return Err(StoreError::Conflict);
             }
         }
@@ -364,10 +360,7 @@ impl Staged {
                 Op::Add(k, delta) => match counters.iter_mut().find(|(ck, _)| *ck == k) {
                     Some((_, value)) => *value += delta,
                     None => {
-                        let base = self
-                            .current(backend, &k)
-                            .await?
-                            .map_or(Ok(0), |v| decode_counter(&v))?;
+                        let base = self.current(&k)?.map_or(Ok(0), |v| decode_counter(&v))?;
                         counters.push((k, base + delta));
                     }
                 },

@@ -124,9 +124,20 @@ pub trait Backend: Send + Sync {
     /// The value of `key`.
     fn get<'a>(&'a self, key: &'a [u8]) -> StoreFuture<'a, Option<Vec<u8>>>;
 
-    /// The values of `keys` (a key that is absent has none), in one round trip where the engine
-    /// is remote: the commit core reads a group's checked and counted keys with it.
-    fn get_many<'a>(&'a self, keys: &'a [Vec<u8>]) -> StoreFuture<'a, Vec<Option<Vec<u8>>>>;
+    /// Starts a group: returns the values of `keys` (the keys its checks and counters name; an
+    /// absent key has none), which stay as read until the group is applied or abandoned. A
+    /// backend only this process writes just reads them. A shared one (`postgres`) opens the
+    /// group's transaction, takes the database's write lock for it when `writes` is set (the
+    /// group writes key-value data), and reads them inside it, in one round trip: groups that
+    /// write key-value data commit one at a time across every process (`docs/ha.md`).
+    fn begin_group<'a>(
+        &'a self,
+        keys: &'a [Vec<u8>],
+        writes: bool,
+    ) -> StoreFuture<'a, Vec<Option<Vec<u8>>>>;
+
+    /// Ends a group begun with [`Backend::begin_group`] that has nothing to write.
+    fn abandon_group(&self) -> StoreFuture<'_, ()>;
 
     /// Up to `limit` entries whose key starts with `prefix` and sorts after `after`, in order.
     fn scan<'a>(
@@ -144,20 +155,13 @@ pub trait Backend: Send + Sync {
     /// exporting it.
     fn audit_page(&self, after: u64, limit: usize) -> StoreFuture<'_, AuditPage>;
 
-    /// Applies `group` atomically; resolves once it is durable. Applying a group twice leaves
-    /// the same state. On an error the group may or may not have become durable; the core calls
-    /// [`Backend::recover`] before the next group.
+    /// Applies `group` (begun with [`Backend::begin_group`]) atomically; resolves once it is
+    /// durable. Applying a group twice leaves the same state. On an error the group may or may
+    /// not have become durable; the core calls [`Backend::recover`] before the next group.
     fn apply<'a>(&'a self, group: &'a Group) -> StoreFuture<'a, ()>;
 
     /// The position of the last group applied (0: none yet).
     fn position(&self) -> u64;
-
-    /// Makes this process the one that may write key-value data, before the core stages a batch
-    /// that writes any; [`StoreError::NotWriter`] while another process is. A backend only one
-    /// process opens is always the writer; a shared one (`postgres`) takes a lock that lasts
-    /// as long as its writer connection. Audit entries need no claim: every node appends to a
-    /// chain of its own.
-    fn claim_writer(&self) -> StoreFuture<'_, ()>;
 
     /// Returns to the last durable state after a failed [`Backend::apply`].
     fn recover(&self) -> StoreFuture<'_, ()>;
@@ -225,9 +229,18 @@ impl<B: SyncBackend> Backend for B {
         Box::pin(std::future::ready(SyncBackend::get(self, key)))
     }
 
-    fn get_many<'a>(&'a self, keys: &'a [Vec<u8>]) -> StoreFuture<'a, Vec<Option<Vec<u8>>>> {
+    fn begin_group<'a>(
+        &'a self,
+        keys: &'a [Vec<u8>],
+        _writes: bool,
+    ) -> StoreFuture<'a, Vec<Option<Vec<u8>>>> {
+        // Only this process writes, through the one commit core: what it reads stays.
         let values = keys.iter().map(|key| SyncBackend::get(self, key)).collect();
         Box::pin(std::future::ready(values))
+    }
+
+    fn abandon_group(&self) -> StoreFuture<'_, ()> {
+        Box::pin(std::future::ready(Ok(())))
     }
 
     fn scan<'a>(
@@ -257,11 +270,6 @@ impl<B: SyncBackend> Backend for B {
 
     fn position(&self) -> u64 {
         SyncBackend::position(self)
-    }
-
-    fn claim_writer(&self) -> StoreFuture<'_, ()> {
-        // Opened by one process only.
-        Box::pin(std::future::ready(Ok(())))
     }
 
     fn recover(&self) -> StoreFuture<'_, ()> {
@@ -309,12 +317,6 @@ pub enum StoreError {
     /// by itself once the disk works again (`docs/storage.md`, "After a failed write").
     #[error("storage I/O failed: {0}")]
     Io(String),
-    /// Another node holds the shared database's write lock (`docs/ha.md`); nothing was written.
-    #[error(
-        "another vaultd node holds the write lock of this database: send writes to that node \
-         (this one serves reads)"
-    )]
-    NotWriter,
     /// The store is shutting down, or waiting to reopen after a failure.
     #[error("storage is closed")]
     Closed,

@@ -4,7 +4,9 @@
 //! Key-value writes go to `kv`; this node's audit entries and signed heads to `audit_entry` and
 //! `audit_head`, keyed by (node id, sequence number), so that every node keeps a chain of its
 //! own. A group is one transaction, acknowledged when PostgreSQL acknowledges the commit: with
-//! `synchronous_commit = on` and a synchronous standby, once the standby has it on disk too.
+//! `synchronous_commit = on` and a synchronous standby, once the standby has it on disk too. A
+//! group that writes key-value data holds the write lock, a transaction advisory lock, from the
+//! read that begins it to its commit, so such groups commit one at a time across every node.
 //! The schema is created and migrated here, under an advisory lock, with its version in
 //! `vaultd_schema`.
 //!
@@ -28,8 +30,12 @@ use crate::audit::chain::{self, ENTRIES, HEADS};
 const SCHEMA_VERSION: i32 = 1;
 /// Advisory lock held while the schema is created or migrated ("vaultd" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7661_756c_7464;
-/// Session advisory lock of the node that writes key-value data ("vaultd-w").
-const WRITER_LOCK: i64 = 0x7661_756c_7464_2d77;
+/// Transaction advisory lock of a group that writes key-value data ("vaultd-w"): such groups
+/// commit one at a time across every node (`docs/ha.md`, "Writes from every node").
+const WRITE_LOCK: i64 = 0x7661_756c_7464_2d77;
+/// How long a group waits for the write lock, and how long a transaction may sit idle holding
+/// it, before the server gives up on it.
+const WRITE_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// First key of the two-key session lock a node holds on its node id ("vaul"); the second is a
 /// hash of the id.
 const NODE_LOCK: i32 = 0x7661_756c;
@@ -73,14 +79,15 @@ impl std::fmt::Debug for Options {
 /// A connection with its prepared statements.
 struct Conn {
     client: Client,
+    /// A group's transaction is open on this connection (`begin_now` .. `apply_now`).
+    open: bool,
+    write_lock: Statement,
     get_many_kv: Statement,
     upsert: Statement,
     delete: Statement,
     insert_entries: Statement,
     insert_heads: Statement,
     set_position: Statement,
-    /// This connection's session holds [`WRITER_LOCK`].
-    writer_lock: bool,
     get_kv: Statement,
     get_entry: Statement,
     get_head: Statement,
@@ -96,6 +103,10 @@ impl Conn {
     async fn prepare(client: Client) -> Result<Self, StoreError> {
         let p = |sql: &'static str| client.prepare(sql);
         Ok(Self {
+            open: false,
+            write_lock: p("SELECT pg_advisory_xact_lock($1)")
+                .await
+                .map_err(pg_error)?,
             get_kv: p("SELECT v FROM kv WHERE k = $1").await.map_err(pg_error)?,
             get_many_kv: p("SELECT k, v FROM kv WHERE k = ANY($1::bytea[])")
                 .await
@@ -160,7 +171,6 @@ impl Conn {
             .await
             .map_err(pg_error)?,
             client,
-            writer_lock: false,
         })
     }
 }
@@ -249,7 +259,7 @@ impl Postgres {
             .map_err(|e| StoreError::Backend(format!("PostgreSQL connect task: {e}")))?
     }
 
-    /// The writer's connection, made again if it broke (without the write lock then).
+    /// The writer's connection, made again if it broke.
     async fn writer_conn<'s>(
         &self,
         slot: &'s mut Option<Conn>,
@@ -266,6 +276,15 @@ impl Postgres {
     /// this node's audit chain) is refused instead.
     async fn writer_session(&self, client: Client) -> Result<Conn, StoreError> {
         let conn = Conn::prepare(client).await?;
+        // A node cut off in the middle of a group must not hold the write lock for long: the
+        // server ends a transaction left idle, and a group gives up waiting for the lock.
+        conn.client
+            .batch_execute(&format!(
+                "SET idle_in_transaction_session_timeout = {ms}; SET lock_timeout = {ms}",
+                ms = WRITE_LOCK_TIMEOUT.as_millis()
+            ))
+            .await
+            .map_err(pg_error)?;
         let node = node_key(&self.options.node);
         let deadline = tokio::time::Instant::now() + NODE_LOCK_WAIT;
         loop {
@@ -313,6 +332,62 @@ impl Postgres {
         Ok(())
     }
 
+    /// [`Backend::begin_group`]: one round trip that opens the group's transaction, takes the
+    /// write lock for it if the group writes key-value data, and reads `keys` under it.
+    async fn begin_now(
+        &self,
+        keys: &[Vec<u8>],
+        writes: bool,
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if keys.is_empty() && !writes {
+            // Only this node's own audit entries: apply opens the transaction.
+            return Ok(Vec::new());
+        }
+        let mut slot = self.writer.lock().await;
+        let conn = self.writer_conn(&mut slot).await?;
+        let client = &conn.client;
+        let lock = async {
+            match writes {
+                true => client
+                    .execute(&conn.write_lock, &[&WRITE_LOCK])
+                    .await
+                    .map(drop),
+                false => Ok(()),
+            }
+        };
+        let read = async {
+            match keys.is_empty() {
+                true => Ok(Vec::new()),
+                false => client.query(&conn.get_many_kv, &[&keys]).await,
+            }
+        };
+        // Sent in the order polled; the server answers each in order.
+        let (begun, locked, rows) = tokio::join!(client.batch_execute("BEGIN"), lock, read);
+        conn.open = begun.is_ok();
+        begun.map_err(pg_error)?;
+        locked.map_err(pg_error)?;
+        let mut found: std::collections::HashMap<Vec<u8>, Vec<u8>> = rows
+            .map_err(pg_error)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        Ok(keys.iter().map(|k| found.remove(k)).collect())
+    }
+
+    /// [`Backend::abandon_group`].
+    async fn abandon_now(&self) -> Result<(), StoreError> {
+        let mut slot = self.writer.lock().await;
+        if let Some(conn) = slot.as_mut().filter(|c| c.open) {
+            conn.open = false;
+            conn.client
+                .batch_execute("ROLLBACK")
+                .await
+                .map_err(pg_error)?;
+        }
+        Ok(())
+    }
+
+    /// [`Backend::apply`]: the group's writes, its position and `COMMIT`, in one round trip.
     async fn apply_now(&self, group: &Group) -> Result<(), StoreError> {
         let mut writes = Writes::default();
         for (key, value) in &group.writes {
@@ -321,26 +396,33 @@ impl Postgres {
         let position = seq_param(group.position)?;
         let mut slot = self.writer.lock().await;
         let conn = self.writer_conn(&mut slot).await?;
-        let writes_kv = !(writes.put_keys.is_empty() && writes.deletes.is_empty());
-        if writes_kv && !conn.writer_lock {
-            // The connection the claim was made on is gone, and the lock with it.
-            return Err(StoreError::NotWriter);
-        }
-        let tx = conn.client.transaction().await.map_err(pg_error)?;
-        let node = &self.options.node;
-        // One round trip for all of them: tokio-postgres pipelines queries polled together.
+        let begin = !std::mem::take(&mut conn.open);
+        #[cfg(test)]
+        let end = match self.fail_next_apply.swap(false, Ordering::SeqCst) {
+            true => "ROLLBACK",
+            false => "COMMIT",
+        };
+        #[cfg(not(test))]
+        let end = "COMMIT";
+        let (client, node) = (&conn.client, &self.options.node);
         let (put_keys, put_values, deletes) =
             (&writes.put_keys, &writes.put_values, &writes.deletes);
+        let begun = async {
+            match begin {
+                true => client.batch_execute("BEGIN").await,
+                false => Ok(()),
+            }
+        };
         let upsert = async {
             match put_keys.is_empty() {
                 true => Ok(0),
-                false => tx.execute(&conn.upsert, &[put_keys, put_values]).await,
+                false => client.execute(&conn.upsert, &[put_keys, put_values]).await,
             }
         };
         let delete = async {
             match deletes.is_empty() {
                 true => Ok(0),
-                false => tx.execute(&conn.delete, &[deletes]).await,
+                false => client.execute(&conn.delete, &[deletes]).await,
             }
         };
         let entries = async {
@@ -349,7 +431,7 @@ impl Postgres {
                 false => {
                     let params: [&(dyn ToSql + Sync); 3] =
                         [node, &writes.entry_seqs, &writes.entries];
-                    tx.execute(&conn.insert_entries, &params).await
+                    client.execute(&conn.insert_entries, &params).await
                 }
             }
         };
@@ -358,21 +440,35 @@ impl Postgres {
                 true => Ok(0),
                 false => {
                     let params: [&(dyn ToSql + Sync); 3] = [node, &writes.head_seqs, &writes.heads];
-                    tx.execute(&conn.insert_heads, &params).await
+                    client.execute(&conn.insert_heads, &params).await
                 }
             }
         };
         let position_params: [&(dyn ToSql + Sync); 2] = [node, &position];
-        let position = tx.execute(&conn.set_position, &position_params);
-        tokio::try_join!(upsert, delete, entries, heads, position).map_err(pg_error)?;
+        let position = client.execute(&conn.set_position, &position_params);
+        // Sent in the order polled. The server runs them in order, and after a failure answers
+        // the rest with "transaction is aborted" (and COMMIT with a rollback): the first error
+        // in statement order is the cause, and then nothing was committed.
+        let (begun, upserted, deleted, entries, heads, position, ended) = tokio::join!(
+            begun,
+            upsert,
+            delete,
+            entries,
+            heads,
+            position,
+            client.batch_execute(end)
+        );
+        begun.map_err(pg_error)?;
+        for done in [upserted, deleted, entries, heads, position] {
+            done.map_err(pg_error)?;
+        }
+        ended.map_err(pg_error)?;
         #[cfg(test)]
-        if self.fail_next_apply.swap(false, Ordering::SeqCst) {
-            drop(tx);
+        if end == "ROLLBACK" {
             return Err(StoreError::Io(
                 "injected: connection lost before COMMIT".into(),
             ));
         }
-        tx.commit().await.map_err(pg_error)?;
         self.position.store(group.position, Ordering::Release);
         Ok(())
     }
@@ -516,30 +612,6 @@ impl Backend for Postgres {
         })
     }
 
-    fn get_many<'a>(&'a self, keys: &'a [Vec<u8>]) -> StoreFuture<'a, Vec<Option<Vec<u8>>>> {
-        Box::pin(async move {
-            if keys.is_empty() {
-                return Ok(Vec::new());
-            }
-            if keys.iter().any(|k| Audit::of(k).is_some()) {
-                let mut values = Vec::with_capacity(keys.len());
-                for key in keys {
-                    values.push(self.get(key).await?);
-                }
-                return Ok(values);
-            }
-            let conn = self.reader().await?;
-            let rows = conn
-                .client
-                .query(&conn.get_many_kv, &[&keys])
-                .await
-                .map_err(pg_error)?;
-            let mut found: std::collections::HashMap<Vec<u8>, Vec<u8>> =
-                rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-            Ok(keys.iter().map(|k| found.remove(k)).collect())
-        })
-    }
-
     fn scan<'a>(
         &'a self,
         prefix: &'a [u8],
@@ -648,33 +720,24 @@ impl Backend for Postgres {
         })
     }
 
+    fn begin_group<'a>(
+        &'a self,
+        keys: &'a [Vec<u8>],
+        writes: bool,
+    ) -> StoreFuture<'a, Vec<Option<Vec<u8>>>> {
+        Box::pin(self.begin_now(keys, writes))
+    }
+
+    fn abandon_group(&self) -> StoreFuture<'_, ()> {
+        Box::pin(self.abandon_now())
+    }
+
     fn apply<'a>(&'a self, group: &'a Group) -> StoreFuture<'a, ()> {
         Box::pin(self.apply_now(group))
     }
 
     fn position(&self) -> u64 {
         self.position.load(Ordering::Acquire)
-    }
-
-    fn claim_writer(&self) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
-            let mut slot = self.writer.lock().await;
-            let conn = self.writer_conn(&mut slot).await?;
-            if conn.writer_lock {
-                return Ok(());
-            }
-            let row = conn
-                .client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
-                .await
-                .map_err(pg_error)?;
-            if !row.get::<_, bool>(0) {
-                return Err(StoreError::NotWriter);
-            }
-            conn.writer_lock = true;
-            tracing::info!(node = %self.options.node, "this node holds the database's write lock");
-            Ok(())
-        })
     }
 
     fn recover(&self) -> StoreFuture<'_, ()> {
@@ -818,49 +881,60 @@ mod tests {
             .expect("free once the first is gone");
     }
 
-    #[tokio::test]
-    async fn one_node_writes_while_every_node_appends_its_own_audit_log() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn groups_that_write_commit_one_at_a_time_and_read_what_the_last_one_left() {
         let a_options = test_database("node-a").await;
         let mut b_options = a_options.clone();
         b_options.node = "node-b".into();
-        let a = Postgres::open(a_options).await.expect("open a");
-        let b = Postgres::open(b_options).await.expect("open b");
-        a.claim_writer().await.expect("the first claim wins");
-        let put = |position, key: &[u8]| Group {
-            position,
-            writes: vec![(key.to_vec(), Some(b"v".to_vec()))],
+        let a = Arc::new(Postgres::open(a_options).await.expect("open a"));
+        let b = Arc::new(Postgres::open(b_options).await.expect("open b"));
+        let group = |value: &[u8], text: &[u8]| Group {
+            position: 1,
+            writes: vec![
+                (b"k/x".to_vec(), Some(value.to_vec())),
+                (chain::entry_key(1), Some(text.to_vec())),
+            ],
         };
-        a.apply(&put(1, b"k/a")).await.expect("a writes");
-        assert!(matches!(b.claim_writer().await, Err(StoreError::NotWriter)));
-        assert!(matches!(
-            b.apply(&put(1, b"k/b")).await,
-            Err(StoreError::NotWriter)
-        ));
-        // b serves reads, and its entries go to a chain of its own.
+        let keys = vec![b"k/x".to_vec()];
         assert_eq!(
-            b.get(b"k/a").await.expect("read").as_deref(),
-            Some(&b"v"[..])
+            a.begin_group(&keys, true).await.expect("a begins"),
+            vec![None]
         );
-        let entry = |position, text: &[u8]| Group {
-            position,
-            writes: vec![(chain::entry_key(1), Some(text.to_vec()))],
+        // b's group waits for a's to end, then reads what a wrote.
+        let waiting = {
+            let (b, keys) = (b.clone(), keys.clone());
+            tokio::spawn(async move { b.begin_group(&keys, true).await })
         };
-        b.apply(&entry(1, b"b's first")).await.expect("b appends");
-        a.apply(&entry(2, b"a's first")).await.expect("a appends");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            !waiting.is_finished(),
+            "b began while a held the write lock"
+        );
+        a.apply(&group(b"a", b"a's first"))
+            .await
+            .expect("a commits");
+        let read = waiting.await.expect("task").expect("b begins");
+        assert_eq!(read, vec![Some(b"a".to_vec())]);
+        b.apply(&group(b"b", b"b's first"))
+            .await
+            .expect("b commits");
+        // Each node's entries went to a chain of its own.
         let page = b.audit_page(0, 10).await.expect("page");
         assert_eq!(page.entries, vec![(1, b"b's first".to_vec())]);
-        // When a's session ends, its lock goes with it, and b can take over.
-        drop(a);
-        let mut claimed = b.claim_writer().await;
-        for _ in 0..50 {
-            if claimed.is_ok() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            claimed = b.claim_writer().await;
-        }
-        claimed.expect("b takes the lock once a is gone");
-        b.apply(&put(2, b"k/b")).await.expect("b writes");
+        let page = a.audit_page(0, 10).await.expect("page");
+        assert_eq!(page.entries, vec![(1, b"a's first".to_vec())]);
+        // An abandoned group writes nothing and lets the next one in at once.
+        assert_eq!(
+            a.begin_group(&keys, true).await.expect("a begins"),
+            vec![Some(b"b".to_vec())]
+        );
+        a.abandon_group().await.expect("a abandons");
+        let begun = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            b.begin_group(&keys, true),
+        );
+        assert!(begun.await.expect("not blocked").is_ok());
+        b.abandon_group().await.expect("b abandons");
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! m/mk/{version:010}      MasterKeyRecord (JSON): the KMS-wrapped master key
 //! m/audit-key             AuditKeyRecord (JSON): the audit keys wrapped under the master key
 //! m/restored              RestoreMarker (JSON): a restore not yet recorded in the audit log
+//! m/tenant-creations      tenants ever created (8-byte counter): a master key rotation checks
+//!                         it, so a tenant another node creates meanwhile is not left behind
 //! a/e/{seq:020}, a/h/{seq:020}  audit entries and signed heads (`audit::chain`)
 //! t/{tenant}              TenantRecord (JSON): the tenant's wrapped DEK chain
 //! c/{tenant}/{version:010} record count of that DEK version (8-byte counter)
@@ -27,6 +29,9 @@ pub(crate) const META: &[u8] = b"m/vault";
 pub(crate) const AUDIT_KEY: &[u8] = b"m/audit-key";
 /// Left by a restore until the next unseal records it (`vault::backup`).
 pub(crate) const RESTORED: &[u8] = b"m/restored";
+/// Counts tenant creations: a master key rotation rewraps the tenants it scanned, and fails if
+/// one was created since (`docs/ha.md`).
+pub(crate) const TENANT_CREATIONS: &[u8] = b"m/tenant-creations";
 pub(crate) const TENANTS: &[u8] = b"t/";
 pub(crate) const TOMBSTONES: &[u8] = b"d/";
 

@@ -70,6 +70,8 @@ struct Inner {
     jobs_running: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Serializes init, unseal and seal.
     lifecycle: tokio::sync::Mutex<()>,
+    /// Serializes following another node's master key rotation (one KMS unwrap for all).
+    following: tokio::sync::Mutex<()>,
     /// Serializes writers of the same token (by hash stripe), so that concurrent refreshes of
     /// one token queue instead of failing their compare-and-set against each other.
     writers: Vec<tokio::sync::Mutex<()>>,
@@ -111,6 +113,7 @@ impl Vault {
                 tenants: tokio::sync::RwLock::new(()),
                 jobs_running: std::sync::Mutex::default(),
                 lifecycle: tokio::sync::Mutex::new(()),
+                following: tokio::sync::Mutex::new(()),
                 writers: (0..WRITER_STRIPES)
                     .map(|_| tokio::sync::Mutex::new(()))
                     .collect(),
@@ -406,7 +409,7 @@ impl Vault {
                 Ok(())
             }
             // Nothing was written, and the audit log is not at fault.
-            Err(e @ (StoreError::Conflict | StoreError::NotWriter)) => Err(e.into()),
+            Err(e @ StoreError::Conflict) => Err(e.into()),
             Err(e) => {
                 self.inner.audit_ok.store(false, Ordering::Relaxed);
                 tracing::error!(error = %e, "store write failed");
@@ -574,8 +577,10 @@ impl Vault {
     /// Moves this node to the master key version in the store, when another node rotated it:
     /// unwraps the stored version through the KMS and keeps the audit keys (the rotation
     /// rewrapped them, unchanged) and the data key cache (data keys do not change either).
-    async fn follow_master_rotation(&self) -> Result<(), Error> {
-        let _lifecycle = self.inner.lifecycle.lock().await;
+    /// Takes no lifecycle or tenant lock (callers may hold one): the new keys replace exactly
+    /// the ones it started from, so a seal or a rotation meanwhile wins.
+    pub(super) async fn follow_master_rotation(&self) -> Result<(), Error> {
+        let _following = self.inner.following.lock().await;
         let keys = self.keys()?;
         let meta = self.stored_meta().await?;
         let version = meta.master_key_version;
@@ -587,12 +592,36 @@ impl Vault {
         let deks = std::mem::take(&mut *keys.deks.write().unwrap_or_else(PoisonError::into_inner));
         let next = Keys::new(meta, master, keys.audit_hmac_copy(), keys.signer.clone());
         *next.deks.write().unwrap_or_else(PoisonError::into_inner) = deks;
-        *self.write_state() = State::Unsealed(Arc::new(next));
+        let mut state = self.write_state();
+        match &*state {
+            State::Unsealed(current) if Arc::ptr_eq(current, &keys) => {
+                *state = State::Unsealed(Arc::new(next));
+            }
+            // Sealed, or moved on by this node, while the KMS answered: that stands.
+            _ => return Ok(()),
+        }
+        drop(state);
         tracing::info!(
             master_key_version = version,
             "followed a master key rotation made by another node"
         );
         Ok(())
+    }
+
+    /// The keys to wrap a new data key under, and the check that keeps them current: this node
+    /// first follows a master key rotation made by another node, and `batch` (which stores the
+    /// new data key) commits only while that master key version's record is still stored; a
+    /// rotation deletes it in the same write that rewraps every data key (`docs/ha.md`). Call it
+    /// before taking the tenant lock.
+    pub(super) async fn wrapping_keys(&self, batch: &mut Batch) -> Result<Arc<Keys>, Error> {
+        self.follow_master_rotation().await?;
+        let keys = self.keys()?;
+        let key = layout::master_key(keys.meta.master_key_version);
+        let record = self.store().get(&key).await?.ok_or_else(|| {
+            Error::Conflict("the master key was rotated by another node meanwhile; retry".into())
+        })?;
+        batch.check(key, Some(record));
+        Ok(keys)
     }
 
     /// The writer lock of one store key.

@@ -26,8 +26,9 @@ impl Vault {
         tenant: &TenantId,
         ev: &mut Event,
     ) -> Result<TenantRotated, Error> {
+        let mut batch = Batch::default();
+        let keys = self.wrapping_keys(&mut batch).await?;
         let _tenants = self.inner.tenants.read().await;
-        let keys = self.keys()?;
         let (mut record, bytes) = self
             .load_tenant(tenant)
             .await?
@@ -47,7 +48,6 @@ impl Vault {
             .insert("event".into(), "data_key_rotated".into());
         ev.detail
             .insert("previous_version".into(), (version - 1).to_string());
-        let mut batch = Batch::default();
         batch
             .check(layout::tenant(tenant.as_str()), Some(bytes))
             .put(layout::tenant(tenant.as_str()), layout::encode(&record))
@@ -166,6 +166,7 @@ impl Vault {
     /// the old one is deleted, all in one atomic write (`docs/key-rotation.md`).
     pub async fn rotate_master(&self, ev: &mut Event) -> Result<MasterRotated, Error> {
         let started = Instant::now();
+        self.follow_master_rotation().await?;
         let _lifecycle = self.inner.lifecycle.lock().await;
         let _tenants = self.inner.tenants.write().await;
         let keys = self.keys()?;
@@ -179,6 +180,14 @@ impl Vault {
             .get(layout::META)
             .await?
             .ok_or_else(|| StoreError::Corrupt("vault metadata".into()))?;
+        if layout::decode::<VaultMeta>(&meta_bytes, "vault metadata")?.master_key_version != old {
+            return Err(Error::Conflict(
+                "another node rotated the master key meanwhile; nothing was changed, retry".into(),
+            ));
+        }
+        // Every tenant created before the scan below; the write fails if another is created
+        // meanwhile (by another node: this one holds the tenant lock).
+        let creations = self.store().get(layout::TENANT_CREATIONS).await?;
         // Under the KMS key that wraps the current master key: a KMS migration stays in force.
         let current: MasterKeyRecord = layout::decode(
             &self
@@ -197,6 +206,7 @@ impl Vault {
         let now = Timestamp::now().unix();
 
         let mut batch = Batch::default();
+        batch.check(layout::TENANT_CREATIONS.to_vec(), creations);
         let mut rewrapped = 0u64;
         for (key, value) in self.store().scan(layout::TENANTS, None, usize::MAX).await? {
             let tenant = std::str::from_utf8(&key[layout::TENANTS.len()..])

@@ -23,8 +23,9 @@ impl Vault {
         tenant: &TenantId,
         ev: &mut Event,
     ) -> Result<TenantInfo, Error> {
+        let mut batch = Batch::default();
+        let keys = self.wrapping_keys(&mut batch).await?;
         let _tenants = self.inner.tenants.read().await;
-        let keys = self.keys()?;
         if self
             .store()
             .get(&layout::tombstone(tenant.as_str()))
@@ -48,17 +49,24 @@ impl Vault {
         ev.key_event()
             .detail
             .insert("event".into(), "data_key_created".into());
-        let mut batch = Batch::default();
         batch
             .check(layout::tenant(tenant.as_str()), None)
             .put(layout::tenant(tenant.as_str()), layout::encode(&record))
+            .add(layout::TENANT_CREATIONS.to_vec(), 1)
             .log(ev.entry(Outcome::Ok, None));
         match self.commit(batch).await {
             Ok(()) => {
                 ev.mark_recorded();
                 tracing::info!(tenant = %tenant, key_version = 1, "tenant created: data key v1");
             }
-            Err(Error::Store(StoreError::Conflict)) => {} // created concurrently: answer with what is stored
+            // Created concurrently: answer with what is stored.
+            Err(Error::Store(StoreError::Conflict))
+                if self.load_tenant(tenant).await?.is_some() => {}
+            Err(Error::Store(StoreError::Conflict)) => {
+                return Err(Error::Conflict(
+                    "the master key was rotated meanwhile; nothing was created, retry".into(),
+                ));
+            }
             Err(e) => return Err(e),
         }
         self.tenant_info(tenant).await
