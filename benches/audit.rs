@@ -48,6 +48,7 @@ fn event() -> Event {
 fn render(seq: u64, prev: &[u8; 32]) -> Vec<u8> {
     let entry = Entry {
         seq,
+        node: None,
         time: Timestamp::now(),
         request: request_id(),
         actor: Actor::Caller {

@@ -270,8 +270,154 @@ async fn when_one_node_is_killed_under_load_the_other_keeps_serving_every_acknow
         acked_a.len(),
         acked_b.len()
     );
-    let report = cb.audit_verify(None).await.expect("verify");
+    assert_every_chain_verifies(&cb, &["node-a", "node-b"]).await;
+}
+
+/// `audit verify` through `c` is ok, over a chain of each of `nodes` and nothing else.
+async fn assert_every_chain_verifies(c: &Client, nodes: &[&str]) {
+    let report = c.audit_verify(None).await.expect("verify");
     assert!(report.ok, "{:?}", report.problems);
+    let chains: Vec<&str> = report.chains.iter().map(|c| c.node.as_str()).collect();
+    assert_eq!(chains, nodes, "{report:?}");
+    assert!(
+        report.chains.iter().all(|c| c.ok && c.entries > 0),
+        "{report:?}"
+    );
+    assert_eq!(
+        report.entries,
+        report.chains.iter().map(|c| c.entries).sum::<u64>()
+    );
+}
+
+#[tokio::test]
+async fn every_nodes_chain_is_verified_exported_and_searched_from_any_node() {
+    let url = new_database().await;
+    let (a, b) = two_nodes(&url).await;
+    let (ca, cb) = (a.client(), b.client());
+    ca.put_token("acme", "t-a", &put("secret-a", "DE01"))
+        .await
+        .expect("put a");
+    cb.put_token("acme", "t-b", &put("secret-b", "DE01"))
+        .await
+        .expect("put b");
+    ca.rotate_tenant("acme").await.expect("rotate on a");
+    cb.rotate_tenant("acme").await.expect("rotate on b");
+
+    // Either node verifies both chains; the entries and heads name their node.
+    assert_every_chain_verifies(&ca, &["node-a", "node-b"]).await;
+    let chains = cb.audit_chains().await.expect("chains");
+    assert_eq!(chains.own.as_deref(), Some("node-b"));
+    let page = cb
+        .audit(&vault_client::AuditQuery {
+            node: Some("node-a".into()),
+            op: Some("token.put".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("a's chain through b");
+    assert_eq!(page.entries.len(), 1);
+    assert_eq!(page.entries[0].node.as_deref(), Some("node-a"));
+    assert_eq!(page.entries[0].token.as_deref(), Some("t-a"));
+
+    // The key history merges both chains' key events.
+    let history = cb.key_history(Some("acme")).await.expect("history");
+    let rotations: Vec<Option<&str>> = history
+        .events
+        .iter()
+        .filter(|e| e.op == "tenant.keys.rotate")
+        .map(|e| e.node.as_deref())
+        .collect();
+    assert_eq!(rotations, [Some("node-a"), Some("node-b")], "{history:?}");
+
+    // Search merges the chains by time; --node reads one.
+    let search = |args: &[&str]| {
+        let out = b.cli(None, args, b"");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let merged = search(&["--json", "audit", "search", "--op", "token.put"]);
+    let tokens: Vec<String> = merged
+        .lines()
+        .map(|l| {
+            let e: vault_client::audit::Entry = serde_json::from_str(l).expect("an entry");
+            e.token.expect("a token")
+        })
+        .collect();
+    assert_eq!(tokens, ["t-a", "t-b"], "{merged}");
+    let one = search(&[
+        "--json",
+        "audit",
+        "search",
+        "--op",
+        "token.put",
+        "--node",
+        "node-b",
+    ]);
+    assert_eq!(one.lines().count(), 1, "{one}");
+
+    // The export holds every chain and verifies offline with the public key alone.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("audit.jsonl");
+    let exported = b.cli(None, &["audit", "export", &file.to_string_lossy()], b"");
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    let key = dir.path().join("audit.pub");
+    std::fs::write(&key, cb.audit_pubkey().await.expect("pubkey").public_key).expect("key");
+    let offline = b.cli(
+        None,
+        &[
+            "--json",
+            "audit",
+            "verify",
+            "--offline",
+            &file.to_string_lossy(),
+            "--pubkey",
+            &key.to_string_lossy(),
+        ],
+        b"",
+    );
+    assert!(
+        offline.status.success(),
+        "{}",
+        String::from_utf8_lossy(&offline.stdout)
+    );
+    let report: vault_client::audit::Report =
+        serde_json::from_slice(&offline.stdout).expect("a report");
+    let nodes: Vec<&str> = report.chains.iter().map(|c| c.node.as_str()).collect();
+    assert_eq!(nodes, ["node-a", "node-b"]);
+    // A head moved from one chain to the other fails: it signs its node.
+    let text = std::fs::read_to_string(&file).expect("export");
+    let forged: String = text
+        .lines()
+        .map(
+            |l| match l.starts_with("{\"head\"") && l.contains("\"node\":\"node-a\"") {
+                true => l.replace("\"node\":\"node-a\"", "\"node\":\"node-b\""),
+                false => l.to_owned(),
+            },
+        )
+        .map(|l| l + "\n")
+        .collect();
+    std::fs::write(&file, forged).expect("write");
+    let offline = b.cli(
+        None,
+        &[
+            "audit",
+            "verify",
+            "--offline",
+            &file.to_string_lossy(),
+            "--pubkey",
+            &key.to_string_lossy(),
+        ],
+        b"",
+    );
+    assert!(!offline.status.success(), "a forged export verified");
 }
 
 /// A cluster of this test's own (the shared one must not lose its primary), stopped on drop.
@@ -355,23 +501,19 @@ fn is_root() -> bool {
 
 // Multi-threaded: the writers keep writing while the test blocks on kill and pg_ctl.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_node_reconnects_after_the_primary_is_killed_and_the_standby_promoted() {
+async fn both_nodes_reconnect_after_the_primary_is_killed_and_the_standby_promoted() {
     let cluster = Cluster::start();
-    let mut node = Daemon::start_on_postgres(&cluster.url, "node-a", None);
-    let c = node.client();
-    c.init().await.expect("init");
-    c.create_tenant("acme").await.expect("tenant");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let writer = {
-        let c = node.client().with_timeout(Duration::from_secs(5));
+    let (a, b) = two_nodes(&cluster.url).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let writer = |c: Client, prefix: &'static str| {
+        let stopped = stopped.clone();
         tokio::spawn(async move {
-            let mut stopped = stopped;
             let (mut acked, mut refused) = (Vec::new(), 0u32);
             for i in 0.. {
-                if stopped.try_recv().is_ok() {
+                if *stopped.borrow() {
                     break;
                 }
-                let id = format!("w-{i}");
+                let id = format!("{prefix}-{i}");
                 match c.put_token("acme", &id, &put(&id, "DE01")).await {
                     Ok(_) => acked.push(id),
                     Err(_) => {
@@ -383,6 +525,11 @@ async fn the_node_reconnects_after_the_primary_is_killed_and_the_standby_promote
             (acked, refused)
         })
     };
+    let timeout = Duration::from_secs(5);
+    let writers = [
+        writer(a.client().with_timeout(timeout), "a"),
+        writer(b.client().with_timeout(timeout), "b"),
+    ];
     tokio::time::sleep(Duration::from_millis(500)).await;
     // kill -9 the primary, all of it (as a crash of its machine would): the postmaster's
     // children first, found by their parent's PID, then the postmaster. The synchronous
@@ -414,31 +561,36 @@ async fn the_node_reconnects_after_the_primary_is_killed_and_the_standby_promote
         ],
     );
     assert!(relaxed.status.success(), "{relaxed:?}");
-    // The node finds the promoted standby by itself (target_session_attrs=read-write).
-    let mut after = 0;
-    for _ in 0..200 {
-        if c.put_token("acme", "after-failover", &put("after", "DE01"))
-            .await
-            .is_ok()
-        {
-            after += 1;
-            break;
+    // Each node finds the promoted standby by itself (target_session_attrs=read-write).
+    for (node, name) in [(&a, "a"), (&b, "b")] {
+        let c = node.client();
+        let id = format!("after-failover-{name}");
+        let mut written = false;
+        for _ in 0..200 {
+            if c.put_token("acme", &id, &put(&id, "DE01")).await.is_ok() {
+                written = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            written,
+            "no write through {name} after the failover:\n{}",
+            node.log_text()
+        );
     }
-    assert_eq!(
-        after,
-        1,
-        "no write after the failover:\n{}",
-        node.log_text()
-    );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.send(()).expect("stop the writer");
-    let (acked, refused) = writer.await.expect("writer");
-    eprintln!(
-        "{} puts acknowledged across the failover ({refused} refused while the primary was gone)",
-        acked.len()
-    );
+    stop.send(true).expect("stop the writers");
+    let mut acked = Vec::new();
+    for w in writers {
+        let (mut done, refused) = w.await.expect("writer");
+        eprintln!(
+            "{} puts acknowledged across the failover ({refused} refused while the primary was gone)",
+            done.len()
+        );
+        acked.append(&mut done);
+    }
+    let c = b.client();
     for id in &acked {
         assert_eq!(
             &secret_of(&c, id).await,
@@ -454,7 +606,7 @@ async fn the_node_reconnects_after_the_primary_is_killed_and_the_standby_promote
     tokio::spawn(connection);
     let stored: i64 = direct
         .query_one(
-            "SELECT count(*) FROM kv WHERE position('r/acme/w-'::bytea in k) = 1",
+            "SELECT count(*) FROM kv WHERE position('r/acme/'::bytea in k) = 1",
             &[],
         )
         .await
@@ -465,9 +617,7 @@ async fn the_node_reconnects_after_the_primary_is_killed_and_the_standby_promote
         "{stored} records in the promoted standby for {} acknowledged puts",
         acked.len()
     );
-    let report = c.audit_verify(None).await.expect("verify");
-    assert!(report.ok, "{:?}", report.problems);
-    node.terminate();
+    assert_every_chain_verifies(&a.client(), &["node-a", "node-b"]).await;
 }
 
 #[tokio::test]

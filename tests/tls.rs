@@ -389,7 +389,10 @@ async fn authorized_request_is_audited_with_the_subject() {
         assert_eq!(e.actor.to_string(), "cert=platform-app");
     }
     // The raw entry names the subject, and the chain still verifies.
-    let export = operator.audit_export_page(0, 1000).await.expect("export");
+    let export = operator
+        .audit_export_page(None, 0, 1000)
+        .await
+        .expect("export");
     assert!(common::contains(
         &export,
         br#""actor":{"cert":"platform-app"}"#

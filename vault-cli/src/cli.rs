@@ -407,6 +407,10 @@ pub(crate) enum Audit {
         /// Poll every second for new entries until interrupted.
         #[arg(short = 'f', long)]
         follow: bool,
+        /// Only the chain of this node (several nodes on one PostgreSQL store keep a chain
+        /// each; by default every chain is read and merged by time).
+        #[arg(long, value_name = "ID")]
+        node: Option<String>,
     },
     /// Verify the chain and its signatures: the daemon's log, or an export with --offline.
     Verify(AuditVerify),
@@ -450,7 +454,12 @@ pub(crate) struct AuditSearch {
     /// Only entries for the subject with this HMAC (hex).
     #[arg(long, value_name = "HEX", value_parser = parse_hmac)]
     pub(crate) subject_hmac: Option<String>,
-    /// Start after this sequence number (to continue an earlier search).
+    /// Only the chain of this node (several nodes on one PostgreSQL store keep a chain each; by
+    /// default every chain is searched and the matches merged by time).
+    #[arg(long, value_name = "ID")]
+    pub(crate) node: Option<String>,
+    /// Start after this sequence number (to continue an earlier search; with several chains,
+    /// in the chain --node names).
     #[arg(long, value_name = "SEQ")]
     pub(crate) after: Option<u64>,
     /// Most entries printed.

@@ -15,6 +15,8 @@ use crate::time::Timestamp;
 pub const ENTRY_LABEL: &[u8] = b"vaultd/v1/audit-entry";
 /// Label of a signed head's message.
 pub const HEAD_LABEL: &[u8] = b"vaultd/v1/audit-head";
+/// Label of the signed message of a head of a node's chain.
+pub const NODE_HEAD_LABEL: &[u8] = b"vaultd/v1/audit-head-node";
 /// The `prev` of entry 1.
 pub const GENESIS: [u8; 32] = [0; 32];
 /// The `op` of the entry a run writes at start when a signed head names entries beyond the
@@ -91,8 +93,12 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Entry {
-    /// 1, 2, 3, … without gaps.
+    /// 1, 2, 3, … without gaps, in the chain of its node.
     pub seq: u64,
+    /// The node whose chain this entry is in, when several vaultd nodes share one PostgreSQL
+    /// database (`docs/ha.md`); absent for the one chain of an embedded store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// When the entry was made.
     pub time: Timestamp,
     /// Request id.
@@ -143,6 +149,9 @@ pub struct Head {
     pub time: Timestamp,
     /// The vault whose log this is.
     pub vault_id: String,
+    /// The node whose chain it signs (absent: the one chain of an embedded store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// Ed25519 signature over [`head_message`] (hex).
     pub signature: String,
 }
@@ -163,14 +172,30 @@ pub fn entry_hash(line: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// The message a head signature covers.
-pub fn head_message(vault_id: &str, seq: u64, hash: &[u8; 32], time: Timestamp) -> Vec<u8> {
-    let mut m = Vec::with_capacity(HEAD_LABEL.len() + vault_id.len() + 48);
-    m.extend_from_slice(HEAD_LABEL);
+/// The message a head signature covers; a head of a node's chain (`docs/audit-log.md`,
+/// "Several chains") signs the node id too, under a label of its own.
+pub fn head_message(
+    vault_id: &str,
+    node: Option<&str>,
+    seq: u64,
+    hash: &[u8; 32],
+    time: Timestamp,
+) -> Vec<u8> {
+    let label = match node {
+        None => HEAD_LABEL,
+        Some(_) => NODE_HEAD_LABEL,
+    };
+    let mut m = Vec::with_capacity(label.len() + vault_id.len() + 52 + node.map_or(0, str::len));
+    m.extend_from_slice(label);
     m.extend_from_slice(vault_id.as_bytes());
     m.extend_from_slice(&seq.to_be_bytes());
     m.extend_from_slice(hash);
     m.extend_from_slice(&time.unix().to_be_bytes());
+    if let Some(node) = node {
+        let len = u32::try_from(node.len()).expect("node ids are at most 64 bytes");
+        m.extend_from_slice(&len.to_be_bytes());
+        m.extend_from_slice(node.as_bytes());
+    }
     m
 }
 
@@ -239,6 +264,25 @@ pub struct Report {
     /// Adopted unsigned ranges the auditor accepted (`accept`), for the record.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accepted: Vec<String>,
+    /// Each node's chain, when the log is kept in chains of named nodes (`docs/audit-log.md`,
+    /// "Several chains"); their problems are in `problems`, prefixed with the node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chains: Vec<ChainReport>,
+}
+
+/// One node's chain in a [`Report`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainReport {
+    /// The node whose chain it is.
+    pub node: String,
+    /// No problems in this chain.
+    pub ok: bool,
+    /// Entries checked.
+    pub entries: u64,
+    /// The chain head after its last entry.
+    pub head: Option<HeadRef>,
+    /// The last entry covered by a valid signed head.
+    pub signed_through: Option<u64>,
 }
 
 /// A position in the chain.
@@ -255,6 +299,8 @@ pub struct HeadRef {
 pub struct Verifier {
     key: VerifyingKey,
     vault_id: Option<String>,
+    /// The node whose chain this is, from its first line (`None` inside: the unnamed chain).
+    node: Option<Option<String>>,
     next_seq: u64,
     prev: [u8; 32],
     entries: u64,
@@ -276,6 +322,7 @@ impl Verifier {
         Self {
             key,
             vault_id: None,
+            node: None,
             next_seq: 1,
             prev: GENESIS,
             entries: 0,
@@ -330,6 +377,7 @@ impl Verifier {
                 entry.seq
             ));
         }
+        self.same_chain(format!("seq {}", entry.seq), entry.node.as_deref());
         if entry.op == OP_TRUNCATED {
             let at = |k: &str| entry.detail.get(k).cloned().unwrap_or_else(|| "?".into());
             self.problem(format!(
@@ -376,11 +424,18 @@ impl Verifier {
             ));
         }
         self.vault_id.get_or_insert_with(|| head.vault_id.clone());
+        self.same_chain(format!("head {}", head.seq), head.node.as_deref());
         let Some(hash) = unhex::<32>(&head.hash) else {
             self.problem(format!("head {}: unreadable hash", head.seq));
             return;
         };
-        let message = head_message(&head.vault_id, head.seq, &hash, head.time);
+        let message = head_message(
+            &head.vault_id,
+            head.node.as_deref(),
+            head.seq,
+            &hash,
+            head.time,
+        );
         let signature_ok = unhex::<64>(&head.signature)
             .map(|s| Signature::from_bytes(&s))
             .is_some_and(|s| self.key.verify_strict(&message, &s).is_ok());
@@ -441,6 +496,28 @@ impl Verifier {
             signed_through: self.signed_through,
             problems: self.problems,
             accepted: self.accepted,
+            chains: Vec::new(),
+        }
+    }
+
+    /// Whether a head at `anchor` that matched the chain was seen.
+    fn saw(&self, anchor: &Anchor) -> bool {
+        self.anchors_seen
+            .iter()
+            .any(|(s, h)| *s == anchor.seq && *h == anchor.hash)
+    }
+
+    /// Every line of a chain names the node of its first line.
+    fn same_chain(&mut self, what: String, node: Option<&str>) {
+        let chain = self.node.get_or_insert_with(|| node.map(str::to_owned));
+        if chain.as_deref() != node {
+            let name = |n: Option<&str>| n.map_or_else(|| "(none)".to_owned(), str::to_owned);
+            let text = format!(
+                "{what}: names node {} in the chain of node {} (chains mixed)",
+                name(node),
+                name(chain.as_deref())
+            );
+            self.problem(text);
         }
     }
 
@@ -451,6 +528,124 @@ impl Verifier {
             self.problems.push("… more problems not listed".into());
         }
     }
+}
+
+/// Verifies a log of one chain or several (`docs/audit-log.md`, "Several chains"): one
+/// [`Verifier`] per chain.
+#[derive(Debug)]
+pub struct LogVerifier {
+    key: VerifyingKey,
+    accept: Vec<u64>,
+    chains: BTreeMap<Option<String>, Verifier>,
+}
+
+impl LogVerifier {
+    /// A verifier for logs signed by `key`.
+    pub fn new(key: VerifyingKey) -> Self {
+        Self {
+            key,
+            accept: Vec::new(),
+            chains: BTreeMap::new(),
+        }
+    }
+
+    /// [`Verifier::accepting`], in every chain.
+    #[must_use]
+    pub fn accepting(mut self, seqs: &[u64]) -> Self {
+        self.accept = seqs.to_vec();
+        self
+    }
+
+    /// Feeds one line of an export, to the chain its `node` names (a line without one, or
+    /// unreadable, to the unnamed chain).
+    pub fn line(&mut self, line: &[u8]) {
+        self.chain_line(node_of(line).as_deref(), line);
+    }
+
+    /// Feeds one line read from the chain of `node`; a line that names another node is a
+    /// problem of this chain.
+    pub fn chain_line(&mut self, node: Option<&str>, line: &[u8]) {
+        let (key, accept) = (self.key, &self.accept);
+        self.chains
+            .entry(node.map(str::to_owned))
+            .or_insert_with(|| Verifier {
+                node: Some(node.map(str::to_owned)),
+                ..Verifier::new(key).accepting(accept)
+            })
+            .line(line);
+    }
+
+    /// The report. One unnamed chain (an embedded store) reports as [`Verifier::finish`];
+    /// named chains report together, each in `chains`, every problem prefixed with its node.
+    /// With `anchor`, one of the chains must hold that head.
+    pub fn finish(self, anchor: Option<&Anchor>) -> Report {
+        // Node ids are never empty: "" is the unnamed chain, first in the map's order.
+        let mut named: Vec<(String, Verifier)> = self
+            .chains
+            .into_iter()
+            .map(|(node, verifier)| (node.unwrap_or_default(), verifier))
+            .collect();
+        match named.as_slice() {
+            [] => return Verifier::new(self.key).finish(anchor),
+            [(node, _)] if node.is_empty() => {
+                let (_, verifier) = named.pop().expect("one chain");
+                return verifier.finish(anchor);
+            }
+            _ => {}
+        }
+        let anchor_problem = anchor.filter(|a| !named.iter().any(|(_, v)| v.saw(a))).map(|a| {
+            format!(
+                "the recorded head {}:{} is in none of the chains (older copy, or a tail cut off)",
+                a.seq,
+                hex(&a.hash)
+            )
+        });
+        let mut report = Report {
+            ok: anchor_problem.is_none(),
+            entries: 0,
+            head: None,
+            signed_through: None,
+            problems: anchor_problem.into_iter().collect(),
+            accepted: Vec::new(),
+            chains: Vec::new(),
+        };
+        let single = named.len() == 1;
+        for (node, verifier) in named {
+            let name = if node.is_empty() { "(none)" } else { &node };
+            let chain = verifier.finish(None);
+            report.ok &= chain.ok;
+            report.entries += chain.entries;
+            let prefixed =
+                |list: Vec<String>| list.into_iter().map(|p| format!("node {name}: {p}"));
+            report.problems.extend(prefixed(chain.problems));
+            report.accepted.extend(prefixed(chain.accepted));
+            if single {
+                report.head.clone_from(&chain.head);
+                report.signed_through = chain.signed_through;
+            }
+            report.chains.push(ChainReport {
+                node,
+                ok: chain.ok,
+                entries: chain.entries,
+                head: chain.head,
+                signed_through: chain.signed_through,
+            });
+        }
+        report
+    }
+}
+
+/// The node a line names: an entry's `node`, or its head's.
+fn node_of(line: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Named {
+        #[serde(default)]
+        node: Option<String>,
+        #[serde(default)]
+        head: Option<Box<Named>>,
+    }
+    let named: Named = serde_json::from_slice(line).ok()?;
+    named.node.or_else(|| named.head.and_then(|h| h.node))
 }
 
 #[cfg(test)]
@@ -470,8 +665,13 @@ mod tests {
     }
 
     fn entry(seq: u64, prev: &[u8; 32]) -> Vec<u8> {
+        node_entry(None, seq, prev)
+    }
+
+    fn node_entry(node: Option<&str>, seq: u64, prev: &[u8; 32]) -> Vec<u8> {
         let e = Entry {
             seq,
+            node: node.map(str::to_owned),
             time: Timestamp(1_795_453_200),
             request: format!("r{seq}"),
             actor: Actor::Caller {
@@ -495,18 +695,130 @@ mod tests {
     }
 
     fn head(seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+        node_head(None, seq, hash)
+    }
+
+    fn node_head(node: Option<&str>, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
         let time = Timestamp(1_795_453_201);
-        let sig = key().sign(&head_message("v", seq, hash, time));
+        let sig = key().sign(&head_message("v", node, seq, hash, time));
         let h = HeadLine {
             head: Head {
                 seq,
                 hash: hex(hash),
                 time,
                 vault_id: "v".into(),
+                node: node.map(str::to_owned),
                 signature: hex(&sig.to_bytes()),
             },
         };
         serde_json::to_vec(&h).expect("json")
+    }
+
+    /// `n` entries of `node`'s chain, each followed by its head.
+    fn chain(node: &str, n: u64) -> Vec<Vec<u8>> {
+        let mut lines = Vec::new();
+        let mut prev = GENESIS;
+        for seq in 1..=n {
+            let e = node_entry(Some(node), seq, &prev);
+            prev = entry_hash(&e);
+            lines.push(e);
+            lines.push(node_head(Some(node), seq, &prev));
+        }
+        lines
+    }
+
+    fn verify_chains(lines: &[Vec<u8>]) -> Report {
+        let mut v = LogVerifier::new(key().verifying_key());
+        for l in lines {
+            v.line(l);
+        }
+        v.finish(None)
+    }
+
+    #[test]
+    fn chains_of_several_nodes_verify_each_in_any_interleaving() {
+        let (a, b) = (chain("a", 3), chain("b", 2));
+        let mut mixed: Vec<Vec<u8>> = Vec::new();
+        let (mut ia, mut ib) = (a.iter(), b.iter());
+        loop {
+            let (x, y) = (ia.next(), ib.next());
+            if x.is_none() && y.is_none() {
+                break;
+            }
+            mixed.extend(x.cloned());
+            mixed.extend(y.cloned());
+        }
+        let report = verify_chains(&mixed);
+        assert!(report.ok, "{:?}", report.problems);
+        assert_eq!(report.entries, 5);
+        let nodes: Vec<(&str, u64)> = report
+            .chains
+            .iter()
+            .map(|c| (c.node.as_str(), c.entries))
+            .collect();
+        assert_eq!(nodes, [("a", 3), ("b", 2)]);
+        assert_eq!(report.chains[0].signed_through, Some(3));
+    }
+
+    #[test]
+    fn a_head_moved_to_another_nodes_chain_does_not_verify() {
+        let mut a = chain("a", 2);
+        // Node b's head over a's exact chain state: relabelled as a's, its signature fails.
+        let prev = entry_hash(&a[2]);
+        let forged = node_head(Some("b"), 2, &prev).replace_node("b", "a");
+        a[3] = forged;
+        let report = verify_chains(&a);
+        assert!(!report.ok);
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.starts_with("node a: head 2: signature")),
+            "{:?}",
+            report.problems
+        );
+    }
+
+    #[test]
+    fn an_entry_read_from_another_nodes_chain_is_a_problem() {
+        let mut v = LogVerifier::new(key().verifying_key());
+        for line in chain("b", 1) {
+            v.chain_line(Some("a"), &line);
+        }
+        let report = v.finish(None);
+        assert!(!report.ok);
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.contains("names node b in the chain of node a")),
+            "{:?}",
+            report.problems
+        );
+    }
+
+    #[test]
+    fn an_unnamed_chain_reports_as_before() {
+        let report = verify_chains(&log());
+        assert!(report.ok, "{:?}", report.problems);
+        assert!(report.chains.is_empty());
+        assert_eq!(report.head.map(|h| h.seq), Some(5));
+    }
+
+    trait ReplaceNode {
+        fn replace_node(self, from: &str, to: &str) -> Vec<u8>;
+    }
+
+    impl ReplaceNode for Vec<u8> {
+        fn replace_node(self, from: &str, to: &str) -> Vec<u8> {
+            String::from_utf8(self)
+                .expect("utf-8")
+                .replace(
+                    &format!("\"node\":\"{from}\""),
+                    &format!("\"node\":\"{to}\""),
+                )
+                .into_bytes()
+        }
     }
 
     /// Five entries, a head after the third and after the fifth.

@@ -41,7 +41,7 @@ use crate::secret::Secret;
 use crate::time::Timestamp;
 use crate::tls::{Node, TlsOptions};
 use crate::wire::{
-    AuditHash, AuditHashRequest, AuditPage, AuditPublicKey, Batch, BatchItem, Deleted,
+    AuditChains, AuditHash, AuditHashRequest, AuditPage, AuditPublicKey, Batch, BatchItem, Deleted,
     DestroyResponse, Expect, Health, InitResponse, Job, JobStarted, KeyConfig, KeyHistory,
     KmsRotate, KmsRotated, MasterRotated, Plaintext, PutToken, PutTokenResponse, Retire, Retired,
     RewrapStart, Sealed, StateResponse, Status, TenantInfo, TenantList, TenantRotated, TokenList,
@@ -74,6 +74,9 @@ const MAX_ANSWER: usize = 16 * 1024 * 1024;
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditQuery {
+    /// The chain read, when several nodes share one PostgreSQL store (`docs/audit-log.md`,
+    /// "Several chains"): this node's; by default the answering node's own.
+    pub node: Option<String>,
     /// Only entries after this sequence number (the [`AuditPage::next`] of the previous page).
     pub after: Option<u64>,
     /// Page size, 1–10000 (the daemon's default is 100).
@@ -106,7 +109,8 @@ impl AuditQuery {
             Outcome::Error => "error",
             Outcome::Ok => "ok",
         });
-        let pairs: [(&str, Option<String>); 11] = [
+        let pairs: [(&str, Option<String>); 12] = [
+            ("node", self.node.clone()),
             ("after", self.after.map(|a| a.to_string())),
             ("limit", self.limit.map(|l| l.to_string())),
             ("tenant", self.tenant.clone()),
@@ -664,13 +668,40 @@ impl Client {
         self.get("/v1/audit/pubkey".to_owned()).await
     }
 
-    /// `GET /v1/audit/export?after=&limit=`: the stored entry lines and signed-head lines with
-    /// sequence numbers in `(after, after + limit]`, newline-terminated, byte for byte as stored
-    /// (the chain hash covers the exact bytes: write them out unchanged). `limit` is 1–10000.
-    pub async fn audit_export_page(&self, after: u64, limit: u32) -> Result<Vec<u8>, Error> {
-        let path = format!("/v1/audit/export?after={after}&limit={limit}");
+    /// `GET /v1/audit/export?after=&limit=[&node=]`: the stored entry lines and signed-head
+    /// lines of one chain (`node`; by default the answering node's) with sequence numbers in
+    /// `(after, after + limit]`, newline-terminated, byte for byte as stored (the chain hash
+    /// covers the exact bytes: write them out unchanged). `limit` is 1–10000.
+    pub async fn audit_export_page(
+        &self,
+        node: Option<&str>,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<u8>, Error> {
+        let after = after.to_string();
+        let limit = limit.to_string();
+        let pairs = [("after", after.as_str()), ("limit", limit.as_str())]
+            .into_iter()
+            .chain(node.map(|n| ("node", n)));
+        let path = format!("/v1/audit/export{}", query(pairs));
         let answer = self.call(Method::GET, path, None).await?;
         Ok(answer.success()?.to_vec())
+    }
+
+    /// `GET /v1/audit/chains`: the chains of the log with their last sequence numbers, and
+    /// which one the answering node appends to.
+    pub async fn audit_chains(&self) -> Result<AuditChains, Error> {
+        Ok(self.audit_chains_with_request_id().await?.0)
+    }
+
+    /// [`Client::audit_chains`], with the request id of the call (its own audit entry).
+    pub async fn audit_chains_with_request_id(
+        &self,
+    ) -> Result<(AuditChains, Option<String>), Error> {
+        let path = "/v1/audit/chains".to_owned();
+        let answer = self.call(Method::GET, path.clone(), None).await?;
+        let request_id = answer.request_id.clone();
+        Ok((answer.json(&path)?, request_id))
     }
 
     // ----- raw -----

@@ -407,6 +407,25 @@ pub struct AuditPage {
     pub next: Option<u64>,
 }
 
+/// `GET /v1/audit/chains` answer (`docs/audit-log.md`, "Several chains").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditChains {
+    /// The node whose chain the answering node appends to (absent: an embedded store's one
+    /// chain).
+    pub own: Option<String>,
+    /// Every chain, in node order.
+    pub chains: Vec<AuditChain>,
+}
+
+/// One chain of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditChain {
+    /// Its node (absent: an embedded store's one chain).
+    pub node: Option<String>,
+    /// The sequence number of its last entry (0: none yet).
+    pub last_seq: u64,
+}
+
 /// `POST /v1/audit/hash` body.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

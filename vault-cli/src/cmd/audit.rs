@@ -1,10 +1,14 @@
 //! `audit tail|search|verify|pubkey|export`.
 //!
-//! Every request the CLI sends is itself an audit entry. `tail` finds the end of the log with a
-//! galloping search (about 2·log2(size) one-entry reads, each cheap for the daemon) and hides
-//! the entries of its own requests, which it knows by the request id the daemon answers with.
-//! `export` steps by whole pages and stops at the first page without entries, so the entries of
-//! its own requests cannot keep it going. `verify --offline` reads only files.
+//! Every request the CLI sends is itself an audit entry. `tail` finds the end of each chain with
+//! `GET /v1/audit/chains` and hides the entries of its own requests, which it knows by the
+//! request id the daemon answers with. `export` steps by whole pages and stops at the first page
+//! without entries, so the entries of its own requests cannot keep it going. `verify --offline`
+//! reads only files.
+//!
+//! Several nodes on one PostgreSQL store keep a chain each (`docs/audit-log.md`, "Several
+//! chains"): `tail` and `search` read every chain and merge the entries by time (`--node` reads
+//! one), `export` writes every chain, and `verify --offline` sorts a file's lines into chains.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -15,8 +19,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use vault_client::audit::{
-    Actor, Anchor, Entry, Head, HeadLine, Report, Verifier, hex, public_key,
+    Actor, Anchor, Entry, Head, HeadLine, LogVerifier, Report, hex, public_key,
 };
+use vault_client::wire::{AuditChain, AuditChains};
 use vault_client::{AuditQuery, Client};
 
 use super::{AuditProblems, Ctx, Usage};
@@ -45,48 +50,94 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Audit) -> anyhow::Result<()> {
         Audit::Export { file, force } => export(ctx, &file, force).await,
         Audit::Pubkey => pubkey(ctx).await,
         Audit::Search(args) => search(ctx, args).await,
-        Audit::Tail { lines, follow } => tail(ctx, lines, follow).await,
+        Audit::Tail {
+            lines,
+            follow,
+            node,
+        } => tail(ctx, lines, follow, node.as_deref()).await,
         Audit::Verify(args) => verify(ctx, args).await,
     }
 }
 
 // ----- tail -----
 
-async fn tail(ctx: &Ctx, lines: u64, follow: bool) -> anyhow::Result<()> {
+/// The chains to read: the one `node` names, or every chain, each with its last sequence
+/// number.
+fn chains_to_read(info: &AuditChains, node: Option<&str>) -> anyhow::Result<Vec<AuditChain>> {
+    let Some(node) = node else {
+        return Ok(info.chains.clone());
+    };
+    if info.own.is_none() {
+        return Err(Usage::new("--node names a chain of a PostgreSQL store shared by several nodes; this vault keeps one audit chain").into());
+    }
+    match info.chains.iter().find(|c| c.node.as_deref() == Some(node)) {
+        Some(chain) => Ok(vec![chain.clone()]),
+        None => {
+            let names: Vec<&str> = info
+                .chains
+                .iter()
+                .filter_map(|c| c.node.as_deref())
+                .collect();
+            Err(Usage::new(format!(
+                "the log has no chain of node {node:?} (its chains: {})",
+                names.join(", ")
+            ))
+            .into())
+        }
+    }
+}
+
+/// Entries of several chains in one order: by time, then node, then sequence number (each
+/// chain's own order is kept, since its times never go back by more than a request's length).
+fn by_time(entries: &mut [Entry]) {
+    entries.sort_by(|a, b| (a.time, &a.node, a.seq).cmp(&(b.time, &b.node, b.seq)));
+}
+
+async fn tail(ctx: &Ctx, lines: u64, follow: bool, node: Option<&str>) -> anyhow::Result<()> {
     let client = &ctx.client;
     // Request ids of our own calls: their entries are hidden.
     let mut own = HashSet::new();
-    let end = last_seq(client, &mut own)
+    let (info, id) = client
+        .audit_chains_with_request_id()
         .await
         .context("cannot find the end of the audit log")?;
-    // Enough entries to have `lines` left once our own probes are hidden.
-    let own_count = u64::try_from(own.len()).unwrap_or(u64::MAX);
-    let mut after = end.saturating_sub(lines.saturating_add(own_count));
+    own.extend(id);
+    let chains = chains_to_read(&info, node)?;
     let mut window = Vec::new();
-    while after < end {
-        let query = AuditQuery {
-            after: Some(after),
-            limit: Some(page_limit(end - after)),
-            ..AuditQuery::default()
-        };
-        let (page, id) = client
-            .audit_with_request_id(&query)
-            .await
-            .context("cannot read the audit log")?;
-        own.extend(id);
-        let Some(last) = page.entries.last() else {
-            break;
-        };
-        after = last.seq;
-        window.extend(
-            page.entries
-                .into_iter()
-                .filter(|e| e.seq <= end && !own.remove(&e.request)),
-        );
-        if page.next.is_none() {
-            break;
+    let mut cursors = Vec::with_capacity(chains.len());
+    for chain in chains {
+        let end = chain.last_seq;
+        // Enough entries to have `lines` left once our own requests' entries are hidden.
+        let own_count = u64::try_from(own.len()).unwrap_or(u64::MAX);
+        let mut after = end.saturating_sub(lines.saturating_add(own_count));
+        while after < end {
+            let query = AuditQuery {
+                node: chain.node.clone(),
+                after: Some(after),
+                limit: Some(page_limit(end - after)),
+                ..AuditQuery::default()
+            };
+            let (page, id) = client
+                .audit_with_request_id(&query)
+                .await
+                .context("cannot read the audit log")?;
+            own.extend(id);
+            let Some(last) = page.entries.last() else {
+                break;
+            };
+            after = last.seq;
+            window.extend(
+                page.entries
+                    .into_iter()
+                    .filter(|e| e.seq <= end && !own.remove(&e.request)),
+            );
+            if page.next.is_none() {
+                break;
+            }
         }
+        cursors.push((chain.node, end));
     }
+    by_time(&mut window);
     let skip = window
         .len()
         .saturating_sub(usize::try_from(lines).unwrap_or(usize::MAX));
@@ -101,74 +152,36 @@ async fn tail(ctx: &Ctx, lines: u64, follow: bool) -> anyhow::Result<()> {
     if !follow {
         return Ok(());
     }
-    let mut after = end;
     loop {
         tokio::time::sleep(POLL).await;
-        loop {
-            let query = AuditQuery {
-                after: Some(after),
-                limit: Some(page_limit(PAGE)),
-                ..AuditQuery::default()
-            };
-            let (page, id) = client
-                .audit_with_request_id(&query)
-                .await
-                .context("cannot read the audit log")?;
-            own.extend(id);
-            if let Some(last) = page.entries.last() {
-                after = last.seq;
-            }
-            let new: Vec<Entry> = page
-                .entries
-                .into_iter()
-                .filter(|e| !own.remove(&e.request))
-                .collect();
-            let mut out = ctx.out();
-            write_entries(&mut out, &new, ctx.json)?;
-            out.flush()?;
-            if page.next.is_none() {
-                break;
+        let mut new = Vec::new();
+        for (node, after) in &mut cursors {
+            loop {
+                let query = AuditQuery {
+                    node: node.clone(),
+                    after: Some(*after),
+                    limit: Some(page_limit(PAGE)),
+                    ..AuditQuery::default()
+                };
+                let (page, id) = client
+                    .audit_with_request_id(&query)
+                    .await
+                    .context("cannot read the audit log")?;
+                own.extend(id);
+                if let Some(last) = page.entries.last() {
+                    *after = last.seq;
+                }
+                new.extend(page.entries.into_iter().filter(|e| !own.remove(&e.request)));
+                if page.next.is_none() {
+                    break;
+                }
             }
         }
+        by_time(&mut new);
+        let mut out = ctx.out();
+        write_entries(&mut out, &new, ctx.json)?;
+        out.flush()?;
     }
-}
-
-/// The last sequence number of the log (0 when empty): a galloping search with one-entry reads,
-/// each O(1) for the daemon. Each read appends an entry of its own; their request ids go to
-/// `own`. The log grows meanwhile, so the answer is an entry that was last at some moment.
-async fn last_seq(client: &Client, own: &mut HashSet<String>) -> anyhow::Result<u64> {
-    if !any_after(client, 0, own).await? {
-        return Ok(0);
-    }
-    // Invariant: an entry after `lo` was seen, none after `hi`.
-    let (mut lo, mut hi) = (0u64, 1u64);
-    while any_after(client, hi, own).await? {
-        lo = hi;
-        hi = hi
-            .checked_mul(2)
-            .context("audit sequence numbers out of range")?;
-    }
-    while hi - lo > 1 {
-        let mid = lo + (hi - lo) / 2;
-        if any_after(client, mid, own).await? {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    Ok(hi)
-}
-
-/// Whether the log holds an entry after `seq`.
-async fn any_after(client: &Client, seq: u64, own: &mut HashSet<String>) -> anyhow::Result<bool> {
-    let query = AuditQuery {
-        after: Some(seq),
-        limit: Some(1),
-        ..AuditQuery::default()
-    };
-    let (page, id) = client.audit_with_request_id(&query).await?;
-    own.extend(id);
-    Ok(!page.entries.is_empty())
 }
 
 fn page_limit(wanted: u64) -> u32 {
@@ -202,7 +215,13 @@ async fn search(ctx: &Ctx, args: AuditSearch) -> anyhow::Result<()> {
         let subject = values.next().context("stdin ended early")?;
         subject_hmac = Some(hash(client, &subject, "subject").await?);
     }
-    let mut query = AuditQuery {
+    let info = client
+        .audit_chains()
+        .await
+        .context("cannot read the audit log's chains")?;
+    let chains = chains_to_read(&info, args.node.as_deref())?;
+    let query = AuditQuery {
+        node: None,
         after: args.after,
         limit: None,
         tenant: args.tenant,
@@ -215,13 +234,31 @@ async fn search(ctx: &Ctx, args: AuditSearch) -> anyhow::Result<()> {
         account_hmac,
         subject_hmac,
     };
-    let mut remaining = args.limit;
     if !ctx.json {
         write_header(&mut ctx.out())?;
     }
+    match chains.as_slice() {
+        [chain] => {
+            let query = AuditQuery {
+                node: chain.node.clone(),
+                ..query
+            };
+            search_chain(ctx, query, args.limit).await
+        }
+        _ if args.after.is_some() => {
+            Err(Usage::new("--after continues the search of one chain: give its --node too").into())
+        }
+        _ => search_chains(ctx, &query, &chains, args.limit).await,
+    }
+}
+
+/// Prints up to `limit` matches of one chain, page by page as they come.
+async fn search_chain(ctx: &Ctx, mut query: AuditQuery, limit: u64) -> anyhow::Result<()> {
+    let mut remaining = limit;
     loop {
         query.limit = Some(page_limit(remaining));
-        let page = client
+        let page = ctx
+            .client
             .audit(&query)
             .await
             .context("cannot search the audit log")?;
@@ -234,10 +271,81 @@ async fn search(ctx: &Ctx, args: AuditSearch) -> anyhow::Result<()> {
         };
         query.after = Some(next);
         if remaining == 0 {
-            eprintln!("vault-cli: more entries may match: continue with --after {next}");
+            let node = query
+                .node
+                .map(|n| format!("--node {n} "))
+                .unwrap_or_default();
+            eprintln!("vault-cli: more entries may match: continue with {node}--after {next}");
             return Ok(());
         }
     }
+}
+
+/// Prints the first `limit` matches of every chain merged by time: up to `limit` from each,
+/// then the earliest of them.
+async fn search_chains(
+    ctx: &Ctx,
+    query: &AuditQuery,
+    chains: &[AuditChain],
+    limit: u64,
+) -> anyhow::Result<()> {
+    let mut found = Vec::new();
+    // Per chain: where to continue if it may hold more than was printed.
+    let mut more = Vec::new();
+    for chain in chains {
+        let mut query = AuditQuery {
+            node: chain.node.clone(),
+            ..query.clone()
+        };
+        let mut remaining = limit;
+        loop {
+            query.limit = Some(page_limit(remaining));
+            let page = ctx
+                .client
+                .audit(&query)
+                .await
+                .context("cannot search the audit log")?;
+            remaining =
+                remaining.saturating_sub(u64::try_from(page.entries.len()).unwrap_or(u64::MAX));
+            found.extend(page.entries);
+            match page.next {
+                None => break,
+                Some(next) if remaining == 0 => {
+                    more.push((chain.node.clone(), next));
+                    break;
+                }
+                Some(next) => query.after = Some(next),
+            }
+        }
+    }
+    by_time(&mut found);
+    let shown = usize::try_from(limit)
+        .unwrap_or(usize::MAX)
+        .min(found.len());
+    {
+        let mut out = ctx.out();
+        write_entries(&mut out, &found[..shown], ctx.json)?;
+        out.flush()?;
+    }
+    // A chain continues after the last of its entries printed.
+    for chain in chains {
+        let last_shown = found[..shown]
+            .iter()
+            .filter(|e| e.node == chain.node)
+            .map(|e| e.seq)
+            .max();
+        let cut = found[shown..].iter().any(|e| e.node == chain.node);
+        let after = match (cut, more.iter().find(|(n, _)| *n == chain.node)) {
+            (true, _) => last_shown.unwrap_or(query.after.unwrap_or(0)),
+            (false, Some((_, next))) => *next,
+            (false, None) => continue,
+        };
+        let node = chain.node.as_deref().unwrap_or("-");
+        eprintln!(
+            "vault-cli: more entries may match in the chain of node {node}: continue with --node {node} --after {after}"
+        );
+    }
+    Ok(())
 }
 
 /// The HMAC the log writes for `value`, computed by the daemon.
@@ -298,7 +406,7 @@ fn verify_file(
     let mut reader = File::open(file)
         .map(BufReader::new)
         .with_context(|| format!("cannot open {}", file.display()))?;
-    let mut verifier = Verifier::new(key).accepting(accept);
+    let mut verifier = LogVerifier::new(key).accepting(accept);
     for_each_line(&mut reader, |line| {
         // Blank lines carry nothing (an editor's trailing newline); every other line counts.
         if !line.is_empty() {
@@ -405,6 +513,9 @@ async fn pubkey(ctx: &Ctx) -> anyhow::Result<()> {
 #[derive(Debug, Default, Serialize)]
 struct ExportSummary {
     file: PathBuf,
+    /// The nodes whose chains were written, in order (empty: an embedded store's one chain).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    chains: Vec<String>,
     entries: u64,
     heads: u64,
     last_entry: Option<u64>,
@@ -450,42 +561,63 @@ async fn export(ctx: &Ctx, path: &Path, force: bool) -> anyhow::Result<()> {
         return Ok(write_json(&mut out, &summary)?);
     }
     let last_head = summary.last_head.as_ref();
-    write_fields(
-        &mut out,
-        &[
-            ("file", path.display().to_string()),
-            ("entries", summary.entries.to_string()),
-            ("heads", summary.heads.to_string()),
-            ("last entry", or_dash(summary.last_entry)),
-            (
-                "last head",
-                or_dash(last_head.map(|h| format!("{}:{}", h.seq, h.hash))),
-            ),
-            ("signed at", or_dash(last_head.map(|h| h.time))),
-        ],
-    )?;
+    let mut fields = vec![("file", path.display().to_string())];
+    if !summary.chains.is_empty() {
+        fields.push(("chains", summary.chains.join(",")));
+    }
+    fields.extend([
+        ("entries", summary.entries.to_string()),
+        ("heads", summary.heads.to_string()),
+        ("last entry", or_dash(summary.last_entry)),
+        (
+            "last head",
+            or_dash(last_head.map(|h| format!("{}:{}", h.seq, h.hash))),
+        ),
+        ("signed at", or_dash(last_head.map(|h| h.time))),
+    ]);
+    write_fields(&mut out, &fields)?;
     Ok(())
 }
 
-/// Pages through `/v1/audit/export`, writing every line verbatim.
+/// Pages through `/v1/audit/export`, chain after chain, writing every line verbatim; the last
+/// entry and head of the summary are the last chain's.
 async fn write_export(
     client: &Client,
     file: &mut File,
     path: &Path,
 ) -> anyhow::Result<ExportSummary> {
+    let info = client
+        .audit_chains()
+        .await
+        .context("cannot read the audit log's chains")?;
+    let mut summary = ExportSummary {
+        file: path.to_owned(),
+        chains: info.chains.iter().filter_map(|c| c.node.clone()).collect(),
+        ..ExportSummary::default()
+    };
+    for chain in &info.chains {
+        write_chain(client, chain.node.as_deref(), file, path, &mut summary).await?;
+    }
+    Ok(summary)
+}
+
+/// Writes one chain of the export.
+async fn write_chain(
+    client: &Client,
+    node: Option<&str>,
+    file: &mut File,
+    path: &Path,
+    summary: &mut ExportSummary,
+) -> anyhow::Result<()> {
     /// Only the sequence number of an entry line.
     #[derive(Deserialize)]
     struct Seq {
         seq: u64,
     }
-    let mut summary = ExportSummary {
-        file: path.to_owned(),
-        ..ExportSummary::default()
-    };
     let mut after = 0u64;
     loop {
         let page = client
-            .audit_export_page(after, EXPORT_PAGE)
+            .audit_export_page(node, after, EXPORT_PAGE)
             .await
             .with_context(|| format!("cannot export the audit log after entry {after}"))?;
         if !page.is_empty() && page.last() != Some(&b'\n') {
@@ -517,7 +649,7 @@ async fn write_export(
         // Step by the whole range, not to the last entry: each request appends an entry of its
         // own, which must not keep the export going.
         if entries == 0 {
-            return Ok(summary);
+            return Ok(());
         }
         after = after
             .checked_add(u64::from(EXPORT_PAGE))

@@ -504,6 +504,7 @@ mod tests {
     fn entry(detail: &[(&str, &str)], key: Option<u32>, master: Option<u32>) -> Entry {
         Entry {
             seq: 7,
+            node: None,
             time: Timestamp(1_795_453_200),
             request: "r".into(),
             actor: Actor::System(SystemActor::System),

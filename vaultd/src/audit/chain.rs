@@ -16,8 +16,9 @@ pub const ENTRIES: &[u8] = b"a/e/";
 /// Key prefix of signed heads.
 pub const HEADS: &[u8] = b"a/h/";
 
-/// Renders an entry from its sequence number and the previous entry's chain hash.
-type Render = Box<dyn FnOnce(u64, &[u8; 32]) -> Vec<u8> + Send>;
+/// Renders an entry from its sequence number, the previous entry's chain hash and the node whose
+/// chain it joins (`None`: the one chain of an embedded store).
+type Render = Box<dyn FnOnce(u64, &[u8; 32], Option<&str>) -> Vec<u8> + Send>;
 
 /// Produces an entry's bytes once its sequence number and previous hash are known.
 pub struct LogEntry {
@@ -29,7 +30,9 @@ pub struct LogEntry {
 
 impl LogEntry {
     /// Wraps the function that renders the entry.
-    pub fn new(render: impl FnOnce(u64, &[u8; 32]) -> Vec<u8> + Send + 'static) -> Self {
+    pub fn new(
+        render: impl FnOnce(u64, &[u8; 32], Option<&str>) -> Vec<u8> + Send + 'static,
+    ) -> Self {
         Self {
             render: Box::new(render),
             index: None,
@@ -52,8 +55,8 @@ impl fmt::Debug for LogEntry {
 
 /// Signs the chain head at the end of a group commit; returns the head's stored bytes.
 pub trait HeadSigner: Send + Sync {
-    /// The head line for the chain at `seq` with hash `hash`.
-    fn sign_head(&self, seq: u64, hash: &[u8; 32]) -> Vec<u8>;
+    /// The head for the chain of `node` at `seq` with hash `hash`.
+    fn sign_head(&self, node: Option<&str>, seq: u64, hash: &[u8; 32]) -> Vec<u8>;
 }
 
 /// Whether `key` is an audit entry or head: written by the chain alone, and only appended.
@@ -105,15 +108,24 @@ impl ChainState {
         }
     }
 
-    /// Renders `entry` as the next one; returns the writes: the entry, and its index key.
-    pub(crate) fn append(&mut self, entry: LogEntry) -> Vec<(Vec<u8>, Vec<u8>)> {
+    /// Renders `entry` as the next one of `node`'s chain; returns the writes: the entry, and
+    /// its index key (`{index}{seq:020}`, or `{index}{node}/{seq:020}` in a node's chain).
+    pub(crate) fn append(
+        &mut self,
+        entry: LogEntry,
+        node: Option<&str>,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
         let seq = self.last_seq + 1;
-        let bytes = (entry.render)(seq, &self.last_hash);
+        let bytes = (entry.render)(seq, &self.last_hash, node);
         self.last_seq = seq;
         self.last_hash = entry_hash(&bytes);
         let mut writes = vec![(entry_key(seq), bytes)];
         if let Some(prefix) = entry.index {
             let mut key = prefix.to_vec();
+            if let Some(node) = node {
+                key.extend_from_slice(node.as_bytes());
+                key.push(b'/');
+            }
             key.extend_from_slice(format!("{seq:020}").as_bytes());
             writes.push((key, Vec::new()));
         }

@@ -149,6 +149,7 @@ impl Event {
     pub fn entry(&self, outcome: Outcome, code: Option<&str>) -> LogEntry {
         let mut entry = Entry {
             seq: 0,
+            node: None,
             time: Timestamp::now(),
             request: self.request.clone(),
             actor: self.actor.clone(),
@@ -164,8 +165,9 @@ impl Event {
             detail: self.detail_with_key_versions(),
             prev: String::new(),
         };
-        let entry = LogEntry::new(move |seq, prev| {
+        let entry = LogEntry::new(move |seq, prev, node| {
             entry.seq = seq;
+            entry.node = node.map(str::to_owned);
             entry.prev = hex(prev);
             serde_json::to_vec(&entry).expect("audit entries serialize infallibly")
         });
@@ -219,11 +221,11 @@ impl AuditSigner {
 }
 
 impl HeadSigner for AuditSigner {
-    fn sign_head(&self, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+    fn sign_head(&self, node: Option<&str>, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
         let time = Timestamp::now();
         let signature = self
             .key
-            .sign(&head_message(&self.vault_id, seq, hash, time));
+            .sign(&head_message(&self.vault_id, node, seq, hash, time));
         StoredHead {
             seq,
             time,
@@ -277,12 +279,13 @@ impl StoredHead {
     }
 
     /// The head's line in the export format, `{"head": {…}}`.
-    pub fn line(&self, vault_id: &str) -> Vec<u8> {
+    pub fn line(&self, vault_id: &str, node: Option<&str>) -> Vec<u8> {
         let head = Head {
             seq: self.seq,
             hash: hex(&self.hash),
             time: self.time,
             vault_id: vault_id.to_owned(),
+            node: node.map(str::to_owned),
             signature: hex(&self.signature),
         };
         serde_json::to_vec(&HeadLine { head }).expect("heads serialize infallibly")

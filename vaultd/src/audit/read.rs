@@ -1,11 +1,10 @@
 //! Reading the audit log: filtered pages, verification, export, the HMAC of a searched value.
 
 use vault_client::Timestamp;
-use vault_client::audit::{Actor, Anchor, Entry, Outcome, Report, Verifier, public_key};
-use vault_client::wire::{AuditPage, AuditPublicKey};
+use vault_client::audit::{Actor, Anchor, Entry, LogVerifier, Outcome, Report, public_key};
+use vault_client::wire::{AuditChain, AuditChains, AuditPage, AuditPublicKey};
 
 use super::StoredHead;
-use super::chain::{self, ENTRIES, HEADS};
 use crate::error::Error;
 use crate::store::StoreError;
 use crate::vault::Vault;
@@ -21,6 +20,9 @@ pub const MAX_AUDIT_PAGE: usize = 10_000;
 /// Filters of `GET /v1/audit`.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
+    /// The chain read: this node's (`docs/audit-log.md`, "Several chains"); by default the
+    /// answering node's own.
+    pub node: Option<String>,
     /// Only this tenant.
     pub tenant: Option<String>,
     /// Only this token id.
@@ -82,18 +84,15 @@ impl Vault {
         if !(1..=MAX_AUDIT_PAGE).contains(&limit) {
             return Err(Error::Invalid(format!("limit must be 1-{MAX_AUDIT_PAGE}")));
         }
+        let chain = self.chain(filter.node.as_deref())?;
         let mut entries = Vec::new();
         let mut cursor = after;
         let mut examined = 0;
         loop {
-            let page = self
-                .store()
-                .scan(ENTRIES, Some(&chain::entry_key(cursor)), SCAN_PAGE)
-                .await?;
-            let exhausted = page.len() < SCAN_PAGE;
-            for (key, bytes) in page {
-                cursor = chain::seq_of(&key)
-                    .ok_or_else(|| StoreError::Corrupt("audit entry key".into()))?;
+            let page = self.store().audit_page(chain, cursor, SCAN_PAGE).await?;
+            let exhausted = page.entries.len() < SCAN_PAGE;
+            for (seq, bytes) in page.entries {
+                cursor = seq;
                 examined += 1;
                 let entry: Entry = serde_json::from_slice(&bytes)
                     .map_err(|_| StoreError::Corrupt(format!("audit entry {cursor}")))?;
@@ -122,8 +121,8 @@ impl Vault {
         }
     }
 
-    /// Verifies the whole stored log: chain, sequence, and every head's signature; with
-    /// `anchor`, also that the log holds that recorded head.
+    /// Verifies the whole stored log, every chain of it: sequence, hashes, and every head's
+    /// signature; with `anchor`, also that the log holds that recorded head.
     pub async fn audit_verify(
         &self,
         anchor: Option<&Anchor>,
@@ -131,39 +130,76 @@ impl Vault {
     ) -> Result<Report, Error> {
         let key = public_key(&self.audit_public_key().await?.public_key)
             .ok_or_else(|| StoreError::Corrupt("audit public key".into()))?;
-        let mut verifier = Verifier::new(key).accepting(accept);
-        let mut last = 0;
-        self.for_each_line(0, u64::MAX, |line| verifier.line(line))
-            .await?;
-        if let Some((key, _)) = self.store().last(ENTRIES).await? {
-            last = chain::seq_of(&key).unwrap_or(0);
-        }
-        // Heads beyond the last entry: the tail was cut.
+        let mut verifier = LogVerifier::new(key).accepting(accept);
         let vault_id = self.stored_meta().await?.vault_id;
-        for (_, head) in self
-            .store()
-            .scan(HEADS, Some(&chain::head_key(last)), usize::MAX)
-            .await?
-        {
-            verifier.line(&head_line(&head, &vault_id));
+        for chain in self.store().chains().await? {
+            let chain = chain.as_deref();
+            self.for_each_line(chain, &vault_id, 0, u64::MAX, |line| {
+                verifier.chain_line(chain, line);
+            })
+            .await?;
+            // A head beyond the last entry: the tail was cut.
+            let last = self.store().audit_last(chain).await?;
+            if let Some((seq, head)) = last.head
+                && seq > last.entry.map_or(0, |(seq, _)| seq)
+            {
+                verifier.chain_line(chain, &head_line(&head, &vault_id, chain));
+            }
         }
         Ok(verifier.finish(anchor))
     }
 
-    /// Entries and signed heads with sequence numbers in `(after, after + limit]`, one per line,
-    /// as stored: the export format of `docs/audit-log.md`.
-    pub async fn audit_export(&self, after: u64, limit: usize) -> Result<Vec<u8>, Error> {
+    /// Entries and signed heads of one chain (by default this node's) with sequence numbers in
+    /// `(after, after + limit]`, one per line, as stored: the export format of
+    /// `docs/audit-log.md`.
+    pub async fn audit_export(
+        &self,
+        node: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<u8>, Error> {
         if !(1..=MAX_AUDIT_PAGE).contains(&limit) {
             return Err(Error::Invalid(format!("limit must be 1-{MAX_AUDIT_PAGE}")));
         }
+        let chain = self.chain(node)?;
+        let vault_id = self.stored_meta().await?.vault_id;
         let mut out = Vec::new();
         let until = after.saturating_add(limit as u64);
-        self.for_each_line(after, until, |line| {
+        self.for_each_line(chain, &vault_id, after, until, |line| {
             out.extend_from_slice(line);
             out.push(b'\n');
         })
         .await?;
         Ok(out)
+    }
+
+    /// Every chain of the log with its last sequence number (`GET /v1/audit/chains`).
+    pub async fn audit_chains(&self) -> Result<AuditChains, Error> {
+        let mut chains = Vec::new();
+        for node in self.store().chains().await? {
+            let last = self.store().audit_last(node.as_deref()).await?;
+            chains.push(AuditChain {
+                last_seq: last.entry.map_or(0, |(seq, _)| seq),
+                node,
+            });
+        }
+        Ok(AuditChains {
+            own: self.store().node().map(str::to_owned),
+            chains,
+        })
+    }
+
+    /// The chain `node` names, by default this node's own (`None`: an embedded store's one).
+    fn chain<'a>(&'a self, node: Option<&'a str>) -> Result<Option<&'a str>, Error> {
+        match (node, self.store().node()) {
+            (None, own) => Ok(own),
+            (Some(node), Some(_)) => Ok(Some(node)),
+            (Some(_), None) => Err(Error::Invalid(
+                "node names a chain of a PostgreSQL store shared by several nodes; this vault \
+                 keeps one audit chain"
+                    .into(),
+            )),
+        }
     }
 
     /// The audit signing key's public half (readable while sealed).
@@ -187,17 +223,19 @@ impl Vault {
         Ok(crate::audit::hmac(&keys.audit_hmac, value))
     }
 
-    /// Calls `each` with every entry in `(after, until]`, each followed by its signed head.
+    /// Calls `each` with every entry of `chain` in `(after, until]`, each followed by its
+    /// signed head.
     async fn for_each_line(
         &self,
+        chain: Option<&str>,
+        vault_id: &str,
         after: u64,
         until: u64,
         mut each: impl FnMut(&[u8]),
     ) -> Result<(), Error> {
-        let vault_id = self.stored_meta().await?.vault_id;
         let mut cursor = after;
         loop {
-            let page = self.store().audit_page(cursor, SCAN_PAGE).await?;
+            let page = self.store().audit_page(chain, cursor, SCAN_PAGE).await?;
             if page.entries.is_empty() {
                 return Ok(());
             }
@@ -212,7 +250,7 @@ impl Vault {
                         break;
                     }
                     if hs == seq {
-                        each(&head_line(hb, &vault_id));
+                        each(&head_line(hb, vault_id, chain));
                     }
                     heads.next();
                 }
@@ -224,9 +262,9 @@ impl Vault {
 
 /// A stored head as its export line; bytes that are no stored head are passed on as they are,
 /// for the verifier to report.
-fn head_line(stored: &[u8], vault_id: &str) -> Vec<u8> {
+fn head_line(stored: &[u8], vault_id: &str, node: Option<&str>) -> Vec<u8> {
     match StoredHead::decode(stored) {
-        Some(head) => head.line(vault_id),
+        Some(head) => head.line(vault_id, node),
         None => stored.to_vec(),
     }
 }

@@ -15,7 +15,9 @@ const DEFAULT_LIMIT: usize = 100;
 /// Every endpoint, with its parsed path and query parameters.
 #[derive(Debug)]
 pub(super) enum Route {
+    AuditChains,
     AuditExport {
+        node: Option<String>,
         after: u64,
         limit: usize,
     },
@@ -71,6 +73,7 @@ impl Route {
             Self::AuditHash => "audit.hash",
             Self::AuditList { .. } => "audit.list",
             Self::AuditPublicKey => "audit.pubkey",
+            Self::AuditChains => "audit.chains",
             Self::AuditVerify { .. } => "audit.verify",
             Self::Backup => "sys.backup",
             Self::Job(_) => "job.show",
@@ -112,6 +115,7 @@ impl Route {
             | Self::AuditHash
             | Self::AuditList { .. }
             | Self::AuditPublicKey
+            | Self::AuditChains
             | Self::AuditVerify { .. } => &[C::AuditRead],
             Self::Backup => &[C::SysBackup],
             Self::Job(_) | Self::KeyHistory(_) => &[C::KeysRead],
@@ -218,6 +222,7 @@ pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<
                 .transpose()
             };
             let filter = AuditFilter {
+                node: q.take("node"),
                 tenant: q.take("tenant"),
                 token: q.take("token"),
                 actor: q.take("actor"),
@@ -264,10 +269,12 @@ pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<
         }
         ["v1", "audit", "hash"] => only(&m, Method::POST, Route::AuditHash)?,
         ["v1", "audit", "pubkey"] => only(&m, Method::GET, Route::AuditPublicKey)?,
+        ["v1", "audit", "chains"] => only(&m, Method::GET, Route::AuditChains)?,
         ["v1", "audit", "export"] => {
             let (after, limit) = (number(q.take("after"), 0)?, number(q.take("limit"), 1000)?);
             let limit = usize::try_from(limit).map_err(|_| Failure::invalid("limit too large"))?;
-            only(&m, Method::GET, Route::AuditExport { after, limit })?
+            let node = q.take("node");
+            only(&m, Method::GET, Route::AuditExport { node, after, limit })?
         }
         ["v1", "tenants"] => only(&m, Method::GET, Route::ListTenants)?,
         ["v1", "tenants", t] => match m {

@@ -18,7 +18,8 @@ use std::thread;
 use tokio::sync::oneshot;
 
 use super::{
-    AuditPage, Backend, Batch, CommitFuture, Entry, Group, Op, StoreError, decode_counter,
+    AuditLast, AuditPage, Backend, Batch, CommitFuture, Entry, Group, Op, StoreError,
+    decode_counter,
 };
 use crate::audit::chain::{self, ChainState, HeadSigner};
 
@@ -124,9 +125,30 @@ impl Store {
         self.stats.note(self.backend.last(prefix).await)
     }
 
-    /// One page of the audit log in order ([`Backend::audit_page`]).
-    pub async fn audit_page(&self, after: u64, limit: usize) -> Result<AuditPage, StoreError> {
-        self.stats.note(self.backend.audit_page(after, limit).await)
+    /// One page of a chain of the audit log in order ([`Backend::audit_page`]).
+    pub async fn audit_page(
+        &self,
+        chain: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> Result<AuditPage, StoreError> {
+        self.stats
+            .note(self.backend.audit_page(chain, after, limit).await)
+    }
+
+    /// The last entry and the last head of a chain ([`Backend::audit_last`]).
+    pub async fn audit_last(&self, chain: Option<&str>) -> Result<AuditLast, StoreError> {
+        self.stats.note(self.backend.audit_last(chain).await)
+    }
+
+    /// The chains of the audit log ([`Backend::chains`]).
+    pub async fn chains(&self) -> Result<Vec<Option<String>>, StoreError> {
+        self.stats.note(self.backend.chains().await)
+    }
+
+    /// The chain this process appends to ([`Backend::node`]).
+    pub fn node(&self) -> Option<&str> {
+        self.backend.node()
     }
 
     /// Applies `batch` atomically; resolves once it is durable. A failed check is
@@ -277,14 +299,14 @@ impl Writer {
         let mut results = Vec::with_capacity(jobs.len());
         let mut waiting = Vec::with_capacity(jobs.len());
         for job in jobs {
-            results.push(staged.stage(job.batch, &mut self.chain));
+            results.push(staged.stage(job.batch, backend.node(), &mut self.chain));
             waiting.push(job.done);
         }
         let applied = if staged.writes.is_empty() {
             self.stats.note(self.wait.block_on(backend.abandon_group()))
         } else {
             if self.chain.last_seq > start.last_seq {
-                staged.sign_head(&self.chain, &self.signer);
+                staged.sign_head(backend.node(), &self.chain, &self.signer);
             }
             let group = staged.into_group(backend.position() + 1);
             self.stats.note(self.wait.block_on(backend.apply(&group)))
@@ -337,7 +359,12 @@ impl Staged {
 
     /// Checks one batch's conditions and stages its writes; on a failed check nothing of it is
     /// staged and the chain does not advance.
-    fn stage(&mut self, batch: Batch, chain: &mut ChainState) -> Result<(), StoreError> {
+    fn stage(
+        &mut self,
+        batch: Batch,
+        node: Option<&str>,
+        chain: &mut ChainState,
+    ) -> Result<(), StoreError> {
         // The audit log is written by the chain alone, and only appended to.
         if batch.ops.iter().any(|op| match op {
             Op::Add(k, _) | Op::Delete(k) | Op::Put(k, _) => chain::is_audit_key(k),
@@ -371,7 +398,11 @@ impl Staged {
         }
         let mut next = *chain;
         for entry in batch.log {
-            writes.extend(next.append(entry).into_iter().map(|(k, v)| (k, Some(v))));
+            writes.extend(
+                next.append(entry, node)
+                    .into_iter()
+                    .map(|(k, v)| (k, Some(v))),
+            );
         }
         *chain = next;
         for (key, value) in writes {
@@ -381,13 +412,13 @@ impl Staged {
     }
 
     /// Adds the signed head of the chain, if a signer is set (the vault is unsealed).
-    fn sign_head(&mut self, chain: &ChainState, signer: &Signer) {
+    fn sign_head(&mut self, node: Option<&str>, chain: &ChainState, signer: &Signer) {
         let signer = signer
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         if let Some(signer) = signer {
-            let head = signer.sign_head(chain.last_seq, &chain.last_hash);
+            let head = signer.sign_head(node, chain.last_seq, &chain.last_hash);
             self.put(chain::head_key(chain.last_seq), Some(head));
         }
     }

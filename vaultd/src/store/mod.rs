@@ -150,10 +150,25 @@ pub trait Backend: Send + Sync {
     /// The last entry under `prefix`.
     fn last<'a>(&'a self, prefix: &'a [u8]) -> StoreFuture<'a, Option<Entry>>;
 
-    /// Up to `limit` audit entries after sequence number `after`, with the signed heads from
-    /// after `after` to the last of them: one page of the log in order, for verifying and
-    /// exporting it.
-    fn audit_page(&self, after: u64, limit: usize) -> StoreFuture<'_, AuditPage>;
+    /// Up to `limit` audit entries of `chain` (`None`: this process's own) after sequence
+    /// number `after`, with the signed heads from after `after` to the last of them: one page
+    /// of the chain in order, for verifying and exporting it.
+    fn audit_page<'a>(
+        &'a self,
+        chain: Option<&'a str>,
+        after: u64,
+        limit: usize,
+    ) -> StoreFuture<'a, AuditPage>;
+
+    /// The last entry and the last head of `chain` (`None`: this process's own).
+    fn audit_last<'a>(&'a self, chain: Option<&'a str>) -> StoreFuture<'a, AuditLast>;
+
+    /// Every chain of the audit log: `[None]` for the one chain of a store only this process
+    /// writes; each node's id on a shared one (`docs/audit-log.md`, "Several chains").
+    fn chains(&self) -> StoreFuture<'_, Vec<Option<String>>>;
+
+    /// The id of the chain this process appends to (`None`: the store's one chain).
+    fn node(&self) -> Option<&str>;
 
     /// Applies `group` (begun with [`Backend::begin_group`]) atomically; resolves once it is
     /// durable. Applying a group twice leaves the same state. On an error the group may or may
@@ -258,10 +273,43 @@ impl<B: SyncBackend> Backend for B {
         Box::pin(std::future::ready(SyncBackend::last(self, prefix)))
     }
 
-    fn audit_page(&self, after: u64, limit: usize) -> StoreFuture<'_, AuditPage> {
-        Box::pin(std::future::ready(SyncBackend::audit_page(
-            self, after, limit,
-        )))
+    fn audit_page<'a>(
+        &'a self,
+        chain: Option<&'a str>,
+        after: u64,
+        limit: usize,
+    ) -> StoreFuture<'a, AuditPage> {
+        let page = match chain {
+            None => SyncBackend::audit_page(self, after, limit),
+            Some(node) => Err(no_chain(node)),
+        };
+        Box::pin(std::future::ready(page))
+    }
+
+    fn audit_last<'a>(&'a self, chain: Option<&'a str>) -> StoreFuture<'a, AuditLast> {
+        let last = match chain {
+            None => (|| {
+                let last = |prefix| {
+                    SyncBackend::last(self, prefix)?
+                        .map(|(key, value)| Ok((seq_of_key(&key)?, value)))
+                        .transpose()
+                };
+                Ok(AuditLast {
+                    entry: last(chain::ENTRIES)?,
+                    head: last(chain::HEADS)?,
+                })
+            })(),
+            Some(node) => Err(no_chain(node)),
+        };
+        Box::pin(std::future::ready(last))
+    }
+
+    fn chains(&self) -> StoreFuture<'_, Vec<Option<String>>> {
+        Box::pin(std::future::ready(Ok(vec![None])))
+    }
+
+    fn node(&self) -> Option<&str> {
+        None
     }
 
     fn apply<'a>(&'a self, group: &'a Group) -> StoreFuture<'a, ()> {
@@ -294,16 +342,33 @@ pub struct AuditPage {
     pub heads: Vec<(u64, Vec<u8>)>,
 }
 
+/// The last entry and the last head of one chain, with their sequence numbers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditLast {
+    /// The last entry.
+    pub entry: Option<(u64, Vec<u8>)>,
+    /// The last signed head.
+    pub head: Option<(u64, Vec<u8>)>,
+}
+
 /// Audit keys and values as sequence numbers and values.
 fn numbered(found: Vec<Entry>) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
     found
         .into_iter()
-        .map(|(key, value)| {
-            let seq =
-                chain::seq_of(&key).ok_or_else(|| StoreError::Corrupt("audit entry key".into()))?;
-            Ok((seq, value))
-        })
+        .map(|(key, value)| Ok((seq_of_key(&key)?, value)))
         .collect()
+}
+
+/// The sequence number of an audit key.
+fn seq_of_key(key: &[u8]) -> Result<u64, StoreError> {
+    chain::seq_of(key).ok_or_else(|| StoreError::Corrupt("audit entry key".into()))
+}
+
+/// A named chain asked of a store that keeps only its one unnamed chain.
+fn no_chain(node: &str) -> StoreError {
+    StoreError::Backend(format!(
+        "this store keeps one audit chain; it has none of node {node:?}"
+    ))
 }
 
 /// A storage failure.

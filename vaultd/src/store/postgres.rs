@@ -23,7 +23,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
 use super::backup::{self, Summary};
-use super::{AuditPage, Backend, Entry, Group, StoreError, StoreFuture};
+use super::{AuditLast, AuditPage, Backend, Entry, Group, StoreError, StoreFuture};
 use crate::audit::chain::{self, ENTRIES, HEADS};
 
 /// The schema version this build writes.
@@ -689,10 +689,15 @@ impl Backend for Postgres {
         })
     }
 
-    fn audit_page(&self, after: u64, limit: usize) -> StoreFuture<'_, AuditPage> {
+    fn audit_page<'a>(
+        &'a self,
+        chain: Option<&'a str>,
+        after: u64,
+        limit: usize,
+    ) -> StoreFuture<'a, AuditPage> {
         Box::pin(async move {
             let conn = self.reader().await?;
-            let node = &self.options.node;
+            let node = &chain.unwrap_or(&self.options.node);
             let after = seq_param(after)?;
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             let rows = conn
@@ -730,6 +735,42 @@ impl Backend for Postgres {
 
     fn abandon_group(&self) -> StoreFuture<'_, ()> {
         Box::pin(self.abandon_now())
+    }
+
+    fn audit_last<'a>(&'a self, chain: Option<&'a str>) -> StoreFuture<'a, AuditLast> {
+        Box::pin(async move {
+            let conn = self.reader().await?;
+            let node = chain.unwrap_or(&self.options.node);
+            let params: [&(dyn ToSql + Sync); 1] = [&node];
+            let (entry, head) = tokio::join!(
+                conn.client.query_opt(&conn.last_entry, &params),
+                conn.client.query_opt(&conn.last_head, &params)
+            );
+            let numbered = |row: Option<tokio_postgres::Row>| {
+                row.map(|r| (r.get::<_, i64>(0).unsigned_abs(), r.get(1)))
+            };
+            Ok(AuditLast {
+                entry: numbered(entry.map_err(pg_error)?),
+                head: numbered(head.map_err(pg_error)?),
+            })
+        })
+    }
+
+    fn chains(&self) -> StoreFuture<'_, Vec<Option<String>>> {
+        Box::pin(async move {
+            // Every node that committed a group has its position row.
+            let conn = self.reader().await?;
+            let rows = conn
+                .client
+                .query("SELECT node FROM node_position ORDER BY node", &[])
+                .await
+                .map_err(pg_error)?;
+            Ok(rows.iter().map(|r| Some(r.get(0))).collect())
+        })
+    }
+
+    fn node(&self) -> Option<&str> {
+        Some(&self.options.node)
     }
 
     fn apply<'a>(&'a self, group: &'a Group) -> StoreFuture<'a, ()> {
@@ -918,11 +959,17 @@ mod tests {
         b.apply(&group(b"b", b"b's first"))
             .await
             .expect("b commits");
-        // Each node's entries went to a chain of its own.
-        let page = b.audit_page(0, 10).await.expect("page");
+        // Each node's entries went to a chain of its own, which every node reads.
+        let page = b.audit_page(None, 0, 10).await.expect("page");
         assert_eq!(page.entries, vec![(1, b"b's first".to_vec())]);
-        let page = a.audit_page(0, 10).await.expect("page");
+        let page = a.audit_page(None, 0, 10).await.expect("page");
         assert_eq!(page.entries, vec![(1, b"a's first".to_vec())]);
+        let page = a.audit_page(Some("node-b"), 0, 10).await.expect("page");
+        assert_eq!(page.entries, vec![(1, b"b's first".to_vec())]);
+        let chains = b.chains().await.expect("chains");
+        assert_eq!(chains, [Some("node-a".into()), Some("node-b".into())]);
+        let last = a.audit_last(Some("node-b")).await.expect("last");
+        assert_eq!(last.entry, Some((1, b"b's first".to_vec())));
         // An abandoned group writes nothing and lets the next one in at once.
         assert_eq!(
             a.begin_group(&keys, true).await.expect("a begins"),

@@ -114,7 +114,7 @@ fn close<T>(backend: &mut Option<Arc<T>>) {
 struct TestSigner;
 
 impl HeadSigner for TestSigner {
-    fn sign_head(&self, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+    fn sign_head(&self, _node: Option<&str>, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
         format!("head {seq} {}", vault_client::audit::hex(hash)).into_bytes()
     }
 }
@@ -126,7 +126,7 @@ async fn store(f: &impl Fixture) -> Store {
 }
 
 fn entry(text: &'static str) -> LogEntry {
-    LogEntry::new(move |seq, prev| {
+    LogEntry::new(move |seq, prev, _node| {
         format!("{seq} {} {text}", vault_client::audit::hex(prev)).into_bytes()
     })
 }

@@ -31,22 +31,13 @@ impl Vault {
         )?;
         let mut events = Vec::new();
         for (key, _) in self.store().scan(KEY_EVENTS, None, usize::MAX).await? {
-            let seq =
-                chain::seq_of(&key).ok_or_else(|| StoreError::Corrupt("key event index".into()))?;
-            let bytes = self
-                .store()
-                .get(&chain::entry_key(seq))
-                .await?
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("key event {seq} has no audit entry"))
-                })?;
-            let entry: Entry = serde_json::from_slice(&bytes)
-                .map_err(|_| StoreError::Corrupt(format!("audit entry {seq}")))?;
-            let wanted = tenant.is_none_or(|t| entry.tenant.as_deref() == Some(t.as_str()));
-            if wanted {
+            let entry = self.key_event(&key).await?;
+            if tenant.is_none_or(|t| entry.tenant.as_deref() == Some(t.as_str())) {
                 events.push(entry);
             }
         }
+        // Each chain's events are in order; several nodes' chains merge by time.
+        events.sort_by(|a, b| (a.time, &a.node, a.seq).cmp(&(b.time, &b.node, b.seq)));
         let tenants = match tenant {
             Some(t) => {
                 self.load_tenant(t).await?.ok_or_else(|| not_found(t))?;
@@ -94,5 +85,25 @@ impl Vault {
             events,
             tenants: live,
         })
+    }
+
+    /// The audit entry a key event index key (`k/{seq}`, or `k/{node}/{seq}` in a node's
+    /// chain) points at.
+    async fn key_event(&self, key: &[u8]) -> Result<Entry, Error> {
+        let corrupt = || StoreError::Corrupt("key event index".into());
+        let seq = chain::seq_of(key).ok_or_else(corrupt)?;
+        let name = &key[KEY_EVENTS.len()..key.len() - 20];
+        let node = match name {
+            [] => None,
+            [node @ .., b'/'] => Some(std::str::from_utf8(node).map_err(|_| corrupt())?),
+            _ => return Err(corrupt().into()),
+        };
+        let after = seq.checked_sub(1).ok_or_else(corrupt)?;
+        let page = self.store().audit_page(node, after, 1).await?;
+        let Some((found, bytes)) = page.entries.first().filter(|(s, _)| *s == seq) else {
+            return Err(StoreError::Corrupt(format!("key event {seq} has no audit entry")).into());
+        };
+        serde_json::from_slice(bytes)
+            .map_err(|_| StoreError::Corrupt(format!("audit entry {found}")).into())
     }
 }

@@ -33,13 +33,17 @@ pub(super) async fn serve(
                 &vault.audit_verify(anchor.as_ref(), accept).await?,
             ))
         }
+        Route::AuditChains => {
+            no_body(body)?;
+            Ok(http::json(StatusCode::OK, &vault.audit_chains().await?))
+        }
         Route::AuditPublicKey => {
             no_body(body)?;
             Ok(http::json(StatusCode::OK, &vault.audit_public_key().await?))
         }
-        Route::AuditExport { after, limit } => {
+        Route::AuditExport { node, after, limit } => {
             no_body(body)?;
-            let lines = vault.audit_export(*after, *limit).await?;
+            let lines = vault.audit_export(node.as_deref(), *after, *limit).await?;
             let text = String::from_utf8(lines)
                 .map_err(|_| Failure::from(crate::Error::Invalid("log is not UTF-8".into())))?;
             Ok(http::text(StatusCode::OK, text, "application/x-ndjson"))

@@ -134,6 +134,7 @@ async fn serve(
         | Route::AuditVerify { .. }
         | Route::AuditHash
         | Route::AuditPublicKey
+        | Route::AuditChains
         | Route::AuditExport { .. } => audit::serve(app, route, &body).await,
         Route::Backup => backup::serve(app, &body),
         Route::Job(_)
