@@ -474,10 +474,30 @@ fn write_report(out: &mut impl Write, report: &Report) -> io::Result<()> {
         ("head", or_dash(head.as_deref())),
         ("signed through", or_dash(report.signed_through)),
     ];
+    // Several nodes' chains: one line each, with the head to record.
+    fields.extend(report.chains.iter().map(|c| {
+        let head = c.head.as_ref().map(|h| format!("{}:{}", h.seq, h.hash));
+        let state = if c.ok { "ok" } else { "FAILED" };
+        let text = format!(
+            "{} {state}, {} entries, head {}, signed through {}",
+            c.node,
+            c.entries,
+            or_dash(head.as_deref()),
+            or_dash(c.signed_through)
+        );
+        ("chain", text)
+    }));
     fields.extend(report.problems.iter().map(|p| ("problem", p.clone())));
     fields.extend(report.accepted.iter().map(|a| ("accepted", a.clone())));
     write_fields(out, &fields)?;
-    if report.ok
+    if report.ok && report.chains.len() > 1 {
+        writeln!(
+            out,
+            "\nRecord each chain's head outside this machine. Later,\n  \
+             vault-cli audit verify --since-head SEQ:HASH\n\
+             fails unless one of the chains still contains that head."
+        )?;
+    } else if report.ok
         && let Some(head) = head
     {
         writeln!(
