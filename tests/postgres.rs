@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use vault_client::{ApiCode, Client};
@@ -652,4 +653,119 @@ async fn a_node_follows_a_master_key_rotation_made_by_another() {
 fn record_key_version(record: &[u8]) -> u32 {
     assert_eq!(record[0], 1, "record format v1");
     u32::from_be_bytes(record[1..5].try_into().expect("4 bytes"))
+}
+
+/// The test cluster's primary over TCP with TLS (`VAULTD_TEST_PG_TLS`: host 127.0.0.1, its port,
+/// a password) and the CA that signed its certificate (`VAULTD_TEST_PG_TLS_CA`).
+fn tls_primary() -> (String, PathBuf) {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!(
+                "{name} names the test cluster's TLS listener: run scripts/test, or \
+                 eval \"$(scripts/pg-cluster start DIR)\""
+            )
+        })
+    };
+    (
+        var("VAULTD_TEST_PG_TLS"),
+        PathBuf::from(var("VAULTD_TEST_PG_TLS_CA")),
+    )
+}
+
+/// A new, empty database made over the Unix socket; its name, and the admin connection (which
+/// sees every session in `pg_stat_ssl`).
+async fn new_database_for_tls() -> (tokio_postgres::Client, String) {
+    let url = new_database().await;
+    let name = url
+        .rsplit_once(" dbname=")
+        .map(|(_, name)| name.to_owned())
+        .expect("dbname");
+    let admin_url = std::env::var("VAULTD_TEST_PG").expect("VAULTD_TEST_PG");
+    let (admin, connection) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test cluster");
+    tokio::spawn(connection);
+    (admin, name)
+}
+
+#[tokio::test]
+async fn a_node_on_postgres_over_verified_tls_serves_and_its_sessions_are_tls() {
+    let (tls_url, ca) = tls_primary();
+    let (admin, name) = new_database_for_tls().await;
+    // channel_binding=require: SCRAM bound to this TLS session (SCRAM-SHA-256-PLUS), or no
+    // connection.
+    let url = format!("{tls_url} dbname={name} channel_binding=require");
+    let node = Daemon::try_start_on_postgres_tls(&url, "node-a", &ca)
+        .unwrap_or_else(|log| panic!("vaultd did not start over TLS:\n{log}"));
+    let c = node.client();
+    c.init().await.expect("init");
+    c.create_tenant("acme").await.expect("tenant");
+    c.put_token("acme", "t-1", &put("over-tls", "DE01"))
+        .await
+        .expect("put");
+    assert_eq!(secret_of(&c, "t-1").await, "over-tls");
+    let report = c.audit_verify(None).await.expect("verify");
+    assert!(report.ok, "{:?}", report.problems);
+
+    // Every session vaultd holds on its database is TLS 1.3, as the server sees it.
+    let sessions = admin
+        .query(
+            "SELECT s.ssl, s.version FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+             WHERE a.datname::text = $1",
+            &[&name],
+        )
+        .await
+        .expect("pg_stat_ssl");
+    assert!(!sessions.is_empty(), "no session of vaultd on {name}");
+    for row in &sessions {
+        let (ssl, version): (bool, Option<String>) = (row.get(0), row.get(1));
+        assert!(ssl, "a session of vaultd without TLS");
+        assert_eq!(version.as_deref(), Some("TLSv1.3"));
+    }
+    eprintln!("{} sessions of vaultd, all TLS 1.3", sessions.len());
+    let log = node.log_text();
+    assert!(
+        log.contains("store: PostgreSQL") && log.contains("ca_file"),
+        "{log}"
+    );
+    assert!(!log.contains("password="), "{log}");
+}
+
+#[tokio::test]
+async fn a_node_refuses_a_postgres_server_certified_by_another_ca_or_for_another_name() {
+    let (tls_url, ca) = tls_primary();
+    let (_admin, name) = new_database_for_tls().await;
+    let url = format!("{tls_url} dbname={name}");
+
+    // A CA of its own, which did not sign the server's certificate.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let other_ca = dir.path().join("other-ca.pem");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    std::fs::write(&other_ca, params.self_signed(&key).expect("ca").pem()).expect("write");
+    let log = Daemon::try_start_on_postgres_tls(&url, "node-a", &other_ca)
+        .err()
+        .expect("a server certified by another CA is refused");
+    assert!(
+        log.contains("opening the PostgreSQL store")
+            && log.contains("TLS handshake")
+            && log.contains("invalid peer certificate")
+            && log.contains("UnknownIssuer"),
+        "{log}"
+    );
+
+    // The right CA, but the connection string names another host than the certificate's
+    // (hostaddr still reaches the server).
+    let other_name = format!(
+        "{} dbname={name}",
+        tls_url.replace("host=127.0.0.1", "host=db.invalid hostaddr=127.0.0.1")
+    );
+    let log = Daemon::try_start_on_postgres_tls(&other_name, "node-a", &ca)
+        .err()
+        .expect("a certificate for another name is refused");
+    assert!(
+        log.contains("invalid peer certificate") && log.contains("not valid for name"),
+        "{log}"
+    );
 }

@@ -107,9 +107,21 @@ impl Daemon {
     /// [`Daemon::keys`], so that both unwrap the same master key) or new ones.
     pub fn start_on_postgres(url: &str, node: &str, keys: Option<&Path>) -> Self {
         let keys = keys.map(Path::to_owned);
-        let mut daemon = Self::prepare(None, None, keys, None, Some((url, node)));
+        let mut daemon = Self::prepare(None, None, keys, None, Some((url, node, None)));
         daemon.spawn();
         daemon
+    }
+
+    /// [`Daemon::start_on_postgres`] with new keys and TLS to PostgreSQL verified against
+    /// `ca_file` (`[postgres] ca_file`); `Err` holds the daemon's log when it exits at start.
+    pub fn try_start_on_postgres_tls(
+        url: &str,
+        node: &str,
+        ca_file: &Path,
+    ) -> Result<Self, String> {
+        let mut daemon = Self::prepare(None, None, None, None, Some((url, node, Some(ca_file))));
+        daemon.try_spawn()?;
+        Ok(daemon)
     }
 
     /// The data directory as this test process can reach it.
@@ -135,7 +147,7 @@ impl Daemon {
         data: Option<PathBuf>,
         keys: Option<PathBuf>,
         tcp: Option<Tcp>,
-        postgres: Option<(&str, &str)>,
+        postgres: Option<(&str, &str, Option<&Path>)>,
     ) -> Self {
         let root = tempfile::tempdir().expect("tempdir");
         let run = tempfile::tempdir().expect("tempdir");
@@ -149,7 +161,7 @@ impl Daemon {
             write_key_file(&keys.join("test.key"));
             keys
         });
-        let postgres = postgres.map_or_else(String::new, |(url, node)| {
+        let postgres = postgres.map_or_else(String::new, |(url, node, ca_file)| {
             let url_file = root.path().join("postgres.conn");
             fs::OpenOptions::new()
                 .write(true)
@@ -158,8 +170,11 @@ impl Daemon {
                 .open(&url_file)
                 .and_then(|mut f| f.write_all(url.as_bytes()))
                 .expect("url file");
+            let ca_file = ca_file.map_or_else(String::new, |ca| {
+                format!("ca_file = \"{}\"\n", ca.display())
+            });
             format!(
-                "\n[postgres]\nurl_file = \"{}\"\nnode_id = \"{node}\"\n",
+                "\n[postgres]\nurl_file = \"{}\"\nnode_id = \"{node}\"\n{ca_file}",
                 url_file.display()
             )
         });

@@ -26,6 +26,8 @@
 //! # url_file = "/etc/vaultd/postgres.conn"  # a libpq connection string, 0600 (it may hold the
 //! #                                          # password); or the VAULTD_POSTGRES_URL variable
 //! # node_id = "vault-a"                     # this node's audit chain; unique per node
+//! # ca_file = "/etc/vaultd/pg-ca.pem"       # optional: TLS 1.3 to TCP hosts, the server's
+//! #                                          # certificate and host name verified against it
 //!
 //! [[policy]]
 //! name = "platform-app"
@@ -51,6 +53,7 @@ use serde::Deserialize;
 
 use crate::kms::aws::{KeyId, check_endpoint_url};
 use crate::policy::{Capability, Policy, Rule, SubjectName, TenantPattern};
+use crate::store::postgres::tls;
 
 /// The daemon's checked configuration.
 #[derive(Debug, Clone)]
@@ -208,13 +211,15 @@ struct RawRule {
 struct RawPostgres {
     url_file: Option<PathBuf>,
     node_id: String,
+    ca_file: Option<PathBuf>,
 }
 
 /// The environment variable that may hold the PostgreSQL connection string instead of a file.
 const POSTGRES_URL_VAR: &str = "VAULTD_POSTGRES_URL";
 
 /// `[postgres]`: the connection string from `VAULTD_POSTGRES_URL` or `url_file` (owner-only: it
-/// may hold the password), parsed; never from the command line.
+/// may hold the password), parsed; never from the command line. With `ca_file`, TLS to the
+/// server, verified (`store/postgres/tls.rs`).
 fn postgres_options(raw: &RawPostgres) -> anyhow::Result<crate::store::postgres::Options> {
     let text = match (std::env::var(POSTGRES_URL_VAR), &raw.url_file) {
         (Ok(url), _) => zeroize::Zeroizing::new(url),
@@ -228,13 +233,22 @@ fn postgres_options(raw: &RawPostgres) -> anyhow::Result<crate::store::postgres:
         (Err(_), None) => bail!("[postgres] needs url_file, or the {POSTGRES_URL_VAR} variable"),
     };
     // The driver's own error may quote the string, password included: say only where it failed.
-    let config = text
-        .trim()
-        .parse::<tokio_postgres::Config>()
-        .map_err(|_| anyhow::anyhow!("[postgres]: the connection string does not parse"))?;
+    let mut config = text.trim().parse::<tokio_postgres::Config>().map_err(|e| {
+        match tls::unsupported_ssl_setting(&e) {
+            Some(why) => anyhow::anyhow!("[postgres]: {why}"),
+            None => anyhow::anyhow!("[postgres]: the connection string does not parse"),
+        }
+    })?;
     if config.get_hosts().is_empty() {
         bail!("[postgres]: the connection string names no host");
     }
+    let tls = raw
+        .ca_file
+        .as_deref()
+        .map(tls::Tls::from_ca_file)
+        .transpose()
+        .context("[postgres] ca_file")?;
+    tls::settle_ssl_mode(&mut config, tls.as_ref())?;
     let node = raw.node_id.trim();
     if node.is_empty() || node.len() > 64 || !node.bytes().all(|b| b.is_ascii_graphic()) {
         bail!("[postgres] node_id must be 1-64 printable characters without spaces");
@@ -242,6 +256,7 @@ fn postgres_options(raw: &RawPostgres) -> anyhow::Result<crate::store::postgres:
     Ok(crate::store::postgres::Options {
         config,
         node: node.to_owned(),
+        tls,
     })
 }
 
@@ -542,6 +557,88 @@ mod tests {
             let (_dir, text) = with_postgres(url, 0o600, node);
             assert!(parse(&text).is_err(), "node_id {node:?}");
         }
+    }
+
+    /// BASE with a `[postgres]` section of `url` (in an owner-only url_file) and `extra` lines.
+    fn with_postgres_tls(url: &str, extra: &str) -> (tempfile::TempDir, String) {
+        let (dir, text) = with_postgres(url, 0o600, "vault-a");
+        (dir, format!("{text}{extra}\n"))
+    }
+
+    #[test]
+    fn postgres_tls_is_verified_and_required_with_ca_file_and_refused_without() {
+        use tokio_postgres::config::SslMode;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = dir.path().join("ca.pem");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        std::fs::write(&ca, params.self_signed(&key).expect("ca").pem()).expect("write");
+        let ca_line = format!("ca_file = \"{}\"", ca.display());
+
+        // With ca_file: TLS required (the driver's default `prefer` raised), every host TCP.
+        let url = "host=db1.internal,127.0.0.1 user=vaultd password=hunter2-planted";
+        let (_d, text) = with_postgres_tls(url, &ca_line);
+        let cfg = parse(&text).expect("valid");
+        let pg = cfg.postgres.as_ref().expect("postgres");
+        assert_eq!(pg.config.get_ssl_mode(), SslMode::Require);
+        assert!(pg.tls.is_some());
+        let debug = format!("{cfg:?}");
+        assert!(
+            debug.contains("ca.pem") && !debug.contains("hunter2"),
+            "{debug}"
+        );
+        let (_d, text) = with_postgres_tls(&format!("{url} sslmode=require"), &ca_line);
+        assert!(parse(&text).is_ok());
+
+        let refused = |url: &str, extra: &str| {
+            let (_d, text) = with_postgres_tls(url, extra);
+            let err = format!("{:#}", parse(&text).expect_err(url));
+            assert!(!err.contains("hunter2"), "{err}");
+            err
+        };
+        let err = refused(
+            "host=/run/pg,db1.internal password=hunter2-planted",
+            &ca_line,
+        );
+        assert!(
+            err.contains("Unix socket") && err.contains("/run/pg"),
+            "{err}"
+        );
+        let err = refused(
+            "host=db1 sslmode=disable password=hunter2-planted",
+            &ca_line,
+        );
+        assert!(err.contains("sslmode=disable"), "{err}");
+        let err = refused(
+            "host=db1 password=hunter2-planted",
+            "ca_file = \"/nonexistent.pem\"",
+        );
+        assert!(
+            err.contains("ca_file") && err.contains("/nonexistent.pem"),
+            "{err}"
+        );
+        // Without ca_file: plain, and no TLS without verification.
+        let err = refused("host=db1 sslmode=require password=hunter2-planted", "");
+        assert!(err.contains("needs ca_file"), "{err}");
+        // libpq settings the driver does not know get a word on what to do instead.
+        for mode in ["verify-full", "verify-ca", "allow"] {
+            let err = refused(
+                &format!("host=db1 sslmode={mode} password=hunter2-planted"),
+                "",
+            );
+            assert!(
+                err.contains("sslmode must be disable, prefer or require"),
+                "{err}"
+            );
+        }
+        let err = refused("host=db1 sslrootcert=/ca.pem password=hunter2-planted", "");
+        assert!(err.contains("ca_file"), "{err}");
+        let (_d, text) = with_postgres_tls("host=db1 password=hunter2-planted", "");
+        let cfg = parse(&text).expect("plain");
+        let pg = cfg.postgres.as_ref().expect("postgres");
+        assert_eq!(pg.config.get_ssl_mode(), SslMode::Disable);
+        assert!(pg.tls.is_none());
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! Connections: one for the writer (transactions need it to themselves), one shared by readers
 //! (tokio-postgres pipelines concurrent queries on it), one per backup (a repeatable-read
 //! snapshot). Each is made again after it breaks; its connection task runs on the runtime the
-//! backend was opened on.
+//! backend was opened on. With `[postgres] ca_file` they are TLS, verified ([`tls`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::Mutex;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Statement};
+
+pub mod tls;
 
 use super::backup::{self, Summary};
 use super::{AuditLast, AuditPage, Backend, Entry, Group, StoreError, StoreFuture};
@@ -62,6 +64,9 @@ pub struct Options {
     pub config: Config,
     /// This node's id: its audit chain and position are kept under it.
     pub node: String,
+    /// TLS to the server, verified against `ca_file`; `None`: plain connections (`config`'s
+    /// `sslmode` is then `disable`, see [`tls::settle_ssl_mode`]).
+    pub tls: Option<tls::Tls>,
 }
 
 impl std::fmt::Debug for Options {
@@ -72,6 +77,7 @@ impl std::fmt::Debug for Options {
             .field("dbname", &self.config.get_dbname())
             .field("user", &self.config.get_user())
             .field("node", &self.node)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -245,14 +251,23 @@ impl Postgres {
     /// A new connection; its task runs on the backend's runtime.
     async fn connect(&self) -> Result<Client, StoreError> {
         let config = self.options.config.clone();
+        let tls = self.options.tls.as_ref().map(tls::Tls::connector);
         self.runtime
             .spawn(async move {
-                let (client, connection) = config.connect(NoTls).await.map_err(pg_error)?;
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::warn!(error = %e, "PostgreSQL connection ended");
+                let client = match tls {
+                    None => {
+                        let (client, connection) =
+                            config.connect(NoTls).await.map_err(connect_error)?;
+                        tokio::spawn(watch(connection));
+                        client
                     }
-                });
+                    Some(tls) => {
+                        let (client, connection) =
+                            config.connect(tls).await.map_err(connect_error)?;
+                        tokio::spawn(watch(connection));
+                        client
+                    }
+                };
                 Ok(client)
             })
             .await
@@ -802,6 +817,34 @@ impl Backend for Postgres {
     }
 }
 
+/// A failed connect as the store's error, with the driver's causes: its own message is only
+/// "error connecting to server" or "error performing TLS handshake", the cause says what
+/// (refused, a certificate from an unknown issuer, another host name).
+fn connect_error(e: tokio_postgres::Error) -> StoreError {
+    if e.as_db_error().is_some() {
+        return pg_error(e);
+    }
+    let mut text = format!("PostgreSQL: {e}");
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    StoreError::Io(text)
+}
+
+/// Drives a connection until it ends, and logs why.
+async fn watch<S, T>(connection: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if let Err(e) = connection.await {
+        tracing::warn!(error = %e, "PostgreSQL connection ended");
+    }
+}
+
 /// Creates the schema, or checks that it is one this build knows.
 async fn migrate(client: &mut Client) -> Result<(), StoreError> {
     let tx = client.transaction().await.map_err(pg_error)?;
@@ -900,6 +943,7 @@ pub(super) async fn test_database(node: &str) -> Options {
     Options {
         config,
         node: node.into(),
+        tls: None,
     }
 }
 
