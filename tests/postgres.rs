@@ -4,9 +4,10 @@
 mod common;
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use vault_client::{ApiCode, Client};
+use vault_client::wire::JobState;
+use vault_client::{ApiCode, AuditQuery, Client};
 
 use common::{Daemon, put, wait_unsealed};
 
@@ -768,4 +769,142 @@ async fn a_node_refuses_a_postgres_server_certified_by_another_ca_or_for_another
         log.contains("invalid peer certificate") && log.contains("not valid for name"),
         "{log}"
     );
+}
+
+/// Records per data key version of `tenant`.
+async fn per_version(c: &Client, tenant: &str) -> Vec<(u32, u64)> {
+    let info = c.tenant(tenant).await.expect("tenant");
+    info.key_versions
+        .iter()
+        .map(|v| (v.version, v.records))
+        .collect()
+}
+
+// Multi-threaded: the test blocks on kill while the nodes work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewrap_job_of_a_killed_node_is_resumed_by_another_when_its_lease_lapses() {
+    const N: usize = 2000;
+    const LEASE_SECS: u64 = 3;
+    let jobs = format!("\n[jobs]\nlease_seconds = {LEASE_SECS}\n");
+    let url = new_database().await;
+    let mut a = Daemon::start_on_postgres_with(&url, "node-a", None, &jobs);
+    let ca = a.client();
+    ca.init().await.expect("init");
+    ca.create_tenant("acme").await.expect("tenant");
+    let b = Daemon::start_on_postgres_with(&url, "node-b", Some(&a.keys), &jobs);
+    let cb = b.client();
+    wait_unsealed(&cb).await;
+    let fillers: Vec<_> = (0..8)
+        .map(|w| {
+            let ca = ca.clone();
+            tokio::spawn(async move {
+                for i in (w..N).step_by(8) {
+                    let id = format!("tok-{i:05}");
+                    ca.put_token("acme", &id, &put(&id, "DE01"))
+                        .await
+                        .expect("put");
+                }
+            })
+        })
+        .collect();
+    for f in fillers {
+        f.await.expect("filler");
+    }
+    ca.rotate_tenant("acme").await.expect("rotate");
+    // 500 records/s: a page of 125 four times a second, for about four seconds.
+    let id = ca
+        .start_rewrap(Some("acme"), Some(500))
+        .await
+        .expect("rewrap")
+        .id;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = ca.job(&id).await.expect("job");
+    assert!(
+        before.state == JobState::Running && before.done > 0 && before.done < N as u64,
+        "killed mid-run: {before:?}"
+    );
+    // B saw the job and left it alone: A's lease was live.
+    assert!(
+        !b.log_text().contains("took over a rewrap job"),
+        "{}",
+        b.log_text()
+    );
+    a.kill();
+    let killed = Instant::now();
+    let at_kill = cb.job(&id).await.expect("job through b").done;
+
+    // B takes the lease once it lapsed (a lease, and at most a third of one for its watcher),
+    // and goes on from the cursor A left.
+    let resumed_within = loop {
+        let job = cb.job(&id).await.expect("job");
+        if job.done > at_kill || job.state != JobState::Running {
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(LEASE_SECS * 2 + 3),
+            "b did not resume the job: {job:?}\n{}",
+            b.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let job = loop {
+        let job = cb.job(&id).await.expect("job");
+        if job.state != JobState::Running {
+            break job;
+        }
+        assert!(Instant::now() < deadline, "job never finished: {job:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!(
+        "node a killed at {at_kill}/{N}; node b resumed the job after {resumed_within:?} and finished it"
+    );
+    assert_eq!(job.state, JobState::Completed, "{job:?}");
+    assert_eq!(
+        (job.done, job.total),
+        (N as u64, N as u64),
+        "exactly once: {job:?}"
+    );
+    assert_eq!(per_version(&cb, "acme").await, [(1, 0), (2, N as u64)]);
+    let readers: Vec<_> = (0..8)
+        .map(|w| {
+            let cb = cb.clone();
+            tokio::spawn(async move {
+                for i in (w..N).step_by(8) {
+                    let id = format!("tok-{i:05}");
+                    assert_eq!(secret_of(&cb, &id).await, id);
+                }
+            })
+        })
+        .collect();
+    for r in readers {
+        r.await.expect("reader");
+    }
+
+    // The takeover is in B's audit chain, naming the node it was taken from.
+    let query = AuditQuery {
+        op: Some("keys.rewrap.resumed".into()),
+        limit: Some(100),
+        ..AuditQuery::default()
+    };
+    let resumed = cb.audit(&query).await.expect("audit").entries;
+    assert_eq!(resumed.len(), 1, "{resumed:?}");
+    let detail = &resumed[0].detail;
+    assert_eq!(
+        detail.get("event").map(String::as_str),
+        Some("records_rewrap_resumed")
+    );
+    assert_eq!(detail.get("job"), Some(&id));
+    assert_eq!(
+        detail.get("previous_node").map(String::as_str),
+        Some("node-a")
+    );
+    assert_eq!(detail.get("node").map(String::as_str), Some("node-b"));
+    assert!(
+        b.log_text()
+            .contains("took over a rewrap job whose lease lapsed"),
+        "{}",
+        b.log_text()
+    );
+    assert_every_chain_verifies(&cb, &["node-a", "node-b"]).await;
 }

@@ -106,8 +106,19 @@ impl Daemon {
     /// owner-only `url_file`), as node `node`, with the local KMS keys in `keys` (another node's
     /// [`Daemon::keys`], so that both unwrap the same master key) or new ones.
     pub fn start_on_postgres(url: &str, node: &str, keys: Option<&Path>) -> Self {
+        Self::start_on_postgres_with(url, node, keys, "")
+    }
+
+    /// [`Daemon::start_on_postgres`], with `extra` (e.g. a `[jobs]` section) appended to the
+    /// config.
+    pub fn start_on_postgres_with(url: &str, node: &str, keys: Option<&Path>, extra: &str) -> Self {
         let keys = keys.map(Path::to_owned);
         let mut daemon = Self::prepare(None, None, keys, None, Some((url, node, None)));
+        let mut config = fs::OpenOptions::new()
+            .append(true)
+            .open(&daemon.config)
+            .expect("config");
+        config.write_all(extra.as_bytes()).expect("config");
         daemon.spawn();
         daemon
     }

@@ -29,6 +29,10 @@
 //! # ca_file = "/etc/vaultd/pg-ca.pem"       # optional: TLS 1.3 to TCP hosts, the server's
 //! #                                          # certificate and host name verified against it
 //!
+//! # Optional: background jobs (docs/ha.md, "Jobs").
+//! # [jobs]
+//! # lease_seconds = 30    # a node that stops renewing a job's lease loses it after this (3-3600)
+//!
 //! [[policy]]
 //! name = "platform-app"
 //! users = ["platform"]             # and/or uids = [1001], gids = [...], groups = [...]
@@ -84,6 +88,8 @@ pub struct Config {
     pub postgres: Option<crate::store::postgres::Options>,
     /// Automatic tenant data key rotation, if configured.
     pub rotation: Option<RotationPolicy>,
+    /// `[jobs] lease_seconds`: how long a job's lease holds without renewal.
+    pub job_lease: Duration,
     /// Whether this is `--dev` (prints a banner, creates what is missing).
     pub dev: bool,
     /// The TCP listener with mutual TLS, if configured (`[tcp]`).
@@ -148,6 +154,7 @@ pub struct RawConfig {
     postgres: Option<RawPostgres>,
     kms: Option<RawKms>,
     rotation: Option<RotationPolicy>,
+    jobs: Option<RawJobs>,
     #[serde(default)]
     policy: Vec<RawRule>,
     tcp: Option<TcpConfig>,
@@ -204,6 +211,17 @@ struct RawRule {
     #[serde(default)]
     tenants: Vec<String>,
 }
+
+/// `[jobs]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJobs {
+    lease_seconds: Option<u64>,
+}
+
+/// The range of `[jobs] lease_seconds`: a lease must outlast the second between two batches
+/// of a rate-limited job, with room for a slow commit.
+const LEASE_SECONDS: std::ops::RangeInclusive<u64> = 3..=3600;
 
 /// `[postgres]` as written.
 #[derive(Debug, Deserialize)]
@@ -306,6 +324,7 @@ impl Config {
             storage: crate::store::embedded::Options::default(),
             postgres: None,
             rotation: None,
+            job_lease: crate::vault::DEFAULT_LEASE,
             dev: true,
             tcp: None,
         }
@@ -313,6 +332,15 @@ impl Config {
 
     fn from_raw(raw: RawConfig, overrides: &Overrides) -> anyhow::Result<Self> {
         let storage = storage_options(&raw)?;
+        let job_lease = match raw.jobs.as_ref().and_then(|j| j.lease_seconds) {
+            None => crate::vault::DEFAULT_LEASE,
+            Some(secs) if LEASE_SECONDS.contains(&secs) => Duration::from_secs(secs),
+            Some(_) => bail!(
+                "[jobs] lease_seconds must be {}-{}",
+                LEASE_SECONDS.start(),
+                LEASE_SECONDS.end()
+            ),
+        };
         let postgres = raw.postgres.as_ref().map(postgres_options).transpose()?;
         let data_dir = overrides
             .data_dir
@@ -432,6 +460,7 @@ impl Config {
             storage,
             postgres,
             rotation: raw.rotation,
+            job_lease,
             dev: false,
             tcp: raw.tcp,
         })
@@ -639,6 +668,24 @@ mod tests {
         let pg = cfg.postgres.as_ref().expect("postgres");
         assert_eq!(pg.config.get_ssl_mode(), SslMode::Disable);
         assert!(pg.tls.is_none());
+    }
+
+    #[test]
+    fn job_lease_defaults_to_30_seconds_and_is_bounded() {
+        assert_eq!(
+            parse(BASE).expect("defaults").job_lease,
+            Duration::from_secs(30)
+        );
+        let cfg = parse(&format!("{BASE}[jobs]\nlease_seconds = 3\n")).expect("valid");
+        assert_eq!(cfg.job_lease, Duration::from_secs(3));
+        for bad in [
+            "lease_seconds = 0",
+            "lease_seconds = 2",
+            "lease_seconds = 3601",
+            "lease = 5",
+        ] {
+            assert!(parse(&format!("{BASE}[jobs]\n{bad}\n")).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -157,7 +157,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 .context("opening the store")?
         }
     };
-    let vault = Vault::open(Arc::new(store), kms)
+    // One process opens the embedded store; on PostgreSQL the node id names this node.
+    let jobs = vaultd::vault::JobOptions {
+        node: config.postgres.as_ref().map_or_else(
+            || vaultd::vault::LOCAL_NODE.to_owned(),
+            |options| options.node.clone(),
+        ),
+        lease: config.job_lease,
+    };
+    let vault = Vault::open_with_jobs(Arc::new(store), kms, jobs)
         .await
         .context("opening the vault")?;
     if config.auto_init && vault.state() == VaultState::Uninitialized {
@@ -195,6 +203,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let rotator = config
         .rotation
         .map(|policy| tokio::spawn(rotate_on_schedule(vault.clone(), policy)));
+    // Resumes jobs whose node stopped renewing their lease (docs/ha.md, "Jobs").
+    let job_watcher = Some(tokio::spawn(vault.clone().watch_jobs()));
     if config.dev {
         print_dev_banner(&config.socket);
     }
@@ -203,7 +213,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tcp,
     };
     server::run(listeners, app, limits, shutdown_signal()).await;
-    for task in [unsealer, rotator].into_iter().flatten() {
+    for task in [unsealer, rotator, job_watcher].into_iter().flatten() {
         task.abort();
     }
     if let Err(e) = vault.seal(&mut Event::system("sys.seal.shutdown")).await {

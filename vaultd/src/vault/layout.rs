@@ -13,7 +13,7 @@
 //! r/{tenant}/{token}      token record (record format v1)
 //! n/{tenant}/{version:010} encryptions made under that DEK version (8-byte counter)
 //! d/{tenant}              tombstone: the tenant is being crypto-shredded
-//! j/{id}                  JobRecord (JSON): a background rewrap job and its cursor
+//! j/{id}                  JobRecord (JSON): a background rewrap job, its cursor and lease
 //! k/{seq:020}             index of key events in the audit log
 //! w/applied               the store's own: last log position applied (`store::embedded`)
 //! ```
@@ -165,6 +165,20 @@ pub(crate) struct JobRecord {
     pub(crate) started_at: i64,
     pub(crate) finished_at: Option<i64>,
     pub(crate) error: Option<String>,
+    /// The node running the job, while it runs (`docs/ha.md`, "Jobs"); absent in records
+    /// written before leases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) lease: Option<Lease>,
+}
+
+/// Which node runs a job, and until when unless it renews (`docs/ha.md`, "Jobs").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Lease {
+    /// The holder's node id.
+    pub(crate) node: String,
+    /// Unix time in milliseconds, by the holder's clock.
+    pub(crate) expires_at_ms: i64,
 }
 
 /// Bytes as base64 in JSON.

@@ -42,6 +42,7 @@ use layout::{AuditKeyRecord, Bytes, MasterKeyRecord, TenantRecord, VaultMeta};
 
 pub use crate::audit::{AuditFilter, MAX_AUDIT_PAGE};
 pub use backup::{RestoreError, RestoreOptions, Restored, restore};
+pub use jobs::{DEFAULT_LEASE, JobOptions, LOCAL_NODE};
 pub use tokens::{MAX_BINDING_FIELD_LEN, MAX_PAGE, MAX_SECRET_LEN, PutToken};
 pub use transit::{MAX_BATCH, MAX_CONTEXT_LEN, MAX_PLAINTEXT_LEN};
 
@@ -68,6 +69,8 @@ struct Inner {
     tenants: tokio::sync::RwLock<()>,
     /// Ids of jobs with a runner in this process.
     jobs_running: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// This node's id and the lease period of the jobs it runs.
+    jobs: JobOptions,
     /// Serializes init, unseal and seal.
     lifecycle: tokio::sync::Mutex<()>,
     /// Serializes following another node's master key rotation (one KMS unwrap for all).
@@ -97,8 +100,17 @@ pub(crate) struct Keys {
 
 impl Vault {
     /// Opens the vault over `store`; it starts sealed (or uninitialized). Finishes any tenant
-    /// destruction a crash interrupted.
+    /// destruction a crash interrupted. Jobs run as [`LOCAL_NODE`] with the default lease.
     pub async fn open(store: Arc<Store>, kms: Arc<dyn KmsProvider>) -> Result<Self, Error> {
+        Self::open_with_jobs(store, kms, JobOptions::default()).await
+    }
+
+    /// [`Vault::open`], running jobs as the node and with the lease of `jobs` (`docs/ha.md`).
+    pub async fn open_with_jobs(
+        store: Arc<Store>,
+        kms: Arc<dyn KmsProvider>,
+        jobs: JobOptions,
+    ) -> Result<Self, Error> {
         let state = match store.get(layout::META).await? {
             None => State::Uninitialized,
             Some(bytes) => State::Sealed(layout::decode(&bytes, "vault metadata")?),
@@ -112,6 +124,7 @@ impl Vault {
                 unsigned_tail: std::sync::Mutex::new(None),
                 tenants: tokio::sync::RwLock::new(()),
                 jobs_running: std::sync::Mutex::default(),
+                jobs,
                 lifecycle: tokio::sync::Mutex::new(()),
                 following: tokio::sync::Mutex::new(()),
                 writers: (0..WRITER_STRIPES)
