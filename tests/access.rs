@@ -5,20 +5,29 @@ mod common;
 
 use common::{Daemon, SEAL_ONLY_UID, SOCKET_GID, STRANGER_UID};
 
-const PUT: &[&str] = &[
-    "token",
-    "put",
-    "acme",
-    "t1",
-    "--subject",
-    "u",
-    "--bank",
-    "b",
-    "--account",
-    "DE01",
-    "--scope",
-    "accounts",
-];
+/// `vault-cli token put acme t1 …` with its binding file.
+fn put_args(daemon: &Daemon) -> Vec<String> {
+    let binding = daemon.binding_file("u", "DE01");
+    [
+        "token",
+        "put",
+        "acme",
+        "t1",
+        "--bank",
+        "b",
+        "--scope",
+        "accounts",
+        "--binding-file",
+    ]
+    .iter()
+    .map(|a| (*a).to_owned())
+    .chain([binding])
+    .collect()
+}
+
+fn put<'a>(args: &'a [String]) -> Vec<&'a str> {
+    args.iter().map(String::as_str).collect()
+}
 
 async fn ready() -> Daemon {
     let daemon = Daemon::start();
@@ -36,7 +45,8 @@ fn code(out: &std::process::Output) -> i32 {
 async fn seal_only_identity_can_store_but_never_read_back() {
     let daemon = ready().await;
     let me = Some((SEAL_ONLY_UID, SOCKET_GID));
-    let out = daemon.cli(me, PUT, b"bank-token");
+    let args = put_args(&daemon);
+    let out = daemon.cli(me, &put(&args), b"bank-token");
     assert_eq!(
         code(&out),
         0,
@@ -86,7 +96,8 @@ async fn other_uids_are_denied_or_cannot_connect() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let out = daemon.cli(stranger, PUT, b"x");
+    let args = put_args(&daemon);
+    let out = daemon.cli(stranger, &put(&args), b"x");
     assert_eq!(code(&out), 4);
     // Not in the socket's group: the kernel refuses the connection (socket 0660, dir 0750).
     let outsider = Some((STRANGER_UID, STRANGER_UID));

@@ -79,18 +79,19 @@ impl Vault {
     }
 
     fn put(&self, tenant: &str, id: &str, secret: &str) {
+        let binding = self
+            .daemon
+            .binding_file("user-42", "DE89370400440532013000");
         self.ok(
             &[
                 "token",
                 "put",
                 tenant,
                 id,
-                "--subject",
-                "user-42",
+                "--binding-file",
+                &binding,
                 "--bank",
                 "examplebank",
-                "--account",
-                "DE89370400440532013000",
                 "--scope",
                 "accounts",
             ],

@@ -138,18 +138,17 @@ async fn cli_round_trip_reads_secrets_from_stdin_only() {
         out.stdout
     };
     ok(&["tenant", "create", "acme"], b"");
+    let binding = daemon.binding_file("u", ACCOUNT);
     ok(
         &[
             "token",
             "put",
             "acme",
             "c1",
-            "--subject",
-            "u",
+            "--binding-file",
+            &binding,
             "--bank",
             "b",
-            "--account",
-            ACCOUNT,
             "--scope",
             "accounts",
         ],
@@ -157,8 +156,8 @@ async fn cli_round_trip_reads_secrets_from_stdin_only() {
     );
     assert_eq!(
         ok(
-            &["token", "get", "acme", "c1", "--expect-account", ACCOUNT],
-            b""
+            &["token", "get", "acme", "c1", "--expect-account-stdin"],
+            format!("{ACCOUNT}\n").as_bytes()
         ),
         PLANTED.as_bytes()
     );
@@ -197,8 +196,8 @@ async fn cli_round_trip_reads_secrets_from_stdin_only() {
     );
     let out = daemon.cli(
         None,
-        &["token", "get", "acme", "c1", "--expect-account", "DE00"],
-        b"",
+        &["token", "get", "acme", "c1", "--expect-account-stdin"],
+        b"DE00\n",
     );
     assert_eq!(out.status.code(), Some(6), "binding mismatch exit code");
     let out = daemon.cli(

@@ -374,6 +374,16 @@ tenants = ["*"]
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// A `vault-cli token put --binding-file` for `subject` and `account`, readable by the test
+    /// uids (test data, not personal data).
+    pub fn binding_file(&self, subject: &str, account: &str) -> String {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = self.run.path().join(format!("binding-{subject}-{account}"));
+        fs::write(&path, format!("subject={subject}\naccount={account}\n")).expect("binding file");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+        path.to_string_lossy().into_owned()
+    }
+
     /// Runs `vault-cli` against this daemon as the given uid/gid (None: as the test runner).
     pub fn cli(
         &self,

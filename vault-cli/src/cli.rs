@@ -299,15 +299,14 @@ pub(crate) struct TokenPut {
     pub(crate) tenant: String,
     /// The token id: 1-128 of A-Z a-z 0-9 . _ -, starting alphanumeric.
     pub(crate) id: String,
-    /// The user who gave consent.
-    #[arg(long)]
-    pub(crate) subject: String,
+    /// A file with the binding's personal data, kept off the command line (which every local
+    /// user can read in /proc): the user who gave consent and the account the token reads or
+    /// pays from, as `subject=…` and `account=…`, one per line.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) binding_file: PathBuf,
     /// The bank that issued the token.
     #[arg(long)]
     pub(crate) bank: String,
-    /// The account the token reads or pays from.
-    #[arg(long)]
-    pub(crate) account: String,
     /// The consent scope, e.g. accounts or payments.
     #[arg(long)]
     pub(crate) scope: String,
@@ -331,17 +330,19 @@ pub(crate) struct TokenGet {
     pub(crate) tenant: String,
     /// The token id.
     pub(crate) id: String,
-    /// Refuse unless the token is bound to this account.
-    #[arg(long, value_name = "ACCOUNT")]
-    pub(crate) expect_account: Option<String>,
-    /// Refuse unless the token is bound to this subject.
-    #[arg(long, value_name = "SUBJECT")]
-    pub(crate) expect_subject: Option<String>,
+    /// Refuse unless the token is bound to the account read as one line from stdin (personal
+    /// data stays off the command line).
+    #[arg(long)]
+    pub(crate) expect_account_stdin: bool,
+    /// Refuse unless the token is bound to the subject read as one line from stdin (after the
+    /// account's line when --expect-account-stdin is given too).
+    #[arg(long)]
+    pub(crate) expect_subject_stdin: bool,
     /// Refuse unless the token has this scope.
     #[arg(long, value_name = "SCOPE")]
     pub(crate) expect_scope: Option<String>,
     /// Print metadata only; the secret is not unsealed.
-    #[arg(long, conflicts_with_all = ["expect_account", "expect_subject", "expect_scope"])]
+    #[arg(long, conflicts_with_all = ["expect_account_stdin", "expect_subject_stdin", "expect_scope"])]
     pub(crate) meta: bool,
 }
 
@@ -548,6 +549,35 @@ mod tests {
     #[test]
     fn command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn token_commands_take_no_personal_data_on_argv() {
+        let parse = |args: &[&str]| Cli::try_parse_from(["vault-cli"].iter().chain(args));
+        let put = ["token", "put", "acme", "c1", "--bank", "b", "--scope", "s"];
+        for extra in [&["--subject", "user-42"][..], &["--account", "DE89"]] {
+            let args: Vec<&str> = put
+                .iter()
+                .chain(extra)
+                .chain(&["--binding-file", "f"])
+                .copied()
+                .collect();
+            assert!(parse(&args).is_err(), "{args:?}");
+        }
+        let args: Vec<&str> = put
+            .iter()
+            .chain(&["--binding-file", "f"])
+            .copied()
+            .collect();
+        assert!(parse(&args).is_ok());
+        assert!(parse(&put).is_err(), "the binding file is required");
+        for flag in ["--expect-account", "--expect-subject"] {
+            assert!(
+                parse(&["token", "get", "acme", "c1", flag, "DE89"]).is_err(),
+                "{flag}"
+            );
+        }
+        assert!(parse(&["token", "get", "acme", "c1", "--expect-account-stdin"]).is_ok());
     }
 
     #[test]

@@ -89,6 +89,57 @@ fn lines_from(reader: &mut impl BufRead, what: &[&str]) -> anyhow::Result<Vec<Ze
     Ok(out)
 }
 
+/// The personal data of a token's binding, read from a file (`token put --binding-file`).
+#[derive(Debug)]
+pub(crate) struct PersonalBinding {
+    /// The user who gave consent.
+    pub(crate) subject: Zeroizing<String>,
+    /// The account the token reads or pays from.
+    pub(crate) account: Zeroizing<String>,
+}
+
+/// Reads a binding file: `subject=…` and `account=…`, each on a line of its own, exactly once
+/// (blank lines and `#` comments are skipped). Errors name the line, never its value.
+pub(crate) fn read_binding_file(path: &Path) -> anyhow::Result<PersonalBinding> {
+    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let bytes =
+        read_bounded(&mut file).with_context(|| format!("cannot read {}", path.display()))?;
+    parse_binding(bytes.expose_secret())
+        .map_err(|e| anyhow::Error::new(Usage::new(format!("{}: {e}", path.display()))))
+}
+
+fn parse_binding(bytes: &[u8]) -> Result<PersonalBinding, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())?;
+    let (mut subject, mut account) = (None, None);
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (slot, value) = match line.split_once('=') {
+            Some(("subject", v)) => (&mut subject, v),
+            Some(("account", v)) => (&mut account, v),
+            _ => {
+                return Err(format!("line {}: expected subject=… or account=…", n + 1));
+            }
+        };
+        if value.is_empty() || value.len() > MAX_LINE {
+            return Err(format!(
+                "line {}: the value must be 1-{MAX_LINE} bytes",
+                n + 1
+            ));
+        }
+        if slot.replace(Zeroizing::new(value.to_owned())).is_some() {
+            return Err(format!("line {}: given twice", n + 1));
+        }
+    }
+    match (subject, account) {
+        (Some(subject), Some(account)) => Ok(PersonalBinding { subject, account }),
+        (None, _) => Err("no subject=… line".into()),
+        (_, None) => Err("no account=… line".into()),
+    }
+}
+
 /// Reads all of `reader` (at most [`MAX_SECRET`] bytes) into zeroizing memory that never grows,
 /// so no stale copy is left behind.
 fn read_bounded(reader: &mut impl Read) -> anyhow::Result<Secret> {
@@ -134,6 +185,32 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn a_binding_file_names_subject_and_account_once_and_errors_never_echo_a_value() {
+        let ok = parse_binding(b"# consent of 2026-12-02\nsubject=user-42\r\naccount=DE89 3704\n")
+            .unwrap();
+        assert_eq!(ok.subject.as_str(), "user-42");
+        assert_eq!(ok.account.as_str(), "DE89 3704");
+        for (input, want) in [
+            (&b"subject=u\n"[..], "no account"),
+            (b"account=DE89\n", "no subject"),
+            (
+                b"subject=u\naccount=DE89\naccount=DE00\n",
+                "line 3: given twice",
+            ),
+            (b"subject=u\niban=DE89\n", "line 2: expected"),
+            (b"subject=\naccount=DE89\n", "line 1: the value"),
+            (b"subject=u\naccount=\xff\n", "not UTF-8"),
+        ] {
+            let err = parse_binding(input).unwrap_err();
+            assert!(err.contains(want), "{err}");
+            assert!(
+                !err.contains("DE89"),
+                "an error echoes personal data: {err}"
+            );
+        }
+    }
 
     fn text(input: &[u8]) -> anyhow::Result<Secret> {
         finish(read_bounded(&mut &input[..])?, Mode::Text)

@@ -7,7 +7,7 @@ use vault_client::wire::{Binding, Expect, PutToken, TokenMeta};
 
 use super::{Ctx, write_secret};
 use crate::cli::{Token, TokenGet, TokenPut};
-use crate::input::{Mode, read_secret};
+use crate::input::{Mode, read_binding_file, read_lines, read_secret};
 use crate::output::{Table, or_dash, write_fields, write_json};
 
 /// Runs a `token` subcommand.
@@ -77,13 +77,14 @@ async fn put(ctx: &Ctx, args: TokenPut) -> anyhow::Result<()> {
         Mode::Binary => (None, Some(secret)),
         Mode::Text => (Some(secret), None),
     };
+    let personal = read_binding_file(&args.binding_file)?;
     let body = PutToken {
         secret,
         secret_b64,
         binding: Binding {
-            subject: args.subject,
+            subject: personal.subject.to_string(),
             bank: args.bank,
-            account: args.account,
+            account: personal.account.to_string(),
             scope: args.scope,
         },
         expires_at: args.expires_at,
@@ -123,14 +124,28 @@ async fn get(ctx: &Ctx, args: TokenGet) -> anyhow::Result<()> {
         }
         return Ok(write_meta(&mut out, tenant, &meta)?);
     }
-    let expect = (args.expect_account.is_some()
-        || args.expect_subject.is_some()
-        || args.expect_scope.is_some())
-    .then(|| Expect {
-        account: args.expect_account.clone(),
-        subject: args.expect_subject.clone(),
-        scope: args.expect_scope.clone(),
-    });
+    let names: Vec<&str> = [
+        (args.expect_account_stdin, "account"),
+        (args.expect_subject_stdin, "subject"),
+    ]
+    .into_iter()
+    .filter_map(|(wanted, name)| wanted.then_some(name))
+    .collect();
+    let mut lines = if names.is_empty() {
+        Vec::new()
+    } else {
+        read_lines(&names)?
+    }
+    .into_iter();
+    let mut next = |wanted: bool| wanted.then(|| lines.next()).flatten();
+    let account = next(args.expect_account_stdin);
+    let subject = next(args.expect_subject_stdin);
+    let expect =
+        (account.is_some() || subject.is_some() || args.expect_scope.is_some()).then(|| Expect {
+            account: account.as_deref().map(|a| a.to_string()),
+            subject: subject.as_deref().map(|s| s.to_string()),
+            scope: args.expect_scope.clone(),
+        });
     let token = ctx
         .client
         .unseal_token(tenant, id, expect)
