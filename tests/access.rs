@@ -25,7 +25,7 @@ fn put_args(daemon: &Daemon) -> Vec<String> {
     .collect()
 }
 
-fn put<'a>(args: &'a [String]) -> Vec<&'a str> {
+fn put(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
 }
 
