@@ -97,3 +97,180 @@ async fn a_tenants_key_history_holds_its_own_events_only() {
             .any(|e| e.tenant.as_deref() == Some("globex"))
     );
 }
+
+/// `curl` as `uid` (group `nogroup`, which may reach the socket) sending `requests` GETs of
+/// `path` over one kept-alive connection; the HTTP status of each, in order.
+fn curl_as(uid: u32, socket: &std::path::Path, path: &str, requests: usize) -> Vec<u16> {
+    use std::os::unix::process::CommandExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let list = dir.path().join("requests.curl");
+    let one = format!("url = \"http://localhost{path}\"\noutput = \"/dev/null\"\n");
+    std::fs::write(&list, one.repeat(requests)).expect("curl config");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(&list, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = Command::new("curl")
+        .args(["-s", "--unix-socket"])
+        .arg(socket)
+        .args(["-w", "%{http_code}\\n", "-K"])
+        .arg(&list)
+        .uid(uid)
+        .gid(common::SOCKET_GID)
+        .stdin(Stdio::null())
+        .output()
+        .expect("curl");
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|code| code.parse().expect("an HTTP status"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_flood_of_denied_requests_leaves_a_bounded_log_and_gets_429() {
+    const FLOOD: usize = 20_000;
+    const BUDGET: u64 = 100;
+    const WINDOW_SECS: u64 = 2;
+    let daemon = common::Daemon::start_with_top(&format!(
+        "max_refused_per_window = {BUDGET}\nrefused_window_secs = {WINDOW_SECS}"
+    ));
+    let c = daemon.client();
+    c.init().await.expect("init");
+    c.create_tenant("acme").await.expect("tenant");
+    let started = Instant::now();
+    let socket = daemon.socket.clone();
+    let codes = tokio::task::spawn_blocking(move || {
+        curl_as(
+            common::STRANGER_UID,
+            &socket,
+            "/v1/tenants/acme/tokens/t1",
+            FLOOD,
+        )
+    })
+    .await
+    .expect("curl");
+    let took = started.elapsed();
+    assert_eq!(codes.len(), FLOOD);
+    let denied = codes.iter().filter(|&&c| c == 403).count() as u64;
+    let limited = codes.iter().filter(|&&c| c == 429).count() as u64;
+    assert_eq!(
+        denied + limited,
+        FLOOD as u64,
+        "only 403 and 429: {codes:?}"
+    );
+    // The budget, and what refilled while the flood ran (BUDGET per window), with a window of
+    // slack for the rounding of the clock.
+    let refilled = (took.as_secs_f64() / WINDOW_SECS as f64).ceil() as u64 + 1;
+    assert!(
+        denied <= BUDGET * (1 + refilled),
+        "{denied} denied in {took:?}"
+    );
+    assert!(limited > 0);
+    // An authorized caller is served meanwhile.
+    c.tenant("acme")
+        .await
+        .expect("root is not limited by another uid's flood");
+
+    // Each denied request has its entry; the 429s are in one summary entry per window.
+    tokio::time::sleep(Duration::from_secs(WINDOW_SECS + 1)).await;
+    let mut entries = Vec::new();
+    let mut query = vault_client::AuditQuery {
+        actor: Some(common::STRANGER_UID.to_string()),
+        limit: Some(10_000),
+        ..Default::default()
+    };
+    loop {
+        let page = c.audit(&query).await.expect("audit");
+        entries.extend(page.entries);
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => break,
+        }
+    }
+    let summaries: Vec<_> = entries
+        .iter()
+        .filter(|e| e.op == "limits.rate_limited")
+        .collect();
+    let summarized: u64 = summaries
+        .iter()
+        .map(|e| e.detail["count"].parse::<u64>().expect("a count"))
+        .sum();
+    let own = entries.len() as u64 - summaries.len() as u64;
+    assert_eq!(own, denied, "one entry per denied request");
+    assert_eq!(summarized, limited, "every 429 counted in a summary");
+    let windows = took.as_secs() / WINDOW_SECS + 2;
+    assert!(
+        summaries.len() as u64 <= windows,
+        "{} summaries",
+        summaries.len()
+    );
+    eprintln!(
+        "{FLOOD} denied requests in {took:?}: {denied} answered 403 with an entry each, {limited} \
+         answered 429 in {} summary entries: {} audit entries in all",
+        summaries.len(),
+        entries.len()
+    );
+    let report = c.audit_verify(None).await.expect("verify");
+    assert!(report.ok, "{:?}", report.problems);
+}
+
+/// Sends a health request on `stream` and reads the status line; `None` when the daemon closed
+/// the connection instead of answering.
+fn health_on(stream: &mut std::os::unix::net::UnixStream) -> Option<String> {
+    use std::io::{BufRead as _, Write as _};
+    stream
+        .write_all(b"GET /v1/sys/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut reader = std::io::BufReader::new(stream.try_clone().ok()?);
+    let mut status = String::new();
+    reader.read_line(&mut status).ok()?;
+    // Read the rest of the answer: headers, then the body by its length.
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().ok()?;
+        }
+        if line == "\r\n" {
+            break;
+        }
+    }
+    std::io::Read::read_exact(&mut reader, &mut vec![0; length]).ok()?;
+    (!status.is_empty()).then_some(status)
+}
+
+#[tokio::test]
+async fn a_uid_holds_at_most_its_connections_while_another_uid_still_connects() {
+    const CAP: usize = 4;
+    let daemon = common::Daemon::start_with_top(&format!("max_connections_per_caller = {CAP}"));
+    let connect = || std::os::unix::net::UnixStream::connect(&daemon.socket).expect("connect");
+    let mut held: Vec<_> = (0..CAP).map(|_| connect()).collect();
+    for stream in &mut held {
+        let status = health_on(stream).expect("served");
+        assert!(status.starts_with("HTTP/1.1 501"), "{status}");
+    }
+    // One more from the same uid is closed unanswered.
+    let mut over = connect();
+    assert_eq!(health_on(&mut over), None, "the cap held");
+    // Another uid connects and is served.
+    let socket = daemon.socket.clone();
+    let other = tokio::task::spawn_blocking(move || {
+        curl_as(common::STRANGER_UID, &socket, "/v1/sys/health", 1)
+    })
+    .await
+    .expect("curl");
+    assert_eq!(other, [501]);
+    // A slot given back is taken again.
+    drop(held.pop());
+    std::thread::sleep(Duration::from_millis(200));
+    let mut again = connect();
+    assert!(health_on(&mut again).is_some(), "a slot was freed");
+    assert!(
+        daemon
+            .log_text()
+            .contains("connection refused: the caller holds max_connections_per_caller already"),
+        "{}",
+        daemon.log_text()
+    );
+}

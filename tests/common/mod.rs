@@ -88,6 +88,16 @@ impl Daemon {
         Ok(daemon)
     }
 
+    /// Starts a daemon with a fresh vault and `top` (top-level keys, e.g. per-caller limits)
+    /// at the head of its config.
+    pub fn start_with_top(top: &str) -> Self {
+        let mut daemon = Self::prepare(None, None, None, None, None);
+        let config = fs::read_to_string(&daemon.config).expect("config");
+        fs::write(&daemon.config, format!("{top}\n{config}")).expect("config");
+        daemon.spawn();
+        daemon
+    }
+
     /// Starts a daemon on an existing data directory (e.g. one restored from a backup) with the
     /// local KMS keys in `keys` (another daemon's [`Daemon::keys`]); socket, config and log are
     /// its own.

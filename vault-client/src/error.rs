@@ -99,6 +99,9 @@ pub enum ApiCode {
     MethodNotAllowed,
     /// `not_found`: no such tenant, token, job or path.
     NotFound,
+    /// `rate_limited` (429): the caller sent too many refused requests; retry after the answer's
+    /// `Retry-After` seconds.
+    RateLimited,
     /// `sealed`: the vault is sealed.
     Sealed,
     /// `too_large`: the body exceeds the limit (64 KiB).
@@ -126,6 +129,7 @@ impl ApiCode {
             kms if kms.starts_with("kms_") => Self::Kms(kms.to_owned()),
             "method_not_allowed" => Self::MethodNotAllowed,
             "not_found" => Self::NotFound,
+            "rate_limited" => Self::RateLimited,
             "sealed" => Self::Sealed,
             "too_large" => Self::TooLarge,
             "unavailable" => Self::Unavailable,
@@ -148,6 +152,7 @@ impl ApiCode {
             Self::Kms(code) => code,
             Self::MethodNotAllowed => "method_not_allowed",
             Self::NotFound => "not_found",
+            Self::RateLimited => "rate_limited",
             Self::Sealed => "sealed",
             Self::TooLarge => "too_large",
             Self::Unavailable => "unavailable",
@@ -166,6 +171,7 @@ impl ApiCode {
             409 => Self::Conflict,
             410 => Self::Expired,
             413 => Self::TooLarge,
+            429 => Self::RateLimited,
             500 => Self::Internal,
             502 => Self::Kms("kms_error".to_owned()),
             503 => Self::Unavailable,
@@ -184,7 +190,7 @@ impl fmt::Display for ApiCode {
 mod tests {
     use super::*;
 
-    fn all() -> [(&'static str, ApiCode); 15] {
+    fn all() -> [(&'static str, ApiCode); 16] {
         [
             ("audit_unavailable", ApiCode::AuditUnavailable),
             ("binding_mismatch", ApiCode::BindingMismatch),
@@ -200,6 +206,7 @@ mod tests {
             ("decryption_failed", ApiCode::DecryptionFailed),
             ("method_not_allowed", ApiCode::MethodNotAllowed),
             ("not_found", ApiCode::NotFound),
+            ("rate_limited", ApiCode::RateLimited),
             ("sealed", ApiCode::Sealed),
             ("too_large", ApiCode::TooLarge),
             ("unavailable", ApiCode::Unavailable),
@@ -218,9 +225,9 @@ mod tests {
 
     #[test]
     fn keeps_unknown_codes() {
-        let code = ApiCode::parse("rate_limited");
-        assert_eq!(code, ApiCode::Other("rate_limited".to_owned()));
-        assert_eq!(code.as_str(), "rate_limited");
+        let code = ApiCode::parse("quota_exceeded");
+        assert_eq!(code, ApiCode::Other("quota_exceeded".to_owned()));
+        assert_eq!(code.as_str(), "quota_exceeded");
         // Codes are case-sensitive snake_case.
         assert_eq!(
             ApiCode::parse("Sealed"),

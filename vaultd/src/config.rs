@@ -8,6 +8,9 @@
 //! auto_unseal = true               # unseal at start through the KMS
 //! log_format = "json"              # or "human"
 //! max_connections = 256
+//! max_connections_per_caller = 128 # one uid or certificate subject, over every listener
+//! max_refused_per_window = 120     # denied or malformed requests, each audited; beyond them
+//! refused_window_secs = 60         #   the caller gets 429 and one summary entry per window
 //! header_timeout_secs = 10         # also the idle timeout of a kept-alive connection
 //! cache_mib = 64                   # sled page cache
 //!
@@ -80,6 +83,8 @@ pub struct Config {
     pub log_json: bool,
     /// Most connections served at once.
     pub max_connections: usize,
+    /// Per-caller limits: connections, and the budget of refused requests.
+    pub callers: crate::server::CallerLimits,
     /// Time allowed to send request headers, and to stay idle between requests.
     pub header_timeout: Duration,
     /// The embedded store: sled's cache, log segment size, checkpoints.
@@ -136,6 +141,14 @@ pub enum KmsConfig {
     },
 }
 
+/// Per-caller limits unless configured: a caller holds at most half the default connections,
+/// and may send 120 refused requests a minute, each audited, before it is answered 429.
+const DEFAULT_CALLER_LIMITS: crate::server::CallerLimits = crate::server::CallerLimits {
+    max_connections: 128,
+    refused_per_window: 120,
+    refused_window: Duration::from_secs(60),
+};
+
 /// The TOML file as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -146,6 +159,9 @@ pub struct RawConfig {
     auto_unseal: Option<bool>,
     log_format: Option<String>,
     max_connections: Option<usize>,
+    max_connections_per_caller: Option<usize>,
+    max_refused_per_window: Option<u32>,
+    refused_window_secs: Option<u64>,
     header_timeout_secs: Option<u64>,
     cache_mib: Option<u64>,
     wal_segment_mib: Option<u64>,
@@ -320,6 +336,7 @@ impl Config {
             policy: Policy::insecure_dev_owner_only(crate::os::effective_uid()),
             log_json: overrides.log_format.as_deref() == Some("json"),
             max_connections: 256,
+            callers: DEFAULT_CALLER_LIMITS,
             header_timeout: Duration::from_secs(10),
             storage: crate::store::embedded::Options::default(),
             postgres: None,
@@ -435,6 +452,26 @@ impl Config {
         if max_connections == 0 {
             bail!("max_connections must be at least 1");
         }
+        let callers = crate::server::CallerLimits {
+            max_connections: raw
+                .max_connections_per_caller
+                .unwrap_or(DEFAULT_CALLER_LIMITS.max_connections.min(max_connections)),
+            refused_per_window: raw
+                .max_refused_per_window
+                .unwrap_or(DEFAULT_CALLER_LIMITS.refused_per_window),
+            refused_window: raw
+                .refused_window_secs
+                .map_or(DEFAULT_CALLER_LIMITS.refused_window, Duration::from_secs),
+        };
+        if callers.max_connections == 0 || callers.max_connections > max_connections {
+            bail!("max_connections_per_caller must be 1 to max_connections ({max_connections})");
+        }
+        if callers.refused_per_window == 0 {
+            bail!("max_refused_per_window must be at least 1");
+        }
+        if !(1..=86_400).contains(&callers.refused_window.as_secs()) {
+            bail!("refused_window_secs must be 1 to 86400");
+        }
         if let Some(r) = &raw.rotation {
             if r.max_dek_age_days.is_none() && r.max_encryptions_per_version.is_none() {
                 bail!("[rotation] needs max_dek_age_days or max_encryptions_per_version");
@@ -456,6 +493,7 @@ impl Config {
             policy: Policy::new(rules),
             log_json,
             max_connections,
+            callers,
             header_timeout: Duration::from_secs(raw.header_timeout_secs.unwrap_or(10).max(1)),
             storage,
             postgres,

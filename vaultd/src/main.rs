@@ -191,6 +191,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         vault: vault.clone(),
         policy: config.policy.clone(),
         metrics: Metrics::default(),
+        callers: Arc::new(vaultd::server::Callers::new(config.callers)),
     });
     let limits = Limits {
         max_connections: config.max_connections,

@@ -35,6 +35,33 @@ impl Identity {
     pub fn local(uid: u32, gid: u32, pid: Option<i32>) -> Self {
         Self::Local(Peer { uid, gid, pid })
     }
+
+    /// Whom the per-caller limits count this caller as: its uid (every process and group of a
+    /// user together), or its certificate's subject.
+    pub fn principal(&self) -> Principal {
+        match self {
+            Self::Certificate(subject) => Principal::Subject(subject.clone()),
+            Self::Local(peer) => Principal::Uid(peer.uid),
+        }
+    }
+}
+
+/// A caller as the per-caller limits count it (`docs/threat-model.md`, "Limits").
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Principal {
+    /// A local user.
+    Uid(u32),
+    /// A certificate subject.
+    Subject(SubjectName),
+}
+
+impl fmt::Display for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Uid(uid) => write!(f, "uid={uid}"),
+            Self::Subject(subject) => write!(f, "cert={subject}"),
+        }
+    }
 }
 
 impl fmt::Display for Identity {

@@ -171,6 +171,22 @@ pub(super) async fn serve<L: Listener>(
                     return;
                 }
             };
+            // Counted against its caller for as long as it lives.
+            let _counted = match app.callers.connect(&identity) {
+                Ok(counted) => counted,
+                Err(held) => {
+                    tracing::warn!(
+                        listener = L::NAME,
+                        %peer,
+                        who = %identity,
+                        held,
+                        "connection refused: the caller holds max_connections_per_caller already"
+                    );
+                    app.metrics.record_refused(L::NAME);
+                    drop(permit);
+                    return;
+                }
+            };
             tracing::debug!(listener = L::NAME, %peer, who = %identity, "connection established");
             let service = service_fn(move |req| {
                 let app = app.clone();

@@ -168,6 +168,27 @@ pub(super) fn failure(f: &Failure) -> Response<Body> {
     whole(f.status, Bytes::from(bytes), "application/json")
 }
 
+/// `429 rate_limited` with `Retry-After` (whole seconds, at least 1): the caller spent its budget
+/// of refused requests (`server/callers.rs`).
+pub(super) fn rate_limited(wait: std::time::Duration) -> Response<Body> {
+    let seconds = wait
+        .as_secs()
+        .saturating_add(u64::from(wait.subsec_nanos() > 0))
+        .max(1);
+    let mut response = failure(&Failure::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!(
+            "too many refused requests (denied, malformed or for no endpoint) from this caller; \
+             retry in {seconds} s"
+        ),
+    ));
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
 fn whole(status: StatusCode, body: Bytes, content_type: &'static str) -> Response<Body> {
     let body = Full::new(body).map_err(|never| match never {}).boxed();
     with_type(status, body, content_type)

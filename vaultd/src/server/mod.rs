@@ -16,6 +16,7 @@
 //! - `routes`: path and method → [`routes::Route`] and the capability it needs.
 //! - `api/`: one file per operation group.
 //! - `metrics`: request counters in Prometheus text format.
+//! - `callers`: per-caller connection caps and refused-request budgets.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -28,12 +29,14 @@ use crate::policy::Policy;
 use crate::vault::Vault;
 
 mod api;
+mod callers;
 mod listener;
 mod message;
 mod metrics;
 mod routes;
 pub mod tls;
 
+pub use callers::{CallerLimits, Callers};
 pub use metrics::Metrics;
 
 /// Longest wait for in-flight requests at shutdown.
@@ -47,6 +50,8 @@ pub struct App {
     pub policy: Policy,
     /// Request counters.
     pub metrics: Metrics,
+    /// Per-caller connections and refused-request budgets.
+    pub callers: Arc<Callers>,
 }
 
 /// Limits of the connection layer, applied to each listener.
@@ -76,6 +81,7 @@ pub async fn run(
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let (stop, stopped) = watch::channel(false);
+    let summaries = summarize_refusals(&app, stopped.clone());
     let unix = listener::serve(
         listener::Unix(listeners.unix),
         app.clone(),
@@ -96,9 +102,58 @@ pub async fn run(
         shutdown.await;
         let _ = stop.send(true);
     };
-    tokio::join!(unix, tcp, signal);
+    tokio::join!(unix, tcp, signal, summaries);
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections drained"),
         () = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("drain timed out; closing remaining connections"),
+    }
+}
+
+/// Once per refusal window, and once more at shutdown, writes each caller's 429s of the window
+/// as one `limits.rate_limited` audit entry (`server/callers.rs`); counts whose entry could not
+/// be written are kept for the next window.
+async fn summarize_refusals(app: &App, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(app.callers.window());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.wait_for(|stop| *stop) => true,
+        };
+        let mut unwritten = Vec::new();
+        for summary in app.callers.take_summaries() {
+            let mut ev = crate::audit::Event::caller(
+                &summary.identity,
+                "limits.rate_limited",
+                crate::audit::request_id(),
+            );
+            ev.detail.insert("count".into(), summary.count.to_string());
+            ev.detail.insert("from".into(), summary.from.to_string());
+            ev.detail.insert("to".into(), summary.to.to_string());
+            let recorded = app
+                .vault
+                .record(
+                    &mut ev,
+                    vault_client::audit::Outcome::Error,
+                    Some("rate_limited"),
+                )
+                .await;
+            match recorded {
+                Ok(()) => tracing::warn!(
+                    who = %summary.identity,
+                    count = summary.count,
+                    "requests answered 429 rate_limited over the last window: one audit entry for them"
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "could not record a summary of 429s; kept for the next window");
+                    unwritten.push(summary);
+                }
+            }
+        }
+        app.callers.restore(unwritten);
+        if stopping {
+            return;
+        }
     }
 }

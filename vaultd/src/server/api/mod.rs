@@ -45,6 +45,12 @@ pub(in crate::server) async fn handle(
         return sys::health(app);
     }
     let name = route.as_ref().map_or("invalid", Route::name);
+    // A caller that spent its budget of refused requests is answered before anything else is
+    // done, without an entry of its own: its 429s are summarized (`server/callers.rs`).
+    if let Err(wait) = app.callers.admit(who) {
+        app.metrics.record(name, 429);
+        return message::rate_limited(wait);
+    }
     let mut ev = Event::caller(who, name, request_id());
     if let Ok(r) = &route {
         ev.tenant = r.tenant().map(ToString::to_string);
@@ -59,6 +65,10 @@ pub(in crate::server) async fn handle(
         Err(f) if f.code == "denied" => (Outcome::Denied, Some(f.code)),
         Err(f) => (Outcome::Error, Some(f.code)),
     };
+    // Denied, malformed, or for no endpoint: spends the caller's budget of refused requests.
+    if route.is_err() || matches!(code, Some("denied" | "invalid")) {
+        app.callers.refused(who);
+    }
     let mut response = match app.vault.record(&mut ev, outcome, code).await {
         Ok(()) => result.unwrap_or_else(|f| message::failure(&f)),
         Err(e) => {

@@ -1,0 +1,270 @@
+//! Per-caller limits (`docs/threat-model.md`, "Limits"): how many connections one caller holds at
+//! once, and how many refused requests (denied, malformed, unknown endpoint) it may send before
+//! it is answered `429 rate_limited` without doing anything. A caller is a [`Principal`]: a uid,
+//! or a certificate subject.
+//!
+//! Refused requests each get an audit entry while the caller is within its budget (a token
+//! bucket of `refused_per_window`, refilled over `refused_window`). Beyond it, every request of
+//! the caller is answered 429 with `Retry-After` and gets no entry of its own: the caller's 429s
+//! are counted, and [`Callers::take_summaries`] (called once per window, and at shutdown) turns
+//! each caller's count into one `limits.rate_limited` entry. So the log stays complete, one
+//! entry per caller per window, and bounded.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use vault_client::Timestamp;
+
+use crate::policy::{Identity, Principal};
+
+/// The limits, from the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallerLimits {
+    /// Most connections one caller holds at once, over every listener.
+    pub max_connections: usize,
+    /// Refused requests a caller may send per window, each with its own audit entry.
+    pub refused_per_window: u32,
+    /// The window: the budget refills over it, and 429s are summarized once per window.
+    pub refused_window: Duration,
+}
+
+/// What one caller holds and has spent.
+struct Caller {
+    connections: usize,
+    /// Refused requests it may still send (a token bucket, refilled continuously).
+    budget: f64,
+    refilled: Instant,
+    /// Requests answered 429 since the last summary, the first and last time, and the identity
+    /// they came with (the summary entry names it).
+    limited: u64,
+    limited_since: Option<Timestamp>,
+    limited_until: Option<Timestamp>,
+    identity: Option<Identity>,
+}
+
+/// The 429s of one caller over one window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Who (the identity of its last 429).
+    pub identity: Identity,
+    /// Requests answered 429.
+    pub count: u64,
+    /// The first and the last of them.
+    pub from: Timestamp,
+    /// See `from`.
+    pub to: Timestamp,
+}
+
+/// Every caller's connections and budget.
+pub struct Callers {
+    limits: CallerLimits,
+    callers: Mutex<HashMap<Principal, Caller>>,
+}
+
+/// One connection counted against its caller; dropping it gives the slot back.
+pub struct Connection {
+    callers: Arc<Callers>,
+    principal: Principal,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let mut callers = self.callers.lock();
+        if let Some(c) = callers.get_mut(&self.principal) {
+            c.connections = c.connections.saturating_sub(1);
+        }
+    }
+}
+
+impl Callers {
+    /// No caller holds or has spent anything yet.
+    pub fn new(limits: CallerLimits) -> Self {
+        Self {
+            limits,
+            callers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The window of the refused-request budget.
+    pub fn window(&self) -> Duration {
+        self.limits.refused_window
+    }
+
+    /// Counts a new connection of `identity`; `Err` with what it holds when that is the cap.
+    pub fn connect(self: &Arc<Self>, identity: &Identity) -> Result<Connection, usize> {
+        let principal = identity.principal();
+        let mut callers = self.lock();
+        let c = callers
+            .entry(principal.clone())
+            .or_insert_with(|| self.fresh());
+        if c.connections >= self.limits.max_connections {
+            return Err(c.connections);
+        }
+        c.connections += 1;
+        drop(callers);
+        Ok(Connection {
+            callers: self.clone(),
+            principal,
+        })
+    }
+
+    /// Whether a request of `identity` may be served: `Err` with the time until its budget has
+    /// room again when it is spent, and then the request is counted for the next summary.
+    pub fn admit(&self, identity: &Identity) -> Result<(), Duration> {
+        let mut callers = self.lock();
+        let Some(c) = callers.get_mut(&identity.principal()) else {
+            return Ok(());
+        };
+        self.refill(c);
+        if c.budget >= 1.0 {
+            return Ok(());
+        }
+        let now = Timestamp::now();
+        c.limited += 1;
+        c.limited_since.get_or_insert(now);
+        c.limited_until = Some(now);
+        c.identity = Some(identity.clone());
+        let per_token = self.limits.refused_window.as_secs_f64()
+            / f64::from(self.limits.refused_per_window.max(1));
+        Err(Duration::from_secs_f64((1.0 - c.budget) * per_token))
+    }
+
+    /// Spends one unit of the budget of `identity`: its request was refused.
+    pub fn refused(&self, identity: &Identity) {
+        let mut callers = self.lock();
+        let c = callers
+            .entry(identity.principal())
+            .or_insert_with(|| self.fresh());
+        self.refill(c);
+        c.budget = (c.budget - 1.0).max(0.0);
+    }
+
+    /// Every caller's 429s since the last call, and forgets callers that hold and owe nothing.
+    pub fn take_summaries(&self) -> Vec<Summary> {
+        let mut callers = self.lock();
+        let mut out = Vec::new();
+        for c in callers.values_mut() {
+            let (Some(from), Some(to), Some(identity)) = (
+                c.limited_since.take(),
+                c.limited_until.take(),
+                c.identity.take(),
+            ) else {
+                continue;
+            };
+            out.push(Summary {
+                identity,
+                count: std::mem::take(&mut c.limited),
+                from,
+                to,
+            });
+        }
+        let full = f64::from(self.limits.refused_per_window);
+        callers.retain(|_, c| {
+            self.refill(c);
+            c.connections > 0 || c.budget < full
+        });
+        out
+    }
+
+    /// Puts back summaries that could not be written, for the next window.
+    pub fn restore(&self, summaries: Vec<Summary>) {
+        let mut callers = self.lock();
+        for s in summaries {
+            let c = callers
+                .entry(s.identity.principal())
+                .or_insert_with(|| self.fresh());
+            c.limited += s.count;
+            c.limited_since = Some(c.limited_since.map_or(s.from, |f| f.min(s.from)));
+            c.limited_until = Some(c.limited_until.map_or(s.to, |t| t.max(s.to)));
+            c.identity.get_or_insert(s.identity);
+        }
+    }
+
+    fn fresh(&self) -> Caller {
+        Caller {
+            connections: 0,
+            budget: f64::from(self.limits.refused_per_window),
+            refilled: Instant::now(),
+            limited: 0,
+            limited_since: None,
+            limited_until: None,
+            identity: None,
+        }
+    }
+
+    fn refill(&self, c: &mut Caller) {
+        let now = Instant::now();
+        let full = f64::from(self.limits.refused_per_window);
+        let rate = full / self.limits.refused_window.as_secs_f64();
+        c.budget = (c.budget + now.duration_since(c.refilled).as_secs_f64() * rate).min(full);
+        c.refilled = now;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Principal, Caller>> {
+        self.callers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn callers(max_connections: usize, refused: u32) -> Arc<Callers> {
+        Arc::new(Callers::new(CallerLimits {
+            max_connections,
+            refused_per_window: refused,
+            refused_window: Duration::from_secs(3600),
+        }))
+    }
+
+    #[test]
+    fn a_caller_holds_at_most_its_connections_and_others_are_not_counted_with_it() {
+        let callers = callers(2, 10);
+        let (a, b) = (
+            Identity::local(1000, 1000, None),
+            Identity::local(1001, 1000, None),
+        );
+        let held = [
+            callers.connect(&a).expect("1"),
+            callers.connect(&a).expect("2"),
+        ];
+        assert_eq!(callers.connect(&a).err(), Some(2));
+        // Another process of the same uid is the same caller; another uid is not.
+        assert!(callers.connect(&Identity::local(1000, 0, Some(7))).is_err());
+        let other = callers.connect(&b).expect("another uid");
+        drop(held);
+        callers.connect(&a).expect("free again");
+        drop(other);
+    }
+
+    #[test]
+    fn refusals_beyond_the_budget_are_limited_and_summarized_once() {
+        let callers = callers(8, 3);
+        let who = Identity::local(1000, 1000, None);
+        for _ in 0..3 {
+            assert!(callers.admit(&who).is_ok());
+            callers.refused(&who);
+        }
+        for _ in 0..5 {
+            let wait = callers.admit(&who).expect_err("over budget");
+            assert!(
+                wait > Duration::ZERO && wait <= Duration::from_secs(1200),
+                "{wait:?}"
+            );
+        }
+        // Another caller is not limited by it.
+        assert!(callers.admit(&Identity::local(1001, 1000, None)).is_ok());
+        let summaries = callers.take_summaries();
+        assert_eq!(summaries.len(), 1);
+        assert_eq!(summaries[0].count, 5);
+        assert_eq!(summaries[0].identity, who);
+        assert!(callers.take_summaries().is_empty(), "counted once");
+        callers.restore(summaries);
+        assert_eq!(
+            callers.take_summaries()[0].count,
+            5,
+            "put back after a failed write"
+        );
+    }
+}
