@@ -18,10 +18,10 @@ use vault_client::wire::Binding;
 use vaultd::keys::derive::{RECORD_KEY, record_key};
 use vaultd::keys::wrap::{DekSlot, unwrap_dek, wrap_dek};
 use vaultd::record::{
-    Header, RecordSlot, open_record, open_transit, parse_transit, seal_record, seal_record_with,
-    seal_transit, seal_transit_with,
+    Header, RecordSlot, dangerous_seal_record_with, open_record, open_transit, parse_transit,
+    seal_record, seal_transit, seal_transit_with,
 };
-use vaultd::secret::{DataKey, KeyBytes, MasterKey, test_only_data_key, test_only_master_key};
+use vaultd::secret::{DataKey, KeyBytes, MasterKey, dangerous_data_key, dangerous_master_key};
 
 /// The value size of every bench: a typical bank access or refresh token is 1–2 KiB.
 const VALUE_SIZE: usize = 1024;
@@ -31,7 +31,7 @@ fn key(byte: u8) -> KeyBytes {
 }
 
 fn dek() -> DataKey {
-    test_only_data_key(key(0x0b))
+    dangerous_data_key(key(0x0b))
 }
 
 fn token() -> Vec<u8> {
@@ -70,9 +70,9 @@ fn record(c: &mut Criterion) {
     group.bench_function("seal_record", |b| {
         b.iter(|| seal_record(&dek, SLOT, HEADER, black_box(&binding), black_box(&token)))
     });
-    group.bench_function("seal_record_with (no RNG)", |b| {
+    group.bench_function("dangerous_seal_record_with (no RNG)", |b| {
         b.iter(|| {
-            seal_record_with(
+            dangerous_seal_record_with(
                 &dek,
                 SLOT,
                 HEADER,
@@ -157,7 +157,7 @@ fn transit(c: &mut Criterion) {
 }
 
 fn keys(c: &mut Criterion) {
-    let mk: MasterKey = test_only_master_key(key(0x4d));
+    let mk: MasterKey = dangerous_master_key(key(0x4d));
     let slot = DekSlot {
         vault_id: SLOT.vault_id,
         tenant: "acme",

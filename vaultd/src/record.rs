@@ -103,8 +103,24 @@ pub fn seal_record(
     ))
 }
 
-/// [`seal_record`] with a given salt and nonce: for known-answer vectors only.
-pub fn seal_record_with(
+/// DANGEROUS: [`seal_record`] with a caller-chosen salt and nonce, for known-answer vectors
+/// only (feature `dangerous-test-hooks`): a repeated nonce under one record key breaks
+/// AES-GCM.
+#[cfg(feature = "dangerous-test-hooks")]
+pub fn dangerous_seal_record_with(
+    dek: &DataKey,
+    slot: RecordSlot<'_>,
+    header: Header,
+    binding: &Binding,
+    secret: &[u8],
+    salt: &[u8; SALT_LEN],
+    nonce: &[u8; NONCE_LEN],
+) -> Vec<u8> {
+    seal_record_with(dek, slot, header, binding, secret, salt, nonce)
+}
+
+/// [`seal_record`] with a given salt and nonce.
+fn seal_record_with(
     dek: &DataKey,
     slot: RecordSlot<'_>,
     header: Header,

@@ -88,17 +88,19 @@ key_type!(
     AuditKey
 );
 
-/// A data key from given bytes, for known-answer vectors and benches only: in the vault a
-/// data key comes only from the RNG or an authenticated unwrap.
-#[doc(hidden)]
-pub fn test_only_data_key(key: KeyBytes) -> DataKey {
+/// DANGEROUS: a data key from caller-chosen bytes, for known-answer vectors and benches only
+/// (feature `dangerous-test-hooks`, never in a release): in the vault a data key comes only
+/// from the RNG or an authenticated unwrap.
+#[cfg(feature = "dangerous-test-hooks")]
+pub fn dangerous_data_key(key: KeyBytes) -> DataKey {
     DataKey::new(key)
 }
 
-/// A master key from given bytes, for benches only: in the vault a master key comes only from
-/// the RNG or an authenticated KMS unwrap.
-#[doc(hidden)]
-pub fn test_only_master_key(key: KeyBytes) -> MasterKey {
+/// DANGEROUS: a master key from caller-chosen bytes, for benches only (feature
+/// `dangerous-test-hooks`): in the vault a master key comes only from the RNG or an
+/// authenticated KMS unwrap.
+#[cfg(feature = "dangerous-test-hooks")]
+pub fn dangerous_master_key(key: KeyBytes) -> MasterKey {
     MasterKey::new(key)
 }
 

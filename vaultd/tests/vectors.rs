@@ -28,7 +28,7 @@ fn unhex(text: &str) -> Vec<u8> {
 }
 
 fn dek(v: &Value) -> DataKey {
-    vaultd::secret::test_only_data_key(
+    vaultd::secret::dangerous_data_key(
         KeyBytes::from_slice(&unhex(s(v, "dek"))).expect("32-byte dek"),
     )
 }
@@ -74,7 +74,7 @@ fn record_vectors_seal_and_open_exactly() {
     let vectors = vectors.as_array().expect("list");
     assert!(vectors.len() >= 3);
     for v in vectors {
-        let sealed = record::seal_record_with(
+        let sealed = record::dangerous_seal_record_with(
             &dek(v),
             slot(v),
             header(v),
@@ -232,7 +232,7 @@ fn write_vectors() {
         v["secret"] = json!(hex(secret.as_bytes()));
         v["salt"] = json!(hex(&salt));
         v["nonce"] = json!(hex(&nonce));
-        let sealed = record::seal_record_with(
+        let sealed = record::dangerous_seal_record_with(
             &dek(&v),
             slot(&v),
             header(&v),

@@ -65,6 +65,22 @@ pub(super) enum Route {
     UnsealToken(TenantId, TokenId),
 }
 
+/// Where a route's capabilities must be granted (`policy::Policy::allows`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Scope<'a> {
+    /// No capability: the health check.
+    Open,
+    /// Capabilities not kept per tenant (`sys:*`, `audit:read`): any rule that grants them.
+    Unscoped,
+    /// One tenant: a rule that grants the capability on a pattern matching it.
+    Tenant(&'a TenantId),
+    /// A list across tenants, filtered afterwards to the tenants the caller may see: a rule
+    /// that grants the capability on some tenant.
+    EachTenant,
+    /// The whole vault: a rule that grants the capability on every tenant (`*`).
+    Vault,
+}
+
 impl Route {
     /// A stable name for logs and metrics.
     pub(super) fn name(&self) -> &'static str {
@@ -105,75 +121,56 @@ impl Route {
         }
     }
 
-    /// The capabilities the caller needs, all of them; none for the unauthenticated health
-    /// check.
-    pub(super) fn capabilities(&self) -> &'static [Capability] {
+    /// What the caller needs: every capability in the list, each granted in the scope. One
+    /// exhaustive match, with no catch-all arm: a new route does not compile until it says both
+    /// what it needs and where.
+    pub(super) fn access(&self) -> (&'static [Capability], Scope<'_>) {
         use Capability as C;
+        use Scope::{EachTenant, Open, Tenant, Unscoped, Vault};
         match self {
-            Self::Health => &[],
+            Self::Health => (&[], Open),
+            // The log and the vault's state are not kept per tenant.
             Self::AuditExport { .. }
             | Self::AuditHash
             | Self::AuditList { .. }
             | Self::AuditPublicKey
             | Self::AuditChains
-            | Self::AuditVerify { .. } => &[C::AuditRead],
-            Self::Backup => &[C::SysBackup],
-            Self::Job(_) | Self::KeyHistory(_) => &[C::KeysRead],
-            Self::KeyConfig(_) | Self::Retire(_) | Self::RotateTenant(_) => &[C::KeysRotate],
-            // Vault-wide key operations: granted only to rules that hold keys:rotate on "*"
-            // (checked in api::serve).
-            Self::KmsRotate | Self::MasterRotate | Self::Rewrap => &[C::KeysRotate],
+            | Self::AuditVerify { .. } => (&[C::AuditRead], Unscoped),
+            Self::Init => (&[C::SysInit], Unscoped),
+            Self::Metrics | Self::Status => (&[C::SysStatus], Unscoped),
+            Self::Seal => (&[C::SysSeal], Unscoped),
+            Self::Unseal => (&[C::SysUnseal], Unscoped),
+            // Every tenant's records, keys or jobs: granted on "*" only.
+            Self::Backup => (&[C::SysBackup], Vault),
+            Self::Job(_) | Self::KeyHistory(None) => (&[C::KeysRead], Vault),
+            Self::KmsRotate | Self::MasterRotate | Self::Rewrap => (&[C::KeysRotate], Vault),
+            // A list, filtered to the tenants the caller may see (`api/tenants.rs`).
+            Self::ListTenants => (&[C::KeysRead], EachTenant),
+            Self::KeyHistory(Some(t)) | Self::ShowTenant(t) => (&[C::KeysRead], Tenant(t)),
+            Self::KeyConfig(t) | Self::Retire(t) | Self::RotateTenant(t) => {
+                (&[C::KeysRotate], Tenant(t))
+            }
             // It decrypts and encrypts: both, so a decrypt-only identity cannot drive the
             // encryption counters that trigger rotation (docs/api.md).
-            Self::TransitRewrap(_) => &[C::TransitUnseal, C::TransitSeal],
-            Self::CreateTenant(_) => &[C::TenantCreate],
-            Self::DeleteToken(..) => &[C::TokenDelete],
-            Self::DestroyTenant(_) => &[C::TenantDestroy],
-            Self::Init => &[C::SysInit],
-            Self::ListTenants | Self::ShowTenant(_) => &[C::KeysRead],
-            Self::ListTokens { .. } | Self::ShowToken(..) => &[C::TokenRead],
-            Self::Metrics | Self::Status => &[C::SysStatus],
-            Self::PutToken(..) => &[C::TokenSeal],
-            Self::Seal => &[C::SysSeal],
-            Self::TransitSeal(_) => &[C::TransitSeal],
-            Self::TransitUnseal(_) => &[C::TransitUnseal],
-            Self::Unseal => &[C::SysUnseal],
-            Self::UnsealToken(..) => &[C::TokenUnseal],
+            Self::TransitRewrap(t) => (&[C::TransitUnseal, C::TransitSeal], Tenant(t)),
+            Self::TransitSeal(t) => (&[C::TransitSeal], Tenant(t)),
+            Self::TransitUnseal(t) => (&[C::TransitUnseal], Tenant(t)),
+            Self::CreateTenant(t) => (&[C::TenantCreate], Tenant(t)),
+            Self::DestroyTenant(t) => (&[C::TenantDestroy], Tenant(t)),
+            Self::DeleteToken(t, _) => (&[C::TokenDelete], Tenant(t)),
+            Self::ListTokens { tenant: t, .. } | Self::ShowToken(t, _) => {
+                (&[C::TokenRead], Tenant(t))
+            }
+            Self::PutToken(t, _) => (&[C::TokenSeal], Tenant(t)),
+            Self::UnsealToken(t, _) => (&[C::TokenUnseal], Tenant(t)),
         }
     }
 
-    /// Operations over the whole vault: the capability must be granted on every tenant (`*`).
-    pub(super) fn vault_wide(&self) -> bool {
-        matches!(
-            self,
-            Self::Backup
-                | Self::Job(_)
-                | Self::KmsRotate
-                | Self::MasterRotate
-                | Self::Rewrap
-                | Self::KeyHistory(None)
-        )
-    }
-
-    /// The tenant the request is about, if any.
+    /// The tenant the request is about, if any (for its audit entry).
     pub(super) fn tenant(&self) -> Option<&TenantId> {
-        match self {
-            Self::CreateTenant(t)
-            | Self::DestroyTenant(t)
-            | Self::ShowTenant(t)
-            | Self::TransitSeal(t)
-            | Self::TransitUnseal(t)
-            | Self::DeleteToken(t, _)
-            | Self::PutToken(t, _)
-            | Self::ShowToken(t, _)
-            | Self::UnsealToken(t, _)
-            | Self::ListTokens { tenant: t, .. }
-            | Self::KeyConfig(t)
-            | Self::Retire(t)
-            | Self::RotateTenant(t)
-            | Self::TransitRewrap(t)
-            | Self::KeyHistory(Some(t)) => Some(t),
-            _ => None,
+        match self.access().1 {
+            Scope::Tenant(t) => Some(t),
+            Scope::Open | Scope::Unscoped | Scope::EachTenant | Scope::Vault => None,
         }
     }
 
@@ -482,8 +479,9 @@ mod tests {
         let who = Identity::local(7, 7, None);
         // What api::serve checks: every capability the route needs.
         let allowed = |policy: &Policy| {
-            route
-                .capabilities()
+            let (capabilities, scope) = route.access();
+            assert!(matches!(scope, Scope::Tenant(t) if t.as_str() == "acme"));
+            capabilities
                 .iter()
                 .all(|&c| policy.allows(&who, c, Some("acme")))
         };
@@ -530,8 +528,8 @@ mod tests {
         assert_eq!(status(&Method::POST, "/v1/sys/health", None), Some(405));
         let backup = parse(&Method::GET, "/v1/sys/backup", None).expect("backup route");
         assert_eq!(
-            (backup.name(), backup.capabilities(), backup.vault_wide()),
-            ("sys.backup", &[Capability::SysBackup][..], true)
+            (backup.name(), backup.access()),
+            ("sys.backup", (&[Capability::SysBackup][..], Scope::Vault))
         );
         assert_eq!(status(&Method::POST, "/v1/sys/backup", None), Some(405));
         assert_eq!(

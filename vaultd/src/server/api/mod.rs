@@ -18,7 +18,7 @@ use vault_client::audit::Outcome;
 
 use super::App;
 use super::message::{self, Body, Failure};
-use super::routes::{self, Route};
+use super::routes::{self, Route, Scope};
 use crate::audit::{Event, request_id};
 use crate::policy::Identity;
 
@@ -104,12 +104,13 @@ async fn serve(
     body: Incoming,
     ev: &mut Event,
 ) -> Result<Response<Body>, Failure> {
-    for &capability in route.capabilities() {
-        let tenant = route.tenant().map(|t| t.as_str());
-        let allowed = if route.vault_wide() {
-            app.policy.allows_everywhere(who, capability)
-        } else {
-            app.policy.allows(who, capability, tenant)
+    let (capabilities, scope) = route.access();
+    for &capability in capabilities {
+        let allowed = match scope {
+            Scope::Open => true,
+            Scope::Tenant(t) => app.policy.allows(who, capability, Some(t.as_str())),
+            Scope::Unscoped | Scope::EachTenant => app.policy.allows(who, capability, None),
+            Scope::Vault => app.policy.allows_everywhere(who, capability),
         };
         if !allowed {
             tracing::info!(route = route.name(), capability = capability.name(), %who, "denied");
