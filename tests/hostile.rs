@@ -274,3 +274,48 @@ async fn a_uid_holds_at_most_its_connections_while_another_uid_still_connects() 
         daemon.log_text()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verify_runs_while_unseals_proceed() {
+    let daemon = common::Daemon::start();
+    let c = daemon.client();
+    c.init().await.expect("init");
+    c.create_tenant("acme").await.expect("tenant");
+    c.put_token("acme", "t1", &common::put("s", "DE01"))
+        .await
+        .expect("put");
+    // A log long enough that reading it takes a while: 20,000 entries, each with its head.
+    let writers: Vec<_> = (0..16)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                for _ in 0..1250 {
+                    c.status().await.expect("status");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.expect("writer");
+    }
+    // Three verifies at once, more than the daemon has async workers (one per core); unseals
+    // go on being answered while they run.
+    let verifies: Vec<_> = (0..3)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.audit_verify(None).await.expect("verify") })
+        })
+        .collect();
+    let mut during = 0;
+    while !verifies.iter().all(tokio::task::JoinHandle::is_finished) {
+        c.unseal_token("acme", "t1", None).await.expect("unseal");
+        during += 1;
+    }
+    for v in verifies {
+        let report = v.await.expect("verify task");
+        assert!(report.ok, "{:?}", report.problems);
+        assert!(report.entries > 20_000, "{report:?}");
+    }
+    eprintln!("{during} unseals answered while three verifies of 20,000 entries ran");
+    assert!(during >= 10, "unseals stalled behind verify: {during}");
+}

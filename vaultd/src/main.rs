@@ -192,6 +192,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         policy: config.policy.clone(),
         metrics: Metrics::default(),
         callers: Arc::new(vaultd::server::Callers::new(config.callers)),
+        long_reads: tokio::sync::Semaphore::new(1),
     });
     let limits = Limits {
         max_connections: config.max_connections,

@@ -52,6 +52,9 @@ pub struct App {
     pub metrics: Metrics,
     /// Per-caller connections and refused-request budgets.
     pub callers: Arc<Callers>,
+    /// Long reads of the audit log (verify, export, filtered pages) run one at a time, off the
+    /// async workers (`api/audit.rs`).
+    pub long_reads: tokio::sync::Semaphore,
 }
 
 /// Limits of the connection layer, applied to each listener.

@@ -21,17 +21,22 @@ pub(super) async fn serve(
             limit,
         } => {
             no_body(body)?;
-            Ok(http::json(
-                StatusCode::OK,
-                &vault.audit_entries(filter, *after, *limit).await?,
-            ))
+            let (v, filter, after, limit) = (vault.clone(), filter.clone(), *after, *limit);
+            let page = off_workers(
+                app,
+                async move { v.audit_entries(&filter, after, limit).await },
+            )
+            .await?;
+            Ok(http::json(StatusCode::OK, &page))
         }
         Route::AuditVerify { anchor, accept } => {
             no_body(body)?;
-            Ok(http::json(
-                StatusCode::OK,
-                &vault.audit_verify(anchor.as_ref(), accept).await?,
-            ))
+            let (v, anchor, accept) = (vault.clone(), anchor.clone(), accept.clone());
+            let report = off_workers(app, async move {
+                v.audit_verify(anchor.as_ref(), &accept).await
+            })
+            .await?;
+            Ok(http::json(StatusCode::OK, &report))
         }
         Route::AuditChains => {
             no_body(body)?;
@@ -43,7 +48,11 @@ pub(super) async fn serve(
         }
         Route::AuditExport { node, after, limit } => {
             no_body(body)?;
-            let lines = vault.audit_export(node.as_deref(), *after, *limit).await?;
+            let (v, node, after, limit) = (vault.clone(), node.clone(), *after, *limit);
+            let lines = off_workers(app, async move {
+                v.audit_export(node.as_deref(), after, limit).await
+            })
+            .await?;
             let text = String::from_utf8(lines)
                 .map_err(|_| Failure::from(crate::Error::Invalid("log is not UTF-8".into())))?;
             Ok(http::text(StatusCode::OK, text, "application/x-ndjson"))
@@ -58,5 +67,29 @@ pub(super) async fn serve(
             ))
         }
         _ => unreachable!("routed by api::serve"),
+    }
+}
+
+/// Runs a long read of the log (a verify, an export page, a filtered page that may examine
+/// 200,000 entries) off the async workers, one at a time: on a blocking thread that waits on
+/// the runtime, so the workers go on serving every other request meanwhile.
+async fn off_workers<T: Send + 'static>(
+    app: &App,
+    read: impl std::future::Future<Output = Result<T, crate::Error>> + Send + 'static,
+) -> Result<T, Failure> {
+    let _turn = app
+        .long_reads
+        .acquire()
+        .await
+        .map_err(|_| Failure::from(crate::Error::Store(crate::store::StoreError::Closed)))?;
+    let runtime = tokio::runtime::Handle::current();
+    match tokio::task::spawn_blocking(move || runtime.block_on(read)).await {
+        Ok(result) => Ok(result?),
+        Err(e) => {
+            tracing::error!(error = %e, "a long read of the audit log failed");
+            Err(Failure::from(crate::Error::Store(
+                crate::store::StoreError::Backend("a long read of the audit log failed".into()),
+            )))
+        }
     }
 }
