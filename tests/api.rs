@@ -364,3 +364,36 @@ async fn bad_input_gets_its_error_and_leaves_the_vault_healthy() {
         .expect("still there");
     assert_eq!(back.secret.expect("text").expose_secret(), b"kept-secret");
 }
+
+/// docs/api.md's table of error codes lists exactly the codes the daemon answers with
+/// (`vault_client::API_CODES`, which the daemon's errors are held to).
+#[test]
+fn the_api_docs_list_every_error_code_and_no_other() {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md"))
+        .expect("docs/api.md");
+    let table = docs
+        .split("| code | HTTP status | meaning |")
+        .nth(1)
+        .expect("the error table");
+    let mut documented: Vec<String> = table
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .flat_map(|row| {
+            let first = row.split('|').nth(1).unwrap_or_default();
+            first
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    documented.sort();
+    let mut codes: Vec<String> = vault_client::API_CODES
+        .iter()
+        .map(|c| (*c).to_owned())
+        .collect();
+    codes.sort();
+    assert_eq!(documented, codes);
+}

@@ -319,3 +319,64 @@ async fn verify_runs_while_unseals_proceed() {
     eprintln!("{during} unseals answered while three verifies of 20,000 entries ran");
     assert!(during >= 10, "unseals stalled behind verify: {during}");
 }
+
+#[tokio::test]
+async fn audit_read_can_be_limited_to_tenant_patterns() {
+    let daemon = common::Daemon::start_configured(
+        "",
+        &format!(
+            "[[policy]]\nname = \"acme-auditor\"\nuids = [{}]\ncapabilities = [\"audit:read\"]\n\
+             tenants = [\"acme*\"]\n",
+            common::STRANGER_UID
+        ),
+    );
+    let c = daemon.client();
+    c.init().await.expect("init");
+    for t in ["acme", "globex"] {
+        c.create_tenant(t).await.expect("tenant");
+        c.put_token(t, "t1", &common::put("s", "DE01"))
+            .await
+            .expect("put");
+    }
+    let socket = daemon.socket.clone();
+    let status = move |path: &'static str| {
+        let socket = socket.clone();
+        async move {
+            tokio::task::spawn_blocking(move || curl_as(common::STRANGER_UID, &socket, path, 1))
+                .await
+                .expect("curl")[0]
+        }
+    };
+    // The auditor of acme* reads acme's entries and nothing of another tenant's or the vault's.
+    assert_eq!(status("/v1/audit?tenant=acme").await, 200);
+    assert_eq!(status("/v1/audit?tenant=acme-gmbh").await, 200);
+    assert_eq!(status("/v1/audit?tenant=globex").await, 403);
+    assert_eq!(
+        status("/v1/audit").await,
+        403,
+        "the whole log needs audit:read on *"
+    );
+    assert_eq!(status("/v1/audit/verify").await, 403);
+    assert_eq!(status("/v1/audit/export").await, 403);
+    assert_eq!(status("/v1/audit/pubkey").await, 200);
+    assert_eq!(status("/v1/audit/chains").await, 200);
+    // What it reads is acme's only.
+    let page = c
+        .audit(&vault_client::AuditQuery {
+            actor: Some(common::STRANGER_UID.to_string()),
+            ..Default::default()
+        })
+        .await
+        .expect("audit");
+    let lists: Vec<_> = page
+        .entries
+        .iter()
+        .filter(|e| e.op == "audit.list" && e.outcome == vault_client::audit::Outcome::Ok)
+        .map(|e| e.tenant.clone())
+        .collect();
+    assert_eq!(
+        lists,
+        [Some("acme".into()), Some("acme-gmbh".into())],
+        "{page:?}"
+    );
+}

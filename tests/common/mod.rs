@@ -91,9 +91,15 @@ impl Daemon {
     /// Starts a daemon with a fresh vault and `top` (top-level keys, e.g. per-caller limits)
     /// at the head of its config.
     pub fn start_with_top(top: &str) -> Self {
+        Self::start_configured(top, "")
+    }
+
+    /// Starts a daemon with a fresh vault, `top` at the head of its config and `tail` (e.g.
+    /// more `[[policy]]` rules) at its end.
+    pub fn start_configured(top: &str, tail: &str) -> Self {
         let mut daemon = Self::prepare(None, None, None, None, None);
         let config = fs::read_to_string(&daemon.config).expect("config");
-        fs::write(&daemon.config, format!("{top}\n{config}")).expect("config");
+        fs::write(&daemon.config, format!("{top}\n{config}\n{tail}")).expect("config");
         daemon.spawn();
         daemon
     }

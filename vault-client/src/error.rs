@@ -72,6 +72,39 @@ impl Error {
     }
 }
 
+/// Every error code the daemon answers with, defined once (`docs/api.md`, "Errors"): the
+/// daemon's errors take their codes from this list (checked where it builds an error answer),
+/// [`ApiCode`] parses each of them to a variant of its own, and docs/api.md's table lists
+/// exactly these (`tests/api.rs`).
+pub const API_CODES: &[&str] = &[
+    "audit_unavailable",
+    "binding_mismatch",
+    "conflict",
+    "decryption_failed",
+    "denied",
+    "expired",
+    "internal",
+    "invalid",
+    "kms_access_denied",
+    "kms_decryption_failed",
+    "kms_key_disabled",
+    "kms_key_file",
+    "kms_key_not_found",
+    "kms_key_pending_deletion",
+    "kms_rejected",
+    "kms_throttled",
+    "kms_unreachable",
+    "kms_wrong_key_id",
+    "method_not_allowed",
+    "not_found",
+    "rate_limited",
+    "sealed",
+    "timeout",
+    "too_large",
+    "unavailable",
+    "uninitialized",
+];
+
 /// The stable `code` of an API error (`docs/api.md`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -104,6 +137,8 @@ pub enum ApiCode {
     RateLimited,
     /// `sealed`: the vault is sealed.
     Sealed,
+    /// `timeout` (408): the request body was not sent in time.
+    Timeout,
     /// `too_large`: the body exceeds the limit (64 KiB).
     TooLarge,
     /// `unavailable`: the daemon is overloaded or shutting down.
@@ -131,6 +166,7 @@ impl ApiCode {
             "not_found" => Self::NotFound,
             "rate_limited" => Self::RateLimited,
             "sealed" => Self::Sealed,
+            "timeout" => Self::Timeout,
             "too_large" => Self::TooLarge,
             "unavailable" => Self::Unavailable,
             "uninitialized" => Self::Uninitialized,
@@ -154,6 +190,7 @@ impl ApiCode {
             Self::NotFound => "not_found",
             Self::RateLimited => "rate_limited",
             Self::Sealed => "sealed",
+            Self::Timeout => "timeout",
             Self::TooLarge => "too_large",
             Self::Unavailable => "unavailable",
             Self::Uninitialized => "uninitialized",
@@ -168,6 +205,7 @@ impl ApiCode {
             403 => Self::Denied,
             404 => Self::NotFound,
             405 => Self::MethodNotAllowed,
+            408 => Self::Timeout,
             409 => Self::Conflict,
             410 => Self::Expired,
             413 => Self::TooLarge,
@@ -220,6 +258,15 @@ mod tests {
             assert_eq!(ApiCode::parse(text), code);
             assert_eq!(code.as_str(), text);
             assert_eq!(code.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn every_api_code_has_a_variant_of_its_own() {
+        for &code in API_CODES {
+            let parsed = ApiCode::parse(code);
+            assert!(!matches!(parsed, ApiCode::Other(_)), "{code}");
+            assert_eq!(parsed.as_str(), code);
         }
     }
 

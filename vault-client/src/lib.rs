@@ -99,7 +99,7 @@ mod tls;
 pub mod wire;
 
 pub use client::{AuditQuery, Client};
-pub use error::{ApiCode, Error};
+pub use error::{API_CODES, ApiCode, Error};
 pub use secret::Secret;
 pub use time::Timestamp;
 pub use tls::TlsOptions;

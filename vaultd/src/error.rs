@@ -104,3 +104,60 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kms::KmsError;
+
+    #[test]
+    fn every_error_answers_with_a_code_the_client_knows() {
+        let kms = [
+            KmsError::AccessDenied(String::new()),
+            KmsError::DecryptionFailed,
+            KmsError::KeyDisabled(String::new()),
+            KmsError::KeyFile(String::new()),
+            KmsError::KeyNotFound(String::new()),
+            KmsError::KeyPendingDeletion(String::new()),
+            KmsError::Rejected(String::new()),
+            KmsError::Throttled,
+            KmsError::Unreachable(String::new()),
+            KmsError::WrongKeyId {
+                expected: String::new(),
+                actual: String::new(),
+            },
+        ];
+        let store = [
+            StoreError::Backend(String::new()),
+            StoreError::Io(String::new()),
+            StoreError::Closed,
+            StoreError::Conflict,
+            StoreError::Corrupt(String::new()),
+        ];
+        let errors = [
+            Error::AlreadyInitialized,
+            Error::AuditUnavailable,
+            Error::BindingMismatch,
+            Error::Conflict(String::new()),
+            Error::DecryptionFailed,
+            Error::Expired,
+            Error::Invalid(String::new()),
+            Error::NotFound(String::new()),
+            Error::Random,
+            Error::Sealed,
+            Error::Uninitialized,
+        ]
+        .into_iter()
+        .chain(kms.into_iter().map(Error::Kms))
+        .chain(store.into_iter().map(Error::Store));
+        for e in errors {
+            assert!(
+                vault_client::API_CODES.contains(&e.code()),
+                "{e:?}: {}",
+                e.code()
+            );
+            let parsed = vault_client::ApiCode::parse(e.code());
+            assert!(!matches!(parsed, vault_client::ApiCode::Other(_)), "{e:?}");
+        }
+    }
+}

@@ -24,6 +24,8 @@
 pub mod audit;
 pub mod config;
 pub mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod ids;
 #[doc(hidden)]
 pub mod keys;

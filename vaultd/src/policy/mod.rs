@@ -149,7 +149,7 @@ macro_rules! capabilities {
 }
 
 capabilities! {
-    AuditRead = "audit:read", false;
+    AuditRead = "audit:read", true;
     KeysRead = "keys:read", true;
     KeysRotate = "keys:rotate", true;
     SysBackup = "sys:backup", false;

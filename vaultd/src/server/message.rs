@@ -32,6 +32,10 @@ pub(super) struct Failure {
 
 impl Failure {
     pub(super) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        debug_assert!(
+            vault_client::API_CODES.contains(&code),
+            "{code} is not in vault_client::API_CODES"
+        );
         Self {
             status,
             code,
@@ -62,11 +66,7 @@ impl From<Error> for Failure {
         } else {
             e.to_string()
         };
-        Self {
-            status: e.status(),
-            code: e.code(),
-            message,
-        }
+        Self::new(e.status(), e.code(), message)
     }
 }
 

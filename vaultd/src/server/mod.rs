@@ -160,3 +160,41 @@ async fn summarize_refusals(app: &App, mut stop: watch::Receiver<bool>) {
         }
     }
 }
+
+/// Fuzzing (`crate::fuzz`): parses a request line as the server does; the method from one
+/// byte.
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn fuzz_route(method: u8, path: &str, query: Option<&str>) {
+    use ::http::Method;
+    let methods = [
+        Method::GET,
+        Method::PUT,
+        Method::POST,
+        Method::DELETE,
+        Method::PATCH,
+    ];
+    let method = &methods[usize::from(method) % methods.len()];
+    if let Ok(route) = routes::parse(method, path, query) {
+        let _ = (route.name(), route.access(), route.token());
+    }
+}
+
+/// Fuzzing (`crate::fuzz`): parses a request body as the endpoint `kind` picks does.
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn fuzz_body(kind: u8, body: &[u8]) {
+    use vault_client::wire;
+    match kind % 10 {
+        0 => drop(message::parse_required::<wire::PutToken>(body)),
+        1 => drop(message::parse::<wire::UnsealToken>(body, true)),
+        2 => drop(message::parse_required::<wire::TransitSeal>(body)),
+        3 => drop(message::parse_required::<wire::TransitUnseal>(body)),
+        4 => drop(message::parse_required::<
+            wire::Batch<wire::TransitUnsealItem>,
+        >(body)),
+        5 => drop(message::parse_required::<wire::Retire>(body)),
+        6 => drop(message::parse_required::<wire::KeyConfig>(body)),
+        7 => drop(message::parse_required::<wire::KmsRotate>(body)),
+        8 => drop(message::parse::<wire::RewrapStart>(body, true)),
+        _ => drop(message::parse_required::<wire::AuditHashRequest>(body)),
+    }
+}

@@ -73,7 +73,7 @@ pub(super) enum Scope<'a> {
     /// Capabilities not kept per tenant (`sys:*`, `audit:read`): any rule that grants them.
     Unscoped,
     /// One tenant: a rule that grants the capability on a pattern matching it.
-    Tenant(&'a TenantId),
+    Tenant(&'a str),
     /// A list across tenants, filtered afterwards to the tenants the caller may see: a rule
     /// that grants the capability on some tenant.
     EachTenant,
@@ -129,13 +129,18 @@ impl Route {
         use Scope::{EachTenant, Open, Tenant, Unscoped, Vault};
         match self {
             Self::Health => (&[], Open),
-            // The log and the vault's state are not kept per tenant.
-            Self::AuditExport { .. }
-            | Self::AuditHash
-            | Self::AuditList { .. }
-            | Self::AuditPublicKey
-            | Self::AuditChains
-            | Self::AuditVerify { .. } => (&[C::AuditRead], Unscoped),
+            // audit:read is granted per tenant pattern: the entries of one tenant need it on that
+            // tenant; the whole log (every tenant's entries and the vault's own) needs it on
+            // "*"; what reveals no entry needs it on some tenant.
+            Self::AuditList { filter, .. } => match filter.tenant.as_deref() {
+                Some(t) => (&[C::AuditRead], Tenant(t)),
+                None => (&[C::AuditRead], Vault),
+            },
+            Self::AuditExport { .. } | Self::AuditVerify { .. } => (&[C::AuditRead], Vault),
+            Self::AuditHash | Self::AuditPublicKey | Self::AuditChains => {
+                (&[C::AuditRead], EachTenant)
+            }
+            // The vault's state is not kept per tenant.
             Self::Init => (&[C::SysInit], Unscoped),
             Self::Metrics | Self::Status => (&[C::SysStatus], Unscoped),
             Self::Seal => (&[C::SysSeal], Unscoped),
@@ -146,28 +151,28 @@ impl Route {
             Self::KmsRotate | Self::MasterRotate | Self::Rewrap => (&[C::KeysRotate], Vault),
             // A list, filtered to the tenants the caller may see (`api/tenants.rs`).
             Self::ListTenants => (&[C::KeysRead], EachTenant),
-            Self::KeyHistory(Some(t)) | Self::ShowTenant(t) => (&[C::KeysRead], Tenant(t)),
+            Self::KeyHistory(Some(t)) | Self::ShowTenant(t) => (&[C::KeysRead], Tenant(t.as_str())),
             Self::KeyConfig(t) | Self::Retire(t) | Self::RotateTenant(t) => {
-                (&[C::KeysRotate], Tenant(t))
+                (&[C::KeysRotate], Tenant(t.as_str()))
             }
             // It decrypts and encrypts: both, so a decrypt-only identity cannot drive the
             // encryption counters that trigger rotation (docs/api.md).
-            Self::TransitRewrap(t) => (&[C::TransitUnseal, C::TransitSeal], Tenant(t)),
-            Self::TransitSeal(t) => (&[C::TransitSeal], Tenant(t)),
-            Self::TransitUnseal(t) => (&[C::TransitUnseal], Tenant(t)),
-            Self::CreateTenant(t) => (&[C::TenantCreate], Tenant(t)),
-            Self::DestroyTenant(t) => (&[C::TenantDestroy], Tenant(t)),
-            Self::DeleteToken(t, _) => (&[C::TokenDelete], Tenant(t)),
+            Self::TransitRewrap(t) => (&[C::TransitUnseal, C::TransitSeal], Tenant(t.as_str())),
+            Self::TransitSeal(t) => (&[C::TransitSeal], Tenant(t.as_str())),
+            Self::TransitUnseal(t) => (&[C::TransitUnseal], Tenant(t.as_str())),
+            Self::CreateTenant(t) => (&[C::TenantCreate], Tenant(t.as_str())),
+            Self::DestroyTenant(t) => (&[C::TenantDestroy], Tenant(t.as_str())),
+            Self::DeleteToken(t, _) => (&[C::TokenDelete], Tenant(t.as_str())),
             Self::ListTokens { tenant: t, .. } | Self::ShowToken(t, _) => {
-                (&[C::TokenRead], Tenant(t))
+                (&[C::TokenRead], Tenant(t.as_str()))
             }
-            Self::PutToken(t, _) => (&[C::TokenSeal], Tenant(t)),
-            Self::UnsealToken(t, _) => (&[C::TokenUnseal], Tenant(t)),
+            Self::PutToken(t, _) => (&[C::TokenSeal], Tenant(t.as_str())),
+            Self::UnsealToken(t, _) => (&[C::TokenUnseal], Tenant(t.as_str())),
         }
     }
 
     /// The tenant the request is about, if any (for its audit entry).
-    pub(super) fn tenant(&self) -> Option<&TenantId> {
+    pub(super) fn tenant(&self) -> Option<&str> {
         match self.access().1 {
             Scope::Tenant(t) => Some(t),
             Scope::Open | Scope::Unscoped | Scope::EachTenant | Scope::Vault => None,
@@ -480,7 +485,7 @@ mod tests {
         // What api::serve checks: every capability the route needs.
         let allowed = |policy: &Policy| {
             let (capabilities, scope) = route.access();
-            assert!(matches!(scope, Scope::Tenant(t) if t.as_str() == "acme"));
+            assert!(matches!(scope, Scope::Tenant("acme")));
             capabilities
                 .iter()
                 .all(|&c| policy.allows(&who, c, Some("acme")))

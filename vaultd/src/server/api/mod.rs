@@ -108,7 +108,7 @@ async fn serve(
     for &capability in capabilities {
         let allowed = match scope {
             Scope::Open => true,
-            Scope::Tenant(t) => app.policy.allows(who, capability, Some(t.as_str())),
+            Scope::Tenant(t) => app.policy.allows(who, capability, Some(t)),
             Scope::Unscoped | Scope::EachTenant => app.policy.allows(who, capability, None),
             Scope::Vault => app.policy.allows_everywhere(who, capability),
         };
