@@ -105,7 +105,7 @@ for r in $(seq "$RUNS"); do
             pkill -KILL -P "$pid" 2>/dev/null || true
             kill -KILL "$pid" 2>/dev/null || true
         done
-        wait "${FLOOD_PIDS[@]}" 2>/dev/null || true
+        if [ ${#FLOOD_PIDS[@]} -gt 0 ]; then wait "${FLOOD_PIDS[@]}" 2>/dev/null || true; fi
     done
 done
 
