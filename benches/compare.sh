@@ -76,26 +76,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # ---- build: release vaultd and the load generator ----
-say "building vaultd and vault-load (release)"
-cargo build --release -q -p vaultd -p vault-load
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
-LOAD=$BIN/vault-load
+# shellcheck source=benches/lib.sh
+. "$ROOT/benches/lib.sh"
+bench_build
 
-# ---- servers, each in the temp dir on a Unix socket; killed by PID on exit ----
-WORK=$(mktemp -d /tmp/vault-compare.XXXXXX)
-chmod 755 "$WORK"
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# Servers, each in the temp dir on a Unix socket; killed by PID on exit.
+bench_workdir vault-compare
 
 wait_for() { # seconds, description, command…
     local limit=$1 what=$2; shift 2

@@ -27,25 +27,12 @@ done
 command -v curl >/dev/null || { echo "flood.sh: needs curl" >&2; exit 2; }
 say() { printf '==> %s\n' "$*" >&2; }
 
-say "building vaultd and vault-load (release)"
-cargo build --release -q -p vaultd -p vault-load
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
-LOAD=$BIN/vault-load
+# shellcheck source=benches/lib.sh
+. "$ROOT/benches/lib.sh"
+bench_build
 
-WORK=$(mktemp -d /tmp/vault-flood.XXXXXX)
-chmod 755 "$WORK"
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# Servers, each in the temp dir on a Unix socket; killed by PID on exit.
+bench_workdir vault-flood
 
 mkdir -m 700 "$WORK/keys" "$WORK/data"
 head -c 32 /dev/urandom >"$WORK/keys/bench.key"
