@@ -372,19 +372,14 @@ async fn every_nodes_chain_is_verified_exported_and_searched_from_any_node() {
     );
     let key = dir.path().join("audit.pub");
     std::fs::write(&key, cb.audit_pubkey().await.expect("pubkey").public_key).expect("key");
-    let offline = b.cli(
-        None,
-        &[
-            "--json",
-            "audit",
-            "verify",
-            "--offline",
-            &file.to_string_lossy(),
-            "--pubkey",
-            &key.to_string_lossy(),
-        ],
-        b"",
-    );
+    let verify_offline = |json: &str| {
+        let args = [json, "audit", "verify", "--offline"];
+        let (file, key) = (file.to_string_lossy(), key.to_string_lossy());
+        let args: Vec<&str> = args.iter().copied().filter(|a| !a.is_empty()).collect();
+        let args = [&args[..], &[file.as_ref(), "--pubkey", key.as_ref()]].concat();
+        b.cli(None, &args, b"")
+    };
+    let offline = verify_offline("--json");
     assert!(
         offline.status.success(),
         "{}",
@@ -407,18 +402,7 @@ async fn every_nodes_chain_is_verified_exported_and_searched_from_any_node() {
         .map(|l| l + "\n")
         .collect();
     std::fs::write(&file, forged).expect("write");
-    let offline = b.cli(
-        None,
-        &[
-            "audit",
-            "verify",
-            "--offline",
-            &file.to_string_lossy(),
-            "--pubkey",
-            &key.to_string_lossy(),
-        ],
-        b"",
-    );
+    let offline = verify_offline("");
     assert!(!offline.status.success(), "a forged export verified");
 }
 

@@ -252,8 +252,14 @@ async fn search(ctx: &Ctx, args: AuditSearch) -> anyhow::Result<()> {
     }
 }
 
-/// Prints up to `limit` matches of one chain, page by page as they come.
-async fn search_chain(ctx: &Ctx, mut query: AuditQuery, limit: u64) -> anyhow::Result<()> {
+/// Pages through up to `limit` matches of `query` (one chain), handing each page to `each`;
+/// the `after` to continue with when more may match.
+async fn each_match(
+    ctx: &Ctx,
+    mut query: AuditQuery,
+    limit: u64,
+    mut each: impl FnMut(Vec<Entry>) -> io::Result<()>,
+) -> anyhow::Result<Option<u64>> {
     let mut remaining = limit;
     loop {
         query.limit = Some(page_limit(remaining));
@@ -263,22 +269,29 @@ async fn search_chain(ctx: &Ctx, mut query: AuditQuery, limit: u64) -> anyhow::R
             .await
             .context("cannot search the audit log")?;
         remaining = remaining.saturating_sub(u64::try_from(page.entries.len()).unwrap_or(u64::MAX));
-        let mut out = ctx.out();
-        write_entries(&mut out, &page.entries, ctx.json)?;
-        out.flush()?;
-        let Some(next) = page.next else {
-            return Ok(());
-        };
-        query.after = Some(next);
-        if remaining == 0 {
-            let node = query
-                .node
-                .map(|n| format!("--node {n} "))
-                .unwrap_or_default();
-            eprintln!("vault-cli: more entries may match: continue with {node}--after {next}");
-            return Ok(());
+        each(page.entries)?;
+        match page.next {
+            None => return Ok(None),
+            Some(next) if remaining == 0 => return Ok(Some(next)),
+            Some(next) => query.after = Some(next),
         }
     }
+}
+
+/// Prints up to `limit` matches of one chain, page by page as they come.
+async fn search_chain(ctx: &Ctx, query: AuditQuery, limit: u64) -> anyhow::Result<()> {
+    let node = query.node.clone();
+    let more = each_match(ctx, query, limit, |entries| {
+        let mut out = ctx.out();
+        write_entries(&mut out, &entries, ctx.json)?;
+        out.flush()
+    })
+    .await?;
+    if let Some(next) = more {
+        let node = node.map(|n| format!("--node {n} ")).unwrap_or_default();
+        eprintln!("vault-cli: more entries may match: continue with {node}--after {next}");
+    }
+    Ok(())
 }
 
 /// Prints the first `limit` matches of every chain merged by time: up to `limit` from each,
@@ -293,29 +306,17 @@ async fn search_chains(
     // Per chain: where to continue if it may hold more than was printed.
     let mut more = Vec::new();
     for chain in chains {
-        let mut query = AuditQuery {
+        let query = AuditQuery {
             node: chain.node.clone(),
             ..query.clone()
         };
-        let mut remaining = limit;
-        loop {
-            query.limit = Some(page_limit(remaining));
-            let page = ctx
-                .client
-                .audit(&query)
-                .await
-                .context("cannot search the audit log")?;
-            remaining =
-                remaining.saturating_sub(u64::try_from(page.entries.len()).unwrap_or(u64::MAX));
-            found.extend(page.entries);
-            match page.next {
-                None => break,
-                Some(next) if remaining == 0 => {
-                    more.push((chain.node.clone(), next));
-                    break;
-                }
-                Some(next) => query.after = Some(next),
-            }
+        let next = each_match(ctx, query, limit, |entries| {
+            found.extend(entries);
+            Ok(())
+        })
+        .await?;
+        if let Some(next) = next {
+            more.push((chain.node.clone(), next));
         }
     }
     by_time(&mut found);
