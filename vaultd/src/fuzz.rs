@@ -1,4 +1,4 @@
-//! Fuzz entry points (`fuzz/`, `scripts/fuzz`; `docs/testing.md`): every parser of bytes an
+//! Fuzz entry points (`fuzz/`, `scripts/fuzz`; `docs/fuzzing.md`): every parser of bytes an
 //! attacker can choose, each as a function of one byte slice that must never panic, hang or
 //! allocate without bound. cargo-fuzz drives them with the feature `fuzzing`; the unit test
 //! below replays every file of `fuzz/corpus/` through them on the stable toolchain, in CI.
