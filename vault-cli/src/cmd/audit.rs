@@ -110,31 +110,16 @@ async fn tail(ctx: &Ctx, lines: u64, follow: bool, node: Option<&str>) -> anyhow
         // Enough entries to have `lines` left once our own requests' entries are hidden.
         let own_count = u64::try_from(own.len()).unwrap_or(u64::MAX);
         let mut after = end.saturating_sub(lines.saturating_add(own_count));
-        while after < end {
-            let query = AuditQuery {
-                node: chain.node.clone(),
-                after: Some(after),
-                limit: Some(page_limit(end - after)),
-                ..AuditQuery::default()
-            };
-            let (page, id) = client
-                .audit_with_request_id(&query)
-                .await
-                .context("cannot read the audit log")?;
-            own.extend(id);
-            let Some(last) = page.entries.last() else {
-                break;
-            };
-            after = last.seq;
-            window.extend(
-                page.entries
-                    .into_iter()
-                    .filter(|e| e.seq <= end && !own.remove(&e.request)),
-            );
-            if page.next.is_none() {
-                break;
-            }
-        }
+        window.extend(
+            read_chain(
+                client,
+                chain.node.as_deref(),
+                &mut after,
+                Some(end),
+                &mut own,
+            )
+            .await?,
+        );
         cursors.push((chain.node, end));
     }
     by_time(&mut window);
@@ -156,32 +141,52 @@ async fn tail(ctx: &Ctx, lines: u64, follow: bool, node: Option<&str>) -> anyhow
         tokio::time::sleep(POLL).await;
         let mut new = Vec::new();
         for (node, after) in &mut cursors {
-            loop {
-                let query = AuditQuery {
-                    node: node.clone(),
-                    after: Some(*after),
-                    limit: Some(page_limit(PAGE)),
-                    ..AuditQuery::default()
-                };
-                let (page, id) = client
-                    .audit_with_request_id(&query)
-                    .await
-                    .context("cannot read the audit log")?;
-                own.extend(id);
-                if let Some(last) = page.entries.last() {
-                    *after = last.seq;
-                }
-                new.extend(page.entries.into_iter().filter(|e| !own.remove(&e.request)));
-                if page.next.is_none() {
-                    break;
-                }
-            }
+            new.extend(read_chain(client, node.as_deref(), after, None, &mut own).await?);
         }
         by_time(&mut new);
         let mut out = ctx.out();
         write_entries(&mut out, &new, ctx.json)?;
         out.flush()?;
     }
+}
+
+/// The entries of the chain of `node` after `*after` (and up to `end`, when given), page by
+/// page, without those of our own requests (their ids join `own`); `*after` moves to the last
+/// entry read.
+async fn read_chain(
+    client: &Client,
+    node: Option<&str>,
+    after: &mut u64,
+    end: Option<u64>,
+    own: &mut HashSet<String>,
+) -> anyhow::Result<Vec<Entry>> {
+    let mut entries = Vec::new();
+    while end.is_none_or(|end| *after < end) {
+        let query = AuditQuery {
+            node: node.map(str::to_owned),
+            after: Some(*after),
+            limit: Some(page_limit(end.map_or(PAGE, |end| end - *after))),
+            ..AuditQuery::default()
+        };
+        let (page, id) = client
+            .audit_with_request_id(&query)
+            .await
+            .context("cannot read the audit log")?;
+        own.extend(id);
+        let Some(last) = page.entries.last() else {
+            break;
+        };
+        *after = last.seq;
+        entries.extend(
+            page.entries
+                .into_iter()
+                .filter(|e| end.is_none_or(|end| e.seq <= end) && !own.remove(&e.request)),
+        );
+        if page.next.is_none() {
+            break;
+        }
+    }
+    Ok(entries)
 }
 
 fn page_limit(wanted: u64) -> u32 {

@@ -125,12 +125,7 @@ impl Vault {
         if !valid {
             return Err(Error::Invalid("job ids are 1-64 letters and digits".into()));
         }
-        let bytes = self
-            .store()
-            .get(&layout::job(id))
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("job {id}")))?;
-        let job: JobRecord = layout::decode(&bytes, "job record")?;
+        let (job, _) = self.stored_job(id).await?;
         let end = job.finished_at.unwrap_or_else(|| Timestamp::now().unix());
         let secs = (end - job.started_at).max(1);
         Ok(Job {
@@ -201,18 +196,23 @@ impl Vault {
         (self.inner.jobs.lease / 3).max(Duration::from_millis(10))
     }
 
+    /// Job `id` as stored, with its bytes (what a batch that changes it checks).
+    async fn stored_job(&self, id: &str) -> Result<(JobRecord, Vec<u8>), Error> {
+        let bytes = self
+            .store()
+            .get(&layout::job(id))
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("job {id}")))?;
+        Ok((layout::decode(&bytes, "job record")?, bytes))
+    }
+
     /// Takes the lease of job `id` as of `now` (unix ms) if this node may: the job as this node
     /// holds it, or `None` (not running, another node's live lease, or another node took it
     /// first). A lease of this node's own is not written again: the first progress batch renews
     /// it. Taking another node's lease appends the `records_rewrap_resumed` key event in the
     /// same checked batch.
     async fn take_lease(&self, id: &str, now: i64) -> Result<Option<(JobRecord, Vec<u8>)>, Error> {
-        let bytes = self
-            .store()
-            .get(&layout::job(id))
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("job {id}")))?;
-        let mut job: JobRecord = layout::decode(&bytes, "job record")?;
+        let (mut job, bytes) = self.stored_job(id).await?;
         let me = &self.inner.jobs.node;
         if job.state != JobState::Running || !self.may_take(job.lease.as_ref(), now) {
             return Ok(None);
@@ -315,14 +315,7 @@ impl Vault {
             let keys = self.keys()?;
             let (mut job, bytes) = match expected.take() {
                 Some(known) => known,
-                None => {
-                    let bytes = self
-                        .store()
-                        .get(&layout::job(id))
-                        .await?
-                        .ok_or_else(|| Error::NotFound(format!("job {id}")))?;
-                    (layout::decode::<JobRecord>(&bytes, "job record")?, bytes)
-                }
+                None => self.stored_job(id).await?,
             };
             if job.state != JobState::Running {
                 return Ok(());
@@ -505,12 +498,7 @@ impl Vault {
 
     /// Marks the job failed, while this node holds its lease (checked in the same batch).
     async fn fail_job(&self, id: &str, error: &Error) -> Result<(), Error> {
-        let bytes = self
-            .store()
-            .get(&layout::job(id))
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("job {id}")))?;
-        let mut job: JobRecord = layout::decode(&bytes, "job record")?;
+        let (mut job, bytes) = self.stored_job(id).await?;
         let ours = job
             .lease
             .as_ref()
