@@ -101,17 +101,33 @@ async fn a_tenants_key_history_holds_its_own_events_only() {
 /// `curl` as `uid` (group `nogroup`, which may reach the socket) sending `requests` GETs of
 /// `path` over one kept-alive connection; the HTTP status of each, in order.
 fn curl_as(uid: u32, socket: &std::path::Path, path: &str, requests: usize) -> Vec<u16> {
+    curl_each_as(uid, socket, "", path, requests)
+        .into_iter()
+        .map(|(status, _)| status)
+        .collect()
+}
+
+/// `curl` as `uid` sending `requests` requests of `path`, each with the curl config `options`
+/// (e.g. a method and a body), over one kept-alive connection; the HTTP status and
+/// `Retry-After` of each.
+fn curl_each_as(
+    uid: u32,
+    socket: &std::path::Path,
+    options: &str,
+    path: &str,
+    requests: usize,
+) -> Vec<(u16, Option<u64>)> {
     use std::os::unix::process::CommandExt as _;
     let dir = tempfile::tempdir().expect("tempdir");
     let list = dir.path().join("requests.curl");
     let one = format!("url = \"http://localhost{path}\"\noutput = \"/dev/null\"\n");
-    std::fs::write(&list, one.repeat(requests)).expect("curl config");
+    std::fs::write(&list, format!("{options}{}", one.repeat(requests))).expect("curl config");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     std::fs::set_permissions(&list, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let out = Command::new("curl")
         .args(["-s", "--unix-socket"])
         .arg(socket)
-        .args(["-w", "%{http_code}\\n", "-K"])
+        .args(["-w", "%{http_code} %header{retry-after}\\n", "-K"])
         .arg(&list)
         .uid(uid)
         .gid(common::SOCKET_GID)
@@ -121,7 +137,13 @@ fn curl_as(uid: u32, socket: &std::path::Path, path: &str, requests: usize) -> V
     String::from_utf8(out.stdout)
         .expect("utf-8")
         .lines()
-        .map(|code| code.parse().expect("an HTTP status"))
+        .map(|line| {
+            let (status, retry) = line.split_once(' ').unwrap_or((line, ""));
+            (
+                status.parse().expect("an HTTP status"),
+                retry.trim().parse().ok(),
+            )
+        })
         .collect()
 }
 
@@ -379,4 +401,100 @@ async fn audit_read_can_be_limited_to_tenant_patterns() {
         [Some("acme".into()), Some("acme-gmbh".into())],
         "{page:?}"
     );
+}
+
+#[tokio::test]
+async fn quotas_compose_and_answer_429_with_retry_after() {
+    const PER_SECOND: usize = 5;
+    const PER_DAY: usize = 12;
+    let daemon = common::Daemon::start_configured(
+        "refused_window_secs = 1",
+        &format!(
+            "[[policy]]\nname = \"platform\"\nuids = [{}]\n\
+             capabilities = [\"token:unseal\", \"token:read\"]\ntenants = [\"acme\"]\n\
+             quotas = [{{ capabilities = [\"token:unseal\"], per_second = {PER_SECOND}, per_day = {PER_DAY} }}]\n",
+            common::STRANGER_UID
+        ),
+    );
+    let c = daemon.client();
+    c.init().await.expect("init");
+    c.create_tenant("acme").await.expect("tenant");
+    c.put_token("acme", "t1", &common::put("s", "DE01"))
+        .await
+        .expect("put");
+    let socket = daemon.socket.clone();
+    let as_platform = move |options: &'static str, path: &'static str, n: usize| {
+        let socket = socket.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                curl_each_as(common::STRANGER_UID, &socket, options, path, n)
+            })
+            .await
+            .expect("curl")
+        }
+    };
+    let unseal = "request = \"POST\"\ndata = \"{}\"\n";
+    let path = "/v1/tenants/acme/tokens/t1/unseal";
+    // Three bursts a second apart: the second's quota refills between them, the day's does not,
+    // so the day's quota ends it whatever the timing.
+    let mut served = 0;
+    let mut limited = 0;
+    for burst in 0..3 {
+        let answers = as_platform(unseal, path, 20).await;
+        let ok = answers.iter().filter(|(s, _)| *s == 200).count();
+        assert!(
+            answers.iter().all(|(s, _)| *s == 200 || *s == 429),
+            "{answers:?}"
+        );
+        assert!(answers.iter().any(|(s, _)| *s == 429), "burst {burst}");
+        assert!(
+            answers
+                .iter()
+                .filter(|(s, _)| *s == 429)
+                .all(|(_, retry)| retry.is_some_and(|r| r >= 1)),
+            "every 429 says when to retry: {answers:?}"
+        );
+        if burst == 0 {
+            assert!(ok >= PER_SECOND, "{answers:?}");
+        }
+        served += ok;
+        limited += answers.len() - ok;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    assert_eq!(served, PER_DAY, "the day's quota, exactly");
+    // Spent for the day: the wait is the day's refill of one request (86400 / 12 s), not a second.
+    let (status, retry) = as_platform(unseal, path, 1).await[0];
+    assert_eq!(status, 429);
+    assert!(retry.is_some_and(|r| r > 3600), "{retry:?}");
+    limited += 1;
+    // Other capabilities of the caller have no quota; other callers have their own.
+    assert_eq!(
+        as_platform("", "/v1/tenants/acme/tokens/t1", 3).await,
+        [(200, None); 3]
+    );
+    for _ in 0..PER_DAY + 1 {
+        c.unseal_token("acme", "t1", None)
+            .await
+            .expect("root has no quota");
+    }
+    // Every 429 is counted in a summary entry, none has an entry of its own.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let page = c
+        .audit(&vault_client::AuditQuery {
+            actor: Some(common::STRANGER_UID.to_string()),
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .expect("audit");
+    let count = |op: &str| page.entries.iter().filter(|e| e.op == op).count();
+    assert_eq!(count("token.unseal"), PER_DAY);
+    let summarized: usize = page
+        .entries
+        .iter()
+        .filter(|e| e.op == "limits.rate_limited")
+        .map(|e| e.detail["count"].parse::<usize>().expect("a count"))
+        .sum();
+    assert_eq!(summarized, limited);
+    eprintln!("{served} unseals served, {limited} answered 429 in summary entries");
 }

@@ -41,6 +41,9 @@
 //! users = ["platform"]             # and/or uids = [1001], gids = [...], groups = [...]
 //! capabilities = ["token:unseal", "token:read", "transit:unseal"]
 //! tenants = ["*"]                  # "*", "prefix*", or exact tenant ids
+//! # Optional: request quotas per caller (uid or certificate subject); they compose, and past
+//! # one the caller gets 429 rate_limited with Retry-After (docs/threat-model.md, "Quotas").
+//! quotas = [{ capabilities = ["token:unseal"], per_second = 50, per_day = 100000 }]
 //!
 //! # Optional: the same API on TCP with mutual TLS (docs/tls.md).
 //! [tcp]
@@ -59,7 +62,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use crate::kms::aws::{KeyId, check_endpoint_url};
-use crate::policy::{Capability, Policy, Rule, SubjectName, TenantPattern};
+use crate::policy::{Capability, Policy, Quota, Rule, SubjectName, TenantPattern};
 use crate::store::postgres::tls;
 
 /// The daemon's checked configuration.
@@ -226,6 +229,58 @@ struct RawRule {
     capabilities: Vec<Capability>,
     #[serde(default)]
     tenants: Vec<String>,
+    #[serde(default)]
+    quotas: Vec<RawQuota>,
+}
+
+/// One entry of a rule's `quotas` as written: each given rate is one [`Quota`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuota {
+    capabilities: Vec<Capability>,
+    per_second: Option<u32>,
+    per_minute: Option<u32>,
+    per_hour: Option<u32>,
+    per_day: Option<u32>,
+}
+
+impl RawQuota {
+    /// The quotas this entry writes; `rule` names the rule in errors.
+    fn quotas(self, rule: &str, granted: &[Capability]) -> anyhow::Result<Vec<Quota>> {
+        if self.capabilities.is_empty() {
+            bail!("policy rule {rule}: a quota lists no capabilities");
+        }
+        if let Some(c) = self.capabilities.iter().find(|c| !granted.contains(c)) {
+            bail!(
+                "policy rule {rule}: a quota counts {}, which the rule does not grant",
+                c.name()
+            );
+        }
+        let rates = [
+            ("per_second", self.per_second, 1),
+            ("per_minute", self.per_minute, 60),
+            ("per_hour", self.per_hour, 3_600),
+            ("per_day", self.per_day, 86_400),
+        ];
+        let mut quotas = Vec::new();
+        for (name, requests, seconds) in rates {
+            let Some(requests) = requests else { continue };
+            if requests == 0 {
+                bail!("policy rule {rule}: quota {name} must be at least 1");
+            }
+            quotas.push(Quota {
+                capabilities: self.capabilities.clone(),
+                requests,
+                window: Duration::from_secs(seconds),
+            });
+        }
+        if quotas.is_empty() {
+            bail!(
+                "policy rule {rule}: a quota gives no rate: per_second, per_minute, per_hour or per_day"
+            );
+        }
+        Ok(quotas)
+    }
 }
 
 /// `[jobs]` as written.
@@ -439,13 +494,19 @@ impl Config {
                     i + 1
                 );
             }
+            let name = r.name.unwrap_or_else(|| format!("rule-{}", i + 1));
+            let mut quotas = Vec::new();
+            for quota in r.quotas {
+                quotas.extend(quota.quotas(&name, &r.capabilities)?);
+            }
             rules.push(Rule {
-                name: r.name.unwrap_or_else(|| format!("rule-{}", i + 1)),
+                name,
                 uids,
                 gids,
                 subjects,
                 capabilities: r.capabilities,
                 tenants,
+                quotas,
             });
         }
         let max_connections = raw.max_connections.unwrap_or(256);
@@ -765,6 +826,38 @@ mod tests {
             !cfg.policy
                 .allows(&root, Capability::TokenUnseal, Some("acme-1"))
         );
+    }
+
+    #[test]
+    fn quotas_compose_per_rate_and_are_checked() {
+        let rule = "[[policy]]\nuids = [7]\ncapabilities = [\"token:unseal\", \"token:read\"]\ntenants = [\"*\"]\n";
+        let cfg = parse(&format!(
+            "{BASE}{rule}quotas = [{{ capabilities = [\"token:unseal\"], per_second = 50, per_day = 100000 }}]\n"
+        ))
+        .expect("valid");
+        let who = Identity::local(7, 7, None);
+        let quotas = cfg.policy.quotas(&who, &[Capability::TokenUnseal]);
+        let rates: Vec<_> = quotas
+            .iter()
+            .map(|(_, q)| (q.requests, q.window.as_secs()))
+            .collect();
+        assert_eq!(rates, [(50, 1), (100_000, 86_400)]);
+        assert!(cfg.policy.quotas(&who, &[Capability::TokenRead]).is_empty());
+        assert!(
+            cfg.policy
+                .quotas(&Identity::local(8, 8, None), &[Capability::TokenUnseal])
+                .is_empty()
+        );
+        for (bad, says) in [
+            ("{ capabilities = [\"token:seal\"], per_second = 5 }", "does not grant"),
+            ("{ capabilities = [\"token:unseal\"] }", "no rate"),
+            ("{ capabilities = [\"token:unseal\"], per_second = 0 }", "at least 1"),
+            ("{ capabilities = [], per_second = 5 }", "no capabilities"),
+            ("{ capabilities = [\"token:unseal\"], per_week = 5 }", "unknown field"),
+        ] {
+            let err = parse(&format!("{BASE}{rule}quotas = [{bad}]\n")).expect_err(bad);
+            assert!(format!("{err:#}").contains(says), "{bad}: {err:#}");
+        }
     }
 
     #[test]

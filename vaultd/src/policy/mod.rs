@@ -1,12 +1,13 @@
 //! Who may do what (SPEC §5). A caller on the Unix socket is identified by the kernel
 //! (SO_PEERCRED: uid, gid, pid), a caller on the TCP listener by its verified client
 //! certificate (`docs/tls.md`); rules in the config map uids, gids, user and group names, and
-//! certificate subjects to capabilities, each limited to tenant patterns. Everything not granted
-//! is denied.
+//! certificate subjects to capabilities, each limited to tenant patterns, and optionally to
+//! request quotas. Everything not granted is denied.
 
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -243,6 +244,29 @@ pub struct Rule {
     pub capabilities: Vec<Capability>,
     /// Tenants the tenant-scoped capabilities apply to.
     pub tenants: Vec<TenantPattern>,
+    /// Request quotas on some of the granted capabilities, each counted per caller.
+    pub quotas: Vec<Quota>,
+}
+
+/// A request quota (`docs/threat-model.md`, "Quotas"): each caller a rule names may make
+/// `requests` requests that use any of `capabilities` per `window`, as a bucket of `requests`
+/// that refills at `requests` per `window`. Quotas compose: a request must fit every quota of
+/// every rule that names its caller and one of its capabilities.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quota {
+    /// The capabilities it counts.
+    pub capabilities: Vec<Capability>,
+    /// Requests per window (at least 1).
+    pub requests: u32,
+    /// The window (at least 1 s).
+    pub window: Duration,
+}
+
+/// Which quota of the policy: its rule and its place in the rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct QuotaId {
+    rule: usize,
+    quota: usize,
 }
 
 /// The policy: a list of rules. An empty policy denies everything.
@@ -266,7 +290,24 @@ impl Policy {
             subjects: vec![],
             capabilities: Capability::ALL.to_vec(),
             tenants: vec![TenantPattern::Any],
+            quotas: vec![],
         }])
+    }
+
+    /// Every quota a request of `who` that uses `capabilities` must fit, each once.
+    pub fn quotas(&self, who: &Identity, capabilities: &[Capability]) -> Vec<(QuotaId, &Quota)> {
+        let mut out = Vec::new();
+        for (r, rule) in self.rules.iter().enumerate() {
+            if rule.quotas.is_empty() || !rule.names(who) {
+                continue;
+            }
+            for (q, quota) in rule.quotas.iter().enumerate() {
+                if quota.capabilities.iter().any(|c| capabilities.contains(c)) {
+                    out.push((QuotaId { rule: r, quota: q }, quota));
+                }
+            }
+        }
+        out
     }
 
     /// Whether `who` may use `capability` (on `tenant`, for tenant-scoped capabilities).
@@ -330,6 +371,7 @@ mod tests {
                 subjects: vec![],
                 capabilities: vec![Capability::TokenSeal],
                 tenants: vec!["*".parse().expect("pattern")],
+                quotas: vec![],
             },
             Rule {
                 name: "platform".into(),
@@ -341,6 +383,7 @@ mod tests {
                     "acme-*".parse().expect("pattern"),
                     "globex".parse().expect("pattern"),
                 ],
+                quotas: vec![],
             },
         ])
     }
@@ -393,6 +436,7 @@ mod tests {
             subjects: vec![],
             capabilities: vec![Capability::SysStatus, Capability::AuditRead],
             tenants: vec![TenantPattern::Any],
+            quotas: vec![],
         }]);
         assert!(!operator.allows_everywhere(&who(0, 0), Capability::SysBackup));
         assert!(!policy().allows_everywhere(&who(1001, 1), Capability::SysBackup));
@@ -424,6 +468,7 @@ mod tests {
                 subjects: vec!["bank-receiver".parse().expect("name")],
                 capabilities: vec![Capability::TokenSeal],
                 tenants: vec![TenantPattern::Any],
+                quotas: vec![],
             },
             Rule {
                 name: "platform".into(),
@@ -432,6 +477,7 @@ mod tests {
                 subjects: vec!["platform-app".parse().expect("name")],
                 capabilities: vec![Capability::TokenUnseal, Capability::SysStatus],
                 tenants: vec![TenantPattern::Any],
+                quotas: vec![],
             },
         ])
     }
@@ -469,6 +515,7 @@ mod tests {
             subjects: vec!["platform-app".parse().expect("name")],
             capabilities: Capability::ALL.to_vec(),
             tenants: vec![TenantPattern::Any],
+            quotas: vec![],
         }]);
         for (uid, gid) in [(0, 0), (1001, 1), (65534, 65534)] {
             for c in Capability::ALL {

@@ -1,14 +1,15 @@
 //! Per-caller limits (`docs/threat-model.md`, "Limits"): how many connections one caller holds at
-//! once, and how many refused requests (denied, malformed, unknown endpoint) it may send before
-//! it is answered `429 rate_limited` without doing anything. A caller is a [`Principal`]: a uid,
-//! or a certificate subject.
+//! once, how many refused requests (denied, malformed, unknown endpoint) it may send before
+//! it is answered `429 rate_limited` without doing anything, and the request quotas of its
+//! policy rules. A caller is a [`Principal`]: a uid, or a certificate subject.
 //!
 //! Refused requests each get an audit entry while the caller is within its budget (a token
 //! bucket of `refused_per_window`, refilled over `refused_window`). Beyond it, every request of
 //! the caller is answered 429 with `Retry-After` and gets no entry of its own: the caller's 429s
 //! are counted, and [`Callers::take_summaries`] (called once per window, and at shutdown) turns
 //! each caller's count into one `limits.rate_limited` entry. So the log stays complete, one
-//! entry per caller per window, and bounded.
+//! entry per caller per window, and bounded. A request past one of its quotas is answered and
+//! counted the same way.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use vault_client::Timestamp;
 
-use crate::policy::{Identity, Principal};
+use crate::policy::{Identity, Principal, Quota, QuotaId};
 
 /// The limits, from the config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +42,41 @@ struct Caller {
     limited_since: Option<Timestamp>,
     limited_until: Option<Timestamp>,
     identity: Option<Identity>,
+    /// What is left of each quota of its rules it has used.
+    quotas: HashMap<QuotaId, Bucket>,
+}
+
+/// A token bucket: `level` of `capacity` left, refilling at `capacity` per `window`.
+struct Bucket {
+    level: f64,
+    capacity: f64,
+    window: Duration,
+    refilled: Instant,
+}
+
+impl Bucket {
+    fn full(quota: &Quota, now: Instant) -> Self {
+        Self {
+            level: f64::from(quota.requests),
+            capacity: f64::from(quota.requests),
+            window: quota.window,
+            refilled: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let rate = self.capacity / self.window.as_secs_f64();
+        self.level = (self.level + now.duration_since(self.refilled).as_secs_f64() * rate)
+            .min(self.capacity);
+        self.refilled = now;
+    }
+
+    /// How long until one more request fits.
+    fn wait(&self) -> Duration {
+        Duration::from_secs_f64(
+            ((1.0 - self.level).max(0.0) * self.window.as_secs_f64() / self.capacity).max(0.0),
+        )
+    }
 }
 
 /// The 429s of one caller over one window.
@@ -120,14 +156,45 @@ impl Callers {
         if c.budget >= 1.0 {
             return Ok(());
         }
-        let now = Timestamp::now();
-        c.limited += 1;
-        c.limited_since.get_or_insert(now);
-        c.limited_until = Some(now);
-        c.identity = Some(identity.clone());
+        c.limit(identity);
         let per_token = self.limits.refused_window.as_secs_f64()
             / f64::from(self.limits.refused_per_window.max(1));
         Err(Duration::from_secs_f64((1.0 - c.budget) * per_token))
+    }
+
+    /// Spends one request of every quota in `quotas` (`Policy::quotas`) for `identity`, or
+    /// none of them: `Err` with the time until every one has room when one is spent, and then
+    /// the request is counted for the next summary. Quotas compose: the request must fit all.
+    pub fn spend(&self, identity: &Identity, quotas: &[(QuotaId, &Quota)]) -> Result<(), Duration> {
+        if quotas.is_empty() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut callers = self.lock();
+        let c = callers
+            .entry(identity.principal())
+            .or_insert_with(|| self.fresh());
+        let mut wait = Duration::ZERO;
+        for (id, quota) in quotas {
+            let bucket = c
+                .quotas
+                .entry(*id)
+                .or_insert_with(|| Bucket::full(quota, now));
+            bucket.refill(now);
+            if bucket.level < 1.0 {
+                wait = wait.max(bucket.wait());
+            }
+        }
+        if wait > Duration::ZERO {
+            c.limit(identity);
+            return Err(wait);
+        }
+        for (id, _) in quotas {
+            if let Some(bucket) = c.quotas.get_mut(id) {
+                bucket.level -= 1.0;
+            }
+        }
+        Ok(())
     }
 
     /// Spends one unit of the budget of `identity`: its request was refused.
@@ -160,9 +227,14 @@ impl Callers {
             });
         }
         let full = f64::from(self.limits.refused_per_window);
+        let now = Instant::now();
         callers.retain(|_, c| {
             self.refill(c);
-            c.connections > 0 || c.budget < full
+            c.quotas.retain(|_, b| {
+                b.refill(now);
+                b.level < b.capacity
+            });
+            c.connections > 0 || c.budget < full || !c.quotas.is_empty()
         });
         out
     }
@@ -190,6 +262,7 @@ impl Callers {
             limited_since: None,
             limited_until: None,
             identity: None,
+            quotas: HashMap::new(),
         }
     }
 
@@ -203,6 +276,17 @@ impl Callers {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Principal, Caller>> {
         self.callers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Caller {
+    /// Counts a request answered 429 for the next summary.
+    fn limit(&mut self, identity: &Identity) {
+        let now = Timestamp::now();
+        self.limited += 1;
+        self.limited_since.get_or_insert(now);
+        self.limited_until = Some(now);
+        self.identity = Some(identity.clone());
     }
 }
 
@@ -266,5 +350,54 @@ mod tests {
             5,
             "put back after a failed write"
         );
+    }
+
+    #[test]
+    fn quotas_compose_and_count_per_caller() {
+        use crate::policy::{Capability, Policy, Rule, TenantPattern};
+        let quota = |requests, secs| Quota {
+            capabilities: vec![Capability::TokenUnseal],
+            requests,
+            window: Duration::from_secs(secs),
+        };
+        let policy = Policy::new(vec![Rule {
+            name: "platform".into(),
+            uids: vec![],
+            gids: vec![2000],
+            subjects: vec![],
+            capabilities: vec![Capability::TokenUnseal, Capability::TokenRead],
+            tenants: vec![TenantPattern::Any],
+            // 3 a second and 5 an hour: the hour's is spent first.
+            quotas: vec![quota(3, 1), quota(5, 3600)],
+        }]);
+        let callers = callers(8, 10);
+        let (a, b) = (
+            Identity::local(1000, 2000, None),
+            Identity::local(1001, 2000, None),
+        );
+        let unseal = |who: &Identity| {
+            callers.spend(who, &policy.quotas(who, &[Capability::TokenUnseal]))
+        };
+        for _ in 0..3 {
+            unseal(&a).expect("within both");
+        }
+        let wait = unseal(&a).expect_err("the second's spent");
+        assert!(wait <= Duration::from_secs(1), "{wait:?}");
+        std::thread::sleep(Duration::from_millis(700));
+        unseal(&a).expect("refilled by two");
+        unseal(&a).expect("the fifth");
+        let wait = unseal(&a).expect_err("the hour's spent");
+        assert!(wait > Duration::from_secs(600), "{wait:?}");
+        // Reads count against nothing; another uid of the same group has its own quota.
+        let read = policy.quotas(&a, &[Capability::TokenRead]);
+        assert!(read.is_empty());
+        callers.spend(&a, &read).expect("no quota");
+        unseal(&b).expect("its own bucket");
+        // Both refusals are summarized, as one count of the caller.
+        let summaries = callers.take_summaries();
+        assert_eq!(summaries.len(), 1);
+        assert_eq!(summaries[0].count, 2);
+        // A spent quota is remembered across summaries (a caller is not forgotten while it owes).
+        assert!(unseal(&a).is_err());
     }
 }

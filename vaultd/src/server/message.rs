@@ -170,23 +170,33 @@ pub(super) fn failure(f: &Failure) -> Response<Body> {
 
 /// `429 rate_limited` with `Retry-After` (whole seconds, at least 1): the caller spent its budget
 /// of refused requests (`server/callers.rs`).
-pub(super) fn rate_limited(wait: std::time::Duration) -> Response<Body> {
+pub(super) fn rate_limited(wait: std::time::Duration, why: Limit) -> Response<Body> {
     let seconds = wait
         .as_secs()
         .saturating_add(u64::from(wait.subsec_nanos() > 0))
         .max(1);
+    let why = match why {
+        Limit::Refused => "too many refused requests (denied, malformed or for no endpoint)",
+        Limit::Quota => "a request quota of its policy rule is spent",
+    };
     let mut response = failure(&Failure::new(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limited",
-        format!(
-            "too many refused requests (denied, malformed or for no endpoint) from this caller; \
-             retry in {seconds} s"
-        ),
+        format!("{why} for this caller; retry in {seconds} s"),
     ));
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     response
+}
+
+/// Which limit a `429 rate_limited` answers for (`server/callers.rs`).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Limit {
+    /// The budget of refused requests.
+    Refused,
+    /// A request quota.
+    Quota,
 }
 
 fn whole(status: StatusCode, body: Bytes, content_type: &'static str) -> Response<Body> {

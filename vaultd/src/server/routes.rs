@@ -479,6 +479,7 @@ mod tests {
                 subjects: vec![],
                 capabilities,
                 tenants: vec![TenantPattern::Any],
+                quotas: vec![],
             }])
         };
         let who = Identity::local(7, 7, None);

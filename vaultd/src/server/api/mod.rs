@@ -17,10 +17,10 @@ use hyper::body::Incoming;
 use vault_client::audit::Outcome;
 
 use super::App;
-use super::message::{self, Body, Failure};
+use super::message::{self, Body, Failure, Limit};
 use super::routes::{self, Route, Scope};
 use crate::audit::{Event, request_id};
-use crate::policy::Identity;
+use crate::policy::{Capability, Identity};
 
 mod audit;
 mod backup;
@@ -49,7 +49,7 @@ pub(in crate::server) async fn handle(
     // done, without an entry of its own: its 429s are summarized (`server/callers.rs`).
     if let Err(wait) = app.callers.admit(who) {
         app.metrics.record(name, 429);
-        return message::rate_limited(wait);
+        return message::rate_limited(wait, Limit::Refused);
     }
     let mut ev = Event::caller(who, name, request_id());
     if let Ok(r) = &route {
@@ -58,7 +58,19 @@ pub(in crate::server) async fn handle(
     }
     let result = match &route {
         Err(failure) => Err(failure.clone()),
-        Ok(route) => serve(app, who, route, body, &mut ev).await,
+        Ok(route) => match authorize(app, who, route) {
+            Err(denied) => Err(denied),
+            Ok(capabilities) => {
+                // Past a quota: answered like the refused-budget 429 above, counted for the
+                // caller's summary entry, nothing done.
+                let quotas = app.policy.quotas(who, capabilities);
+                if let Err(wait) = app.callers.spend(who, &quotas) {
+                    app.metrics.record(name, 429);
+                    return message::rate_limited(wait, Limit::Quota);
+                }
+                serve(app, who, route, body, &mut ev).await
+            }
+        },
     };
     let (outcome, code) = match &result {
         Ok(_) => (Outcome::Ok, None),
@@ -97,13 +109,12 @@ pub(in crate::server) async fn handle(
     response
 }
 
-async fn serve(
+/// Whether `who` holds every capability `route` needs where it needs it; `Ok` with them.
+fn authorize(
     app: &App,
     who: &Identity,
     route: &Route,
-    body: Incoming,
-    ev: &mut Event,
-) -> Result<Response<Body>, Failure> {
+) -> Result<&'static [Capability], Failure> {
     let (capabilities, scope) = route.access();
     for &capability in capabilities {
         let allowed = match scope {
@@ -121,6 +132,16 @@ async fn serve(
             ));
         }
     }
+    Ok(capabilities)
+}
+
+async fn serve(
+    app: &App,
+    who: &Identity,
+    route: &Route,
+    body: Incoming,
+    ev: &mut Event,
+) -> Result<Response<Body>, Failure> {
     let body = message::read_body(body).await?;
     match route {
         Route::Health
