@@ -637,3 +637,56 @@ async fn fails_closed_on_a_full_disk_and_recovers(filler: Filler) -> String {
     assert_eq!(report["ok"], true, "{report}");
     daemon.log_text()
 }
+
+#[tokio::test]
+async fn verify_resumes_after_the_head_it_verified_and_rereads_all_after_a_restart() {
+    let mut daemon = Daemon::start();
+    let c = daemon.client();
+    c.init().await.expect("init");
+    c.create_tenant("acme").await.expect("tenant");
+    let puts = |from: usize, to: usize| {
+        let c = c.clone();
+        async move {
+            for i in from..to {
+                c.put_token("acme", &format!("t{i}"), &put(ACCOUNT))
+                    .await
+                    .expect("put");
+            }
+        }
+    };
+    puts(0, 50).await;
+    let first = c.audit_verify(None).await.expect("verify");
+    assert!(first.ok, "{:?}", first.problems);
+    assert_eq!(first.resumed_after, None, "nothing verified yet");
+    let head = first.signed_through.expect("signed");
+    assert_eq!(first.entries, head);
+
+    puts(50, 70).await;
+    let second = c.audit_verify(None).await.expect("verify");
+    assert!(second.ok, "{:?}", second.problems);
+    assert_eq!(second.resumed_after, Some(head));
+    let last = second.head.as_ref().expect("head").seq;
+    assert_eq!(second.entries, last - head, "only the entries after it");
+    assert!(second.entries < first.entries);
+
+    let full = c.audit_verify_with(None, &[], true).await.expect("verify");
+    assert!(full.ok && full.resumed_after.is_none(), "{full:?}");
+    assert_eq!(full.entries, full.head.as_ref().expect("head").seq);
+    // An anchor concerns the whole log: it is checked against every entry.
+    let anchor = format!("{head}:{}", first.head.as_ref().expect("head").hash);
+    let anchored = c.audit_verify(Some(&anchor)).await.expect("verify");
+    assert!(
+        anchored.ok && anchored.resumed_after.is_none(),
+        "{anchored:?}"
+    );
+
+    // A new process trusts nothing it did not verify itself: the log may have been edited
+    // while the daemon was down.
+    assert!(daemon.terminate().success());
+    daemon.restart();
+    let c = daemon.client();
+    wait_unsealed(&c).await;
+    let after_restart = c.audit_verify(None).await.expect("verify");
+    assert!(after_restart.ok, "{:?}", after_restart.problems);
+    assert_eq!(after_restart.resumed_after, None);
+}

@@ -506,6 +506,10 @@ pub(crate) struct AuditVerify {
     /// have reviewed the unsigned range it names; repeatable.
     #[arg(long, value_name = "SEQ")]
     pub(crate) accept_adopted: Vec<u64>,
+    /// Reread every entry: by default the daemon resumes after the last signed head it
+    /// verified since it started.
+    #[arg(long, conflicts_with = "offline")]
+    pub(crate) full: bool,
 }
 
 fn parse_time(text: &str) -> Result<Timestamp, String> {

@@ -268,6 +268,11 @@ pub struct Report {
     /// "Several chains"); their problems are in `problems`, prefixed with the node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chains: Vec<ChainReport>,
+    /// Verification resumed after this signed head, which an earlier verification by the same
+    /// daemon process found sound: the entries up to it were not reread this time, and
+    /// `entries` counts the entries after it (`docs/audit-log.md`, "Verifying").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_after: Option<u64>,
 }
 
 /// One node's chain in a [`Report`].
@@ -283,6 +288,9 @@ pub struct ChainReport {
     pub head: Option<HeadRef>,
     /// The last entry covered by a valid signed head.
     pub signed_through: Option<u64>,
+    /// As [`Report::resumed_after`], for this chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_after: Option<u64>,
 }
 
 /// A position in the chain.
@@ -311,6 +319,7 @@ pub struct Verifier {
     accept: Vec<u64>,
     accepted: Vec<String>,
     problems: Vec<String>,
+    resumed_after: Option<u64>,
 }
 
 /// Most problems listed; later ones are counted only.
@@ -331,6 +340,30 @@ impl Verifier {
             accept: Vec::new(),
             accepted: Vec::new(),
             problems: Vec::new(),
+            resumed_after: None,
+        }
+    }
+
+    /// A verifier for the rest of a log whose entries up to `seq` were verified before, up to
+    /// a signed head of hash `hash` at `seq`: it starts at entry `seq + 1`, chained to `hash`.
+    pub fn resuming(key: VerifyingKey, seq: u64, hash: [u8; 32]) -> Self {
+        Self {
+            next_seq: seq.saturating_add(1),
+            prev: hash,
+            signed_through: Some(seq),
+            anchors_seen: vec![(seq, hash)],
+            resumed_after: Some(seq),
+            ..Self::new(key)
+        }
+    }
+
+    /// The last signed head that matched the chain, if the log so far has no problem: where a
+    /// later verification may resume ([`Verifier::resuming`]).
+    pub fn sound_head(&self) -> Option<(u64, [u8; 32])> {
+        if self.problems.is_empty() {
+            self.anchors_seen.last().copied()
+        } else {
+            None
         }
     }
 
@@ -497,6 +530,7 @@ impl Verifier {
             problems: self.problems,
             accepted: self.accepted,
             chains: Vec::new(),
+            resumed_after: self.resumed_after,
         }
     }
 
@@ -556,6 +590,24 @@ impl LogVerifier {
         self
     }
 
+    /// Resumes the chain of `node` after its signed head `seq` of hash `hash`, found sound by
+    /// an earlier verification ([`Verifier::resuming`]); call before its first line.
+    pub fn resume(&mut self, node: Option<&str>, seq: u64, hash: [u8; 32]) {
+        let verifier = Verifier {
+            node: Some(node.map(str::to_owned)),
+            ..Verifier::resuming(self.key, seq, hash).accepting(&self.accept)
+        };
+        self.chains.insert(node.map(str::to_owned), verifier);
+    }
+
+    /// Each chain's [`Verifier::sound_head`], where it has one.
+    pub fn sound_heads(&self) -> Vec<(Option<String>, u64, [u8; 32])> {
+        self.chains
+            .iter()
+            .filter_map(|(node, v)| v.sound_head().map(|(seq, hash)| (node.clone(), seq, hash)))
+            .collect()
+    }
+
     /// Feeds one line of an export, to the chain its `node` names (a line without one, or
     /// unreadable, to the unnamed chain).
     pub fn line(&mut self, line: &[u8]) {
@@ -608,6 +660,7 @@ impl LogVerifier {
             problems: anchor_problem.into_iter().collect(),
             accepted: Vec::new(),
             chains: Vec::new(),
+            resumed_after: None,
         };
         let single = named.len() == 1;
         for (node, verifier) in named {
@@ -622,6 +675,7 @@ impl LogVerifier {
             if single {
                 report.head.clone_from(&chain.head);
                 report.signed_through = chain.signed_through;
+                report.resumed_after = chain.resumed_after;
             }
             report.chains.push(ChainReport {
                 node,
@@ -629,6 +683,7 @@ impl LogVerifier {
                 entries: chain.entries,
                 head: chain.head,
                 signed_through: chain.signed_through,
+                resumed_after: chain.resumed_after,
             });
         }
         report
@@ -944,5 +999,40 @@ mod tests {
             !verify(older, Some(&anchor)).ok,
             "but not against a newer recorded head"
         );
+    }
+
+    #[test]
+    fn a_verification_resumes_after_a_sound_head() {
+        let lines = chain("a", 6);
+        let mut first = LogVerifier::new(key().verifying_key());
+        for l in &lines[..6] {
+            first.line(l);
+        }
+        let sound = first.sound_heads();
+        let [(node, seq, hash)] = sound.as_slice() else {
+            panic!("{sound:?}")
+        };
+        assert_eq!((node.as_deref(), *seq), (Some("a"), 3));
+        let resumed = |hash: [u8; 32], from: usize| {
+            let mut rest = LogVerifier::new(key().verifying_key());
+            rest.resume(Some("a"), 3, hash);
+            for l in &lines[from..] {
+                rest.line(l);
+            }
+            rest.finish(None)
+        };
+        let report = resumed(*hash, 6);
+        assert!(report.ok, "{:?}", report.problems);
+        assert_eq!((report.resumed_after, report.entries), (Some(3), 3));
+        assert_eq!(report.signed_through, Some(6));
+        // Resumed at a hash the rest does not chain to, or with an entry missing: found.
+        assert!(!resumed([9; 32], 6).ok);
+        assert!(!resumed(*hash, 8).ok);
+        // A chain with a problem gives no head to resume from.
+        let mut bad = LogVerifier::new(key().verifying_key());
+        for l in lines.iter().skip(2) {
+            bad.line(l);
+        }
+        assert!(bad.sound_heads().is_empty());
     }
 }

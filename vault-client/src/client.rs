@@ -622,19 +622,22 @@ impl Client {
         Ok((answer.json(&path)?, request_id))
     }
 
-    /// `GET /v1/audit/verify[?head=SEQ:HASH]`: the daemon verifies its whole log (chain,
-    /// sequence, every head's signature). With `head`, the log must also contain that signed
-    /// head, recorded earlier from a report's [`Report::head`].
+    /// `GET /v1/audit/verify[?head=SEQ:HASH]`: the daemon verifies its log (chain, sequence,
+    /// every head's signature), resuming after the last signed head it verified before
+    /// ([`Report::resumed_after`]). With `head`, it rereads the whole log, which must also
+    /// contain that signed head, recorded earlier from a report's [`Report::head`].
     pub async fn audit_verify(&self, head: Option<&str>) -> Result<Report, Error> {
-        self.audit_verify_accepting(head, &[]).await
+        self.audit_verify_with(head, &[], false).await
     }
 
     /// [`Client::audit_verify`], accepting the adoptions recorded by these reviewed
-    /// `audit.adopt_unsigned` entries (their seq numbers).
-    pub async fn audit_verify_accepting(
+    /// `audit.adopt_unsigned` entries (their seq numbers), and with `full` rereading every
+    /// entry even where the daemon could resume.
+    pub async fn audit_verify_with(
         &self,
         head: Option<&str>,
         accept: &[u64],
+        full: bool,
     ) -> Result<Report, Error> {
         let accept = accept
             .iter()
@@ -644,7 +647,8 @@ impl Client {
         let pairs = head
             .map(|h| ("head", h))
             .into_iter()
-            .chain((!accept.is_empty()).then_some(("accept", accept.as_str())));
+            .chain((!accept.is_empty()).then_some(("accept", accept.as_str())))
+            .chain(full.then_some(("full", "true")));
         self.get(format!("/v1/audit/verify{}", query(pairs))).await
     }
 

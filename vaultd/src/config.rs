@@ -849,11 +849,20 @@ mod tests {
                 .is_empty()
         );
         for (bad, says) in [
-            ("{ capabilities = [\"token:seal\"], per_second = 5 }", "does not grant"),
+            (
+                "{ capabilities = [\"token:seal\"], per_second = 5 }",
+                "does not grant",
+            ),
             ("{ capabilities = [\"token:unseal\"] }", "no rate"),
-            ("{ capabilities = [\"token:unseal\"], per_second = 0 }", "at least 1"),
+            (
+                "{ capabilities = [\"token:unseal\"], per_second = 0 }",
+                "at least 1",
+            ),
             ("{ capabilities = [], per_second = 5 }", "no capabilities"),
-            ("{ capabilities = [\"token:unseal\"], per_week = 5 }", "unknown field"),
+            (
+                "{ capabilities = [\"token:unseal\"], per_week = 5 }",
+                "unknown field",
+            ),
         ] {
             let err = parse(&format!("{BASE}{rule}quotas = [{bad}]\n")).expect_err(bad);
             assert!(format!("{err:#}").contains(says), "{bad}: {err:#}");

@@ -308,7 +308,7 @@ async fn master_rotation_rewraps_everything_and_survives_restart() {
             .expose_secret(),
         b"b"
     );
-    let report = vault.audit_verify(None, &[]).await.expect("verify");
+    let report = vault.audit_verify(None, &[], true).await.expect("verify");
     assert!(report.ok, "{:?}", report.problems);
     let history = vault.key_history(None).await.expect("history");
     assert_eq!(history.master.version, 3);

@@ -272,7 +272,7 @@ async fn cut_or_flipped_log_tail_keeps_every_whole_group_and_nothing_after() {
     segment[last.2 - 3..kv_start].fill(0);
     let store = reopen(&segment).await.expect("reopen");
     let v = vault(root.path(), store).await;
-    let report = v.audit_verify(None, &[]).await.expect("verify");
+    let report = v.audit_verify(None, &[], true).await.expect("verify");
     assert!(report.ok, "{:?}", report.problems);
     v.unseal(&mut ev()).await.expect("unseal");
     for i in 0..LATE_PUTS - 1 {
@@ -292,6 +292,6 @@ async fn cut_or_flipped_log_tail_keeps_every_whole_group_and_nothing_after() {
         .await,
         Err(vaultd::Error::NotFound(_))
     ));
-    let report = v.audit_verify(None, &[]).await.expect("verify");
+    let report = v.audit_verify(None, &[], true).await.expect("verify");
     assert!(report.ok, "{:?}", report.problems);
 }

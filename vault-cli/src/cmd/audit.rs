@@ -371,7 +371,7 @@ async fn verify(ctx: &Ctx, args: AuditVerify) -> anyhow::Result<()> {
         (None, None) => {
             let head = anchor.map(|a| format!("{}:{}", a.seq, hex(&a.hash)));
             ctx.client
-                .audit_verify_accepting(head.as_deref(), &args.accept_adopted)
+                .audit_verify_with(head.as_deref(), &args.accept_adopted, args.full)
                 .await
                 .context("cannot verify the audit log")?
         }
@@ -461,6 +461,16 @@ fn skip_line(reader: &mut impl BufRead) -> io::Result<()> {
     }
 }
 
+/// Entries checked, and where a resumed verification began.
+fn entries(checked: u64, resumed_after: Option<u64>) -> String {
+    match resumed_after {
+        None => checked.to_string(),
+        Some(seq) => format!(
+            "{checked} after head {seq}, which an earlier verify found sound (--full rereads all)"
+        ),
+    }
+}
+
 fn write_report(out: &mut impl Write, report: &Report) -> io::Result<()> {
     let verdict = if report.ok {
         "ok".to_owned()
@@ -476,7 +486,7 @@ fn write_report(out: &mut impl Write, report: &Report) -> io::Result<()> {
         .map(|h| format!("{}:{}", h.seq, h.hash));
     let mut fields = vec![
         ("verification", verdict),
-        ("entries", report.entries.to_string()),
+        ("entries", entries(report.entries, report.resumed_after)),
         ("head", or_dash(head.as_deref())),
         ("signed through", or_dash(report.signed_through)),
     ];
@@ -484,8 +494,11 @@ fn write_report(out: &mut impl Write, report: &Report) -> io::Result<()> {
     fields.extend(report.chains.iter().map(|c| {
         let head = c.head.as_ref().map(|h| format!("{}:{}", h.seq, h.hash));
         let state = if c.ok { "ok" } else { "FAILED" };
+        let resumed = c
+            .resumed_after
+            .map_or(String::new(), |seq| format!(" after head {seq}"));
         let text = format!(
-            "{} {state}, {} entries, head {}, signed through {}",
+            "{} {state}, {} entries{resumed}, head {}, signed through {}",
             c.node,
             c.entries,
             or_dash(head.as_deref()),

@@ -1,7 +1,9 @@
 //! Reading the audit log: filtered pages, verification, export, the HMAC of a searched value.
 
 use vault_client::Timestamp;
-use vault_client::audit::{Actor, Anchor, Entry, LogVerifier, Outcome, Report, public_key};
+use vault_client::audit::{
+    Actor, Anchor, Entry, LogVerifier, Outcome, Report, entry_hash, public_key,
+};
 use vault_client::wire::{AuditChain, AuditChains, AuditPage, AuditPublicKey};
 
 use super::StoredHead;
@@ -121,20 +123,30 @@ impl Vault {
         }
     }
 
-    /// Verifies the whole stored log, every chain of it: sequence, hashes, and every head's
-    /// signature; with `anchor`, also that the log holds that recorded head.
+    /// Verifies the stored log, every chain of it: sequence, hashes, and every head's
+    /// signature; with `anchor`, also that the log holds that recorded head. A chain resumes
+    /// after the last signed head an earlier verification of this process found sound, if its
+    /// entry is still there unchanged, unless `full` (or `anchor` or `accept`, which concern
+    /// the whole log) asks to reread it all.
     pub async fn audit_verify(
         &self,
         anchor: Option<&Anchor>,
         accept: &[u64],
+        full: bool,
     ) -> Result<Report, Error> {
         let key = public_key(&self.audit_public_key().await?.public_key)
             .ok_or_else(|| StoreError::Corrupt("audit public key".into()))?;
         let mut verifier = LogVerifier::new(key).accepting(accept);
         let vault_id = self.stored_meta().await?.vault_id;
+        let resume = !full && anchor.is_none() && accept.is_empty();
         for chain in self.store().chains().await? {
             let chain = chain.as_deref();
-            self.for_each_line(chain, &vault_id, 0, u64::MAX, |line| {
+            let mut after = 0;
+            if resume && let Some((seq, hash)) = self.resume_point(chain).await? {
+                verifier.resume(chain, seq, hash);
+                after = seq;
+            }
+            self.for_each_line(chain, &vault_id, after, u64::MAX, |line| {
                 verifier.chain_line(chain, line);
             })
             .await?;
@@ -146,7 +158,31 @@ impl Vault {
                 verifier.chain_line(chain, &head_line(&head, &vault_id, chain));
             }
         }
-        Ok(verifier.finish(anchor))
+        let sound = verifier.sound_heads();
+        let report = verifier.finish(anchor);
+        let mut verified = self.verified_heads();
+        for (chain, seq, hash) in sound {
+            verified.insert(chain, (seq, hash));
+        }
+        Ok(report)
+    }
+
+    /// Where a verification of `chain` may resume: its last verified signed head, if the entry
+    /// it covers is still stored with the hash it had.
+    async fn resume_point(&self, chain: Option<&str>) -> Result<Option<(u64, [u8; 32])>, Error> {
+        let Some((seq, hash)) = self
+            .verified_heads()
+            .get(&chain.map(str::to_owned))
+            .copied()
+        else {
+            return Ok(None);
+        };
+        let page = self.store().audit_page(chain, seq - 1, 1).await?;
+        let unchanged = page
+            .entries
+            .first()
+            .is_some_and(|(s, bytes)| *s == seq && entry_hash(bytes) == hash);
+        Ok(unchanged.then_some((seq, hash)))
     }
 
     /// Entries and signed heads of one chain (by default this node's) with sequence numbers in

@@ -375,9 +375,8 @@ mod tests {
             Identity::local(1000, 2000, None),
             Identity::local(1001, 2000, None),
         );
-        let unseal = |who: &Identity| {
-            callers.spend(who, &policy.quotas(who, &[Capability::TokenUnseal]))
-        };
+        let unseal =
+            |who: &Identity| callers.spend(who, &policy.quotas(who, &[Capability::TokenUnseal]));
         for _ in 0..3 {
             unseal(&a).expect("within both");
         }

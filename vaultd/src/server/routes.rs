@@ -31,6 +31,8 @@ pub(super) enum Route {
     AuditVerify {
         anchor: Option<Anchor>,
         accept: Vec<u64>,
+        /// Reread every chain from its first entry (`full=true`).
+        full: bool,
     },
     Backup,
     Job(String),
@@ -267,7 +269,20 @@ pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<
                 })
                 .transpose()?
                 .unwrap_or_default();
-            only(&m, Method::GET, Route::AuditVerify { anchor, accept })?
+            let full = match q.take("full").as_deref() {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(_) => return Err(Failure::invalid("full is true or false")),
+            };
+            only(
+                &m,
+                Method::GET,
+                Route::AuditVerify {
+                    anchor,
+                    accept,
+                    full,
+                },
+            )?
         }
         ["v1", "audit", "hash"] => only(&m, Method::POST, Route::AuditHash)?,
         ["v1", "audit", "pubkey"] => only(&m, Method::GET, Route::AuditPublicKey)?,

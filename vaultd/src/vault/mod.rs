@@ -78,7 +78,13 @@ struct Inner {
     /// Serializes writers of the same token (by hash stripe), so that concurrent refreshes of
     /// one token queue instead of failing their compare-and-set against each other.
     writers: Vec<tokio::sync::Mutex<()>>,
+    /// Per audit chain, the last signed head a verification of this process found sound, and
+    /// its hash: where the next one resumes (`docs/audit-log.md`, "Verifying").
+    verified: std::sync::Mutex<VerifiedHeads>,
 }
+
+/// Audit chains (by node) to the seq and hash of their last verified signed head.
+pub(crate) type VerifiedHeads = std::collections::HashMap<Option<String>, (u64, [u8; 32])>;
 
 /// Number of writer lock stripes.
 const WRITER_STRIPES: usize = 1024;
@@ -130,11 +136,20 @@ impl Vault {
                 writers: (0..WRITER_STRIPES)
                     .map(|_| tokio::sync::Mutex::new(()))
                     .collect(),
+                verified: std::sync::Mutex::default(),
             }),
         };
         vault.check_log_tail().await?;
         vault.finish_interrupted_destroys().await?;
         Ok(vault)
+    }
+
+    /// Where audit verifications resume ([`VerifiedHeads`]).
+    pub(crate) fn verified_heads(&self) -> std::sync::MutexGuard<'_, VerifiedHeads> {
+        self.inner
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The current lifecycle state.

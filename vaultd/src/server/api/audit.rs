@@ -29,11 +29,15 @@ pub(super) async fn serve(
             .await?;
             Ok(http::json(StatusCode::OK, &page))
         }
-        Route::AuditVerify { anchor, accept } => {
+        Route::AuditVerify {
+            anchor,
+            accept,
+            full,
+        } => {
             no_body(body)?;
-            let (v, anchor, accept) = (vault.clone(), anchor.clone(), accept.clone());
+            let (v, anchor, accept, full) = (vault.clone(), anchor.clone(), accept.clone(), *full);
             let report = off_workers(app, async move {
-                v.audit_verify(anchor.as_ref(), &accept).await
+                v.audit_verify(anchor.as_ref(), &accept, full).await
             })
             .await?;
             Ok(http::json(StatusCode::OK, &report))

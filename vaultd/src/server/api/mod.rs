@@ -110,11 +110,7 @@ pub(in crate::server) async fn handle(
 }
 
 /// Whether `who` holds every capability `route` needs where it needs it; `Ok` with them.
-fn authorize(
-    app: &App,
-    who: &Identity,
-    route: &Route,
-) -> Result<&'static [Capability], Failure> {
+fn authorize(app: &App, who: &Identity, route: &Route) -> Result<&'static [Capability], Failure> {
     let (capabilities, scope) = route.access();
     for &capability in capabilities {
         let allowed = match scope {
