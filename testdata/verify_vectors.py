@@ -76,11 +76,16 @@ def main():
                 expected = (v.get("expect") or {}).get("account")
                 if expected is None or expected == binding["account"]:
                     sys.exit(f"{path.name}: opened but must fail")
+                failed = "binding_mismatch"
             else:
                 open_transit(v)
                 sys.exit(f"{path.name}: opened but must fail")
-        except (InvalidTag, ValueError, struct.error):
-            pass
+        except InvalidTag:
+            failed = "decryption_failed"
+        except (ValueError, struct.error):
+            failed = "malformed"
+        if failed != v["error"]:
+            sys.exit(f"{path.name}: failed as {failed}, but the vector says {v['error']}")
         checked += 1
     print(f"record format v1: {checked} vectors agree with the independent implementation")
 

@@ -320,12 +320,16 @@ async fn verify_runs_while_unseals_proceed() {
     for w in writers {
         w.await.expect("writer");
     }
-    // Three verifies at once, more than the daemon has async workers (one per core); unseals
-    // go on being answered while they run.
+    // Three full verifies at once, more than the daemon has async workers (one per core);
+    // unseals go on being answered while they run.
     let verifies: Vec<_> = (0..3)
         .map(|_| {
             let c = c.clone();
-            tokio::spawn(async move { c.audit_verify(None).await.expect("verify") })
+            tokio::spawn(async move {
+                c.audit_verify_with(None, &[], true)
+                    .await
+                    .expect("full verify")
+            })
         })
         .collect();
     let mut during = 0;

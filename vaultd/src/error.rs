@@ -1,4 +1,7 @@
-//! The library error, and the one map from an error to an HTTP status and API code.
+//! The library error, from the engine to the wire: every failure an answer can carry, and the
+//! one map from an error to an HTTP status and API code (`docs/api.md`, "Errors").
+
+use std::time::Duration;
 
 use http::StatusCode;
 
@@ -51,6 +54,54 @@ pub enum Error {
     /// The vault has no master key yet.
     #[error("vault is not initialized")]
     Uninitialized,
+    /// The caller does not hold a capability the request needs, where it needs it.
+    #[error("{0}")]
+    Denied(String),
+    /// The path names no endpoint.
+    #[error("no endpoint {0}")]
+    NoEndpoint(String),
+    /// The endpoint does not take this method; these are the ones it takes.
+    #[error("method not allowed; allowed: {0}")]
+    MethodNotAllowed(&'static str),
+    /// The request body took longer than the server allows.
+    #[error("the request body took too long")]
+    Timeout,
+    /// The request body is over this many bytes.
+    #[error("request body is over {0} bytes")]
+    TooLarge(usize),
+    /// The caller is past one of its limits (`server/callers.rs`); nothing was done.
+    #[error("{} for this caller; retry in {} s", .limit.reason(), retry_seconds(*.wait))]
+    RateLimited {
+        /// Which limit.
+        limit: Limit,
+        /// How long until a retry can succeed.
+        wait: Duration,
+    },
+}
+
+/// Which per-caller limit a [`Error::RateLimited`] is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// The budget of refused requests (denied, malformed, for no endpoint).
+    Refused,
+    /// A request quota of the caller's policy rule.
+    Quota,
+}
+
+impl Limit {
+    fn reason(self) -> &'static str {
+        match self {
+            Self::Refused => "too many refused requests (denied, malformed or for no endpoint)",
+            Self::Quota => "a request quota of its policy rule is spent",
+        }
+    }
+}
+
+/// `wait` in whole seconds for `Retry-After`, rounded up, at least 1.
+pub fn retry_seconds(wait: Duration) -> u64 {
+    wait.as_secs()
+        .saturating_add(u64::from(wait.subsec_nanos() > 0))
+        .max(1)
 }
 
 impl From<getrandom::Error> for Error {
@@ -60,9 +111,20 @@ impl From<getrandom::Error> for Error {
 }
 
 impl Error {
+    /// Bad input from the caller, saying what is wrong with it.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::Invalid(message.into())
+    }
+
     /// The stable API error code (`docs/api.md`).
     pub fn code(&self) -> &'static str {
         match self {
+            Self::Denied(_) => "denied",
+            Self::NoEndpoint(_) => "not_found",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::Timeout => "timeout",
+            Self::TooLarge(_) => "too_large",
+            Self::RateLimited { .. } => "rate_limited",
             Self::AlreadyInitialized | Self::Conflict(_) => "conflict",
             Self::AuditUnavailable => "audit_unavailable",
             Self::BindingMismatch => "binding_mismatch",
@@ -84,13 +146,18 @@ impl Error {
     /// The HTTP status of this error. Exhaustive on purpose: a new variant must choose one.
     pub fn status(&self) -> StatusCode {
         match self {
+            Self::Denied(_) => StatusCode::FORBIDDEN,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::AlreadyInitialized | Self::BindingMismatch | Self::Conflict(_) => {
                 StatusCode::CONFLICT
             }
             Self::DecryptionFailed | Self::Invalid(_) => StatusCode::BAD_REQUEST,
             Self::Expired => StatusCode::GONE,
             Self::Kms(e) => e.status(),
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::NotFound(_) | Self::NoEndpoint(_) => StatusCode::NOT_FOUND,
             Self::Random | Self::Store(StoreError::Backend(_) | StoreError::Corrupt(_)) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -146,11 +213,21 @@ mod tests {
             Error::Random,
             Error::Sealed,
             Error::Uninitialized,
+            Error::Denied(String::new()),
+            Error::NoEndpoint(String::new()),
+            Error::MethodNotAllowed("GET"),
+            Error::Timeout,
+            Error::TooLarge(1),
+            Error::RateLimited {
+                limit: Limit::Quota,
+                wait: Duration::from_millis(1),
+            },
         ]
         .into_iter()
         .chain(kms.into_iter().map(Error::Kms))
         .chain(store.into_iter().map(Error::Store));
         for e in errors {
+            listed(&e);
             assert!(
                 vault_client::API_CODES.contains(&e.code()),
                 "{e:?}: {}",
@@ -159,5 +236,44 @@ mod tests {
             let parsed = vault_client::ApiCode::parse(e.code());
             assert!(!matches!(parsed, vault_client::ApiCode::Other(_)), "{e:?}");
         }
+    }
+
+    /// Does not compile until a new variant is added to the list above as well.
+    fn listed(e: &Error) {
+        match e {
+            Error::AlreadyInitialized
+            | Error::AuditUnavailable
+            | Error::BindingMismatch
+            | Error::Conflict(_)
+            | Error::DecryptionFailed
+            | Error::Expired
+            | Error::Invalid(_)
+            | Error::Kms(_)
+            | Error::NotFound(_)
+            | Error::Random
+            | Error::Sealed
+            | Error::Store(_)
+            | Error::Uninitialized
+            | Error::Denied(_)
+            | Error::NoEndpoint(_)
+            | Error::MethodNotAllowed(_)
+            | Error::Timeout
+            | Error::TooLarge(_)
+            | Error::RateLimited { .. } => {}
+        }
+    }
+
+    #[test]
+    fn a_rate_limit_says_when_to_retry_in_whole_seconds() {
+        let e = Error::RateLimited {
+            limit: Limit::Quota,
+            wait: Duration::from_millis(1500),
+        };
+        assert_eq!(
+            e.to_string(),
+            "a request quota of its policy rule is spent for this caller; retry in 2 s"
+        );
+        assert_eq!(retry_seconds(Duration::ZERO), 1);
+        assert_eq!(retry_seconds(Duration::from_secs(7200)), 7200);
     }
 }

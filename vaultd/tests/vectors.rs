@@ -121,21 +121,26 @@ fn transit_vectors_seal_and_open_exactly() {
     }
 }
 
-/// Opens a `fail_*` vector the way the vault would; `Ok` means it wrongly succeeded.
-fn try_fail_vector(v: &Value) -> Result<(), String> {
+/// Opens a `fail_*` vector the way the vault would; `Ok` means it wrongly succeeded, `Err` names
+/// the failure as the vector's `error` field does: `malformed`, `decryption_failed` or
+/// `binding_mismatch`.
+fn try_fail_vector(v: &Value) -> Result<(), &'static str> {
+    let named = |e: record::RecordError| match e {
+        record::RecordError::Malformed(_) => "malformed",
+        record::RecordError::DecryptionFailed => "decryption_failed",
+    };
     match s(v, "kind") {
         "record" => {
-            let token = record::open_record(&dek(v), slot(v), &unhex(s(v, "record")))
-                .map_err(|e| e.to_string())?;
+            let token =
+                record::open_record(&dek(v), slot(v), &unhex(s(v, "record"))).map_err(named)?;
             let expect_account = v["expect"]["account"].as_str();
             if !record::field_matches(expect_account, &token.binding.account) {
-                return Err("binding mismatch".into());
+                return Err("binding_mismatch");
             }
             Ok(())
         }
         "transit" => {
-            let (version, raw) =
-                record::parse_transit(s(v, "sealed")).map_err(|e| e.to_string())?;
+            let (version, raw) = record::parse_transit(s(v, "sealed")).map_err(named)?;
             record::open_transit(
                 &dek(v),
                 s(v, "vault_id"),
@@ -145,7 +150,7 @@ fn try_fail_vector(v: &Value) -> Result<(), String> {
                 &raw,
             )
             .map(drop)
-            .map_err(|e| e.to_string())
+            .map_err(named)
         }
         other => panic!("unknown vector kind {other}"),
     }
@@ -166,6 +171,7 @@ fn fail_vectors_all_fail() {
         "other_token",
         "other_account",
         "other_key_version",
+        "unknown_format",
     ] {
         assert!(
             names.contains(&format!("fail_{required}.json")),
@@ -174,7 +180,11 @@ fn fail_vectors_all_fail() {
     }
     for name in names {
         let v = load(&name);
-        assert!(try_fail_vector(&v).is_err(), "{name} opened but must fail");
+        assert_eq!(
+            try_fail_vector(&v),
+            Err(s(&v, "error")),
+            "{name} must fail with the error it names"
+        );
     }
 }
 
@@ -273,10 +283,11 @@ fn write_vectors() {
     write("transit-v1.json", &json!([transit.clone()]));
 
     let good = &records[0];
-    let fail = |desc: &str, edit: &dyn Fn(&mut Value)| {
+    let fail = |desc: &str, error: &str, edit: &dyn Fn(&mut Value)| {
         let mut v = good.clone();
         v["kind"] = json!("record");
         v["description"] = json!(desc);
+        v["error"] = json!(error);
         edit(&mut v);
         v
     };
@@ -292,42 +303,66 @@ fn write_vectors() {
         b[4] = 2; // key_version 1 -> 2 in the clear header
         hex(&b)
     };
+    let unknown_format = {
+        let mut b = record_bytes.clone();
+        b[0] = 2; // format version 1 -> 2
+        hex(&b)
+    };
     write(
         "fail_bit_flipped.json",
-        &fail("one ciphertext bit flipped", &|v| {
+        &fail("one ciphertext bit flipped", "decryption_failed", &|v| {
             v["record"] = json!(flipped)
         }),
     );
     write(
         "fail_truncated.json",
-        &fail("last tag byte cut off", &|v| v["record"] = json!(truncated)),
+        &fail("last tag byte cut off", "decryption_failed", &|v| {
+            v["record"] = json!(truncated)
+        }),
     );
     write(
         "fail_other_tenant.json",
-        &fail("record moved to another tenant", &|v| {
-            v["tenant"] = json!("globex")
-        }),
+        &fail(
+            "record moved to another tenant",
+            "decryption_failed",
+            &|v| v["tenant"] = json!("globex"),
+        ),
     );
     write(
         "fail_other_token.json",
-        &fail("record moved to another token id", &|v| {
-            v["token"] = json!("consent-9")
-        }),
+        &fail(
+            "record moved to another token id",
+            "decryption_failed",
+            &|v| v["token"] = json!("consent-9"),
+        ),
     );
     write(
         "fail_other_account.json",
-        &fail("record presented for another account", &|v| {
-            v["expect"] = json!({"account": "DE02120300000000202051"})
-        }),
+        &fail(
+            "record presented for another account",
+            "binding_mismatch",
+            &|v| v["expect"] = json!({"account": "DE02120300000000202051"}),
+        ),
     );
     write(
         "fail_other_key_version.json",
-        &fail("header relabelled to key version 2", &|v| {
-            v["record"] = json!(other_version)
-        }),
+        &fail(
+            "header relabelled to key version 2",
+            "decryption_failed",
+            &|v| v["record"] = json!(other_version),
+        ),
+    );
+    write(
+        "fail_unknown_format.json",
+        &fail(
+            "format version 2, which does not exist",
+            "malformed",
+            &|v| v["record"] = json!(unknown_format),
+        ),
     );
     let mut t = transit;
     t["kind"] = json!("transit");
+    t["error"] = json!("decryption_failed");
     t["description"] = json!("transit blob opened with another context");
     t["context"] = json!("invoice:2026-0043");
     write("fail_transit_other_context.json", &t);

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use vault_client::wire::{ErrorBody, ErrorDetail};
 use zeroize::Zeroizing;
 
-use crate::error::Error;
+use crate::error::{Error, retry_seconds};
 use crate::store::StoreError;
 
 /// Largest request body accepted.
@@ -22,78 +22,20 @@ pub(super) const MAX_BODY: usize = 64 * 1024;
 /// sees an incomplete answer rather than a complete short one.
 pub(super) type Body = BoxBody<Bytes, std::io::Error>;
 
-/// An answer that is not a success: status, code and message.
-#[derive(Debug, Clone)]
-pub(super) struct Failure {
-    pub(super) status: StatusCode,
-    pub(super) code: &'static str,
-    pub(super) message: String,
-}
-
-impl Failure {
-    pub(super) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        debug_assert!(
-            vault_client::API_CODES.contains(&code),
-            "{code} is not in vault_client::API_CODES"
-        );
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    pub(super) fn invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid", message)
-    }
-}
-
-impl From<Error> for Failure {
-    fn from(e: Error) -> Self {
-        let internal = matches!(
-            e,
-            Error::Random | Error::Store(StoreError::Backend(_) | StoreError::Corrupt(_))
-        );
-        // Internal details and the OS's words go to the log, not to the caller.
-        let message = if internal {
-            tracing::error!(error = %e, "internal error");
-            "internal error; see the vaultd log".to_owned()
-        } else if let Error::Store(StoreError::Io(_)) = e {
-            tracing::error!(error = %e, "storage unavailable");
-            "storage unavailable (an I/O error: a full disk, a read-only or failing device); \
-             retry later, and see the vaultd log"
-                .to_owned()
-        } else {
-            e.to_string()
-        };
-        Self::new(e.status(), e.code(), message)
-    }
-}
-
 /// Longest time allowed to receive a request body.
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Reads the whole body, refusing more than [`MAX_BODY`] bytes or a body that takes longer than
 /// [`BODY_TIMEOUT`]. This copy is wiped on drop; hyper's own read buffers are not ours to wipe
 /// (`docs/threat-model.md`).
-pub(super) async fn read_body(body: Incoming) -> Result<Zeroizing<Vec<u8>>, Failure> {
+pub(super) async fn read_body(body: Incoming) -> Result<Zeroizing<Vec<u8>>, Error> {
     let collected = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect())
         .await
-        .map_err(|_| {
-            Failure::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "timeout",
-                "the request body took too long",
-            )
-        })?;
+        .map_err(|_| Error::Timeout)?;
     match collected {
         Ok(collected) => Ok(Zeroizing::new(collected.to_bytes().to_vec())),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Failure::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("request body is over {MAX_BODY} bytes"),
-        )),
-        Err(_) => Err(Failure::invalid("could not read the request body")),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Error::TooLarge(MAX_BODY)),
+        Err(_) => Err(Error::invalid("could not read the request body")),
     }
 }
 
@@ -101,12 +43,12 @@ pub(super) async fn read_body(body: Incoming) -> Result<Zeroizing<Vec<u8>>, Fail
 pub(super) fn parse<T: DeserializeOwned + Default>(
     body: &[u8],
     empty_ok: bool,
-) -> Result<T, Failure> {
+) -> Result<T, Error> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return if empty_ok {
             Ok(T::default())
         } else {
-            Err(Failure::invalid("a JSON body is required"))
+            Err(Error::invalid("a JSON body is required"))
         };
     }
     parse_required(body)
@@ -114,7 +56,7 @@ pub(super) fn parse<T: DeserializeOwned + Default>(
 
 /// Parses a JSON body that must be present. Unknown fields and trailing bytes are refused.
 /// Error messages name the position and, for field errors, the field, never a value.
-pub(super) fn parse_required<T: DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
+pub(super) fn parse_required<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(body).map_err(|e| {
         let text = e.to_string();
         let detail = if text.starts_with("unknown field") || text.starts_with("missing field") {
@@ -122,7 +64,7 @@ pub(super) fn parse_required<T: DeserializeOwned>(body: &[u8]) -> Result<T, Fail
         } else {
             format!("{:?} error", e.classify()).to_lowercase()
         };
-        Failure::invalid(format!(
+        Error::invalid(format!(
             "malformed JSON body (line {}, column {}): {detail}",
             e.line(),
             e.column()
@@ -134,11 +76,13 @@ pub(super) fn parse_required<T: DeserializeOwned>(body: &[u8]) -> Result<T, Fail
 pub(super) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
     match serde_json::to_vec(value) {
         Ok(bytes) => whole(status, Bytes::from(bytes), "application/json"),
-        Err(_) => failure(&Failure::new(
+        Err(_) => whole(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "could not encode the answer",
-        )),
+            Bytes::from_static(
+                br#"{"error":{"code":"internal","message":"could not encode the answer"}}"#,
+            ),
+            "application/json",
+        ),
     }
 }
 
@@ -156,47 +100,50 @@ pub(super) fn stream(
     with_type(status, BoxBody::new(body), content_type)
 }
 
-/// An error answer.
-pub(super) fn failure(f: &Failure) -> Response<Body> {
-    let body = ErrorBody {
-        error: ErrorDetail {
-            code: f.code.to_owned(),
-            message: f.message.clone(),
-        },
+/// What an error answer says: its code, and a message for the caller. Internal details and
+/// the OS's words go to the log, not to the caller.
+pub(super) fn detail(e: &Error) -> ErrorDetail {
+    let message = match e {
+        Error::Random | Error::Store(StoreError::Backend(_) | StoreError::Corrupt(_)) => {
+            tracing::error!(error = %e, "internal error");
+            "internal error; see the vaultd log".to_owned()
+        }
+        Error::Store(StoreError::Io(_)) => {
+            tracing::error!(error = %e, "storage unavailable");
+            "storage unavailable (an I/O error: a full disk, a read-only or failing device); \
+             retry later, and see the vaultd log"
+                .to_owned()
+        }
+        _ => e.to_string(),
     };
+    debug_assert!(
+        vault_client::API_CODES.contains(&e.code()),
+        "{} is not in vault_client::API_CODES",
+        e.code()
+    );
+    ErrorDetail {
+        code: e.code().to_owned(),
+        message,
+    }
+}
+
+/// An error answer: its status, its [`detail`], and the headers it calls for (`Allow` on 405,
+/// `Retry-After` in whole seconds on 429).
+pub(super) fn failure(e: &Error) -> Response<Body> {
+    let body = ErrorBody { error: detail(e) };
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
-    whole(f.status, Bytes::from(bytes), "application/json")
-}
-
-/// `429 rate_limited` with `Retry-After` (whole seconds, at least 1): the caller spent its budget
-/// of refused requests (`server/callers.rs`).
-pub(super) fn rate_limited(wait: std::time::Duration, why: Limit) -> Response<Body> {
-    let seconds = wait
-        .as_secs()
-        .saturating_add(u64::from(wait.subsec_nanos() > 0))
-        .max(1);
-    let why = match why {
-        Limit::Refused => "too many refused requests (denied, malformed or for no endpoint)",
-        Limit::Quota => "a request quota of its policy rule is spent",
-    };
-    let mut response = failure(&Failure::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-        format!("{why} for this caller; retry in {seconds} s"),
-    ));
+    let mut response = whole(e.status(), Bytes::from(bytes), "application/json");
+    let headers = response.headers_mut();
+    match e {
+        Error::MethodNotAllowed(allowed) => {
+            headers.insert(header::ALLOW, HeaderValue::from_static(allowed));
+        }
+        Error::RateLimited { wait, .. } => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_seconds(*wait)));
+        }
+        _ => {}
+    }
     response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-    response
-}
-
-/// Which limit a `429 rate_limited` answers for (`server/callers.rs`).
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Limit {
-    /// The budget of refused requests.
-    Refused,
-    /// A request quota.
-    Quota,
 }
 
 fn whole(status: StatusCode, body: Bytes, content_type: &'static str) -> Response<Body> {
@@ -211,4 +158,26 @@ fn with_type(status: StatusCode, body: Body, content_type: &'static str) -> Resp
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Limit;
+
+    #[test]
+    fn an_error_answer_carries_the_headers_its_status_calls_for() {
+        let not_allowed = failure(&Error::MethodNotAllowed("GET, PUT, DELETE"));
+        assert_eq!(not_allowed.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(not_allowed.headers()[header::ALLOW], "GET, PUT, DELETE");
+        let limited = failure(&Error::RateLimited {
+            limit: Limit::Refused,
+            wait: std::time::Duration::from_millis(2001),
+        });
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.headers()[header::RETRY_AFTER], "3");
+        let internal = detail(&Error::Store(StoreError::Corrupt("page 7 of sled".into())));
+        assert_eq!(internal.code, "internal");
+        assert!(!internal.message.contains("page 7"), "{}", internal.message);
+    }
 }

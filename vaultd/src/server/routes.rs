@@ -1,8 +1,8 @@
 //! Method and path → [`Route`], with ids and query parameters parsed into typed values.
 
-use http::{Method, StatusCode};
+use http::Method;
 
-use super::message::Failure;
+use crate::error::Error;
 use crate::ids::{TenantId, TokenId};
 use crate::policy::Capability;
 use crate::vault::AuditFilter;
@@ -194,18 +194,18 @@ impl Route {
 }
 
 /// Parses a request line. Unknown paths are 404, known paths with another method 405.
-pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<Route, Failure> {
+pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<Route, Error> {
     let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
     let mut q = Query::parse(query)?;
     let m = method.clone();
     let route = match segments.as_slice() {
-        ["v1", "sys", "health"] => only(&m, Method::GET, Route::Health)?,
-        ["v1", "sys", "status"] => only(&m, Method::GET, Route::Status)?,
-        ["v1", "sys", "metrics"] => only(&m, Method::GET, Route::Metrics)?,
-        ["v1", "sys", "init"] => only(&m, Method::POST, Route::Init)?,
-        ["v1", "sys", "unseal"] => only(&m, Method::POST, Route::Unseal)?,
-        ["v1", "sys", "seal"] => only(&m, Method::POST, Route::Seal)?,
-        ["v1", "sys", "backup"] => only(&m, Method::GET, Route::Backup)?,
+        ["v1", "sys", "health"] => only(&m, GET, Route::Health)?,
+        ["v1", "sys", "status"] => only(&m, GET, Route::Status)?,
+        ["v1", "sys", "metrics"] => only(&m, GET, Route::Metrics)?,
+        ["v1", "sys", "init"] => only(&m, POST, Route::Init)?,
+        ["v1", "sys", "unseal"] => only(&m, POST, Route::Unseal)?,
+        ["v1", "sys", "seal"] => only(&m, POST, Route::Seal)?,
+        ["v1", "sys", "backup"] => only(&m, GET, Route::Backup)?,
         ["v1", "audit"] => {
             let (after, limit) = (
                 number(q.take("after"), 0)?,
@@ -216,12 +216,12 @@ pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<
                 Some("ok") => Some(Outcome::Ok),
                 Some("denied") => Some(Outcome::Denied),
                 Some("error") => Some(Outcome::Error),
-                Some(_) => return Err(Failure::invalid("outcome must be ok, denied or error")),
+                Some(_) => return Err(Error::invalid("outcome must be ok, denied or error")),
             };
-            let time = |t: Option<String>| -> Result<Option<Timestamp>, Failure> {
+            let time = |t: Option<String>| -> Result<Option<Timestamp>, Error> {
                 t.map(|t| {
                     Timestamp::parse(&t)
-                        .ok_or_else(|| Failure::invalid("times are RFC 3339 or Unix seconds"))
+                        .ok_or_else(|| Error::invalid("times are RFC 3339 or Unix seconds"))
                 })
                 .transpose()
             };
@@ -237,10 +237,10 @@ pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<
                 account_hmac: q.take("account_hmac"),
                 subject_hmac: q.take("subject_hmac"),
             };
-            let limit = usize::try_from(limit).map_err(|_| Failure::invalid("limit too large"))?;
+            let limit = usize::try_from(limit).map_err(|_| Error::invalid("limit too large"))?;
             only(
                 &m,
-                Method::GET,
+                GET,
                 Route::AuditList {
                     filter,
                     after,
@@ -253,7 +253,7 @@ pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<
                 .take("head")
                 .map(|h| {
                     h.parse::<Anchor>()
-                        .map_err(|e| Failure::invalid(format!("head: {e}")))
+                        .map_err(|e| Error::invalid(format!("head: {e}")))
                 })
                 .transpose()?;
             let accept = q
@@ -262,7 +262,7 @@ pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<
                     list.split(',')
                         .map(|n| {
                             n.trim().parse::<u64>().map_err(|_| {
-                                Failure::invalid("accept is a comma-separated list of seq numbers")
+                                Error::invalid("accept is a comma-separated list of seq numbers")
                             })
                         })
                         .collect::<Result<Vec<_>, _>>()
@@ -272,11 +272,11 @@ pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<
             let full = match q.take("full").as_deref() {
                 None | Some("false") => false,
                 Some("true") => true,
-                Some(_) => return Err(Failure::invalid("full is true or false")),
+                Some(_) => return Err(Error::invalid("full is true or false")),
             };
             only(
                 &m,
-                Method::GET,
+                GET,
                 Route::AuditVerify {
                     anchor,
                     accept,
@@ -284,16 +284,16 @@ pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<
                 },
             )?
         }
-        ["v1", "audit", "hash"] => only(&m, Method::POST, Route::AuditHash)?,
-        ["v1", "audit", "pubkey"] => only(&m, Method::GET, Route::AuditPublicKey)?,
-        ["v1", "audit", "chains"] => only(&m, Method::GET, Route::AuditChains)?,
+        ["v1", "audit", "hash"] => only(&m, POST, Route::AuditHash)?,
+        ["v1", "audit", "pubkey"] => only(&m, GET, Route::AuditPublicKey)?,
+        ["v1", "audit", "chains"] => only(&m, GET, Route::AuditChains)?,
         ["v1", "audit", "export"] => {
             let (after, limit) = (number(q.take("after"), 0)?, number(q.take("limit"), 1000)?);
-            let limit = usize::try_from(limit).map_err(|_| Failure::invalid("limit too large"))?;
+            let limit = usize::try_from(limit).map_err(|_| Error::invalid("limit too large"))?;
             let node = q.take("node");
-            only(&m, Method::GET, Route::AuditExport { node, after, limit })?
+            only(&m, GET, Route::AuditExport { node, after, limit })?
         }
-        ["v1", "tenants"] => only(&m, Method::GET, Route::ListTenants)?,
+        ["v1", "tenants"] => only(&m, GET, Route::ListTenants)?,
         ["v1", "tenants", t] => match m {
             Method::PUT => Route::CreateTenant(tenant(t)?),
             Method::GET => Route::ShowTenant(tenant(t)?),
@@ -302,30 +302,26 @@ pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<
                 match q.take("confirm") {
                     Some(c) if c == t.as_str() => Route::DestroyTenant(t),
                     _ => {
-                        return Err(Failure::invalid(format!(
+                        return Err(Error::invalid(format!(
                             "destroying a tenant needs ?confirm={t}"
                         )));
                     }
                 }
             }
-            _ => return Err(not_allowed("GET, PUT, DELETE")),
+            _ => return Err(Error::MethodNotAllowed("GET, PUT, DELETE")),
         },
         ["v1", "tenants", t, "tokens"] => {
             let tenant = tenant(t)?;
-            let after = q
-                .take("after")
-                .map(|a| TokenId::parse(&a))
-                .transpose()
-                .map_err(Failure::from)?;
+            let after = q.take("after").map(|a| TokenId::parse(&a)).transpose()?;
             let limit = match q.take("limit") {
                 None => DEFAULT_LIMIT,
                 Some(l) => l
                     .parse()
-                    .map_err(|_| Failure::invalid("limit must be a number"))?,
+                    .map_err(|_| Error::invalid("limit must be a number"))?,
             };
             only(
                 &m,
-                Method::GET,
+                GET,
                 Route::ListTokens {
                     tenant,
                     after,
@@ -337,77 +333,65 @@ pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<
             Method::PUT => Route::PutToken(tenant(t)?, token(k)?),
             Method::GET => Route::ShowToken(tenant(t)?, token(k)?),
             Method::DELETE => Route::DeleteToken(tenant(t)?, token(k)?),
-            _ => return Err(not_allowed("GET, PUT, DELETE")),
+            _ => return Err(Error::MethodNotAllowed("GET, PUT, DELETE")),
         },
         ["v1", "tenants", t, "tokens", k, "unseal"] => {
-            only(&m, Method::POST, Route::UnsealToken(tenant(t)?, token(k)?))?
+            only(&m, POST, Route::UnsealToken(tenant(t)?, token(k)?))?
         }
-        ["v1", "tenants", t, "rewrap"] => only(&m, Method::POST, Route::TransitRewrap(tenant(t)?))?,
-        ["v1", "tenants", t, "keys", "rotate"] => {
-            only(&m, Method::POST, Route::RotateTenant(tenant(t)?))?
-        }
-        ["v1", "tenants", t, "keys", "retire"] => {
-            only(&m, Method::POST, Route::Retire(tenant(t)?))?
-        }
-        ["v1", "tenants", t, "keys", "config"] => {
-            only(&m, Method::POST, Route::KeyConfig(tenant(t)?))?
-        }
-        ["v1", "keys", "master", "rotate"] => only(&m, Method::POST, Route::MasterRotate)?,
-        ["v1", "keys", "kms", "rotate"] => only(&m, Method::POST, Route::KmsRotate)?,
-        ["v1", "keys", "rewrap"] => only(&m, Method::POST, Route::Rewrap)?,
+        ["v1", "tenants", t, "rewrap"] => only(&m, POST, Route::TransitRewrap(tenant(t)?))?,
+        ["v1", "tenants", t, "keys", "rotate"] => only(&m, POST, Route::RotateTenant(tenant(t)?))?,
+        ["v1", "tenants", t, "keys", "retire"] => only(&m, POST, Route::Retire(tenant(t)?))?,
+        ["v1", "tenants", t, "keys", "config"] => only(&m, POST, Route::KeyConfig(tenant(t)?))?,
+        ["v1", "keys", "master", "rotate"] => only(&m, POST, Route::MasterRotate)?,
+        ["v1", "keys", "kms", "rotate"] => only(&m, POST, Route::KmsRotate)?,
+        ["v1", "keys", "rewrap"] => only(&m, POST, Route::Rewrap)?,
         ["v1", "keys", "history"] => {
             let t = q.take("tenant").map(|t| tenant(&t)).transpose()?;
-            only(&m, Method::GET, Route::KeyHistory(t))?
+            only(&m, GET, Route::KeyHistory(t))?
         }
-        ["v1", "jobs", id] => only(&m, Method::GET, Route::Job((*id).to_owned()))?,
-        ["v1", "tenants", t, "seal"] => only(&m, Method::POST, Route::TransitSeal(tenant(t)?))?,
-        ["v1", "tenants", t, "unseal"] => only(&m, Method::POST, Route::TransitUnseal(tenant(t)?))?,
+        ["v1", "jobs", id] => only(&m, GET, Route::Job((*id).to_owned()))?,
+        ["v1", "tenants", t, "seal"] => only(&m, POST, Route::TransitSeal(tenant(t)?))?,
+        ["v1", "tenants", t, "unseal"] => only(&m, POST, Route::TransitUnseal(tenant(t)?))?,
         _ => {
-            return Err(Failure::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no endpoint {path}"),
-            ));
+            return Err(Error::NoEndpoint(path.to_owned()));
         }
     };
     q.finish()?;
     Ok(route)
 }
 
-fn number(text: Option<String>, default: u64) -> Result<u64, Failure> {
+fn number(text: Option<String>, default: u64) -> Result<u64, Error> {
     text.map_or(Ok(default), |t| {
         t.parse()
-            .map_err(|_| Failure::invalid("after and limit must be numbers"))
+            .map_err(|_| Error::invalid("after and limit must be numbers"))
     })
 }
 
-fn only(method: &Method, allowed: Method, route: Route) -> Result<Route, Failure> {
-    if *method == allowed {
+/// The one method an endpoint takes, and its name for `Allow`.
+struct Allowed(Method, &'static str);
+
+const GET: Allowed = Allowed(Method::GET, "GET");
+const POST: Allowed = Allowed(Method::POST, "POST");
+
+fn only(method: &Method, allowed: Allowed, route: Route) -> Result<Route, Error> {
+    if *method == allowed.0 {
         Ok(route)
     } else {
-        Err(not_allowed(allowed.as_str()))
+        Err(Error::MethodNotAllowed(allowed.1))
     }
 }
 
-fn not_allowed(allowed: &str) -> Failure {
-    Failure::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        format!("allowed: {allowed}"),
-    )
+fn tenant(text: &str) -> Result<TenantId, Error> {
+    TenantId::parse(text)
 }
 
-fn tenant(text: &str) -> Result<TenantId, Failure> {
-    TenantId::parse(text).map_err(Failure::from)
-}
-
-fn token(text: &str) -> Result<TokenId, Failure> {
-    TokenId::parse(text).map_err(Failure::from)
+fn token(text: &str) -> Result<TokenId, Error> {
+    TokenId::parse(text)
 }
 
 /// Decodes `%XX` escapes (and `+` as a space); the result must be UTF-8 without control characters.
-fn percent_decode(text: &str) -> Result<String, Failure> {
-    let bad = || Failure::invalid("malformed percent-encoding in the query");
+fn percent_decode(text: &str) -> Result<String, Error> {
+    let bad = || Error::invalid("malformed percent-encoding in the query");
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -430,7 +414,7 @@ fn percent_decode(text: &str) -> Result<String, Failure> {
     }
     let decoded = String::from_utf8(out).map_err(|_| bad())?;
     if decoded.chars().any(char::is_control) {
-        return Err(Failure::invalid("control characters in the query"));
+        return Err(Error::invalid("control characters in the query"));
     }
     Ok(decoded)
 }
@@ -444,10 +428,10 @@ struct Query(Vec<(String, String)>);
 const MAX_QUERY_PARAMS: usize = 16;
 
 impl Query {
-    fn parse(query: Option<&str>) -> Result<Self, Failure> {
+    fn parse(query: Option<&str>) -> Result<Self, Error> {
         let parts = || query.unwrap_or("").split('&').filter(|p| !p.is_empty());
         if parts().nth(MAX_QUERY_PARAMS).is_some() {
-            return Err(Failure::invalid(format!(
+            return Err(Error::invalid(format!(
                 "at most {MAX_QUERY_PARAMS} query parameters"
             )));
         }
@@ -456,9 +440,7 @@ impl Query {
             let (k, v) = part.split_once('=').unwrap_or((part, ""));
             let (k, v) = (percent_decode(k)?, percent_decode(v)?);
             if pairs.iter().any(|(seen, _)| *seen == k) {
-                return Err(Failure::invalid(format!(
-                    "query parameter {k:?} given twice"
-                )));
+                return Err(Error::invalid(format!("query parameter {k:?} given twice")));
             }
             pairs.push((k, v));
         }
@@ -470,10 +452,10 @@ impl Query {
         Some(self.0.remove(i).1)
     }
 
-    fn finish(self) -> Result<(), Failure> {
+    fn finish(self) -> Result<(), Error> {
         match self.0.first() {
             None => Ok(()),
-            Some((k, _)) => Err(Failure::invalid(format!("unknown query parameter {k:?}"))),
+            Some((k, _)) => Err(Error::invalid(format!("unknown query parameter {k:?}"))),
         }
     }
 }
@@ -522,8 +504,8 @@ mod tests {
             .join("&");
         // Had it been decoded, the first "%ZZ" would be the error.
         let err = Query::parse(Some(&query)).err().expect("refused");
-        assert_eq!(err.status.as_u16(), 400);
-        assert!(err.message.contains("at most 16"), "{}", err.message);
+        assert_eq!(err.status().as_u16(), 400);
+        assert!(err.to_string().contains("at most 16"), "{err}");
         let sixteen: Vec<String> = (0..16).map(|i| format!("k{i}=v")).collect();
         assert!(Query::parse(Some(&sixteen.join("&"))).is_ok());
         let seventeen: Vec<String> = (0..17).map(|i| format!("k{i}=v")).collect();
@@ -544,8 +526,9 @@ mod tests {
             ),
             Ok(Route::ListTokens { limit: 5, .. })
         ));
-        let status =
-            |m: &Method, p: &str, q: Option<&str>| parse(m, p, q).err().map(|f| f.status.as_u16());
+        let status = |m: &Method, p: &str, q: Option<&str>| {
+            parse(m, p, q).err().map(|f| f.status().as_u16())
+        };
         assert_eq!(status(&Method::POST, "/v1/sys/health", None), Some(405));
         let backup = parse(&Method::GET, "/v1/sys/backup", None).expect("backup route");
         assert_eq!(

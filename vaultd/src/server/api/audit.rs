@@ -4,15 +4,12 @@ use ::http::{Response, StatusCode};
 use vault_client::wire::{AuditHash, AuditHashRequest};
 
 use super::no_body;
+use crate::error::Error;
 use crate::server::App;
-use crate::server::message::{self as http, Body, Failure};
+use crate::server::message::{self as http, Body};
 use crate::server::routes::Route;
 
-pub(super) async fn serve(
-    app: &App,
-    route: &Route,
-    body: &[u8],
-) -> Result<Response<Body>, Failure> {
+pub(super) async fn serve(app: &App, route: &Route, body: &[u8]) -> Result<Response<Body>, Error> {
     let vault = &app.vault;
     match route {
         Route::AuditList {
@@ -57,8 +54,9 @@ pub(super) async fn serve(
                 v.audit_export(node.as_deref(), after, limit).await
             })
             .await?;
-            let text = String::from_utf8(lines)
-                .map_err(|_| Failure::from(crate::Error::Invalid("log is not UTF-8".into())))?;
+            let text = String::from_utf8(lines).map_err(|_| {
+                crate::store::StoreError::Corrupt("audit export is not UTF-8".into())
+            })?;
             Ok(http::text(StatusCode::OK, text, "application/x-ndjson"))
         }
         Route::AuditHash => {
@@ -79,20 +77,20 @@ pub(super) async fn serve(
 /// the runtime, so the workers go on serving every other request meanwhile.
 async fn off_workers<T: Send + 'static>(
     app: &App,
-    read: impl std::future::Future<Output = Result<T, crate::Error>> + Send + 'static,
-) -> Result<T, Failure> {
+    read: impl std::future::Future<Output = Result<T, Error>> + Send + 'static,
+) -> Result<T, Error> {
     let _turn = app
         .long_reads
         .acquire()
         .await
-        .map_err(|_| Failure::from(crate::Error::Store(crate::store::StoreError::Closed)))?;
+        .map_err(|_| Error::Store(crate::store::StoreError::Closed))?;
     let runtime = tokio::runtime::Handle::current();
     match tokio::task::spawn_blocking(move || runtime.block_on(read)).await {
-        Ok(result) => Ok(result?),
+        Ok(result) => result,
         Err(e) => {
             tracing::error!(error = %e, "a long read of the audit log failed");
-            Err(Failure::from(crate::Error::Store(
-                crate::store::StoreError::Backend("a long read of the audit log failed".into()),
+            Err(Error::Store(crate::store::StoreError::Backend(
+                "a long read of the audit log failed".into(),
             )))
         }
     }

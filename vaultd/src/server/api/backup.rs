@@ -23,7 +23,7 @@ use vault_client::wire::VaultState;
 use super::no_body;
 use crate::error::Error;
 use crate::server::App;
-use crate::server::message::{self as http, Body, Failure};
+use crate::server::message::{self as http, Body};
 use crate::vault::Vault;
 
 /// Bytes per piece of the answer.
@@ -36,11 +36,11 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_PAUSE: Duration = Duration::from_millis(5);
 
 /// The answer: `200`, `application/octet-stream`, the backup file as its body.
-pub(super) fn serve(app: &App, body: &[u8]) -> Result<Response<Body>, Failure> {
+pub(super) fn serve(app: &App, body: &[u8]) -> Result<Response<Body>, Error> {
     no_body(body)?;
     // Refused here, while the status can still say so; the backup itself starts later.
     if app.vault.state() == VaultState::Uninitialized {
-        return Err(Error::Uninitialized.into());
+        return Err(Error::Uninitialized);
     }
     Ok(http::stream(
         StatusCode::OK,

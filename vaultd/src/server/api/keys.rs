@@ -5,9 +5,10 @@ use vault_client::wire::{KeyConfig, KmsRotate, Retire, RewrapStart};
 
 use super::no_body;
 use crate::audit::Event;
+use crate::error::Error;
 use crate::ids::TenantId;
 use crate::server::App;
-use crate::server::message::{self as http, Body, Failure};
+use crate::server::message::{self as http, Body};
 use crate::server::routes::Route;
 
 pub(super) async fn serve(
@@ -15,7 +16,7 @@ pub(super) async fn serve(
     route: &Route,
     body: &[u8],
     ev: &mut Event,
-) -> Result<Response<Body>, Failure> {
+) -> Result<Response<Body>, Error> {
     let vault = &app.vault;
     let answer = match route {
         Route::RotateTenant(t) => {

@@ -12,14 +12,15 @@
 
 use std::time::Instant;
 
-use ::http::{HeaderValue, Request, Response, StatusCode};
+use ::http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use vault_client::audit::Outcome;
 
 use super::App;
-use super::message::{self, Body, Failure, Limit};
+use super::message::{self, Body};
 use super::routes::{self, Route, Scope};
 use crate::audit::{Event, request_id};
+use crate::error::{Error, Limit};
 use crate::policy::{Capability, Identity};
 
 mod audit;
@@ -49,16 +50,17 @@ pub(in crate::server) async fn handle(
     // done, without an entry of its own: its 429s are summarized (`server/callers.rs`).
     if let Err(wait) = app.callers.admit(who) {
         app.metrics.record(name, 429);
-        return message::rate_limited(wait, Limit::Refused);
+        let limit = Limit::Refused;
+        return message::failure(&Error::RateLimited { limit, wait });
     }
     let mut ev = Event::caller(who, name, request_id());
     if let Ok(r) = &route {
         ev.tenant = r.tenant().map(ToString::to_string);
         ev.token = r.token().map(ToString::to_string);
     }
-    let result = match &route {
-        Err(failure) => Err(failure.clone()),
-        Ok(route) => match authorize(app, who, route) {
+    let result = match route {
+        Err(unrouted) => Err(unrouted),
+        Ok(route) => match authorize(app, who, &route) {
             Err(denied) => Err(denied),
             Ok(capabilities) => {
                 // Past a quota: answered like the refused-budget 429 above, counted for the
@@ -66,26 +68,30 @@ pub(in crate::server) async fn handle(
                 let quotas = app.policy.quotas(who, capabilities);
                 if let Err(wait) = app.callers.spend(who, &quotas) {
                     app.metrics.record(name, 429);
-                    return message::rate_limited(wait, Limit::Quota);
+                    let limit = Limit::Quota;
+                    return message::failure(&Error::RateLimited { limit, wait });
                 }
-                serve(app, who, route, body, &mut ev).await
+                serve(app, who, &route, body, &mut ev).await
             }
         },
     };
     let (outcome, code) = match &result {
         Ok(_) => (Outcome::Ok, None),
-        Err(f) if f.code == "denied" => (Outcome::Denied, Some(f.code)),
-        Err(f) => (Outcome::Error, Some(f.code)),
+        Err(e @ Error::Denied(_)) => (Outcome::Denied, Some(e.code())),
+        Err(e) => (Outcome::Error, Some(e.code())),
     };
     // Denied, malformed, or for no endpoint: spends the caller's budget of refused requests.
-    if route.is_err() || matches!(code, Some("denied" | "invalid")) {
+    if let Err(
+        Error::Denied(_) | Error::Invalid(_) | Error::NoEndpoint(_) | Error::MethodNotAllowed(_),
+    ) = &result
+    {
         app.callers.refused(who);
     }
     let mut response = match app.vault.record(&mut ev, outcome, code).await {
-        Ok(()) => result.unwrap_or_else(|f| message::failure(&f)),
+        Ok(()) => result.unwrap_or_else(|e| message::failure(&e)),
         Err(e) => {
             tracing::error!(route = name, %who, "audit entry not written; answering audit_unavailable");
-            message::failure(&Failure::from(e))
+            message::failure(&e)
         }
     };
     if let Ok(id) = HeaderValue::from_str(ev.request()) {
@@ -110,7 +116,7 @@ pub(in crate::server) async fn handle(
 }
 
 /// Whether `who` holds every capability `route` needs where it needs it; `Ok` with them.
-fn authorize(app: &App, who: &Identity, route: &Route) -> Result<&'static [Capability], Failure> {
+fn authorize(app: &App, who: &Identity, route: &Route) -> Result<&'static [Capability], Error> {
     let (capabilities, scope) = route.access();
     for &capability in capabilities {
         let allowed = match scope {
@@ -121,11 +127,10 @@ fn authorize(app: &App, who: &Identity, route: &Route) -> Result<&'static [Capab
         };
         if !allowed {
             tracing::info!(route = route.name(), capability = capability.name(), %who, "denied");
-            return Err(Failure::new(
-                StatusCode::FORBIDDEN,
-                "denied",
-                format!("{} is not granted to {who}", capability.name()),
-            ));
+            return Err(Error::Denied(format!(
+                "{} is not granted to {who}",
+                capability.name()
+            )));
         }
     }
     Ok(capabilities)
@@ -137,7 +142,7 @@ async fn serve(
     route: &Route,
     body: Incoming,
     ev: &mut Event,
-) -> Result<Response<Body>, Failure> {
+) -> Result<Response<Body>, Error> {
     let body = message::read_body(body).await?;
     match route {
         Route::Health
@@ -178,7 +183,7 @@ async fn serve(
 }
 
 /// Refuses a body where none is expected (whitespace and `{}` are fine).
-fn no_body(body: &[u8]) -> Result<(), Failure> {
+fn no_body(body: &[u8]) -> Result<(), Error> {
     #[derive(serde::Deserialize, Default)]
     #[serde(deny_unknown_fields)]
     struct Empty {}

@@ -5,8 +5,9 @@ use vault_client::wire::{Health, StateResponse, VaultState};
 
 use super::no_body;
 use crate::audit::Event;
+use crate::error::Error;
 use crate::server::App;
-use crate::server::message::{self as http, Body, Failure};
+use crate::server::message::{self as http, Body};
 use crate::server::routes::Route;
 
 /// 200 unsealed, 503 sealed (or audit or storage unavailable), 501 uninitialized; the body
@@ -35,7 +36,7 @@ pub(super) async fn serve(
     route: &Route,
     body: &[u8],
     ev: &mut Event,
-) -> Result<Response<Body>, Failure> {
+) -> Result<Response<Body>, Error> {
     let vault = &app.vault;
     match route {
         Route::Health => Ok(health(app)),

@@ -5,9 +5,10 @@ use vault_client::wire::TenantList;
 
 use super::no_body;
 use crate::audit::Event;
+use crate::error::Error;
 use crate::policy::{Capability, Identity};
 use crate::server::App;
-use crate::server::message::{self as http, Body, Failure};
+use crate::server::message::{self as http, Body};
 use crate::server::routes::Route;
 
 pub(super) async fn serve(
@@ -16,7 +17,7 @@ pub(super) async fn serve(
     route: &Route,
     body: &[u8],
     ev: &mut Event,
-) -> Result<Response<Body>, Failure> {
+) -> Result<Response<Body>, Error> {
     let vault = &app.vault;
     no_body(body)?;
     match route {

@@ -5,8 +5,9 @@ use vault_client::wire::{self, UnsealToken};
 
 use super::no_body;
 use crate::audit::Event;
+use crate::error::Error;
 use crate::server::App;
-use crate::server::message::{self as http, Body, Failure};
+use crate::server::message::{self as http, Body};
 use crate::server::routes::Route;
 use crate::vault::PutToken;
 
@@ -15,7 +16,7 @@ pub(super) async fn serve(
     route: &Route,
     body: &[u8],
     ev: &mut Event,
-) -> Result<Response<Body>, Failure> {
+) -> Result<Response<Body>, Error> {
     let vault = &app.vault;
     match route {
         Route::PutToken(t, k) => {
@@ -23,9 +24,7 @@ pub(super) async fn serve(
             let secret = match (req.secret, req.secret_b64) {
                 (Some(s), None) | (None, Some(s)) => s,
                 _ => {
-                    return Err(Failure::invalid(
-                        "give exactly one of secret and secret_b64",
-                    ));
+                    return Err(Error::invalid("give exactly one of secret and secret_b64"));
                 }
             };
             let put = PutToken {

@@ -1,16 +1,14 @@
 //! `/v1/tenants/{t}/seal` and `/unseal`: transit mode, single and batch.
 
 use ::http::{Response, StatusCode};
-use vault_client::wire::{
-    Batch, BatchItem, ErrorDetail, Plaintext, Sealed, TransitSeal, TransitUnseal,
-};
+use vault_client::wire::{Batch, BatchItem, Plaintext, Sealed, TransitSeal, TransitUnseal};
 
 use crate::audit::Event;
 use crate::error::Error;
 use crate::ids::TenantId;
 use crate::secret::Secret;
 use crate::server::App;
-use crate::server::message::{self as http, Body, Failure};
+use crate::server::message::{self as http, Body};
 use crate::server::routes::Route;
 use crate::vault::{MAX_BATCH, Vault};
 
@@ -19,7 +17,7 @@ pub(super) async fn serve(
     route: &Route,
     body: &[u8],
     ev: &mut Event,
-) -> Result<Response<Body>, Failure> {
+) -> Result<Response<Body>, Error> {
     let vault = &app.vault;
     match route {
         Route::TransitSeal(t) => {
@@ -30,7 +28,7 @@ pub(super) async fn serve(
                         || req.plaintext_b64.is_some()
                         || req.context.is_some()
                     {
-                        return Err(Failure::invalid(
+                        return Err(Error::invalid(
                             "give either items or a single plaintext, not both",
                         ));
                     }
@@ -89,7 +87,7 @@ async fn blob_op(
     sealed: &str,
     context: &str,
     ev: &mut Event,
-) -> Result<BlobDone, Failure> {
+) -> Result<BlobDone, Error> {
     Ok(match op {
         BlobOp::Unseal => BlobDone::Unsealed(unseal_one(vault, tenant, sealed, context, ev).await?),
         BlobOp::Rewrap => BlobDone::Rewrapped(Sealed {
@@ -105,7 +103,7 @@ async fn for_each_blob(
     op: BlobOp,
     req: TransitUnseal,
     ev: &mut Event,
-) -> Result<Response<Body>, Failure> {
+) -> Result<Response<Body>, Error> {
     match (req.items, req.sealed) {
         (Some(items), None) if req.context.is_none() => {
             check_batch(items.len())?;
@@ -121,9 +119,7 @@ async fn for_each_blob(
             let done = blob_op(vault, tenant, op, &sealed, &context, ev).await?;
             Ok(http::json(StatusCode::OK, &done))
         }
-        _ => Err(Failure::invalid(
-            "give either items or a single sealed blob",
-        )),
+        _ => Err(Error::invalid("give either items or a single sealed blob")),
     }
 }
 
@@ -134,11 +130,11 @@ async fn seal_one(
     b64: Option<Secret>,
     context: &str,
     ev: &mut Event,
-) -> Result<Sealed, Failure> {
+) -> Result<Sealed, Error> {
     let plaintext = match (text, b64) {
         (Some(p), None) | (None, Some(p)) => p,
         _ => {
-            return Err(Failure::invalid(
+            return Err(Error::invalid(
                 "give exactly one of plaintext and plaintext_b64",
             ));
         }
@@ -154,7 +150,7 @@ async fn unseal_one(
     sealed: &str,
     context: &str,
     ev: &mut Event,
-) -> Result<Plaintext, Failure> {
+) -> Result<Plaintext, Error> {
     let plain = vault.transit_unseal(tenant, sealed, context, ev).await?;
     Ok(if plain.expose_str().is_some() {
         Plaintext {
@@ -169,24 +165,19 @@ async fn unseal_one(
     })
 }
 
-fn check_batch(len: usize) -> Result<(), Failure> {
+fn check_batch(len: usize) -> Result<(), Error> {
     if (1..=MAX_BATCH).contains(&len) {
         Ok(())
     } else {
-        Err(Failure::from(Error::Invalid(format!(
-            "a batch holds 1-{MAX_BATCH} items"
-        ))))
+        Err(Error::invalid(format!("a batch holds 1-{MAX_BATCH} items")))
     }
 }
 
-fn item_result<T>(result: Result<T, Failure>) -> BatchItem<T> {
+fn item_result<T>(result: Result<T, Error>) -> BatchItem<T> {
     match result {
         Ok(value) => BatchItem::Done(value),
-        Err(f) => BatchItem::Failed {
-            error: ErrorDetail {
-                code: f.code.to_owned(),
-                message: f.message,
-            },
+        Err(e) => BatchItem::Failed {
+            error: http::detail(&e),
         },
     }
 }
