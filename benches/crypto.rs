@@ -18,8 +18,8 @@ use vault_client::wire::Binding;
 use vaultd::keys::derive::{RECORD_KEY, record_key};
 use vaultd::keys::wrap::{DekSlot, unwrap_dek, wrap_dek};
 use vaultd::record::{
-    Header, RecordSlot, dangerous_seal_record_with, open_record, open_transit, parse_transit,
-    seal_record, seal_transit, seal_transit_with,
+    Header, RecordSlot, dangerous_seal_record_with, dangerous_seal_transit_with, open_record,
+    open_transit, parse_transit, seal_record, seal_transit,
 };
 use vaultd::secret::{DataKey, KeyBytes, MasterKey, dangerous_data_key, dangerous_master_key};
 
@@ -133,9 +133,9 @@ fn transit(c: &mut Criterion) {
     group.bench_function("seal_transit", |b| {
         b.iter(|| seal_transit(&dek, SLOT.vault_id, "acme", 1, context, black_box(&plain)))
     });
-    group.bench_function("seal_transit_with (no RNG)", |b| {
+    group.bench_function("dangerous_seal_transit_with (no RNG)", |b| {
         b.iter(|| {
-            seal_transit_with(
+            dangerous_seal_transit_with(
                 &dek,
                 SLOT.vault_id,
                 "acme",

@@ -155,7 +155,7 @@ const DEFAULT_CALLER_LIMITS: crate::server::CallerLimits = crate::server::Caller
 /// The TOML file as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawConfig {
+pub(crate) struct RawConfig {
     data_dir: Option<PathBuf>,
     socket: Option<PathBuf>,
     socket_group: Option<String>,

@@ -98,7 +98,7 @@ impl Limit {
 }
 
 /// `wait` in whole seconds for `Retry-After`, rounded up, at least 1.
-pub fn retry_seconds(wait: Duration) -> u64 {
+pub(crate) fn retry_seconds(wait: Duration) -> u64 {
     wait.as_secs()
         .saturating_add(u64::from(wait.subsec_nanos() > 0))
         .max(1)

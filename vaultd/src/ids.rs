@@ -8,7 +8,7 @@ use std::fmt;
 use crate::error::Error;
 
 /// Longest id accepted.
-pub const MAX_ID_LEN: usize = 128;
+pub(crate) const MAX_ID_LEN: usize = 128;
 
 fn check(kind: &str, text: &str) -> Result<(), Error> {
     let bytes = text.as_bytes();

@@ -32,14 +32,14 @@ use crate::secret::{DataKey, Secret};
 use vault_client::wire::Binding;
 
 /// The only record format this version writes and reads.
-pub const FORMAT_V1: u8 = 1;
+pub(crate) const FORMAT_V1: u8 = 1;
 /// Bytes before the ciphertext of a stored record.
 pub const HEADER_LEN: usize = 73;
 /// Salt length.
-pub const SALT_LEN: usize = 32;
+pub(crate) const SALT_LEN: usize = 32;
 const NEVER: i64 = i64::MIN;
 /// Prefix of every transit blob.
-pub const TRANSIT_PREFIX: &str = "vault:v";
+pub(crate) const TRANSIT_PREFIX: &str = "vault:v";
 
 /// Why a record or blob could not be read. Opaque on purpose for authentication failures.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -145,7 +145,7 @@ fn seal_record_with(
 }
 
 /// Reads the clear header without a key (for counts, compare-and-set and expiry).
-pub fn peek_header(bytes: &[u8]) -> Result<Header, RecordError> {
+pub(crate) fn peek_header(bytes: &[u8]) -> Result<Header, RecordError> {
     if bytes.len() < HEADER_LEN + TAG_LEN {
         return Err(RecordError::Malformed("record too short"));
     }
@@ -211,9 +211,36 @@ pub fn seal_transit(
     ))
 }
 
-/// [`seal_transit`] with a given salt and nonce: for known-answer vectors only.
+/// DANGEROUS: [`seal_transit`] with a caller-chosen salt and nonce, for known-answer vectors
+/// and benches only (feature `dangerous-test-hooks`): a repeated nonce under one key breaks
+/// AES-GCM.
+#[cfg(feature = "dangerous-test-hooks")]
 #[allow(clippy::too_many_arguments)]
-pub fn seal_transit_with(
+pub fn dangerous_seal_transit_with(
+    dek: &DataKey,
+    vault_id: &str,
+    tenant: &str,
+    key_version: u32,
+    context: &str,
+    plaintext: &[u8],
+    salt: &[u8; SALT_LEN],
+    nonce: &[u8; NONCE_LEN],
+) -> String {
+    seal_transit_with(
+        dek,
+        vault_id,
+        tenant,
+        key_version,
+        context,
+        plaintext,
+        salt,
+        nonce,
+    )
+}
+
+/// [`seal_transit`] with a given salt and nonce.
+#[allow(clippy::too_many_arguments)]
+fn seal_transit_with(
     dek: &DataKey,
     vault_id: &str,
     tenant: &str,

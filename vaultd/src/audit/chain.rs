@@ -12,9 +12,9 @@ use std::fmt;
 use vault_client::audit::{GENESIS, entry_hash};
 
 /// Key prefix of entries.
-pub const ENTRIES: &[u8] = b"a/e/";
+pub(crate) const ENTRIES: &[u8] = b"a/e/";
 /// Key prefix of signed heads.
-pub const HEADS: &[u8] = b"a/h/";
+pub(crate) const HEADS: &[u8] = b"a/h/";
 
 /// Renders an entry from its sequence number, the previous entry's chain hash and the node whose
 /// chain it joins (`None`: the one chain of an embedded store).
@@ -41,7 +41,7 @@ impl LogEntry {
 
     /// Also indexes the entry under `prefix`.
     #[must_use]
-    pub fn indexed(mut self, prefix: &'static [u8]) -> Self {
+    pub(crate) fn indexed(mut self, prefix: &'static [u8]) -> Self {
         self.index = Some(prefix);
         self
     }
@@ -60,22 +60,22 @@ pub trait HeadSigner: Send + Sync {
 }
 
 /// Whether `key` is an audit entry or head: written by the chain alone, and only appended.
-pub fn is_audit_key(key: &[u8]) -> bool {
+pub(crate) fn is_audit_key(key: &[u8]) -> bool {
     key.starts_with(ENTRIES) || key.starts_with(HEADS)
 }
 
 /// The key of entry `seq`.
-pub fn entry_key(seq: u64) -> Vec<u8> {
+pub(crate) fn entry_key(seq: u64) -> Vec<u8> {
     format!("a/e/{seq:020}").into_bytes()
 }
 
 /// The key of the head at `seq`.
-pub fn head_key(seq: u64) -> Vec<u8> {
+pub(crate) fn head_key(seq: u64) -> Vec<u8> {
     format!("a/h/{seq:020}").into_bytes()
 }
 
 /// The sequence number at the end of an entry, head or index key (its last 20 digits).
-pub fn seq_of(key: &[u8]) -> Option<u64> {
+pub(crate) fn seq_of(key: &[u8]) -> Option<u64> {
     std::str::from_utf8(key.get(key.len().checked_sub(20)?..)?)
         .ok()?
         .parse()

@@ -58,7 +58,7 @@ impl Event {
     /// several versions records no single `key_version` but every version with its count in
     /// the detail `key_versions` (`"2:200,3:50"`), so no version in use is hidden behind the
     /// last item's.
-    pub fn used_key_version(&mut self, version: u32) {
+    pub(crate) fn used_key_version(&mut self, version: u32) {
         *self.key_versions.entry(version).or_default() += 1;
         self.key_version = match self.key_versions.len() {
             1 => Some(version),
@@ -106,7 +106,7 @@ impl Event {
     }
 
     /// Marks this event as a key event (created, rotated, rewrapped, retired, destroyed).
-    pub fn key_event(&mut self) -> &mut Self {
+    pub(crate) fn key_event(&mut self) -> &mut Self {
         self.key_event = true;
         self
     }
@@ -122,7 +122,7 @@ impl Event {
     }
 
     /// Whether it has been written.
-    pub fn is_recorded(&self) -> bool {
+    pub(crate) fn is_recorded(&self) -> bool {
         self.recorded
     }
 
@@ -180,7 +180,7 @@ impl Event {
 }
 
 /// Index prefix of key events in the store (`k/{seq:020}` → the audit entry `a/e/{seq:020}`).
-pub const KEY_EVENTS: &[u8] = b"k/";
+pub(crate) const KEY_EVENTS: &[u8] = b"k/";
 
 /// A random request id (16 bytes, hex).
 pub fn request_id() -> String {
@@ -240,7 +240,7 @@ impl HeadSigner for AuditSigner {
 /// chain hash, the Ed25519 signature) instead of the 330 of its JSON line, which is rendered
 /// with the vault id when the log is read (`docs/audit-log.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoredHead {
+pub(crate) struct StoredHead {
     /// The last entry it covers.
     pub seq: u64,
     /// When it was signed.
@@ -253,10 +253,10 @@ pub struct StoredHead {
 
 impl StoredHead {
     /// Bytes of the stored form.
-    pub const LEN: usize = 112;
+    pub(crate) const LEN: usize = 112;
 
     /// The stored form.
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(Self::LEN);
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&self.time.0.to_be_bytes());
@@ -266,7 +266,7 @@ impl StoredHead {
     }
 
     /// The head in `bytes` (`None`: not a stored head).
-    pub fn decode(bytes: &[u8]) -> Option<Self> {
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
         if bytes.len() != Self::LEN {
             return None;
         }
@@ -279,7 +279,7 @@ impl StoredHead {
     }
 
     /// The head's line in the export format, `{"head": {…}}`.
-    pub fn line(&self, vault_id: &str, node: Option<&str>) -> Vec<u8> {
+    pub(crate) fn line(&self, vault_id: &str, node: Option<&str>) -> Vec<u8> {
         let head = Head {
             seq: self.seq,
             hash: hex(&self.hash),

@@ -77,7 +77,7 @@ impl AuditFilter {
 
 impl Vault {
     /// Entries after sequence number `after` that match `filter`, oldest first.
-    pub async fn audit_entries(
+    pub(crate) async fn audit_entries(
         &self,
         filter: &AuditFilter,
         after: u64,
@@ -188,7 +188,7 @@ impl Vault {
     /// Entries and signed heads of one chain (by default this node's) with sequence numbers in
     /// `(after, after + limit]`, one per line, as stored: the export format of
     /// `docs/audit-log.md`.
-    pub async fn audit_export(
+    pub(crate) async fn audit_export(
         &self,
         node: Option<&str>,
         after: u64,
@@ -239,7 +239,7 @@ impl Vault {
     }
 
     /// The audit signing key's public half (readable while sealed).
-    pub async fn audit_public_key(&self) -> Result<AuditPublicKey, Error> {
+    pub(crate) async fn audit_public_key(&self) -> Result<AuditPublicKey, Error> {
         let meta = self.stored_meta().await?;
         let record = self
             .store()

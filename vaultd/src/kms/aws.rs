@@ -306,7 +306,7 @@ impl KmsProvider for AwsKms {
 
 /// Checks a KMS endpoint URL: `https://host…`, or `http://` to `localhost`, 127.0.0.0/8 or
 /// `[::1]`; no credentials in it.
-pub fn check_endpoint_url(url: &str) -> Result<(), String> {
+pub(crate) fn check_endpoint_url(url: &str) -> Result<(), String> {
     if url
         .bytes()
         .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())

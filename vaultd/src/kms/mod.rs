@@ -17,14 +17,14 @@ pub mod aws;
 pub mod local;
 
 /// A boxed future, so that [`KmsProvider`] stays object-safe.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The encryption context of a master-key wrap: the KMS refuses to unwrap under any other.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncryptionContext(BTreeMap<String, String>);
 
 /// The `purpose` value of a master-key wrap.
-pub const PURPOSE_MASTER_KEY: &str = "vaultd-master-key";
+pub(crate) const PURPOSE_MASTER_KEY: &str = "vaultd-master-key";
 
 impl EncryptionContext {
     /// The context of master key `mk_version` of vault `vault_id`.
@@ -37,7 +37,7 @@ impl EncryptionContext {
     }
 
     /// Key/value pairs in key order.
-    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+    pub(crate) fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use zeroize::Zeroizing;
 
 /// The effective user id of this process.
-pub fn effective_uid() -> u32 {
+pub(crate) fn effective_uid() -> u32 {
     // SAFETY: geteuid takes no arguments, touches no memory of ours and cannot fail.
     unsafe { libc::geteuid() }
 }
@@ -47,7 +47,7 @@ pub fn check_private(path: &Path, meta: &fs::Metadata, dir: bool) -> Result<(), 
 /// Reads a private key file of at most `max` bytes into zeroizing memory. It is opened without
 /// following a symlink and [`check_private`] is applied to the opened file, so the file checked
 /// is the file read.
-pub fn read_private_file(path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>, String> {
+pub(crate) fn read_private_file(path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>, String> {
     let file = fs::OpenOptions::new()
         .read(true)
         // Not through a symlink; O_NONBLOCK so that a FIFO in its place cannot hang the start.

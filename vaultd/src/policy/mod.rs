@@ -39,7 +39,7 @@ impl Identity {
 
     /// Whom the per-caller limits count this caller as: its uid (every process and group of a
     /// user together), or its certificate's subject.
-    pub fn principal(&self) -> Principal {
+    pub(crate) fn principal(&self) -> Principal {
         match self {
             Self::Certificate(subject) => Principal::Subject(subject.clone()),
             Self::Local(peer) => Principal::Uid(peer.uid),
@@ -49,7 +49,7 @@ impl Identity {
 
 /// A caller as the per-caller limits count it (`docs/threat-model.md`, "Limits").
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Principal {
+pub(crate) enum Principal {
     /// A local user.
     Uid(u32),
     /// A certificate subject.
@@ -87,7 +87,7 @@ pub struct SubjectName(Arc<str>);
 
 impl SubjectName {
     /// Longest name accepted.
-    pub const MAX_LEN: usize = 128;
+    pub(crate) const MAX_LEN: usize = 128;
 
     /// The name.
     pub fn as_str(&self) -> &str {
@@ -140,7 +140,7 @@ macro_rules! capabilities {
             }
 
             /// Whether grants of this capability are limited by tenant patterns.
-            pub fn tenant_scoped(self) -> bool {
+            pub(crate) fn tenant_scoped(self) -> bool {
                 match self {
                     $(Capability::$variant => $tenant_scoped,)*
                 }
@@ -282,7 +282,7 @@ impl Policy {
     }
 
     /// `--dev`: every capability on every tenant for `uid`, and nobody else.
-    pub fn insecure_dev_owner_only(uid: u32) -> Self {
+    pub(crate) fn insecure_dev_owner_only(uid: u32) -> Self {
         Self::new(vec![Rule {
             name: "dev-owner".into(),
             uids: vec![uid],
@@ -311,7 +311,12 @@ impl Policy {
     }
 
     /// Whether `who` may use `capability` (on `tenant`, for tenant-scoped capabilities).
-    pub fn allows(&self, who: &Identity, capability: Capability, tenant: Option<&str>) -> bool {
+    pub(crate) fn allows(
+        &self,
+        who: &Identity,
+        capability: Capability,
+        tenant: Option<&str>,
+    ) -> bool {
         self.rules.iter().any(|rule| {
             let is_caller = rule.names(who);
             let granted = rule.capabilities.contains(&capability);
@@ -341,7 +346,7 @@ impl Rule {
 
 impl Policy {
     /// Whether `who` holds `capability` on every tenant (a rule with the pattern `*`).
-    pub fn allows_everywhere(&self, who: &Identity, capability: Capability) -> bool {
+    pub(crate) fn allows_everywhere(&self, who: &Identity, capability: Capability) -> bool {
         self.rules.iter().any(|rule| {
             rule.names(who)
                 && rule.capabilities.contains(&capability)

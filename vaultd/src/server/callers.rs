@@ -147,7 +147,7 @@ impl Callers {
 
     /// Whether a request of `identity` may be served: `Err` with the time until its budget has
     /// room again when it is spent, and then the request is counted for the next summary.
-    pub fn admit(&self, identity: &Identity) -> Result<(), Duration> {
+    pub(crate) fn admit(&self, identity: &Identity) -> Result<(), Duration> {
         let mut callers = self.lock();
         let Some(c) = callers.get_mut(&identity.principal()) else {
             return Ok(());
@@ -165,7 +165,11 @@ impl Callers {
     /// Spends one request of every quota in `quotas` (`Policy::quotas`) for `identity`, or
     /// none of them: `Err` with the time until every one has room when one is spent, and then
     /// the request is counted for the next summary. Quotas compose: the request must fit all.
-    pub fn spend(&self, identity: &Identity, quotas: &[(QuotaId, &Quota)]) -> Result<(), Duration> {
+    pub(crate) fn spend(
+        &self,
+        identity: &Identity,
+        quotas: &[(QuotaId, &Quota)],
+    ) -> Result<(), Duration> {
         if quotas.is_empty() {
             return Ok(());
         }
@@ -208,7 +212,7 @@ impl Callers {
     }
 
     /// Every caller's 429s since the last call, and forgets callers that hold and owe nothing.
-    pub fn take_summaries(&self) -> Vec<Summary> {
+    pub(crate) fn take_summaries(&self) -> Vec<Summary> {
         let mut callers = self.lock();
         let mut out = Vec::new();
         for c in callers.values_mut() {

@@ -40,7 +40,7 @@ pub use callers::{CallerLimits, Callers};
 pub use metrics::Metrics;
 
 /// Longest wait for in-flight requests at shutdown.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every request handler shares.
 pub struct App {
@@ -164,7 +164,7 @@ async fn summarize_refusals(app: &App, mut stop: watch::Receiver<bool>) {
 /// Fuzzing (`crate::fuzz`): parses a request line as the server does; the method from one
 /// byte.
 #[cfg(any(test, feature = "fuzzing"))]
-pub fn fuzz_route(method: u8, path: &str, query: Option<&str>) {
+pub(crate) fn fuzz_route(method: u8, path: &str, query: Option<&str>) {
     use ::http::Method;
     let methods = [
         Method::GET,
@@ -181,7 +181,7 @@ pub fn fuzz_route(method: u8, path: &str, query: Option<&str>) {
 
 /// Fuzzing (`crate::fuzz`): parses a request body as the endpoint `kind` picks does.
 #[cfg(any(test, feature = "fuzzing"))]
-pub fn fuzz_body(kind: u8, body: &[u8]) {
+pub(crate) fn fuzz_body(kind: u8, body: &[u8]) {
     use vault_client::wire;
     match kind % 10 {
         0 => drop(message::parse_required::<wire::PutToken>(body)),

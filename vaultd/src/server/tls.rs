@@ -59,7 +59,7 @@ pub fn server_config(tcp: &TcpConfig) -> anyhow::Result<Arc<rustls::ServerConfig
 /// The caller's name in a verified leaf certificate: its Subject CN, or without a CN its first
 /// DNS SAN (`docs/tls.md`). Refused: more than one CN, neither name, or a name that is not a
 /// [`SubjectName`]. The error names what was wrong, never the certificate's bytes.
-pub fn subject_name(leaf: &CertificateDer<'_>) -> Result<SubjectName, String> {
+pub(crate) fn subject_name(leaf: &CertificateDer<'_>) -> Result<SubjectName, String> {
     let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref())
         .map_err(|_| "the client certificate does not parse".to_owned())?;
     let mut cns = cert.subject().iter_common_name();

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use super::{Group, StoreError};
 
 /// First bytes of a backup file.
-pub const MAGIC: &[u8; 8] = b"vaultbak";
+pub(crate) const MAGIC: &[u8; 8] = b"vaultbak";
 /// The format this code writes and reads.
 pub const VERSION: u32 = 1;
 
@@ -53,7 +53,7 @@ struct End {
 }
 
 /// Writes a backup to a stream.
-pub struct Writer<'a> {
+pub(crate) struct Writer<'a> {
     out: &'a mut dyn io::Write,
     vault_id: String,
     hash: Sha256,
@@ -64,7 +64,11 @@ pub struct Writer<'a> {
 
 impl<'a> Writer<'a> {
     /// Starts a backup of vault `vault_id` whose scan begins at log position `start`.
-    pub fn new(out: &'a mut dyn io::Write, vault_id: &str, start: u64) -> Result<Self, StoreError> {
+    pub(crate) fn new(
+        out: &'a mut dyn io::Write,
+        vault_id: &str,
+        start: u64,
+    ) -> Result<Self, StoreError> {
         let mut w = Self {
             out,
             vault_id: vault_id.to_owned(),
@@ -87,7 +91,7 @@ impl<'a> Writer<'a> {
     }
 
     /// One key of the scan.
-    pub fn entry(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+    pub(crate) fn entry(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         self.entries += 1;
         let klen = u32::try_from(key.len())
             .map_err(|_| too_big())?
@@ -96,7 +100,7 @@ impl<'a> Writer<'a> {
     }
 
     /// One group to re-apply after the scan.
-    pub fn group(&mut self, group: &Group) -> Result<(), StoreError> {
+    pub(crate) fn group(&mut self, group: &Group) -> Result<(), StoreError> {
         self.groups += 1;
         let mut payload = Vec::with_capacity(group.encoded_len());
         group.encode_into(&mut payload);
@@ -104,7 +108,7 @@ impl<'a> Writer<'a> {
     }
 
     /// Ends the backup at `position` and writes the checksum.
-    pub fn finish(mut self, position: u64) -> Result<Summary, StoreError> {
+    pub(crate) fn finish(mut self, position: u64) -> Result<Summary, StoreError> {
         let end = serde_json::to_vec(&End {
             position,
             entries: self.entries,

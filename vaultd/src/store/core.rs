@@ -126,7 +126,7 @@ impl Store {
     }
 
     /// One page of a chain of the audit log in order ([`Backend::audit_page`]).
-    pub async fn audit_page(
+    pub(crate) async fn audit_page(
         &self,
         chain: Option<&str>,
         after: u64,
@@ -137,7 +137,7 @@ impl Store {
     }
 
     /// The last entry and the last head of a chain ([`Backend::audit_last`]).
-    pub async fn audit_last(&self, chain: Option<&str>) -> Result<AuditLast, StoreError> {
+    pub(crate) async fn audit_last(&self, chain: Option<&str>) -> Result<AuditLast, StoreError> {
         self.stats.note(self.backend.audit_last(chain).await)
     }
 
@@ -169,7 +169,7 @@ impl Store {
 
     /// False while the disk fails the store: from a read or write that failed on it until a
     /// group is applied again.
-    pub fn disk_available(&self) -> bool {
+    pub(crate) fn disk_available(&self) -> bool {
         !self.stats.disk_failed.load(Ordering::Relaxed)
     }
 

@@ -54,7 +54,7 @@ impl Default for Options {
 }
 
 /// The log in front of sled, in a data directory.
-pub struct Embedded {
+pub(crate) struct Embedded {
     inner: Arc<Inner>,
     checkpointer: Option<thread::JoinHandle<()>>,
 }
@@ -93,7 +93,7 @@ pub async fn open_store(dir: &Path, options: Options) -> Result<super::Store, St
 
 impl Embedded {
     /// Opens (or creates) the store in `dir` (`dir/db`, `dir/wal`), replaying the log.
-    pub fn open(dir: &Path, options: Options) -> Result<Self, StoreError> {
+    pub(crate) fn open(dir: &Path, options: Options) -> Result<Self, StoreError> {
         let db_path = dir.join("db");
         let wal_dir = dir.join("wal");
         fs::create_dir_all(&wal_dir).map_err(|e| StoreError::Io(e.to_string()))?;

@@ -20,7 +20,7 @@ const DELETE: u8 = 0;
 
 impl Group {
     /// Bytes of the encoded payload.
-    pub fn encoded_len(&self) -> usize {
+    pub(crate) fn encoded_len(&self) -> usize {
         12 + self
             .writes
             .iter()
@@ -29,7 +29,7 @@ impl Group {
     }
 
     /// Appends the payload encoding to `out`.
-    pub fn encode_into(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
         out.reserve(self.encoded_len());
         encode_writes(self.position, &self.writes.iter().collect::<Vec<_>>(), out);
     }

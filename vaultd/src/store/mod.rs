@@ -39,10 +39,12 @@ pub use group::{Group, Write};
 pub type Entry = (Vec<u8>, Vec<u8>);
 
 /// A pending durable commit.
-pub type CommitFuture = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'static>>;
+pub(crate) type CommitFuture =
+    Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'static>>;
 
 /// A backend call in progress.
-pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+pub(crate) type StoreFuture<'a, T> =
+    Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// One write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,7 +194,7 @@ pub trait Backend: Send + Sync {
 
 /// [`Backend`] for an engine whose calls never wait on the network (`embedded`, and `memory`
 /// in tests): each call is done when it returns.
-pub trait SyncBackend: Send + Sync {
+pub(crate) trait SyncBackend: Send + Sync {
     /// [`Backend::get`].
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
@@ -394,7 +396,7 @@ pub enum StoreError {
 }
 
 /// Decodes a counter value.
-pub fn decode_counter(bytes: &[u8]) -> Result<i64, StoreError> {
+pub(crate) fn decode_counter(bytes: &[u8]) -> Result<i64, StoreError> {
     let array: [u8; 8] = bytes
         .try_into()
         .map_err(|_| StoreError::Corrupt("counter is not 8 bytes".into()))?;

@@ -19,7 +19,7 @@ use super::{Group, StoreError, Write};
 use crate::audit::chain;
 
 /// First bytes of every segment.
-pub const MAGIC: &[u8; 8] = b"vaultwal";
+pub(crate) const MAGIC: &[u8; 8] = b"vaultwal";
 /// The segment format this code writes and reads.
 pub const VERSION: u32 = 2;
 /// Bytes of a segment header.
@@ -50,7 +50,7 @@ const READ_CHUNK: usize = 256 << 10;
 
 /// A group split into its two records, before the key-value pointer is known.
 #[derive(Debug, Clone)]
-pub struct Framed {
+pub(crate) struct Framed {
     position: u64,
     /// The audit record's payload after the position and the key-value pointer.
     audit_body: Vec<u8>,
@@ -62,7 +62,7 @@ impl Framed {
     /// Splits `group`: audit entries (consecutive sequence numbers) and heads go to the audit
     /// record, every other write to the key-value record. The audit log is append-only: a
     /// group that removes an audit key, or names one that is not a sequence number, is refused.
-    pub fn new(group: &Group) -> Result<Self, StoreError> {
+    pub(crate) fn new(group: &Group) -> Result<Self, StoreError> {
         let mut entries: Vec<(u64, &[u8])> = Vec::new();
         let mut heads: Vec<(u64, &[u8])> = Vec::new();
         let mut writes: Vec<&Write> = Vec::with_capacity(group.writes.len());
@@ -127,7 +127,7 @@ impl Framed {
     }
 
     /// Bytes of both records.
-    pub fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         self.audit_len() + self.kv_len()
     }
 
@@ -260,7 +260,7 @@ impl AuditRecord {
     }
 
     /// The entries with their sequence numbers.
-    pub fn numbered(&self) -> impl Iterator<Item = (u64, &[u8])> {
+    pub(crate) fn numbered(&self) -> impl Iterator<Item = (u64, &[u8])> {
         self.entries
             .iter()
             .enumerate()
@@ -366,7 +366,7 @@ pub fn segment_path(dir: &Path, number: u64) -> PathBuf {
 }
 
 /// The log's segments in `dir`, in number order.
-pub fn list_segments(dir: &Path) -> Result<Vec<u64>, StoreError> {
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<u64>, StoreError> {
     let mut numbers = Vec::new();
     for item in fs::read_dir(dir).map_err(io_error)? {
         let name = item.map_err(io_error)?.file_name();
@@ -823,7 +823,7 @@ impl AuditReader {
 }
 
 /// The appending side of the log.
-pub struct Wal {
+pub(crate) struct Wal {
     dir: PathBuf,
     segment_bytes: u64,
     segments: Vec<SegmentInfo>,
@@ -865,7 +865,7 @@ pub struct Appended {
 impl Wal {
     /// The log in `dir` (created if missing) after [`read`] returned `segments`; appends go to a
     /// new segment. Segments are preallocated to `segment_bytes`.
-    pub fn open(
+    pub(crate) fn open(
         dir: &Path,
         segment_bytes: u64,
         segments: Vec<SegmentInfo>,
@@ -907,12 +907,13 @@ impl Wal {
     }
 
     /// The segments, oldest first (the last is the active one once anything was appended).
-    pub fn segments(&self) -> &[SegmentInfo] {
+    #[cfg(test)]
+    pub(crate) fn segments(&self) -> &[SegmentInfo] {
         &self.segments
     }
 
     /// The segments' headers, for an [`AuditReader`].
-    pub fn headers(&self) -> Vec<Header> {
+    pub(crate) fn headers(&self) -> Vec<Header> {
         self.segments
             .iter()
             .map(|s| Header {
@@ -924,7 +925,7 @@ impl Wal {
     }
 
     /// The position of the last record appended or found at open.
-    pub fn last_position(&self) -> Option<u64> {
+    pub(crate) fn last_position(&self) -> Option<u64> {
         self.segments
             .iter()
             .rev()
@@ -935,7 +936,7 @@ impl Wal {
     /// Appends the two records of the group at `position` and makes them durable: a write for
     /// each, one `fdatasync`. After a failure the segment is abandoned and the next append
     /// starts a new one at the same position.
-    pub fn append(&mut self, framed: &Framed) -> Result<Appended, StoreError> {
+    pub(crate) fn append(&mut self, framed: &Framed) -> Result<Appended, StoreError> {
         let (audit_len, kv_len) = (framed.audit_len(), framed.kv_len());
         let fits = self.active.as_ref().is_some_and(|a| {
             a.audit_offset + audit_len <= a.kv_start && a.kv_offset + kv_len <= a.len
@@ -1050,7 +1051,7 @@ impl Wal {
 
     /// Stops appending to the active segment, so that [`Wal::release`] may trim it too (at
     /// shutdown, after the last checkpoint).
-    pub fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         self.active = None;
     }
 
@@ -1058,7 +1059,7 @@ impl Wal {
     /// durably): a segment no longer appended to whose records are all at or below it is cut
     /// after its last audit record; in the active segment, the whole blocks of key-value
     /// records at or below it are punched out. The audit records stay: they are the audit log.
-    pub fn release(&mut self, through: u64) -> Result<(), StoreError> {
+    pub(crate) fn release(&mut self, through: u64) -> Result<(), StoreError> {
         let active = self.active.as_ref().map(|a| a.number);
         while let Some(s) = self.segments.get(self.trimmed).copied() {
             if s.last > through || active == Some(s.number) {
@@ -1158,7 +1159,7 @@ fn prepare_spare(dir: &Path, size: u64) -> io::Result<()> {
 
 /// Records that sled holds every group up to `position` durably: `wal/checkpoint` is replaced
 /// atomically (written, fsynced, renamed, directory fsynced).
-pub fn write_checkpoint(dir: &Path, position: u64) -> io::Result<()> {
+pub(crate) fn write_checkpoint(dir: &Path, position: u64) -> io::Result<()> {
     let mut bytes = CHECKPOINT_MAGIC.to_vec();
     bytes.extend_from_slice(&position.to_le_bytes());
     let crc = crc32c::crc32c(&bytes);
@@ -1172,7 +1173,7 @@ pub fn write_checkpoint(dir: &Path, position: u64) -> io::Result<()> {
 }
 
 /// The position of the last checkpoint (0 if none was recorded).
-pub fn read_checkpoint(dir: &Path) -> Result<u64, StoreError> {
+pub(crate) fn read_checkpoint(dir: &Path) -> Result<u64, StoreError> {
     let bytes = match fs::read(dir.join(CHECKPOINT)) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
@@ -1192,7 +1193,7 @@ pub fn read_checkpoint(dir: &Path) -> Result<u64, StoreError> {
 }
 
 /// fsyncs a directory, so that a file created, renamed or removed in it stays so.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 

@@ -520,7 +520,7 @@ impl Vault {
     }
 
     /// Counts of the store's group commits.
-    pub fn store_stats(&self) -> &crate::store::Stats {
+    pub(crate) fn store_stats(&self) -> &crate::store::Stats {
         self.inner.store.stats()
     }
 

@@ -40,7 +40,7 @@ impl Tls {
     /// Reads the PEM CA bundle at `path` (every certificate in it is a trust anchor). Fails
     /// with the path when the file is missing, holds no certificate, or one that cannot be an
     /// anchor.
-    pub fn from_ca_file(path: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn from_ca_file(path: &Path) -> anyhow::Result<Self> {
         let mut roots = RootCertStore::empty();
         for ca in pem::certificates(path)? {
             roots.add(ca).with_context(|| {
@@ -77,7 +77,7 @@ impl Tls {
 ///   without verification.
 ///
 /// The errors name the setting, never the string (it may hold the password).
-pub fn settle_ssl_mode(config: &mut Config, tls: Option<&Tls>) -> anyhow::Result<()> {
+pub(crate) fn settle_ssl_mode(config: &mut Config, tls: Option<&Tls>) -> anyhow::Result<()> {
     match (tls, config.get_ssl_mode()) {
         (Some(_), SslMode::Disable) => {
             bail!("[postgres] ca_file is set, but the connection string says sslmode=disable")
@@ -109,7 +109,7 @@ pub fn settle_ssl_mode(config: &mut Config, tls: Option<&Tls>) -> anyhow::Result
 
 /// A clearer word than "does not parse" for the libpq TLS settings the driver does not know,
 /// from the driver's parse error (whose messages for these name only the option, never a value).
-pub fn unsupported_ssl_setting(e: &tokio_postgres::Error) -> Option<&'static str> {
+pub(crate) fn unsupported_ssl_setting(e: &tokio_postgres::Error) -> Option<&'static str> {
     let cause = std::error::Error::source(e)?.to_string();
     if cause == "invalid value for option `sslmode`" {
         return Some(
