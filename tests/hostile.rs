@@ -502,3 +502,158 @@ async fn quotas_compose_and_answer_429_with_retry_after() {
     assert_eq!(summarized, limited);
     eprintln!("{served} unseals served, {limited} answered 429 in summary entries");
 }
+
+/// A platform identity with a brake of 3 distinct tokens an hour on `token:unseal` in acme, and
+/// 5 tokens there; `top` heads the config.
+async fn braked_daemon(top: &str) -> common::Daemon {
+    let daemon = common::Daemon::start_configured(
+        &format!("refused_window_secs = 1\n{top}"),
+        &format!(
+            "[[policy]]\nname = \"platform\"\nuids = [{}]\n\
+             capabilities = [\"token:unseal\", \"token:read\"]\ntenants = [\"acme\", \"globex\"]\n\
+             brakes = [{{ capabilities = [\"token:unseal\"], tenants = [\"acme\"], distinct_tokens = 3, window_secs = 3600 }}]\n",
+            common::STRANGER_UID
+        ),
+    );
+    let c = daemon.client();
+    c.init().await.expect("init");
+    for tenant in ["acme", "globex"] {
+        c.create_tenant(tenant).await.expect("tenant");
+        for i in 0..5 {
+            c.put_token(tenant, &format!("t{i}"), &common::put("s", "DE01"))
+                .await
+                .expect("put");
+        }
+    }
+    daemon
+}
+
+/// Unseals each of `tokens` of `tenant` once as the stranger uid; status and Retry-After of each.
+async fn unseal_as_stranger(
+    daemon: &common::Daemon,
+    tenant: &str,
+    tokens: &[&str],
+) -> Vec<(u16, Option<u64>)> {
+    let mut out = Vec::new();
+    for token in tokens {
+        let socket = daemon.socket.clone();
+        let path = format!("/v1/tenants/{tenant}/tokens/{token}/unseal");
+        out.extend(
+            tokio::task::spawn_blocking(move || {
+                curl_each_as(
+                    common::STRANGER_UID,
+                    &socket,
+                    "request = \"POST\"\ndata = \"{}\"\n",
+                    &path,
+                    1,
+                )
+            })
+            .await
+            .expect("curl"),
+        );
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_brake_stops_a_caller_past_its_distinct_tokens_and_raises_one_alarm() {
+    let daemon = braked_daemon("").await;
+    let c = daemon.client();
+    let answers =
+        unseal_as_stranger(&daemon, "acme", &["t0", "t1", "t2", "t0", "t3", "t4", "t1"]).await;
+    let statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+    // Three distinct tokens, and the same ones again; the fourth and fifth are refused.
+    assert_eq!(statuses, [200, 200, 200, 200, 429, 429, 200]);
+    let retry = answers[4].1.expect("Retry-After");
+    assert!(
+        (3500..=3600).contains(&retry),
+        "until t0 leaves the hour: {retry}"
+    );
+    // Another tenant the brake does not list, and another identity on the same tenant: served.
+    assert!(
+        unseal_as_stranger(&daemon, "globex", &["t0", "t1", "t2", "t3", "t4"])
+            .await
+            .iter()
+            .all(|(s, _)| *s == 200)
+    );
+    c.unseal_token("acme", "t3", None)
+        .await
+        .expect("root has no brake");
+    c.unseal_token("acme", "t4", None).await.expect("root");
+
+    // One alarm: an entry, the metric, the log line.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let page = c
+        .audit(&vault_client::AuditQuery {
+            actor: Some(common::STRANGER_UID.to_string()),
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .expect("audit");
+    let alarms: Vec<_> = page
+        .entries
+        .iter()
+        .filter(|e| e.op == "alarm.exfiltration_brake")
+        .collect();
+    assert_eq!(alarms.len(), 1, "{alarms:?}");
+    let alarm = alarms[0];
+    assert_eq!(alarm.tenant.as_deref(), Some("acme"));
+    assert_eq!(alarm.token.as_deref(), Some("t3"));
+    assert_eq!(alarm.outcome, vault_client::audit::Outcome::Denied);
+    assert_eq!(alarm.detail["distinct_tokens"], "3");
+    assert_eq!(alarm.detail["window_secs"], "3600");
+    assert_eq!(alarm.detail["brake"], "platform #1");
+    // The two refusals have no entry of their own: they are in the summary.
+    let unseals_of_acme = page
+        .entries
+        .iter()
+        .filter(|e| e.op == "token.unseal" && e.tenant.as_deref() == Some("acme"))
+        .count();
+    assert_eq!(unseals_of_acme, 5);
+    let summarized: u64 = page
+        .entries
+        .iter()
+        .filter(|e| e.op == "limits.rate_limited")
+        .map(|e| e.detail["count"].parse::<u64>().expect("count"))
+        .sum();
+    assert_eq!(summarized, 2);
+    let metrics = c.metrics().await.expect("metrics");
+    assert!(
+        metrics.contains("vaultd_alarms_total{kind=\"exfiltration_brake\"} 1"),
+        "{metrics}"
+    );
+    assert!(daemon.log_text().contains("alarm raised"));
+    assert_eq!(
+        c.health().await.expect("health").state,
+        vault_client::wire::VaultState::Unsealed
+    );
+}
+
+#[tokio::test]
+async fn seal_on_alarm_seals_the_vault_when_the_brake_trips() {
+    let daemon = braked_daemon("seal_on_alarm = true").await;
+    let c = daemon.client();
+    let answers = unseal_as_stranger(&daemon, "acme", &["t0", "t1", "t2", "t3"]).await;
+    assert_eq!(answers.last().expect("four").0, 429);
+    assert_eq!(
+        c.health().await.expect("health").state,
+        vault_client::wire::VaultState::Sealed
+    );
+    let err = c
+        .unseal_token("acme", "t0", None)
+        .await
+        .expect_err("sealed");
+    assert_eq!(err.code(), Some(&vault_client::ApiCode::Sealed), "{err}");
+    c.unseal().await.expect("an operator unseals");
+    let seals: Vec<_> = c
+        .audit(&vault_client::AuditQuery {
+            op: Some("sys.seal".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("audit")
+        .entries;
+    assert_eq!(seals.len(), 1);
+    assert_eq!(seals[0].detail["reason"], "alarm.exfiltration_brake");
+}

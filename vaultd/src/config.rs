@@ -11,6 +11,7 @@
 //! max_connections_per_caller = 128 # one uid or certificate subject, over every listener
 //! max_refused_per_window = 120     # denied or malformed requests, each audited; beyond them
 //! refused_window_secs = 60         #   the caller gets 429 and one summary entry per window
+//! seal_on_alarm = false            # seal the vault when an alarm is raised (docs/alarms.md)
 //! header_timeout_secs = 10         # also the idle timeout of a kept-alive connection
 //! cache_mib = 64                   # sled page cache
 //!
@@ -44,6 +45,9 @@
 //! # Optional: request quotas per caller (uid or certificate subject); they compose, and past
 //! # one the caller gets 429 rate_limited with Retry-After (docs/threat-model.md, "Quotas").
 //! quotas = [{ capabilities = ["token:unseal"], per_second = 50, per_day = 100000 }]
+//! # Optional: at most this many distinct tokens per caller per window, else 429 and an alarm
+//! # (docs/alarms.md).
+//! brakes = [{ capabilities = ["token:unseal"], distinct_tokens = 500, window_secs = 3600 }]
 //!
 //! # Optional: the same API on TCP with mutual TLS (docs/tls.md).
 //! [tcp]
@@ -62,7 +66,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use crate::kms::aws::{KeyId, check_endpoint_url};
-use crate::policy::{Capability, Policy, Quota, Rule, SubjectName, TenantPattern};
+use crate::policy::{Brake, Capability, Policy, Quota, Rule, SubjectName, TenantPattern};
 use crate::store::postgres::tls;
 
 /// The daemon's checked configuration.
@@ -88,6 +92,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Per-caller limits: connections, and the budget of refused requests.
     pub callers: crate::server::CallerLimits,
+    /// Seal the vault when an alarm is raised (`docs/alarms.md`).
+    pub seal_on_alarm: bool,
     /// Time allowed to send request headers, and to stay idle between requests.
     pub header_timeout: Duration,
     /// The embedded store: sled's cache, log segment size, checkpoints.
@@ -165,6 +171,7 @@ pub(crate) struct RawConfig {
     max_connections_per_caller: Option<usize>,
     max_refused_per_window: Option<u32>,
     refused_window_secs: Option<u64>,
+    seal_on_alarm: Option<bool>,
     header_timeout_secs: Option<u64>,
     cache_mib: Option<u64>,
     wal_segment_mib: Option<u64>,
@@ -231,6 +238,78 @@ struct RawRule {
     tenants: Vec<String>,
     #[serde(default)]
     quotas: Vec<RawQuota>,
+    #[serde(default)]
+    brakes: Vec<RawBrake>,
+}
+
+/// One entry of a rule's `brakes` as written (`docs/alarms.md`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBrake {
+    capabilities: Vec<Capability>,
+    /// By default, the rule's own tenants.
+    tenants: Option<Vec<String>>,
+    distinct_tokens: u32,
+    window_secs: u64,
+}
+
+/// Longest brake window: 30 days.
+const MAX_BRAKE_WINDOW_SECS: u64 = 30 * 86_400;
+
+impl RawBrake {
+    fn brake(
+        self,
+        rule: &str,
+        granted: &[Capability],
+        tenants: &[TenantPattern],
+    ) -> anyhow::Result<Brake> {
+        use Capability as C;
+        if self.capabilities.is_empty() {
+            bail!("policy rule {rule}: a brake lists no capabilities");
+        }
+        for c in &self.capabilities {
+            if !granted.contains(c) {
+                bail!(
+                    "policy rule {rule}: a brake counts {}, which the rule does not grant",
+                    c.name()
+                );
+            }
+            if !matches!(
+                c,
+                C::TokenUnseal | C::TokenRead | C::TokenSeal | C::TokenDelete
+            ) {
+                bail!(
+                    "policy rule {rule}: a brake counts tokens, so only token:unseal, token:read, \
+                     token:seal and token:delete, not {}",
+                    c.name()
+                );
+            }
+        }
+        if self.distinct_tokens == 0 {
+            bail!("policy rule {rule}: brake distinct_tokens must be at least 1");
+        }
+        if !(1..=MAX_BRAKE_WINDOW_SECS).contains(&self.window_secs) {
+            bail!("policy rule {rule}: brake window_secs must be 1 to {MAX_BRAKE_WINDOW_SECS}");
+        }
+        let tenants = match self.tenants {
+            None => tenants.to_vec(),
+            Some(list) => list
+                .iter()
+                .map(|t| t.parse::<TenantPattern>().map_err(anyhow::Error::msg))
+                .collect::<anyhow::Result<Vec<_>>>()
+                .with_context(|| format!("policy rule {rule}: brake tenants"))?,
+        };
+        if tenants.is_empty() {
+            bail!("policy rule {rule}: a brake lists no tenants");
+        }
+        Ok(Brake {
+            rule: rule.to_owned(),
+            capabilities: self.capabilities,
+            tenants,
+            distinct_tokens: self.distinct_tokens,
+            window: Duration::from_secs(self.window_secs),
+        })
+    }
 }
 
 /// One entry of a rule's `quotas` as written: each given rate is one [`Quota`].
@@ -392,6 +471,7 @@ impl Config {
             log_json: overrides.log_format.as_deref() == Some("json"),
             max_connections: 256,
             callers: DEFAULT_CALLER_LIMITS,
+            seal_on_alarm: false,
             header_timeout: Duration::from_secs(10),
             storage: crate::store::embedded::Options::default(),
             postgres: None,
@@ -499,6 +579,11 @@ impl Config {
             for quota in r.quotas {
                 quotas.extend(quota.quotas(&name, &r.capabilities)?);
             }
+            let brakes = r
+                .brakes
+                .into_iter()
+                .map(|b| b.brake(&name, &r.capabilities, &tenants))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             rules.push(Rule {
                 name,
                 uids,
@@ -507,6 +592,7 @@ impl Config {
                 capabilities: r.capabilities,
                 tenants,
                 quotas,
+                brakes,
             });
         }
         let max_connections = raw.max_connections.unwrap_or(256);
@@ -555,6 +641,7 @@ impl Config {
             log_json,
             max_connections,
             callers,
+            seal_on_alarm: raw.seal_on_alarm.unwrap_or(false),
             header_timeout: Duration::from_secs(raw.header_timeout_secs.unwrap_or(10).max(1)),
             storage,
             postgres,
@@ -865,6 +952,62 @@ mod tests {
             ),
         ] {
             let err = parse(&format!("{BASE}{rule}quotas = [{bad}]\n")).expect_err(bad);
+            assert!(format!("{err:#}").contains(says), "{bad}: {err:#}");
+        }
+    }
+
+    #[test]
+    fn brakes_default_to_the_rules_tenants_and_are_checked() {
+        let rule = "[[policy]]\nname = \"app\"\nuids = [7]\ncapabilities = [\"token:unseal\", \"sys:status\"]\ntenants = [\"acme*\"]\n";
+        let cfg = parse(&format!(
+            "{BASE}{rule}brakes = [{{ capabilities = [\"token:unseal\"], distinct_tokens = 10, window_secs = 60 }}]\n"
+        ))
+        .expect("valid");
+        let who = Identity::local(7, 7, None);
+        let brakes = cfg
+            .policy
+            .brakes(&who, &[Capability::TokenUnseal], "acme-1");
+        let [(_, brake)] = brakes.as_slice() else {
+            panic!("{brakes:?}")
+        };
+        assert_eq!((brake.rule.as_str(), brake.distinct_tokens), ("app", 10));
+        assert!(
+            cfg.policy
+                .brakes(&who, &[Capability::TokenUnseal], "globex")
+                .is_empty()
+        );
+        assert!(
+            cfg.policy
+                .brakes(&who, &[Capability::TokenRead], "acme")
+                .is_empty()
+        );
+        for (bad, says) in [
+            (
+                "{ capabilities = [\"sys:status\"], distinct_tokens = 1, window_secs = 1 }",
+                "counts tokens",
+            ),
+            (
+                "{ capabilities = [\"token:read\"], distinct_tokens = 1, window_secs = 1 }",
+                "does not grant",
+            ),
+            (
+                "{ capabilities = [\"token:unseal\"], distinct_tokens = 0, window_secs = 1 }",
+                "at least 1",
+            ),
+            (
+                "{ capabilities = [\"token:unseal\"], distinct_tokens = 1, window_secs = 0 }",
+                "window_secs",
+            ),
+            (
+                "{ capabilities = [\"token:unseal\"], distinct_tokens = 1, window_secs = 1, tenants = [] }",
+                "no tenants",
+            ),
+            (
+                "{ capabilities = [\"token:unseal\"], distinct_tokens = 1 }",
+                "window_secs",
+            ),
+        ] {
+            let err = parse(&format!("{BASE}{rule}brakes = [{bad}]\n")).expect_err(bad);
             assert!(format!("{err:#}").contains(says), "{bad}: {err:#}");
         }
     }

@@ -86,6 +86,8 @@ pub enum Limit {
     Refused,
     /// A request quota of the caller's policy rule.
     Quota,
+    /// An exfiltration brake of the caller's policy rule (`docs/alarms.md`).
+    Brake,
 }
 
 impl Limit {
@@ -93,6 +95,9 @@ impl Limit {
         match self {
             Self::Refused => "too many refused requests (denied, malformed or for no endpoint)",
             Self::Quota => "a request quota of its policy rule is spent",
+            Self::Brake => {
+                "one more distinct token than an exfiltration brake of its policy rule allows (an alarm is raised)"
+            }
         }
     }
 }

@@ -246,6 +246,33 @@ pub struct Rule {
     pub tenants: Vec<TenantPattern>,
     /// Request quotas on some of the granted capabilities, each counted per caller.
     pub quotas: Vec<Quota>,
+    /// Exfiltration brakes: budgets of distinct tokens per caller (`docs/alarms.md`).
+    pub brakes: Vec<Brake>,
+}
+
+/// An exfiltration brake (`docs/alarms.md`): each caller a rule names may use `capabilities`
+/// on at most `distinct_tokens` different tokens of `tenants` within any `window`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Brake {
+    /// The rule's name, for the alarm.
+    pub rule: String,
+    /// The capabilities it counts (token capabilities only).
+    pub capabilities: Vec<Capability>,
+    /// The tenants it counts tokens of.
+    pub tenants: Vec<TenantPattern>,
+    /// Distinct tokens per window (at least 1).
+    pub distinct_tokens: u32,
+    /// The sliding window.
+    pub window: Duration,
+}
+
+/// Which brake of the policy: its rule and its place in the rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BrakeId {
+    /// The rule's place in the policy.
+    pub rule: usize,
+    /// The brake's place in the rule.
+    pub brake: usize,
 }
 
 /// A request quota (`docs/threat-model.md`, "Quotas"): each caller a rule names may make
@@ -291,7 +318,32 @@ impl Policy {
             capabilities: Capability::ALL.to_vec(),
             tenants: vec![TenantPattern::Any],
             quotas: vec![],
+            brakes: vec![],
         }])
+    }
+
+    /// Every brake a request of `who` that uses `capabilities` on a token of `tenant` counts
+    /// against.
+    pub fn brakes(
+        &self,
+        who: &Identity,
+        capabilities: &[Capability],
+        tenant: &str,
+    ) -> Vec<(BrakeId, &Brake)> {
+        let mut out = Vec::new();
+        for (r, rule) in self.rules.iter().enumerate() {
+            if rule.brakes.is_empty() || !rule.names(who) {
+                continue;
+            }
+            for (b, brake) in rule.brakes.iter().enumerate() {
+                if brake.capabilities.iter().any(|c| capabilities.contains(c))
+                    && brake.tenants.iter().any(|p| p.matches(tenant))
+                {
+                    out.push((BrakeId { rule: r, brake: b }, brake));
+                }
+            }
+        }
+        out
     }
 
     /// Every quota a request of `who` that uses `capabilities` must fit, each once.
@@ -377,6 +429,7 @@ mod tests {
                 capabilities: vec![Capability::TokenSeal],
                 tenants: vec!["*".parse().expect("pattern")],
                 quotas: vec![],
+                brakes: vec![],
             },
             Rule {
                 name: "platform".into(),
@@ -389,6 +442,7 @@ mod tests {
                     "globex".parse().expect("pattern"),
                 ],
                 quotas: vec![],
+                brakes: vec![],
             },
         ])
     }
@@ -442,6 +496,7 @@ mod tests {
             capabilities: vec![Capability::SysStatus, Capability::AuditRead],
             tenants: vec![TenantPattern::Any],
             quotas: vec![],
+            brakes: vec![],
         }]);
         assert!(!operator.allows_everywhere(&who(0, 0), Capability::SysBackup));
         assert!(!policy().allows_everywhere(&who(1001, 1), Capability::SysBackup));
@@ -474,6 +529,7 @@ mod tests {
                 capabilities: vec![Capability::TokenSeal],
                 tenants: vec![TenantPattern::Any],
                 quotas: vec![],
+                brakes: vec![],
             },
             Rule {
                 name: "platform".into(),
@@ -483,6 +539,7 @@ mod tests {
                 capabilities: vec![Capability::TokenUnseal, Capability::SysStatus],
                 tenants: vec![TenantPattern::Any],
                 quotas: vec![],
+                brakes: vec![],
             },
         ])
     }
@@ -521,6 +578,7 @@ mod tests {
             capabilities: Capability::ALL.to_vec(),
             tenants: vec![TenantPattern::Any],
             quotas: vec![],
+            brakes: vec![],
         }]);
         for (uid, gid) in [(0, 0), (1001, 1), (65534, 65534)] {
             for c in Capability::ALL {

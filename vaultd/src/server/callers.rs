@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use vault_client::Timestamp;
 
-use crate::policy::{Identity, Principal, Quota, QuotaId};
+use crate::policy::{Brake, BrakeId, Identity, Principal, Quota, QuotaId};
 
 /// The limits, from the config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +44,49 @@ struct Caller {
     identity: Option<Identity>,
     /// What is left of each quota of its rules it has used.
     quotas: HashMap<QuotaId, Bucket>,
+    /// The tokens it used under each brake of its rules (`docs/alarms.md`).
+    brakes: HashMap<BrakeId, Seen>,
+}
+
+/// The distinct tokens one caller used under one brake within its window, each with the last
+/// time it used it.
+struct Seen {
+    tokens: HashMap<(String, String), Instant>,
+    window: Duration,
+    /// When the alarm of the current overrun was raised: one alarm per window.
+    alarmed: Option<Instant>,
+}
+
+impl Seen {
+    /// Forgets the tokens last used longer than a window ago.
+    fn prune(&mut self, now: Instant) {
+        let window = self.window;
+        self.tokens
+            .retain(|_, used| now.duration_since(*used) < window);
+    }
+}
+
+/// A request a brake refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Braked {
+    /// Until the oldest counted token leaves the window.
+    pub wait: Duration,
+    /// The brake's rule, budget and window, on the first refusal of an overrun in a window:
+    /// the caller raises the alarm.
+    pub alarm: Option<BrakeAlarm>,
+}
+
+/// What an `alarm.exfiltration_brake` entry says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrakeAlarm {
+    /// The rule and the brake's place in it.
+    pub rule: String,
+    /// See `rule`.
+    pub brake: usize,
+    /// The budget.
+    pub distinct_tokens: u32,
+    /// The window.
+    pub window: Duration,
 }
 
 /// A token bucket: `level` of `capacity` left, refilling at `capacity` per `window`.
@@ -201,6 +244,67 @@ impl Callers {
         Ok(())
     }
 
+    /// Counts `token` of `tenant` against every brake in `brakes` (`Policy::brakes`) for
+    /// `identity`, or none of them: `Err` when it would be one distinct token more than a
+    /// brake allows in its window, and then the request is counted for the next summary.
+    pub fn brake(
+        &self,
+        identity: &Identity,
+        brakes: &[(BrakeId, &Brake)],
+        tenant: &str,
+        token: &str,
+    ) -> Result<(), Braked> {
+        if brakes.is_empty() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let key = (tenant.to_owned(), token.to_owned());
+        let mut callers = self.lock();
+        let c = callers
+            .entry(identity.principal())
+            .or_insert_with(|| self.fresh());
+        let mut refused: Option<(Duration, BrakeId, &Brake)> = None;
+        for (id, brake) in brakes {
+            let seen = c.brakes.entry(*id).or_insert_with(|| Seen {
+                tokens: HashMap::new(),
+                window: brake.window,
+                alarmed: None,
+            });
+            seen.prune(now);
+            let full = seen.tokens.len() >= brake.distinct_tokens as usize;
+            if full && !seen.tokens.contains_key(&key) {
+                let oldest = seen.tokens.values().min().copied().unwrap_or(now);
+                let wait = brake.window.saturating_sub(now.duration_since(oldest));
+                if refused.is_none_or(|(w, ..)| wait > w) {
+                    refused = Some((wait, *id, brake));
+                }
+            }
+        }
+        if let Some((wait, id, brake)) = refused {
+            c.limit(identity);
+            let seen = c.brakes.get_mut(&id).expect("entered above");
+            let alarm = seen
+                .alarmed
+                .is_none_or(|at| now.duration_since(at) >= brake.window)
+                .then(|| {
+                    seen.alarmed = Some(now);
+                    BrakeAlarm {
+                        rule: brake.rule.clone(),
+                        brake: id.brake,
+                        distinct_tokens: brake.distinct_tokens,
+                        window: brake.window,
+                    }
+                });
+            return Err(Braked { wait, alarm });
+        }
+        for (id, _) in brakes {
+            if let Some(seen) = c.brakes.get_mut(id) {
+                seen.tokens.insert(key.clone(), now);
+            }
+        }
+        Ok(())
+    }
+
     /// Spends one unit of the budget of `identity`: its request was refused.
     pub fn refused(&self, identity: &Identity) {
         let mut callers = self.lock();
@@ -238,7 +342,14 @@ impl Callers {
                 b.refill(now);
                 b.level < b.capacity
             });
-            c.connections > 0 || c.budget < full || !c.quotas.is_empty()
+            c.brakes.retain(|_, seen| {
+                seen.prune(now);
+                !seen.tokens.is_empty()
+                    || seen
+                        .alarmed
+                        .is_some_and(|at| now.duration_since(at) < seen.window)
+            });
+            c.connections > 0 || c.budget < full || !c.quotas.is_empty() || !c.brakes.is_empty()
         });
         out
     }
@@ -267,6 +378,7 @@ impl Callers {
             limited_until: None,
             identity: None,
             quotas: HashMap::new(),
+            brakes: HashMap::new(),
         }
     }
 
@@ -373,6 +485,7 @@ mod tests {
             tenants: vec![TenantPattern::Any],
             // 3 a second and 5 an hour: the hour's is spent first.
             quotas: vec![quota(3, 1), quota(5, 3600)],
+            brakes: vec![],
         }]);
         let callers = callers(8, 10);
         let (a, b) = (

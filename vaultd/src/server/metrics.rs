@@ -12,6 +12,7 @@ use vault_client::wire::VaultState;
 pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     refused: Mutex<BTreeMap<&'static str, u64>>,
+    alarms: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -33,6 +34,16 @@ impl Metrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .entry(listener)
+            .or_insert(0) += 1;
+    }
+
+    /// Counts one alarm raised.
+    pub(super) fn record_alarm(&self, kind: super::alarms::AlarmKind) {
+        *self
+            .alarms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(kind.name())
             .or_insert(0) += 1;
     }
 
@@ -74,6 +85,14 @@ impl Metrics {
                 "vaultd_connections_refused_total{{listener=\"{listener}\"}} {n}"
             );
         }
+        out.push_str("# HELP vaultd_alarms_total Alarms raised (docs/alarms.md), by kind.\n");
+        out.push_str("# TYPE vaultd_alarms_total counter\n");
+        let alarms = self.alarms.lock().unwrap_or_else(PoisonError::into_inner);
+        for kind in super::alarms::AlarmKind::ALL {
+            let n = alarms.get(kind.name()).copied().unwrap_or(0);
+            let _ = writeln!(out, "vaultd_alarms_total{{kind=\"{}\"}} {n}", kind.name());
+        }
+        drop(alarms);
         out.push_str("# HELP vaultd_kms_calls_total Calls to the KMS provider since start.\n");
         out.push_str("# TYPE vaultd_kms_calls_total counter\n");
         let _ = writeln!(

@@ -16,7 +16,8 @@
 //! - `routes`: path and method → [`routes::Route`] and the capability it needs.
 //! - `api/`: one file per operation group.
 //! - `metrics`: request counters in Prometheus text format.
-//! - `callers`: per-caller connection caps and refused-request budgets.
+//! - `callers`: per-caller connection caps, refused-request budgets, quotas and brakes.
+//! - `alarms`: raising an alarm (entry, metric, log line, optional seal).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use tokio::sync::watch;
 use crate::policy::Policy;
 use crate::vault::Vault;
 
+mod alarms;
 mod api;
 mod callers;
 mod listener;
@@ -55,6 +57,8 @@ pub struct App {
     /// Long reads of the audit log (verify, export, filtered pages) run one at a time, off the
     /// async workers (`api/audit.rs`).
     pub long_reads: tokio::sync::Semaphore,
+    /// Seal the vault when an alarm is raised (`docs/alarms.md`).
+    pub seal_on_alarm: bool,
 }
 
 /// Limits of the connection layer, applied to each listener.

@@ -477,6 +477,7 @@ mod tests {
                 capabilities,
                 tenants: vec![TenantPattern::Any],
                 quotas: vec![],
+                brakes: vec![],
             }])
         };
         let who = Identity::local(7, 7, None);

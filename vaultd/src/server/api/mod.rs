@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 use vault_client::audit::Outcome;
 
 use super::App;
+use super::alarms::{self, AlarmKind};
 use super::message::{self, Body};
 use super::routes::{self, Route, Scope};
 use crate::audit::{Event, request_id};
@@ -71,6 +72,11 @@ pub(in crate::server) async fn handle(
                     let limit = Limit::Quota;
                     return message::failure(&Error::RateLimited { limit, wait });
                 }
+                if let Err(wait) = brake(app, who, &route, capabilities).await {
+                    app.metrics.record(name, 429);
+                    let limit = Limit::Brake;
+                    return message::failure(&Error::RateLimited { limit, wait });
+                }
                 serve(app, who, &route, body, &mut ev).await
             }
         },
@@ -113,6 +119,38 @@ pub(in crate::server) async fn handle(
         "request"
     );
     response
+}
+
+/// Counts the token `route` names against the caller's brakes (`docs/alarms.md`); `Err` with
+/// the wait when one refuses it, after raising the alarm on the first refusal of a window.
+async fn brake(
+    app: &App,
+    who: &Identity,
+    route: &Route,
+    capabilities: &[Capability],
+) -> Result<(), std::time::Duration> {
+    let (Some(tenant), Some(token)) = (route.tenant(), route.token()) else {
+        return Ok(());
+    };
+    let brakes = app.policy.brakes(who, capabilities, tenant);
+    let Err(braked) = app.callers.brake(who, &brakes, tenant, token.as_str()) else {
+        return Ok(());
+    };
+    if let Some(alarm) = braked.alarm {
+        let mut ev = alarms::entry(who, AlarmKind::ExfiltrationBrake);
+        ev.tenant = Some(tenant.to_string());
+        ev.token = Some(token.to_string());
+        ev.detail.insert(
+            "brake".into(),
+            format!("{} #{}", alarm.rule, alarm.brake + 1),
+        );
+        ev.detail
+            .insert("distinct_tokens".into(), alarm.distinct_tokens.to_string());
+        ev.detail
+            .insert("window_secs".into(), alarm.window.as_secs().to_string());
+        alarms::raise(app, who, AlarmKind::ExfiltrationBrake, ev).await;
+    }
+    Err(braked.wait)
 }
 
 /// Whether `who` holds every capability `route` needs where it needs it; `Ok` with them.
