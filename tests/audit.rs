@@ -30,6 +30,7 @@ fn put(account: &str) -> PutToken {
         },
         expires_at: None,
         expected_revision: None,
+        lease: None,
     }
 }
 

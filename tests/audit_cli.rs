@@ -195,6 +195,7 @@ fn put(secret: &str, account: &str) -> PutToken {
         },
         expires_at: None,
         expected_revision: None,
+        lease: None,
     }
 }
 

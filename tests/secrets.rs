@@ -31,6 +31,7 @@ async fn planted_secret_never_reaches_disk_logs_or_errors() {
             binding: binding.clone(),
             expires_at: None,
             expected_revision: None,
+            lease: None,
         };
         c.put_token("acme", &format!("t{i}"), &req)
             .await

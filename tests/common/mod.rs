@@ -517,6 +517,7 @@ pub fn put(secret: &str, account: &str) -> vault_client::wire::PutToken {
         },
         expires_at: None,
         expected_revision: None,
+        lease: None,
     }
 }
 

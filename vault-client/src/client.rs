@@ -736,7 +736,7 @@ impl Client {
             .await
     }
 
-    async fn request<T: DeserializeOwned>(
+    pub(crate) async fn request<T: DeserializeOwned>(
         &self,
         method: Method,
         path: String,
@@ -1092,7 +1092,7 @@ async fn read_body(mut body: Incoming) -> Result<Zeroizing<Vec<u8>>, Error> {
 }
 
 /// Serializes a request body into zeroizing memory of exactly the right size.
-fn to_json<T: Serialize>(value: &T) -> Result<Zeroizing<Vec<u8>>, Error> {
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<Zeroizing<Vec<u8>>, Error> {
     let encode_err =
         |e: serde_json::Error| Error::Protocol(format!("cannot encode the request: {e}"));
     let mut counter = Counter(0);
@@ -1125,7 +1125,7 @@ fn from_hyper(err: hyper::Error) -> Error {
     }
 }
 
-fn token_path(tenant: &str, id: &str) -> String {
+pub(crate) fn token_path(tenant: &str, id: &str) -> String {
     format!("/v1/tenants/{}/tokens/{}", segment(tenant), segment(id))
 }
 
@@ -1229,6 +1229,7 @@ mod tests {
             },
             expires_at: None,
             expected_revision: Some(0),
+            lease: None,
         };
         let body = to_json(&put).unwrap();
         assert_eq!(body.len(), body.capacity());

@@ -95,11 +95,13 @@ pub const API_CODES: &[&str] = &[
     "kms_throttled",
     "kms_unreachable",
     "kms_wrong_key_id",
+    "leased",
     "method_not_allowed",
     "not_found",
     "rate_limited",
     "sealed",
     "timeout",
+    "token_reused",
     "too_large",
     "unavailable",
     "uninitialized",
@@ -128,6 +130,9 @@ pub enum ApiCode {
     /// `kms_*`: the KMS failed or refused; the full code names how
     /// (`kms_unreachable`, `kms_key_disabled`, `kms_decryption_failed`, …).
     Kms(String),
+    /// `leased` (409): another caller holds the token's refresh lease; retry after the
+    /// answer's `Retry-After` seconds, or sooner.
+    Leased,
     /// `method_not_allowed`: the path exists but not with this method.
     MethodNotAllowed,
     /// `not_found`: no such tenant, token, job or path.
@@ -139,6 +144,9 @@ pub enum ApiCode {
     Sealed,
     /// `timeout` (408): the request body was not sent in time.
     Timeout,
+    /// `token_reused` (409): the token stored equals one of its earlier revisions (a refresh
+    /// token presented twice); refused, and an alarm was raised.
+    TokenReused,
     /// `too_large`: the body exceeds the limit (64 KiB).
     TooLarge,
     /// `unavailable`: the daemon is overloaded or shutting down.
@@ -162,11 +170,13 @@ impl ApiCode {
             "internal" => Self::Internal,
             "invalid" => Self::Invalid,
             kms if kms.starts_with("kms_") => Self::Kms(kms.to_owned()),
+            "leased" => Self::Leased,
             "method_not_allowed" => Self::MethodNotAllowed,
             "not_found" => Self::NotFound,
             "rate_limited" => Self::RateLimited,
             "sealed" => Self::Sealed,
             "timeout" => Self::Timeout,
+            "token_reused" => Self::TokenReused,
             "too_large" => Self::TooLarge,
             "unavailable" => Self::Unavailable,
             "uninitialized" => Self::Uninitialized,
@@ -186,11 +196,13 @@ impl ApiCode {
             Self::Internal => "internal",
             Self::Invalid => "invalid",
             Self::Kms(code) => code,
+            Self::Leased => "leased",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::NotFound => "not_found",
             Self::RateLimited => "rate_limited",
             Self::Sealed => "sealed",
             Self::Timeout => "timeout",
+            Self::TokenReused => "token_reused",
             Self::TooLarge => "too_large",
             Self::Unavailable => "unavailable",
             Self::Uninitialized => "uninitialized",

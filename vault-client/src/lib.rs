@@ -93,6 +93,7 @@ pub mod audit;
 mod client;
 mod error;
 pub mod pem;
+mod refresh;
 mod secret;
 mod time;
 mod tls;
@@ -100,6 +101,7 @@ pub mod wire;
 
 pub use client::{AuditQuery, Client};
 pub use error::{API_CODES, ApiCode, Error};
+pub use refresh::RefreshError;
 pub use secret::Secret;
 pub use time::Timestamp;
 pub use tls::TlsOptions;

@@ -184,6 +184,62 @@ pub struct PutToken {
     /// Compare-and-set: store only if the current revision is this one (0: only if absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_revision: Option<u64>,
+    /// The refresh lease this put ends (`docs/leases.md`): the write and the release are one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<String>,
+}
+
+/// `POST /v1/tenants/{t}/tokens/{id}/lease` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseToken {
+    /// How long the lease holds, 1-300.
+    pub seconds: u32,
+}
+
+/// `POST /v1/tenants/{t}/tokens/{id}/lease` answer: the token, as an unseal answers it, and
+/// the lease that holds it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LeaseTokenResponse {
+    /// The lease id: put the new token with it, or give it back.
+    pub lease: String,
+    /// When the lease lapses.
+    pub lease_expires_at: Timestamp,
+    /// The token, when it is valid UTF-8.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::secret::utf8"
+    )]
+    pub secret: Option<Secret>,
+    /// The token as base64, when it is not valid UTF-8.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::secret::b64"
+    )]
+    pub secret_b64: Option<Secret>,
+    /// What the token is for.
+    pub binding: Binding,
+    /// When it expires, if ever.
+    pub expires_at: Option<Timestamp>,
+    /// Its revision: the put under the lease expects it.
+    pub revision: u64,
+}
+
+/// `DELETE /v1/tenants/{t}/tokens/{id}/lease` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseLease {
+    /// The lease id.
+    pub lease: String,
+}
+
+/// `DELETE /v1/tenants/{t}/tokens/{id}/lease` answer.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Released {
+    /// False when the lease had already lapsed or been released.
+    pub released: bool,
 }
 
 /// `PUT /v1/tenants/{t}/tokens/{id}` answer.

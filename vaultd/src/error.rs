@@ -69,6 +69,17 @@ pub enum Error {
     /// The request body is over this many bytes.
     #[error("request body is over {0} bytes")]
     TooLarge(usize),
+    /// Another caller holds the token's refresh lease (`docs/leases.md`) for `wait` more.
+    #[error("the token is leased by another caller for a refresh; retry in {} s", retry_seconds(*.wait))]
+    Leased {
+        /// Until the lease lapses.
+        wait: Duration,
+    },
+    /// The token stored equals one of its earlier revisions: a refresh token used twice.
+    #[error(
+        "the token equals one of its earlier revisions (a refresh token stored twice); refused, and an alarm was raised"
+    )]
+    TokenReused,
     /// The caller is past one of its limits (`server/callers.rs`); nothing was done.
     #[error("{} for this caller; retry in {} s", .limit.reason(), retry_seconds(*.wait))]
     RateLimited {
@@ -130,6 +141,8 @@ impl Error {
             Self::Timeout => "timeout",
             Self::TooLarge(_) => "too_large",
             Self::RateLimited { .. } => "rate_limited",
+            Self::Leased { .. } => "leased",
+            Self::TokenReused => "token_reused",
             Self::AlreadyInitialized | Self::Conflict(_) => "conflict",
             Self::AuditUnavailable => "audit_unavailable",
             Self::BindingMismatch => "binding_mismatch",
@@ -156,9 +169,11 @@ impl Error {
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::AlreadyInitialized | Self::BindingMismatch | Self::Conflict(_) => {
-                StatusCode::CONFLICT
-            }
+            Self::AlreadyInitialized
+            | Self::BindingMismatch
+            | Self::Conflict(_)
+            | Self::Leased { .. }
+            | Self::TokenReused => StatusCode::CONFLICT,
             Self::DecryptionFailed | Self::Invalid(_) => StatusCode::BAD_REQUEST,
             Self::Expired => StatusCode::GONE,
             Self::Kms(e) => e.status(),
@@ -227,6 +242,10 @@ mod tests {
                 limit: Limit::Quota,
                 wait: Duration::from_millis(1),
             },
+            Error::Leased {
+                wait: Duration::from_secs(1),
+            },
+            Error::TokenReused,
         ]
         .into_iter()
         .chain(kms.into_iter().map(Error::Kms))
@@ -264,7 +283,9 @@ mod tests {
             | Error::MethodNotAllowed(_)
             | Error::Timeout
             | Error::TooLarge(_)
-            | Error::RateLimited { .. } => {}
+            | Error::RateLimited { .. }
+            | Error::Leased { .. }
+            | Error::TokenReused => {}
         }
     }
 

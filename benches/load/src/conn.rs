@@ -223,6 +223,7 @@ impl Conn {
                     },
                     expires_at: None,
                     expected_revision: None,
+                    lease: None,
                 };
                 client
                     .put_token(&target.tenant(i), &Target::id(i), &put)

@@ -89,6 +89,7 @@ async fn put(ctx: &Ctx, args: TokenPut) -> anyhow::Result<()> {
         },
         expires_at: args.expires_at,
         expected_revision: args.expected_revision,
+        lease: None,
     };
     let (tenant, id) = (&args.tenant, &args.id);
     let stored = ctx

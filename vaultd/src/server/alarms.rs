@@ -13,16 +13,27 @@ use crate::policy::Identity;
 pub(super) enum AlarmKind {
     /// A caller asked for more distinct tokens than a brake of its rule allows.
     ExfiltrationBrake,
+    /// A token was stored equal to one of its earlier revisions (`docs/leases.md`).
+    TokenReused,
 }
 
 impl AlarmKind {
     /// Every kind, for the metric.
-    pub(super) const ALL: &[AlarmKind] = &[AlarmKind::ExfiltrationBrake];
+    pub(super) const ALL: &[AlarmKind] = &[AlarmKind::ExfiltrationBrake, AlarmKind::TokenReused];
 
     /// The kind's name: `alarm.{name}` is its audit op, `kind="{name}"` its metric label.
     pub(super) fn name(self) -> &'static str {
         match self {
             Self::ExfiltrationBrake => "exfiltration_brake",
+            Self::TokenReused => "token_reused",
+        }
+    }
+
+    /// The `code` of its entry: what the request that raised it was answered.
+    fn code(self) -> &'static str {
+        match self {
+            Self::ExfiltrationBrake => "rate_limited",
+            Self::TokenReused => "token_reused",
         }
     }
 }
@@ -35,7 +46,7 @@ pub(super) async fn raise(app: &App, who: &Identity, kind: AlarmKind, mut ev: Ev
     tracing::error!(kind = kind.name(), %who, tenant = ev.tenant.as_deref(), "alarm raised");
     if let Err(e) = app
         .vault
-        .record(&mut ev, Outcome::Denied, Some("rate_limited"))
+        .record(&mut ev, Outcome::Denied, Some(kind.code()))
         .await
     {
         tracing::error!(error = %e, kind = kind.name(), "the alarm's audit entry was not written");

@@ -138,7 +138,7 @@ pub(super) fn failure(e: &Error) -> Response<Body> {
         Error::MethodNotAllowed(allowed) => {
             headers.insert(header::ALLOW, HeaderValue::from_static(allowed));
         }
-        Error::RateLimited { wait, .. } => {
+        Error::RateLimited { wait, .. } | Error::Leased { wait } => {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_seconds(*wait)));
         }
         _ => {}

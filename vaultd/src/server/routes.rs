@@ -49,6 +49,7 @@ pub(super) enum Route {
     DestroyTenant(TenantId),
     Health,
     Init,
+    LeaseToken(TenantId, TokenId),
     ListTenants,
     ListTokens {
         tenant: TenantId,
@@ -57,6 +58,7 @@ pub(super) enum Route {
     },
     Metrics,
     PutToken(TenantId, TokenId),
+    ReleaseLease(TenantId, TokenId),
     Seal,
     ShowTenant(TenantId),
     ShowToken(TenantId, TokenId),
@@ -108,10 +110,12 @@ impl Route {
             Self::DestroyTenant(_) => "tenant.destroy",
             Self::Health => "sys.health",
             Self::Init => "sys.init",
+            Self::LeaseToken(..) => "token.lease",
             Self::ListTenants => "tenant.list",
             Self::ListTokens { .. } => "token.list",
             Self::Metrics => "sys.metrics",
             Self::PutToken(..) => "token.put",
+            Self::ReleaseLease(..) => "token.lease.release",
             Self::Seal => "sys.seal",
             Self::ShowTenant(_) => "tenant.show",
             Self::ShowToken(..) => "token.show",
@@ -170,6 +174,9 @@ impl Route {
             }
             Self::PutToken(t, _) => (&[C::TokenSeal], Tenant(t.as_str())),
             Self::UnsealToken(t, _) => (&[C::TokenUnseal], Tenant(t.as_str())),
+            // A refresh: it reads the token and writes the next one (docs/leases.md).
+            Self::LeaseToken(t, _) => (&[C::TokenUnseal, C::TokenSeal], Tenant(t.as_str())),
+            Self::ReleaseLease(t, _) => (&[C::TokenSeal], Tenant(t.as_str())),
         }
     }
 
@@ -185,7 +192,9 @@ impl Route {
     pub(super) fn token(&self) -> Option<&TokenId> {
         match self {
             Self::DeleteToken(_, k)
+            | Self::LeaseToken(_, k)
             | Self::PutToken(_, k)
+            | Self::ReleaseLease(_, k)
             | Self::ShowToken(_, k)
             | Self::UnsealToken(_, k) => Some(k),
             _ => None,
@@ -334,6 +343,11 @@ pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<
             Method::GET => Route::ShowToken(tenant(t)?, token(k)?),
             Method::DELETE => Route::DeleteToken(tenant(t)?, token(k)?),
             _ => return Err(Error::MethodNotAllowed("GET, PUT, DELETE")),
+        },
+        ["v1", "tenants", t, "tokens", k, "lease"] => match m {
+            Method::POST => Route::LeaseToken(tenant(t)?, token(k)?),
+            Method::DELETE => Route::ReleaseLease(tenant(t)?, token(k)?),
+            _ => return Err(Error::MethodNotAllowed("POST, DELETE")),
         },
         ["v1", "tenants", t, "tokens", k, "unseal"] => {
             only(&m, POST, Route::UnsealToken(tenant(t)?, token(k)?))?

@@ -635,6 +635,7 @@ mod tests {
                 },
                 expires_at: None,
                 expected_revision: None,
+                lease: None,
             };
             let token = TokenId::parse(&format!("tok-{i:04}")).expect("token id");
             a.put_token(&acme, &token, &put, &mut ev())

@@ -11,6 +11,8 @@
 //! t/{tenant}              TenantRecord (JSON): the tenant's wrapped DEK chain
 //! c/{tenant}/{version:010} record count of that DEK version (8-byte counter)
 //! r/{tenant}/{token}      token record (record format v1)
+//! s/{tenant}/{token}      TokenState (JSON): its refresh lease and reuse fingerprints
+//!                         (`vault::leases`), from its first lease on
 //! n/{tenant}/{version:010} encryptions made under that DEK version (8-byte counter)
 //! d/{tenant}              tombstone: the tenant is being crypto-shredded
 //! j/{id}                  JobRecord (JSON): a background rewrap job, its cursor and lease
@@ -75,6 +77,14 @@ pub(crate) fn records(tenant: &str) -> Vec<u8> {
 
 pub(crate) fn record(tenant: &str, token: &str) -> Vec<u8> {
     format!("r/{tenant}/{token}").into_bytes()
+}
+
+pub(crate) fn token_states(tenant: &str) -> Vec<u8> {
+    format!("s/{tenant}/").into_bytes()
+}
+
+pub(crate) fn token_state(tenant: &str, token: &str) -> Vec<u8> {
+    format!("s/{tenant}/{token}").into_bytes()
 }
 
 /// The DEK version a counter key names.

@@ -33,6 +33,7 @@ mod backup;
 mod history;
 mod jobs;
 pub(crate) mod layout;
+mod leases;
 mod rotation;
 mod tenants;
 mod tokens;
@@ -43,6 +44,7 @@ use layout::{AuditKeyRecord, Bytes, MasterKeyRecord, TenantRecord, VaultMeta};
 pub use crate::audit::{AuditFilter, MAX_AUDIT_PAGE};
 pub use backup::{RestoreError, RestoreOptions, Restored, restore};
 pub use jobs::{DEFAULT_LEASE, JobOptions, LOCAL_NODE};
+pub use leases::MAX_LEASE_SECONDS;
 pub use tokens::{MAX_BINDING_FIELD_LEN, MAX_PAGE, MAX_SECRET_LEN, PutToken};
 pub use transit::{MAX_BATCH, MAX_CONTEXT_LEN, MAX_PLAINTEXT_LEN};
 

@@ -153,20 +153,25 @@ impl Vault {
     }
 
     /// Deletes the records of a tenant whose keys are gone, then its tombstone.
+    /// The count is of records; their lease states (`s/`) go with them.
     async fn shred_records(&self, tenant: &TenantId) -> Result<u64, Error> {
-        let prefix = layout::records(tenant.as_str());
         let mut deleted = 0u64;
-        loop {
-            let page = self.store().scan(&prefix, None, SHRED_BATCH).await?;
-            if page.is_empty() {
-                break;
+        for (prefix, counted) in [
+            (layout::records(tenant.as_str()), true),
+            (layout::token_states(tenant.as_str()), false),
+        ] {
+            loop {
+                let page = self.store().scan(&prefix, None, SHRED_BATCH).await?;
+                if page.is_empty() {
+                    break;
+                }
+                let mut batch = Batch::default();
+                for (key, _) in page {
+                    batch.delete(key);
+                    deleted += u64::from(counted);
+                }
+                self.commit(batch).await?;
             }
-            let mut batch = Batch::default();
-            for (key, _) in page {
-                batch.delete(key);
-                deleted += 1;
-            }
-            self.commit(batch).await?;
         }
         let mut batch = Batch::default();
         batch.delete(layout::tombstone(tenant.as_str()));

@@ -38,6 +38,8 @@ pub struct PutToken {
     pub expires_at: Option<i64>,
     /// Compare-and-set: the revision the caller last saw (0: the token must not exist).
     pub expected_revision: Option<u64>,
+    /// The refresh lease this put ends (`docs/leases.md`).
+    pub lease: Option<String>,
 }
 
 impl PutToken {
@@ -110,6 +112,15 @@ impl Vault {
                 expires_at: req.expires_at,
                 updated_at: Timestamp::now().unix(),
             };
+            let lease = self
+                .check_put(
+                    &keys,
+                    tenant,
+                    token,
+                    req.secret.expose_secret(),
+                    req.lease.as_deref(),
+                )
+                .await?;
             let slot = slot(&keys, tenant, token);
             let bytes =
                 record::seal_record(&dek, slot, header, &req.binding, req.secret.expose_secret())?;
@@ -121,6 +132,13 @@ impl Vault {
                 .put(key.clone(), bytes)
                 .add(layout::counter(tenant.as_str(), version), 1)
                 .add(layout::encryptions(tenant.as_str(), version), 1);
+            if let Some((stored, state)) = lease.state {
+                let state_key = layout::token_state(tenant.as_str(), token.as_str());
+                batch.check(state_key.clone(), stored).put(state_key, state);
+            }
+            if lease.released {
+                ev.detail.insert("lease".into(), "released".into());
+            }
             if let Some(h) = old_header {
                 batch.add(layout::counter(tenant.as_str(), h.key_version), -1);
             }
@@ -170,18 +188,33 @@ impl Vault {
         {
             return Err(Error::Expired);
         }
-        let (secret, secret_b64) = if opened.secret.expose_str().is_some() {
-            (Some(opened.secret), None)
-        } else {
-            (None, Some(opened.secret))
-        };
-        Ok(UnsealTokenResponse {
-            secret,
-            secret_b64,
-            binding: opened.binding,
-            expires_at: opened.header.expires_at.map(Timestamp),
-            revision: opened.header.revision,
-        })
+        Ok(answer(opened))
+    }
+
+    /// Opens a token for a write that depends on it: the token, and its stored bytes for the
+    /// write's check.
+    pub(super) async fn open_for_write(
+        &self,
+        keys: &Keys,
+        tenant: &TenantId,
+        token: &TokenId,
+        ev: &mut Event,
+    ) -> Result<(Token, Vec<u8>), Error> {
+        let (record, _) = self
+            .load_tenant(tenant)
+            .await?
+            .ok_or_else(|| not_found(tenant))?;
+        let bytes = self
+            .store()
+            .get(&layout::record(tenant.as_str(), token.as_str()))
+            .await?
+            .ok_or_else(|| token_not_found(token))?;
+        let opened = self
+            .open_bytes(keys, tenant, &record, token, &bytes)
+            .await?;
+        ev.key_version = Some(opened.header.key_version);
+        note_binding(keys, ev, &opened.binding);
+        Ok((opened, bytes))
     }
 
     /// A token's metadata, never its secret.
@@ -264,6 +297,7 @@ impl Vault {
             batch
                 .check(key.clone(), Some(old))
                 .delete(key.clone())
+                .delete(layout::token_state(tenant.as_str(), token.as_str()))
                 .add(layout::counter(tenant.as_str(), header.key_version), -1)
                 .log(ev.entry(Outcome::Ok, None));
             match self.commit(batch).await {
@@ -331,6 +365,22 @@ fn slot<'a>(keys: &'a Keys, tenant: &'a TenantId, token: &'a TokenId) -> RecordS
 
 fn header_of(bytes: &[u8]) -> Result<Header, Error> {
     record::peek_header(bytes).map_err(|e| StoreError::Corrupt(e.to_string()).into())
+}
+
+/// An opened token as the unseal answer: text as `secret`, other bytes as `secret_b64`.
+pub(super) fn answer(opened: Token) -> UnsealTokenResponse {
+    let (secret, secret_b64) = if opened.secret.expose_str().is_some() {
+        (Some(opened.secret), None)
+    } else {
+        (None, Some(opened.secret))
+    };
+    UnsealTokenResponse {
+        secret,
+        secret_b64,
+        binding: opened.binding,
+        expires_at: opened.header.expires_at.map(Timestamp),
+        revision: opened.header.revision,
+    }
 }
 
 fn meta(id: &str, token: Token) -> TokenMeta {

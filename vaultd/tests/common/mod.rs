@@ -56,6 +56,7 @@ pub fn put(secret: &str, account: &str) -> PutToken {
         binding: binding(account),
         expires_at: None,
         expected_revision: None,
+        lease: None,
     }
 }
 

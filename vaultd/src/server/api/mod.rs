@@ -194,10 +194,12 @@ async fn serve(
         | Route::ListTenants
         | Route::DestroyTenant(_) => tenants::serve(app, who, route, &body, ev).await,
         Route::PutToken(..)
+        | Route::LeaseToken(..)
+        | Route::ReleaseLease(..)
         | Route::UnsealToken(..)
         | Route::ShowToken(..)
         | Route::ListTokens { .. }
-        | Route::DeleteToken(..) => tokens::serve(app, route, &body, ev).await,
+        | Route::DeleteToken(..) => tokens::serve(app, who, route, &body, ev).await,
         Route::TransitSeal(_) | Route::TransitUnseal(_) => {
             transit::serve(app, route, &body, ev).await
         }

@@ -1,18 +1,22 @@
-//! `/v1/tenants/{t}/tokens[/{id}[/unseal]]`: put, unseal, metadata, list, delete.
+//! `/v1/tenants/{t}/tokens[/{id}[/unseal|/lease]]`: put, unseal, metadata, list, delete, and
+//! refresh leases (`docs/leases.md`).
 
 use ::http::{Response, StatusCode};
-use vault_client::wire::{self, UnsealToken};
+use vault_client::wire::{self, LeaseToken, ReleaseLease, UnsealToken};
 
 use super::no_body;
 use crate::audit::Event;
 use crate::error::Error;
+use crate::policy::Identity;
 use crate::server::App;
+use crate::server::alarms::{self, AlarmKind};
 use crate::server::message::{self as http, Body};
 use crate::server::routes::Route;
 use crate::vault::PutToken;
 
 pub(super) async fn serve(
     app: &App,
+    who: &Identity,
     route: &Route,
     body: &[u8],
     ev: &mut Event,
@@ -32,10 +36,32 @@ pub(super) async fn serve(
                 binding: req.binding,
                 expires_at: req.expires_at.map(|t| t.unix()),
                 expected_revision: req.expected_revision,
+                lease: req.lease,
             };
+            match vault.put_token(t, k, &put, ev).await {
+                Err(Error::TokenReused) => {
+                    let mut alarm = alarms::entry(who, AlarmKind::TokenReused);
+                    alarm.tenant = Some(t.to_string());
+                    alarm.token = Some(k.to_string());
+                    alarms::raise(app, who, AlarmKind::TokenReused, alarm).await;
+                    Err(Error::TokenReused)
+                }
+                answer => Ok(http::json(StatusCode::OK, &answer?)),
+            }
+        }
+        Route::LeaseToken(t, k) => {
+            let req: LeaseToken = http::parse_required(body)?;
+            let holder = who.to_string();
             Ok(http::json(
                 StatusCode::OK,
-                &vault.put_token(t, k, &put, ev).await?,
+                &vault.lease_token(t, k, req.seconds, &holder, ev).await?,
+            ))
+        }
+        Route::ReleaseLease(t, k) => {
+            let req: ReleaseLease = http::parse_required(body)?;
+            Ok(http::json(
+                StatusCode::OK,
+                &vault.release_lease(t, k, &req.lease, ev).await?,
             ))
         }
         Route::UnsealToken(t, k) => {
