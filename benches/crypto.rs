@@ -18,8 +18,8 @@ use vault_client::wire::Binding;
 use vaultd::keys::derive::{RECORD_KEY, record_key};
 use vaultd::keys::wrap::{DekSlot, unwrap_dek, wrap_dek};
 use vaultd::record::{
-    Header, RecordSlot, dangerous_seal_record_with, dangerous_seal_transit_with, open_record,
-    open_transit, parse_transit, seal_record, seal_transit,
+    Contents, Format, Header, RecordSlot, dangerous_seal_record_with, dangerous_seal_transit_with,
+    open_record, open_transit, parse_transit, seal_record, seal_transit,
 };
 use vaultd::secret::{DataKey, KeyBytes, MasterKey, dangerous_data_key, dangerous_master_key};
 
@@ -64,20 +64,32 @@ fn record(c: &mut Criterion) {
     let dek = dek();
     let token = token();
     let binding = binding();
-    let sealed = seal_record(&dek, SLOT, HEADER, &binding, &token).expect("rng");
+    let contents = |binding, token| Contents {
+        binding,
+        secret: token,
+        decoy: false,
+    };
+    let sealed = seal_record(&dek, SLOT, HEADER, contents(&binding, &token)).expect("rng");
     let mut group = c.benchmark_group("record_1k");
     group.throughput(Throughput::Bytes(VALUE_SIZE as u64));
     group.bench_function("seal_record", |b| {
-        b.iter(|| seal_record(&dek, SLOT, HEADER, black_box(&binding), black_box(&token)))
+        b.iter(|| {
+            seal_record(
+                &dek,
+                SLOT,
+                HEADER,
+                contents(black_box(&binding), black_box(&token)),
+            )
+        })
     });
     group.bench_function("dangerous_seal_record_with (no RNG)", |b| {
         b.iter(|| {
             dangerous_seal_record_with(
+                Format::V2,
                 &dek,
                 SLOT,
                 HEADER,
-                black_box(&binding),
-                black_box(&token),
+                contents(black_box(&binding), black_box(&token)),
                 &[7; 32],
                 &[9; 12],
             )

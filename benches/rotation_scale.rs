@@ -140,6 +140,7 @@ async fn rewrap(records: usize) {
                 expires_at: None,
                 expected_revision: None,
                 lease: None,
+                decoy: false,
             };
             let tenant = TenantId::parse(&format!("r{:03}", i % TENANTS)).expect("id");
             v.put_token(

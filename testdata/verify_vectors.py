@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Independent check of record format v1, written from docs/record-format.md alone.
+"""Independent check of record formats v1 and v2, written from docs/record-format.md alone.
 
 Decrypts every vector in testdata/ with the `cryptography` package (HKDF-SHA256, AES-256-GCM)
-and checks that each record-v1/transit-v1 vector opens to its stated plaintext and that every
+and checks that each record-v1/record-v2/transit-v1 vector opens to its stated plaintext and that every
 fail_* vector fails. Exits non-zero on any disagreement.
 """
 import base64, json, pathlib, struct, sys
@@ -25,12 +25,17 @@ def hkdf(dek: bytes, salt: bytes, info: bytes) -> bytes:
 
 def open_record(v):
     rec = bytes.fromhex(v["record"])
-    if len(rec) < 73 + 16 or rec[0] != 1:
+    if len(rec) < 73 + 16 or rec[0] not in (1, 2):
         raise ValueError("malformed")
     salt, nonce = rec[29:61], rec[61:73]
     key = hkdf(bytes.fromhex(v["dek"]), salt, b"vaultd/v1/record-key")
     ad = aad(b"vaultd/v1/record", [v["vault_id"].encode(), v["tenant"].encode(), v["token"].encode(), rec[:73]])
     plain = AESGCM(key).decrypt(nonce, rec[73:], ad)
+    decoy = False
+    if rec[0] == 2:  # v2: a flags byte first, bit 0 = decoy, no other bit defined
+        if plain[0] & ~1:
+            raise ValueError("flags")
+        decoy, plain = bool(plain[0] & 1), plain[1:]
     fields, pos = [], 0
     for _ in range(4):
         (n,) = struct.unpack(">H", plain[pos:pos + 2])
@@ -39,7 +44,7 @@ def open_record(v):
     key_version, revision, expires, updated = struct.unpack(">IQqq", rec[1:29])
     header = {"key_version": key_version, "revision": revision,
               "expires_at": None if expires == -(2**63) else expires, "updated_at": updated}
-    return header, dict(zip(["subject", "bank", "account", "scope"], fields)), plain[pos:]
+    return header, dict(zip(["subject", "bank", "account", "scope"], fields)), plain[pos:], decoy
 
 
 def open_transit(v):
@@ -59,12 +64,15 @@ def open_transit(v):
 
 def main():
     checked = 0
-    for v in json.loads((HERE / "record-v1.json").read_text()):
-        header, binding, secret = open_record(v)
-        assert header == v["header"], (header, v["header"])
-        assert binding == v["binding"], binding
-        assert secret.hex() == v["secret"]
-        checked += 1
+    for name in ["record-v1.json", "record-v2.json"]:
+        for v in json.loads((HERE / name).read_text()):
+            assert v["record"][:2] == f"{v['format']:02x}", v["description"]
+            header, binding, secret, decoy = open_record(v)
+            assert header == v["header"], (header, v["header"])
+            assert binding == v["binding"], binding
+            assert secret.hex() == v["secret"]
+            assert decoy == v.get("decoy", False), v["description"]
+            checked += 1
     for v in json.loads((HERE / "transit-v1.json").read_text()):
         assert open_transit(v).hex() == v["plaintext"]
         checked += 1
@@ -72,7 +80,7 @@ def main():
         v = json.loads(path.read_text())
         try:
             if v["kind"] == "record":
-                _, binding, _ = open_record(v)
+                _, binding, _, _ = open_record(v)
                 expected = (v.get("expect") or {}).get("account")
                 if expected is None or expected == binding["account"]:
                     sys.exit(f"{path.name}: opened but must fail")
@@ -87,7 +95,7 @@ def main():
         if failed != v["error"]:
             sys.exit(f"{path.name}: failed as {failed}, but the vector says {v['error']}")
         checked += 1
-    print(f"record format v1: {checked} vectors agree with the independent implementation")
+    print(f"record formats v1 and v2: {checked} vectors agree with the independent implementation")
 
 
 if __name__ == "__main__":

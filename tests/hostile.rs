@@ -657,3 +657,139 @@ async fn seal_on_alarm_seals_the_vault_when_the_brake_trips() {
     assert_eq!(seals.len(), 1);
     assert_eq!(seals[0].detail["reason"], "alarm.exfiltration_brake");
 }
+
+/// The stranger uid may read and unseal acme's tokens, without `keys:read`; root plants a decoy.
+async fn decoy_daemon(top: &str) -> common::Daemon {
+    let daemon = common::Daemon::start_configured(
+        top,
+        &format!(
+            "[[policy]]\nname = \"platform\"\nuids = [{}]\n\
+             capabilities = [\"token:unseal\", \"token:read\"]\ntenants = [\"acme\"]\n",
+            common::STRANGER_UID
+        ),
+    );
+    let c = daemon.client();
+    c.init().await.expect("init");
+    c.create_tenant("acme").await.expect("tenant");
+    c.put_token("acme", "consent-1", &common::put("real-token", "DE01"))
+        .await
+        .expect("put");
+    let binding = daemon.binding_file("user-9", "DE02");
+    let planted = daemon.cli(
+        None,
+        &[
+            "token",
+            "put",
+            "acme",
+            "consent-9",
+            "--decoy",
+            "--binding-file",
+            &binding,
+            "--bank",
+            "example-bank",
+            "--scope",
+            "accounts",
+        ],
+        b"decoy-token",
+    );
+    assert!(planted.status.success(), "{planted:?}");
+    assert!(String::from_utf8_lossy(&planted.stdout).contains("stored decoy acme/consent-9"));
+    daemon
+}
+
+/// `vault-cli --json ARGS` as the stranger uid, parsed.
+fn stranger_json(daemon: &common::Daemon, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = daemon.cli(Some((common::STRANGER_UID, common::SOCKET_GID)), &all, b"");
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+fn keys_of(v: &serde_json::Value) -> Vec<String> {
+    let mut keys: Vec<String> = v.as_object().expect("object").keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn a_decoy_looks_like_any_token_and_unsealing_it_raises_an_alarm() {
+    let daemon = decoy_daemon("").await;
+    let c = daemon.client();
+    // To a caller without keys:read, metadata and list rows have the same fields.
+    let real = stranger_json(&daemon, &["token", "get", "acme", "consent-1", "--meta"]);
+    let decoy = stranger_json(&daemon, &["token", "get", "acme", "consent-9", "--meta"]);
+    assert_eq!(keys_of(&real), keys_of(&decoy));
+    assert!(decoy.get("decoy").is_none(), "{decoy}");
+    let list = stranger_json(&daemon, &["token", "list", "acme"]);
+    let rows = list["items"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(keys_of(&rows[0]), keys_of(&rows[1]));
+    assert_eq!(keys_of(&rows[0]), keys_of(&real));
+    // The tenant's record count includes it.
+    assert_eq!(c.tenant("acme").await.expect("tenant").tokens, 2);
+    // keys:read tells them apart.
+    assert_eq!(
+        c.token("acme", "consent-9").await.expect("meta").decoy,
+        Some(true)
+    );
+    assert_eq!(
+        c.token("acme", "consent-1").await.expect("meta").decoy,
+        Some(false)
+    );
+
+    // Unsealed, it answers like any token, and raises the alarm; a real one does not.
+    let out = daemon.cli(
+        Some((common::STRANGER_UID, common::SOCKET_GID)),
+        &["token", "get", "acme", "consent-9"],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "decoy-token");
+    let out = daemon.cli(
+        Some((common::STRANGER_UID, common::SOCKET_GID)),
+        &["token", "get", "acme", "consent-1"],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let alarms = c
+        .audit(&vault_client::AuditQuery {
+            op: Some("alarm.decoy_unsealed".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("audit")
+        .entries;
+    assert_eq!(alarms.len(), 1, "{alarms:?}");
+    assert_eq!(alarms[0].token.as_deref(), Some("consent-9"));
+    assert!(
+        matches!(alarms[0].actor, vault_client::audit::Actor::Caller { uid, .. } if uid == common::STRANGER_UID),
+        "{:?}",
+        alarms[0].actor
+    );
+    let metrics = c.metrics().await.expect("metrics");
+    assert!(
+        metrics.contains("vaultd_alarms_total{kind=\"decoy_unsealed\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(
+        c.health().await.expect("health").state,
+        vault_client::wire::VaultState::Unsealed
+    );
+}
+
+#[tokio::test]
+async fn with_seal_on_alarm_unsealing_a_decoy_seals_the_vault() {
+    let daemon = decoy_daemon("seal_on_alarm = true").await;
+    let c = daemon.client();
+    let out = daemon.cli(
+        Some((common::STRANGER_UID, common::SOCKET_GID)),
+        &["token", "get", "acme", "consent-9"],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        c.health().await.expect("health").state,
+        vault_client::wire::VaultState::Sealed
+    );
+}

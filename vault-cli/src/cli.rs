@@ -322,6 +322,10 @@ pub(crate) struct TokenPut {
     /// Send the bytes unchanged, as base64 (no newline trimming, no UTF-8 check).
     #[arg(long)]
     pub(crate) binary: bool,
+    /// Plant a decoy (needs token:seal and keys:read): it looks like any token to callers
+    /// without keys:read, and unsealing it raises an alarm (docs/alarms.md).
+    #[arg(long)]
+    pub(crate) decoy: bool,
 }
 
 #[derive(Debug, Args)]

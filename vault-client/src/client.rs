@@ -359,6 +359,19 @@ impl Client {
             .await
     }
 
+    /// `PUT /v1/tenants/{tenant}/decoys/{id}`: plants a decoy token (`docs/alarms.md`): it
+    /// looks like any token to callers without `keys:read`, and unsealing it raises an alarm.
+    pub async fn put_decoy(
+        &self,
+        tenant: &str,
+        id: &str,
+        token: &PutToken,
+    ) -> Result<PutTokenResponse, Error> {
+        let body = to_json(token)?;
+        let path = format!("/v1/tenants/{}/decoys/{}", segment(tenant), segment(id));
+        self.request(Method::PUT, path, Some(body)).await
+    }
+
     /// `POST /v1/tenants/{tenant}/tokens/{id}/unseal`: the token and its binding. With `expect`,
     /// any difference from the stored binding is [`ApiCode::BindingMismatch`](crate::ApiCode).
     pub async fn unseal_token(

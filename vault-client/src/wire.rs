@@ -315,6 +315,10 @@ pub struct TokenMeta {
     pub key_version: u32,
     /// When this revision was written.
     pub updated_at: Timestamp,
+    /// Whether it is a decoy (`docs/alarms.md`): present only for a caller that also holds
+    /// `keys:read` on the tenant; absent for every other caller, real token or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoy: Option<bool>,
 }
 
 /// `GET /v1/tenants/{t}/tokens?after=&limit=` answer.

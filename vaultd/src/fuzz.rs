@@ -175,8 +175,12 @@ mod tests {
             tenant: "acme",
             token: "t1",
         };
-        let sealed =
-            record::seal_record(&fixed_dek(), slot, header, &binding, b"token").expect("seal");
+        let contents = record::Contents {
+            binding: &binding,
+            secret: b"token",
+            decoy: false,
+        };
+        let sealed = record::seal_record(&fixed_dek(), slot, header, contents).expect("seal");
         write("record", "sealed", &sealed);
         let blob =
             record::seal_transit(&fixed_dek(), "vault", "acme", 1, "ctx", b"plain").expect("seal");

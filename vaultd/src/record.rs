@@ -1,11 +1,11 @@
-//! Record format v1 (`docs/record-format.md`): stored token records and transit blobs.
+//! Record formats v1 and v2 (`docs/record-format.md`): stored token records and transit blobs.
 //!
 //! Each record or blob is encrypted under its own key, HKDF-SHA256(DEK, random 256-bit salt),
 //! with a random 96-bit nonce, so no key ever encrypts more than one message.
 //!
 //! Stored record (all integers big-endian):
 //! ```text
-//! 0   1  format = 1
+//! 0   1  format = 2 (1: records written before decoys, read as before)
 //! 1   4  key_version      (tenant DEK version)
 //! 5   8  revision
 //! 13  8  expires_at       (Unix seconds; i64::MIN = never)
@@ -14,7 +14,8 @@
 //! 61 12  nonce
 //! 73  …  AES-256-GCM ciphertext || 16-byte tag
 //! ```
-//! Plaintext: `subject, bank, account, scope` each as u16 length + UTF-8, then the secret.
+//! Plaintext: v2 starts with a flags byte (bit 0: a decoy, `docs/alarms.md`; the other bits 0),
+//! then, as in v1, `subject, bank, account, scope` each as u16 length + UTF-8, then the secret.
 //! Associated data: `aad("vaultd/v1/record", [vault_id, tenant, token_id, header[0..73]])`.
 //!
 //! Transit blob: `vault:v{key_version}:` + base64(`format=1 || salt (32) || nonce (12) ||
@@ -31,8 +32,12 @@ use crate::keys::derive::{RECORD_AAD, RECORD_KEY, TRANSIT_AAD, TRANSIT_KEY, aad,
 use crate::secret::{DataKey, Secret};
 use vault_client::wire::Binding;
 
-/// The only record format this version writes and reads.
+/// The record format of records written before decoys (still read), and of transit blobs.
 pub(crate) const FORMAT_V1: u8 = 1;
+/// The record format written: v1 with a flags byte at the start of the plaintext.
+pub(crate) const FORMAT_V2: u8 = 2;
+/// Flags byte of a v2 plaintext: the record is a decoy.
+const FLAG_DECOY: u8 = 0x01;
 /// Bytes before the ciphertext of a stored record.
 pub const HEADER_LEN: usize = 73;
 /// Salt length.
@@ -85,21 +90,48 @@ pub struct Token {
     pub binding: Binding,
     /// The token.
     pub secret: Secret,
+    /// A decoy (`docs/alarms.md`): the flag is inside the ciphertext.
+    pub decoy: bool,
 }
 
-/// Encrypts a token record with fresh random salt and nonce.
+/// What a record holds besides its header.
+#[derive(Debug, Clone, Copy)]
+pub struct Contents<'a> {
+    /// What the token is for.
+    pub binding: &'a Binding,
+    /// The token.
+    pub secret: &'a [u8],
+    /// Whether it is a decoy.
+    pub decoy: bool,
+}
+
+/// The format a record is written in: v2 always, v1 only for known-answer vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Without a flags byte (no decoy).
+    V1,
+    /// With a flags byte.
+    V2,
+}
+
+/// Encrypts a token record (format v2) with fresh random salt and nonce.
 pub fn seal_record(
     dek: &DataKey,
     slot: RecordSlot<'_>,
     header: Header,
-    binding: &Binding,
-    secret: &[u8],
+    contents: Contents<'_>,
 ) -> Result<Vec<u8>, getrandom::Error> {
     let mut salt = [0u8; SALT_LEN];
     getrandom::fill(&mut salt)?;
     let nonce = aead::random_nonce()?;
     Ok(seal_record_with(
-        dek, slot, header, binding, secret, &salt, &nonce,
+        Format::V2,
+        dek,
+        slot,
+        header,
+        contents,
+        &salt,
+        &nonce,
     ))
 }
 
@@ -108,36 +140,44 @@ pub fn seal_record(
 /// AES-GCM.
 #[cfg(feature = "dangerous-test-hooks")]
 pub fn dangerous_seal_record_with(
+    format: Format,
     dek: &DataKey,
     slot: RecordSlot<'_>,
     header: Header,
-    binding: &Binding,
-    secret: &[u8],
+    contents: Contents<'_>,
     salt: &[u8; SALT_LEN],
     nonce: &[u8; NONCE_LEN],
 ) -> Vec<u8> {
-    seal_record_with(dek, slot, header, binding, secret, salt, nonce)
+    seal_record_with(format, dek, slot, header, contents, salt, nonce)
 }
 
-/// [`seal_record`] with a given salt and nonce.
+/// [`seal_record`] with a given format, salt and nonce.
 fn seal_record_with(
+    format: Format,
     dek: &DataKey,
     slot: RecordSlot<'_>,
     header: Header,
-    binding: &Binding,
-    secret: &[u8],
+    contents: Contents<'_>,
     salt: &[u8; SALT_LEN],
     nonce: &[u8; NONCE_LEN],
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + 64 + secret.len() + TAG_LEN);
-    out.push(FORMAT_V1);
+    assert!(
+        format == Format::V2 || !contents.decoy,
+        "a v1 record has no room for the decoy flag"
+    );
+    let mut out = Vec::with_capacity(HEADER_LEN + 65 + contents.secret.len() + TAG_LEN);
+    out.push(match format {
+        Format::V1 => FORMAT_V1,
+        Format::V2 => FORMAT_V2,
+    });
     out.extend_from_slice(&header.key_version.to_be_bytes());
     out.extend_from_slice(&header.revision.to_be_bytes());
     out.extend_from_slice(&header.expires_at.unwrap_or(NEVER).to_be_bytes());
     out.extend_from_slice(&header.updated_at.to_be_bytes());
     out.extend_from_slice(salt);
     out.extend_from_slice(nonce);
-    let plaintext = encode_plaintext(binding, secret);
+    let flags = (format == Format::V2).then_some(if contents.decoy { FLAG_DECOY } else { 0 });
+    let plaintext = encode_plaintext(flags, contents.binding, contents.secret);
     let key = record_key(dek, salt, RECORD_KEY);
     let aad = record_aad(slot, &out);
     out.extend_from_slice(&aead::seal(key.expose_secret(), nonce, &aad, &plaintext));
@@ -149,7 +189,7 @@ pub(crate) fn peek_header(bytes: &[u8]) -> Result<Header, RecordError> {
     if bytes.len() < HEADER_LEN + TAG_LEN {
         return Err(RecordError::Malformed("record too short"));
     }
-    if bytes[0] != FORMAT_V1 {
+    if bytes[0] != FORMAT_V1 && bytes[0] != FORMAT_V2 {
         return Err(RecordError::Malformed("unknown record format"));
     }
     let expires = i64::from_be_bytes(array(&bytes[13..21]));
@@ -174,11 +214,19 @@ pub fn open_record(
     let aad = record_aad(slot, &bytes[..HEADER_LEN]);
     let plaintext = aead::open(key.expose_secret(), &nonce, &aad, &bytes[HEADER_LEN..])
         .map_err(|_| RecordError::DecryptionFailed)?;
-    let (binding, secret) = decode_plaintext(&plaintext)?;
+    let (decoy, rest) = match bytes[0] {
+        FORMAT_V2 => match plaintext.split_first() {
+            Some((&flags, rest)) if flags & !FLAG_DECOY == 0 => (flags & FLAG_DECOY != 0, rest),
+            _ => return Err(RecordError::Malformed("unknown record flags")),
+        },
+        _ => (false, &plaintext[..]),
+    };
+    let (binding, secret) = decode_plaintext(rest)?;
     Ok(Token {
         header,
         binding,
         secret,
+        decoy,
     })
 }
 
@@ -335,15 +383,17 @@ fn transit_aad(vault_id: &str, tenant: &str, key_version: u32, context: &str) ->
     )
 }
 
-fn encode_plaintext(binding: &Binding, secret: &[u8]) -> Zeroizing<Vec<u8>> {
+/// The plaintext of a record: the flags byte (v2 only), the binding, the secret.
+fn encode_plaintext(flags: Option<u8>, binding: &Binding, secret: &[u8]) -> Zeroizing<Vec<u8>> {
     let fields = [
         &binding.subject,
         &binding.bank,
         &binding.account,
         &binding.scope,
     ];
-    let len = fields.iter().map(|f| 2 + f.len()).sum::<usize>() + secret.len();
+    let len = 1 + fields.iter().map(|f| 2 + f.len()).sum::<usize>() + secret.len();
     let mut out = Zeroizing::new(Vec::with_capacity(len));
+    out.extend(flags);
     for field in fields {
         let n = u16::try_from(field.len())
             .expect("binding fields are checked to be at most 1024 bytes");
@@ -413,16 +463,25 @@ mod tests {
         fn record_round_trips(
             secret: Vec<u8>, subject in ".{0,40}", account in ".{0,40}",
             version in 1u32.., revision in 1u64.., expires: Option<i64>, updated: i64,
+            decoy: bool,
         ) {
             let expires = expires.filter(|e| *e != NEVER);
             let header = Header { key_version: version, revision, expires_at: expires, updated_at: updated };
             let b = Binding { subject, bank: "b".into(), account, scope: "s".into() };
-            let bytes = seal_record(&dek(1), SLOT, header, &b, &secret).expect("rng");
+            let contents = Contents { binding: &b, secret: &secret, decoy };
+            let bytes = seal_record(&dek(1), SLOT, header, contents).expect("rng");
             prop_assert_eq!(peek_header(&bytes).expect("header"), header);
             let token = open_record(&dek(1), SLOT, &bytes).expect("opens");
             prop_assert_eq!(token.header, header);
-            prop_assert_eq!(token.binding, b);
+            prop_assert_eq!(&token.binding, &b);
             prop_assert_eq!(token.secret.expose_secret(), secret.as_slice());
+            prop_assert_eq!(token.decoy, decoy);
+            // A v1 record (no flags byte) of the same contents opens the same, never a decoy.
+            let v1 = seal_record_with(Format::V1, &dek(1), SLOT, header,
+                Contents { decoy: false, ..contents }, &[3; SALT_LEN], &[4; NONCE_LEN]);
+            prop_assert_eq!(v1.len() + 1, bytes.len(), "a decoy is no longer than any record");
+            let old = open_record(&dek(1), SLOT, &v1).expect("v1 opens");
+            prop_assert_eq!((old.binding, old.decoy), (b, false));
         }
 
         #[test]
@@ -453,7 +512,13 @@ mod tests {
             expires_at: None,
             updated_at: 0,
         };
-        let bytes = seal_record(&dek(1), SLOT, header, &binding("DE01"), b"tok").expect("rng");
+        let b = binding("DE01");
+        let contents = Contents {
+            binding: &b,
+            secret: b"tok",
+            decoy: false,
+        };
+        let bytes = seal_record(&dek(1), SLOT, header, contents).expect("rng");
         let moved = [
             RecordSlot {
                 tenant: "other",
@@ -478,5 +543,45 @@ mod tests {
         assert!(field_matches(Some("DE01"), "DE01"));
         assert!(!field_matches(Some("DE0"), "DE01"));
         assert!(!field_matches(Some("DE011"), "DE01"));
+    }
+
+    #[test]
+    fn unknown_flags_are_refused_after_decryption() {
+        let header = Header {
+            key_version: 1,
+            revision: 1,
+            expires_at: None,
+            updated_at: 0,
+        };
+        let b = binding("DE01");
+        // A v2 record whose flags byte has a bit no version defines: sealed by hand.
+        let mut out = seal_record_with(
+            Format::V1,
+            &dek(1),
+            SLOT,
+            header,
+            Contents {
+                binding: &b,
+                secret: b"tok",
+                decoy: false,
+            },
+            &[5; SALT_LEN],
+            &[6; NONCE_LEN],
+        );
+        out.truncate(HEADER_LEN);
+        out[0] = FORMAT_V2;
+        let plaintext = encode_plaintext(Some(0x02), &b, b"tok");
+        let key = record_key(&dek(1), &[5; SALT_LEN], RECORD_KEY);
+        let aad = record_aad(SLOT, &out);
+        out.extend_from_slice(&aead::seal(
+            key.expose_secret(),
+            &[6; NONCE_LEN],
+            &aad,
+            &plaintext,
+        ));
+        assert_eq!(
+            open_record(&dek(1), SLOT, &out).err(),
+            Some(RecordError::Malformed("unknown record flags"))
+        );
     }
 }

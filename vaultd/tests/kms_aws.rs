@@ -347,6 +347,7 @@ async fn thousand_token_unseals_after_unseal_make_no_kms_calls() {
                 expires_at: None,
                 expected_revision: None,
                 lease: None,
+                decoy: false,
             },
             &mut ev(),
         )

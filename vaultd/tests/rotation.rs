@@ -479,3 +479,49 @@ async fn rewrap_under_concurrent_writes_skips_nothing_and_counts_stay_exact() {
     );
     opens_all(&vault, "acme", 6000).await;
 }
+
+#[tokio::test]
+async fn a_decoy_stays_a_decoy_through_a_rewrap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vault = open_initialized(dir.path()).await;
+    vault
+        .create_tenant(&t("acme"), &mut ev())
+        .await
+        .expect("tenant");
+    fill(&vault, "acme", 3).await;
+    let mut decoy = put("decoy-secret", "DE02");
+    decoy.decoy = true;
+    vault
+        .put_token(&t("acme"), &k("trap"), &decoy, &mut ev())
+        .await
+        .expect("decoy");
+    vault
+        .rotate_tenant(&t("acme"), &mut ev())
+        .await
+        .expect("rotate");
+    let started = vault
+        .start_rewrap(None, None, &mut ev())
+        .await
+        .expect("start");
+    let job = wait_job(&vault, &started.id).await;
+    assert_eq!((job.state, job.done), (JobState::Completed, 4));
+    let meta = vault
+        .token_meta(&t("acme"), &k("trap"), &mut ev())
+        .await
+        .expect("meta");
+    assert_eq!((meta.key_version, meta.decoy), (2, Some(true)));
+    let real = vault
+        .token_meta(&t("acme"), &k("tok-0000"), &mut ev())
+        .await
+        .expect("meta");
+    assert_eq!((real.key_version, real.decoy), (2, Some(false)));
+    let (answer, is_decoy) = vault
+        .unseal_token_telling_decoys(&t("acme"), &k("trap"), None, &mut ev())
+        .await
+        .expect("unseal");
+    assert!(is_decoy);
+    assert_eq!(
+        answer.secret.expect("text").expose_secret(),
+        b"decoy-secret"
+    );
+}

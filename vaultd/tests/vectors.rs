@@ -68,26 +68,52 @@ fn load(name: &str) -> Value {
     serde_json::from_str(&text).expect("vector json")
 }
 
+/// A vector's format (`format`, 1 or 2) and whether it is a decoy (`decoy`, v2 only).
+fn format(v: &Value) -> (record::Format, bool) {
+    let decoy = v["decoy"].as_bool().unwrap_or(false);
+    match v["format"].as_u64() {
+        Some(1) => (record::Format::V1, decoy),
+        Some(2) => (record::Format::V2, decoy),
+        other => panic!("vector format {other:?}"),
+    }
+}
+
 #[test]
 fn record_vectors_seal_and_open_exactly() {
-    let vectors = load("record-v1.json");
-    let vectors = vectors.as_array().expect("list");
-    assert!(vectors.len() >= 3);
-    for v in vectors {
-        let sealed = record::dangerous_seal_record_with(
-            &dek(v),
-            slot(v),
-            header(v),
-            &binding(v),
-            &unhex(s(v, "secret")),
-            &array(v, "salt"),
-            &array(v, "nonce"),
-        );
-        assert_eq!(hex(&sealed), s(v, "record"), "{}", s(v, "description"));
-        let opened = record::open_record(&dek(v), slot(v), &unhex(s(v, "record"))).expect("opens");
-        assert_eq!(opened.header, header(v));
-        assert_eq!(opened.binding, binding(v));
-        assert_eq!(hex(opened.secret.expose_secret()), s(v, "secret"));
+    for file in ["record-v1.json", "record-v2.json"] {
+        let vectors = load(file);
+        let vectors = vectors.as_array().expect("list");
+        assert!(vectors.len() >= 3, "{file}");
+        for v in vectors {
+            let (format, decoy) = format(v);
+            let (binding, secret) = (binding(v), unhex(s(v, "secret")));
+            let contents = record::Contents {
+                binding: &binding,
+                secret: &secret,
+                decoy,
+            };
+            let sealed = record::dangerous_seal_record_with(
+                format,
+                &dek(v),
+                slot(v),
+                header(v),
+                contents,
+                &array(v, "salt"),
+                &array(v, "nonce"),
+            );
+            assert_eq!(
+                hex(&sealed),
+                s(v, "record"),
+                "{file}: {}",
+                s(v, "description")
+            );
+            let opened =
+                record::open_record(&dek(v), slot(v), &unhex(s(v, "record"))).expect("opens");
+            assert_eq!(opened.header, header(v));
+            assert_eq!(opened.binding, binding);
+            assert_eq!(hex(opened.secret.expose_secret()), s(v, "secret"));
+            assert_eq!(opened.decoy, decoy);
+        }
     }
 }
 
@@ -195,7 +221,6 @@ fn write_vectors() {
         "vault_id": "0123456789abcdef0123456789abcdef",
         "dek": hex(&[0x42; 32]),
     });
-    let mut records = Vec::new();
     let cases = [
         (
             "utf-8 token, no expiry",
@@ -206,6 +231,7 @@ fn write_vectors() {
             1u64,
             None,
             "DE89370400440532013000",
+            false,
         ),
         (
             "binary token with expiry",
@@ -216,6 +242,7 @@ fn write_vectors() {
             7,
             Some(1_800_000_000i64),
             "FR7630006000011234567890189",
+            false,
         ),
         (
             "refresh token, long id",
@@ -226,34 +253,66 @@ fn write_vectors() {
             42,
             Some(1_900_000_000),
             "GB33BUKB20201555555555",
+            false,
+        ),
+        (
+            "a decoy",
+            "acme",
+            "consent-7",
+            "access-token-xyz",
+            1,
+            1,
+            None,
+            "DE44500105175407324931",
+            true,
         ),
     ];
-    for (i, (desc, tenant, token, secret, version, revision, expires, account)) in
-        cases.into_iter().enumerate()
+    let mut by_format: [Vec<Value>; 2] = [Vec::new(), Vec::new()];
+    for (f, (format, number)) in [(record::Format::V1, 1), (record::Format::V2, 2)]
+        .into_iter()
+        .enumerate()
     {
-        let salt = [u8::try_from(i).expect("small") + 1; 32];
-        let nonce = [u8::try_from(i).expect("small") + 0x10; 12];
-        let mut v = base.clone();
-        v["description"] = json!(desc);
-        v["tenant"] = json!(tenant);
-        v["token"] = json!(token);
-        v["header"] = json!({"key_version": version, "revision": revision, "expires_at": expires, "updated_at": 1_795_453_200});
-        v["binding"] = json!({"subject": "user-42", "bank": "example-bank", "account": account, "scope": "accounts"});
-        v["secret"] = json!(hex(secret.as_bytes()));
-        v["salt"] = json!(hex(&salt));
-        v["nonce"] = json!(hex(&nonce));
-        let sealed = record::dangerous_seal_record_with(
-            &dek(&v),
-            slot(&v),
-            header(&v),
-            &binding(&v),
-            secret.as_bytes(),
-            &salt,
-            &nonce,
-        );
-        v["record"] = json!(hex(&sealed));
-        records.push(v);
+        for (i, (desc, tenant, token, secret, version, revision, expires, account, decoy)) in
+            cases.into_iter().enumerate()
+        {
+            if decoy && format == record::Format::V1 {
+                continue;
+            }
+            let salt = [u8::try_from(i + 4 * f).expect("small") + 1; 32];
+            let nonce = [u8::try_from(i + 4 * f).expect("small") + 0x10; 12];
+            let mut v = base.clone();
+            v["description"] = json!(desc);
+            v["format"] = json!(number);
+            if format == record::Format::V2 {
+                v["decoy"] = json!(decoy);
+            }
+            v["tenant"] = json!(tenant);
+            v["token"] = json!(token);
+            v["header"] = json!({"key_version": version, "revision": revision, "expires_at": expires, "updated_at": 1_795_453_200});
+            v["binding"] = json!({"subject": "user-42", "bank": "example-bank", "account": account, "scope": "accounts"});
+            v["secret"] = json!(hex(secret.as_bytes()));
+            v["salt"] = json!(hex(&salt));
+            v["nonce"] = json!(hex(&nonce));
+            let b = binding(&v);
+            let contents = record::Contents {
+                binding: &b,
+                secret: secret.as_bytes(),
+                decoy,
+            };
+            let sealed = record::dangerous_seal_record_with(
+                format,
+                &dek(&v),
+                slot(&v),
+                header(&v),
+                contents,
+                &salt,
+                &nonce,
+            );
+            v["record"] = json!(hex(&sealed));
+            by_format[f].push(v);
+        }
     }
+    let [records, records_v2] = by_format;
     let mut transit = base.clone();
     transit["description"] = json!("transit blob bound to a context");
     transit["tenant"] = json!("acme");
@@ -280,6 +339,7 @@ fn write_vectors() {
         .expect("write");
     };
     write("record-v1.json", &json!(records));
+    write("record-v2.json", &json!(records_v2));
     write("transit-v1.json", &json!([transit.clone()]));
 
     let good = &records[0];
@@ -305,7 +365,7 @@ fn write_vectors() {
     };
     let unknown_format = {
         let mut b = record_bytes.clone();
-        b[0] = 2; // format version 1 -> 2
+        b[0] = 3; // format 1 -> 3, which does not exist
         hex(&b)
     };
     write(

@@ -92,11 +92,13 @@ async fn put(ctx: &Ctx, args: TokenPut) -> anyhow::Result<()> {
         lease: None,
     };
     let (tenant, id) = (&args.tenant, &args.id);
-    let stored = ctx
-        .client
-        .put_token(tenant, id, &body)
-        .await
-        .with_context(|| format!("cannot store token {tenant}/{id}"))?;
+    let kind = if args.decoy { "decoy" } else { "token" };
+    let stored = if args.decoy {
+        ctx.client.put_decoy(tenant, id, &body).await
+    } else {
+        ctx.client.put_token(tenant, id, &body).await
+    }
+    .with_context(|| format!("cannot store {kind} {tenant}/{id}"))?;
     drop(body);
     let mut out = ctx.out();
     if ctx.json {
@@ -104,7 +106,7 @@ async fn put(ctx: &Ctx, args: TokenPut) -> anyhow::Result<()> {
     } else {
         writeln!(
             out,
-            "stored token {tenant}/{id}: revision {}, key version {}",
+            "stored {kind} {tenant}/{id}: revision {}, key version {}",
             stored.revision, stored.key_version
         )?;
     }

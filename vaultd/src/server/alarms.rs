@@ -15,25 +15,34 @@ pub(super) enum AlarmKind {
     ExfiltrationBrake,
     /// A token was stored equal to one of its earlier revisions (`docs/leases.md`).
     TokenReused,
+    /// A decoy token was unsealed.
+    DecoyUnsealed,
 }
 
 impl AlarmKind {
     /// Every kind, for the metric.
-    pub(super) const ALL: &[AlarmKind] = &[AlarmKind::ExfiltrationBrake, AlarmKind::TokenReused];
+    pub(super) const ALL: &[AlarmKind] = &[
+        AlarmKind::ExfiltrationBrake,
+        AlarmKind::TokenReused,
+        AlarmKind::DecoyUnsealed,
+    ];
 
     /// The kind's name: `alarm.{name}` is its audit op, `kind="{name}"` its metric label.
     pub(super) fn name(self) -> &'static str {
         match self {
             Self::ExfiltrationBrake => "exfiltration_brake",
             Self::TokenReused => "token_reused",
+            Self::DecoyUnsealed => "decoy_unsealed",
         }
     }
 
     /// The `code` of its entry: what the request that raised it was answered.
-    fn code(self) -> &'static str {
+    fn code(self) -> Option<&'static str> {
         match self {
-            Self::ExfiltrationBrake => "rate_limited",
-            Self::TokenReused => "token_reused",
+            Self::ExfiltrationBrake => Some("rate_limited"),
+            Self::TokenReused => Some("token_reused"),
+            // The unseal was answered as any other: the alarm's entry has no error code.
+            Self::DecoyUnsealed => None,
         }
     }
 }
@@ -46,7 +55,7 @@ pub(super) async fn raise(app: &App, who: &Identity, kind: AlarmKind, mut ev: Ev
     tracing::error!(kind = kind.name(), %who, tenant = ev.tenant.as_deref(), "alarm raised");
     if let Err(e) = app
         .vault
-        .record(&mut ev, Outcome::Denied, Some(kind.code()))
+        .record(&mut ev, Outcome::Denied, kind.code())
         .await
     {
         tracing::error!(error = %e, kind = kind.name(), "the alarm's audit entry was not written");

@@ -57,6 +57,7 @@ pub(super) enum Route {
         limit: usize,
     },
     Metrics,
+    PutDecoy(TenantId, TokenId),
     PutToken(TenantId, TokenId),
     ReleaseLease(TenantId, TokenId),
     Seal,
@@ -114,6 +115,7 @@ impl Route {
             Self::ListTenants => "tenant.list",
             Self::ListTokens { .. } => "token.list",
             Self::Metrics => "sys.metrics",
+            Self::PutDecoy(..) => "token.put.decoy",
             Self::PutToken(..) => "token.put",
             Self::ReleaseLease(..) => "token.lease.release",
             Self::Seal => "sys.seal",
@@ -177,6 +179,8 @@ impl Route {
             // A refresh: it reads the token and writes the next one (docs/leases.md).
             Self::LeaseToken(t, _) => (&[C::TokenUnseal, C::TokenSeal], Tenant(t.as_str())),
             Self::ReleaseLease(t, _) => (&[C::TokenSeal], Tenant(t.as_str())),
+            // Who may tell decoys apart may plant them (docs/alarms.md).
+            Self::PutDecoy(t, _) => (&[C::TokenSeal, C::KeysRead], Tenant(t.as_str())),
         }
     }
 
@@ -193,6 +197,7 @@ impl Route {
         match self {
             Self::DeleteToken(_, k)
             | Self::LeaseToken(_, k)
+            | Self::PutDecoy(_, k)
             | Self::PutToken(_, k)
             | Self::ReleaseLease(_, k)
             | Self::ShowToken(_, k)
@@ -344,6 +349,13 @@ pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<
             Method::DELETE => Route::DeleteToken(tenant(t)?, token(k)?),
             _ => return Err(Error::MethodNotAllowed("GET, PUT, DELETE")),
         },
+        ["v1", "tenants", t, "decoys", k] => {
+            let route = Route::PutDecoy(tenant(t)?, token(k)?);
+            if m != Method::PUT {
+                return Err(Error::MethodNotAllowed("PUT"));
+            }
+            route
+        }
         ["v1", "tenants", t, "tokens", k, "lease"] => match m {
             Method::POST => Route::LeaseToken(tenant(t)?, token(k)?),
             Method::DELETE => Route::ReleaseLease(tenant(t)?, token(k)?),

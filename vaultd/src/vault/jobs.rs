@@ -451,13 +451,12 @@ impl Vault {
                 key_version: record.current,
                 ..header
             };
-            let sealed = record::seal_record(
-                &new_dek,
-                slot,
-                header,
-                &opened.binding,
-                opened.secret.expose_secret(),
-            )?;
+            let contents = record::Contents {
+                binding: &opened.binding,
+                secret: opened.secret.expose_secret(),
+                decoy: opened.decoy,
+            };
+            let sealed = record::seal_record(&new_dek, slot, header, contents)?;
             batch
                 .check(key.clone(), Some(bytes.clone()))
                 .put(key.clone(), sealed)
@@ -636,6 +635,7 @@ mod tests {
                 expires_at: None,
                 expected_revision: None,
                 lease: None,
+                decoy: false,
             };
             let token = TokenId::parse(&format!("tok-{i:04}")).expect("token id");
             a.put_token(&acme, &token, &put, &mut ev())

@@ -40,6 +40,8 @@ pub struct PutToken {
     pub expected_revision: Option<u64>,
     /// The refresh lease this put ends (`docs/leases.md`).
     pub lease: Option<String>,
+    /// A decoy (`docs/alarms.md`): unsealing it raises an alarm.
+    pub decoy: bool,
 }
 
 impl PutToken {
@@ -122,8 +124,12 @@ impl Vault {
                 )
                 .await?;
             let slot = slot(&keys, tenant, token);
-            let bytes =
-                record::seal_record(&dek, slot, header, &req.binding, req.secret.expose_secret())?;
+            let contents = record::Contents {
+                binding: &req.binding,
+                secret: req.secret.expose_secret(),
+                decoy: req.decoy,
+            };
+            let bytes = record::seal_record(&dek, slot, header, contents)?;
             ev.key_version = Some(version);
             let mut batch = Batch::default();
             batch
@@ -168,8 +174,23 @@ impl Vault {
         expect: Option<&Expect>,
         ev: &mut Event,
     ) -> Result<UnsealTokenResponse, Error> {
+        self.unseal_token_telling_decoys(tenant, token, expect, ev)
+            .await
+            .map(|(answer, _)| answer)
+    }
+
+    /// [`Vault::unseal_token`], and whether the token is a decoy (`docs/alarms.md`): the
+    /// answer is the same either way.
+    pub async fn unseal_token_telling_decoys(
+        &self,
+        tenant: &TenantId,
+        token: &TokenId,
+        expect: Option<&Expect>,
+        ev: &mut Event,
+    ) -> Result<(UnsealTokenResponse, bool), Error> {
         let keys = self.keys()?;
         let opened = self.open_token(&keys, tenant, token).await?;
+        let decoy = opened.decoy;
         ev.key_version = Some(opened.header.key_version);
         note_binding(&keys, ev, &opened.binding);
         if let Some(e) = expect {
@@ -188,7 +209,7 @@ impl Vault {
         {
             return Err(Error::Expired);
         }
-        Ok(answer(opened))
+        Ok((answer(opened), decoy))
     }
 
     /// Opens a token for a write that depends on it: the token, and its stored bytes for the
@@ -391,6 +412,7 @@ fn meta(id: &str, token: Token) -> TokenMeta {
         revision: token.header.revision,
         key_version: token.header.key_version,
         updated_at: Timestamp(token.header.updated_at),
+        decoy: Some(token.decoy),
     }
 }
 

@@ -57,6 +57,7 @@ pub fn put(secret: &str, account: &str) -> PutToken {
         expires_at: None,
         expected_revision: None,
         lease: None,
+        decoy: false,
     }
 }
 

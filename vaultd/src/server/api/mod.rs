@@ -194,6 +194,7 @@ async fn serve(
         | Route::ListTenants
         | Route::DestroyTenant(_) => tenants::serve(app, who, route, &body, ev).await,
         Route::PutToken(..)
+        | Route::PutDecoy(..)
         | Route::LeaseToken(..)
         | Route::ReleaseLease(..)
         | Route::UnsealToken(..)

@@ -7,7 +7,7 @@ use vault_client::wire::{self, LeaseToken, ReleaseLease, UnsealToken};
 use super::no_body;
 use crate::audit::Event;
 use crate::error::Error;
-use crate::policy::Identity;
+use crate::policy::{Capability, Identity};
 use crate::server::App;
 use crate::server::alarms::{self, AlarmKind};
 use crate::server::message::{self as http, Body};
@@ -23,7 +23,7 @@ pub(super) async fn serve(
 ) -> Result<Response<Body>, Error> {
     let vault = &app.vault;
     match route {
-        Route::PutToken(t, k) => {
+        Route::PutToken(t, k) | Route::PutDecoy(t, k) => {
             let req: wire::PutToken = http::parse_required(body)?;
             let secret = match (req.secret, req.secret_b64) {
                 (Some(s), None) | (None, Some(s)) => s,
@@ -37,6 +37,7 @@ pub(super) async fn serve(
                 expires_at: req.expires_at.map(|t| t.unix()),
                 expected_revision: req.expected_revision,
                 lease: req.lease,
+                decoy: matches!(route, Route::PutDecoy(..)),
             };
             match vault.put_token(t, k, &put, ev).await {
                 Err(Error::TokenReused) => {
@@ -66,17 +67,25 @@ pub(super) async fn serve(
         }
         Route::UnsealToken(t, k) => {
             let req: UnsealToken = http::parse(body, true)?;
-            Ok(http::json(
-                StatusCode::OK,
-                &vault.unseal_token(t, k, req.expect.as_ref(), ev).await?,
-            ))
+            let (answer, decoy) = vault
+                .unseal_token_telling_decoys(t, k, req.expect.as_ref(), ev)
+                .await?;
+            if decoy {
+                // Answered like any token; the caller is not told.
+                let mut alarm = alarms::entry(who, AlarmKind::DecoyUnsealed);
+                alarm.tenant = Some(t.to_string());
+                alarm.token = Some(k.to_string());
+                alarms::raise(app, who, AlarmKind::DecoyUnsealed, alarm).await;
+            }
+            Ok(http::json(StatusCode::OK, &answer))
         }
         Route::ShowToken(t, k) => {
             no_body(body)?;
-            Ok(http::json(
-                StatusCode::OK,
-                &vault.token_meta(t, k, ev).await?,
-            ))
+            let mut meta = vault.token_meta(t, k, ev).await?;
+            if !tells_decoys(app, who, t) {
+                meta.decoy = None;
+            }
+            Ok(http::json(StatusCode::OK, &meta))
         }
         Route::ListTokens {
             tenant,
@@ -84,10 +93,13 @@ pub(super) async fn serve(
             limit,
         } => {
             no_body(body)?;
-            Ok(http::json(
-                StatusCode::OK,
-                &vault.list_tokens(tenant, after.as_ref(), *limit).await?,
-            ))
+            let mut list = vault.list_tokens(tenant, after.as_ref(), *limit).await?;
+            if !tells_decoys(app, who, tenant) {
+                for meta in &mut list.items {
+                    meta.decoy = None;
+                }
+            }
+            Ok(http::json(StatusCode::OK, &list))
         }
         Route::DeleteToken(t, k) => {
             no_body(body)?;
@@ -98,4 +110,10 @@ pub(super) async fn serve(
         }
         _ => unreachable!("routed by api::serve"),
     }
+}
+
+/// Whether `who` may see which tokens of `tenant` are decoys: `keys:read` on it.
+fn tells_decoys(app: &App, who: &Identity, tenant: &crate::ids::TenantId) -> bool {
+    app.policy
+        .allows(who, Capability::KeysRead, Some(tenant.as_str()))
 }
