@@ -113,9 +113,13 @@ async fn workers_refreshing_one_consent_through_leases_never_reuse_a_token() {
                     let bank = bank.clone();
                     let result = c
                         .refresh("acme", "consent-1", 30, |leased| async move {
-                            let old = leased.secret.or(leased.secret_b64).expect("a token");
+                            let old = leased
+                                .token
+                                .secret
+                                .or(leased.token.secret_b64)
+                                .expect("a token");
                             let new = bank.refresh(old.expose_secret()).await?;
-                            Ok::<_, BankError>(next(&new, leased.binding))
+                            Ok::<_, BankError>(next(&new, leased.token.binding))
                         })
                         .await;
                     match result {
@@ -197,9 +201,9 @@ async fn workers_refreshing_one_consent_without_leases_get_it_revoked() {
 async fn a_lease_holds_off_other_refreshes_until_it_is_stored_released_or_lapses() {
     let (daemon, c) = start().await;
     let leased = c.lease_token("acme", "consent-1", 5).await.expect("lease");
-    assert_eq!(leased.revision, 1);
+    assert_eq!(leased.token.revision, 1);
     assert_eq!(
-        leased.secret.as_ref().expect("text").expose_secret(),
+        leased.token.secret.as_ref().expect("text").expose_secret(),
         b"rt-0"
     );
     // Others wait; reads do not.
@@ -306,9 +310,13 @@ async fn storing_an_earlier_refresh_token_again_is_refused_and_raises_an_alarm()
         c.refresh("acme", "consent-1", 30, |leased| {
             let bank = &bank;
             async move {
-                let old = leased.secret.or(leased.secret_b64).expect("a token");
+                let old = leased
+                    .token
+                    .secret
+                    .or(leased.token.secret_b64)
+                    .expect("a token");
                 let new = bank.refresh(old.expose_secret()).await?;
-                Ok::<_, BankError>(next(&new, leased.binding))
+                Ok::<_, BankError>(next(&new, leased.token.binding))
             }
         })
         .await
@@ -325,7 +333,7 @@ async fn storing_an_earlier_refresh_token_again_is_refused_and_raises_an_alarm()
     }
     let result = c
         .refresh("acme", "consent-1", 30, |leased| async move {
-            Ok::<_, BankError>(next("rt-2", leased.binding))
+            Ok::<_, BankError>(next("rt-2", leased.token.binding))
         })
         .await;
     assert!(
@@ -334,7 +342,7 @@ async fn storing_an_earlier_refresh_token_again_is_refused_and_raises_an_alarm()
     );
     // The lease was given back: the next refresh is served at once, with a new token.
     c.refresh("acme", "consent-1", 30, |leased| async move {
-        Ok::<_, BankError>(next("rt-4", leased.binding))
+        Ok::<_, BankError>(next("rt-4", leased.token.binding))
     })
     .await
     .expect("a new token");

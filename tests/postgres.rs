@@ -636,7 +636,7 @@ async fn a_node_follows_a_master_key_rotation_made_by_another() {
 
 /// The key version in a stored record's header (docs/record-format.md: big-endian u32 at 1).
 fn record_key_version(record: &[u8]) -> u32 {
-    assert_eq!(record[0], 1, "record format v1");
+    assert_eq!(record[0], 2, "record format 2");
     u32::from_be_bytes(record[1..5].try_into().expect("4 bytes"))
 }
 

@@ -354,9 +354,7 @@ impl Client {
         id: &str,
         token: &PutToken,
     ) -> Result<PutTokenResponse, Error> {
-        let body = to_json(token)?;
-        self.request(Method::PUT, token_path(tenant, id), Some(body))
-            .await
+        self.put_at(token_path(tenant, id), token).await
     }
 
     /// `PUT /v1/tenants/{tenant}/decoys/{id}`: plants a decoy token (`docs/alarms.md`): it
@@ -367,8 +365,12 @@ impl Client {
         id: &str,
         token: &PutToken,
     ) -> Result<PutTokenResponse, Error> {
-        let body = to_json(token)?;
         let path = format!("/v1/tenants/{}/decoys/{}", segment(tenant), segment(id));
+        self.put_at(path, token).await
+    }
+
+    async fn put_at(&self, path: String, token: &PutToken) -> Result<PutTokenResponse, Error> {
+        let body = to_json(token)?;
         self.request(Method::PUT, path, Some(body)).await
     }
 

@@ -37,6 +37,7 @@
 //!     },
 //!     expires_at: None,
 //!     expected_revision: Some(0), // only if it does not exist yet
+//!     lease: None,
 //! };
 //! let stored = client.put_token("acme", "consent-1", &put).await?;
 //! assert_eq!(stored.revision, 1);

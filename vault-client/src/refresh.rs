@@ -78,13 +78,14 @@ impl Client {
     /// use vault_client::wire::PutToken;
     /// client
     ///     .refresh("acme", "consent-1", 30, |leased| async move {
-    ///         let old = leased.secret.or(leased.secret_b64).expect("a token");
+    ///         let token = leased.token;
+    ///         let old = token.secret.or(token.secret_b64).expect("a token");
     ///         let new = bank_refresh(old.expose_secret()).await?;
     ///         Ok::<_, std::io::Error>(PutToken {
     ///             secret: Some(Secret::from(new.as_str())),
     ///             secret_b64: None,
-    ///             binding: leased.binding,
-    ///             expires_at: leased.expires_at,
+    ///             binding: token.binding,
+    ///             expires_at: token.expires_at,
     ///             expected_revision: None,
     ///             lease: None,
     ///         })
@@ -107,7 +108,7 @@ impl Client {
             .lease_waiting(tenant, id, seconds)
             .await
             .map_err(RefreshError::Vault)?;
-        let (lease, revision) = (leased.lease.clone(), leased.revision);
+        let (lease, revision) = (leased.lease.clone(), leased.token.revision);
         let mut next = match refresh(leased).await {
             Ok(next) => next,
             Err(e) => {

@@ -197,34 +197,17 @@ pub struct LeaseToken {
     pub seconds: u32,
 }
 
-/// `POST /v1/tenants/{t}/tokens/{id}/lease` answer: the token, as an unseal answers it, and
-/// the lease that holds it.
+/// `POST /v1/tenants/{t}/tokens/{id}/lease` answer: the lease that holds the token, and the
+/// token as an unseal answers it (its fields side by side with the lease's on the wire).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct LeaseTokenResponse {
     /// The lease id: put the new token with it, or give it back.
     pub lease: String,
     /// When the lease lapses.
     pub lease_expires_at: Timestamp,
-    /// The token, when it is valid UTF-8.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "crate::secret::utf8"
-    )]
-    pub secret: Option<Secret>,
-    /// The token as base64, when it is not valid UTF-8.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "crate::secret::b64"
-    )]
-    pub secret_b64: Option<Secret>,
-    /// What the token is for.
-    pub binding: Binding,
-    /// When it expires, if ever.
-    pub expires_at: Option<Timestamp>,
-    /// Its revision: the put under the lease expects it.
-    pub revision: u64,
+    /// The token; its `revision` is what the put under the lease expects.
+    #[serde(flatten)]
+    pub token: UnsealTokenResponse,
 }
 
 /// `DELETE /v1/tenants/{t}/tokens/{id}/lease` body.

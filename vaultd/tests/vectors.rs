@@ -1,5 +1,5 @@
-//! Known-answer vectors for record format v1 (`testdata/`, described in
-//! `docs/record-format.md`). `record-v1.json` and `transit-v1.json` must seal to exactly the
+//! Known-answer vectors for record formats v1 and v2 (`testdata/`, described in
+//! `docs/record-format.md`). `record-v1.json`, `record-v2.json` and `transit-v1.json` must seal to exactly the
 //! stored bytes and open back; every `fail_*.json` must fail to open.
 //!
 //! Regenerate (only when the format version changes):

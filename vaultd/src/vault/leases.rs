@@ -163,15 +163,10 @@ impl Vault {
             match self.commit(batch).await {
                 Ok(()) => {
                     ev.mark_recorded();
-                    let token = super::tokens::answer(opened);
                     return Ok(LeaseTokenResponse {
                         lease,
                         lease_expires_at: Timestamp(expires_at_ms / 1000),
-                        secret: token.secret,
-                        secret_b64: token.secret_b64,
-                        binding: token.binding,
-                        expires_at: token.expires_at,
-                        revision: token.revision,
+                        token: super::tokens::answer(opened),
                     });
                 }
                 Err(Error::Store(StoreError::Conflict)) => continue,

@@ -221,18 +221,7 @@ impl Vault {
         token: &TokenId,
         ev: &mut Event,
     ) -> Result<(Token, Vec<u8>), Error> {
-        let (record, _) = self
-            .load_tenant(tenant)
-            .await?
-            .ok_or_else(|| not_found(tenant))?;
-        let bytes = self
-            .store()
-            .get(&layout::record(tenant.as_str(), token.as_str()))
-            .await?
-            .ok_or_else(|| token_not_found(token))?;
-        let opened = self
-            .open_bytes(keys, tenant, &record, token, &bytes)
-            .await?;
+        let (opened, bytes) = self.stored_token(keys, tenant, token).await?;
         ev.key_version = Some(opened.header.key_version);
         note_binding(keys, ev, &opened.binding);
         Ok((opened, bytes))
@@ -341,6 +330,16 @@ impl Vault {
         tenant: &TenantId,
         token: &TokenId,
     ) -> Result<Token, Error> {
+        Ok(self.stored_token(keys, tenant, token).await?.0)
+    }
+
+    /// A token, opened, and its stored bytes.
+    async fn stored_token(
+        &self,
+        keys: &Keys,
+        tenant: &TenantId,
+        token: &TokenId,
+    ) -> Result<(Token, Vec<u8>), Error> {
         let (record, _) = self
             .load_tenant(tenant)
             .await?
@@ -350,7 +349,10 @@ impl Vault {
             .get(&layout::record(tenant.as_str(), token.as_str()))
             .await?
             .ok_or_else(|| token_not_found(token))?;
-        self.open_bytes(keys, tenant, &record, token, &bytes).await
+        let opened = self
+            .open_bytes(keys, tenant, &record, token, &bytes)
+            .await?;
+        Ok((opened, bytes))
     }
 
     async fn open_bytes(
