@@ -236,9 +236,16 @@ fn is_head(line: &[u8]) -> bool {
     line.starts_with(b"{\"head\"")
 }
 
+/// The signed statement that ends an export (`docs/audit-log.md`, "Sealed exports").
+fn is_statement(line: &[u8]) -> bool {
+    line.starts_with(b"{\"statement\"")
+}
+
 /// Indexes (into `lines`) of the entry lines.
 fn entry_indexes(lines: &[Vec<u8>]) -> Vec<usize> {
-    (0..lines.len()).filter(|&i| !is_head(&lines[i])).collect()
+    (0..lines.len())
+        .filter(|&i| !is_head(&lines[i]) && !is_statement(&lines[i]))
+        .collect()
 }
 
 fn entry(line: &[u8]) -> Entry {
@@ -355,31 +362,71 @@ async fn offline_verify_finds_a_cut_tail_by_its_signed_heads() {
 }
 
 #[tokio::test]
-async fn offline_verify_finds_a_tail_cut_at_a_head_only_against_a_recorded_head() {
+async fn offline_verify_finds_a_tail_cut_at_a_head_by_the_exports_statement() {
     let vault = Vault::start().await;
     let (lines, key) = vault.intact_export();
     let recorded = vault.head_of(&vault.path("audit.ndjson"), &key);
-    // Cut right after an earlier head, heads and entries alike: a valid prefix of the log.
+    let statement = lines.last().expect("lines").clone();
+    assert!(
+        is_statement(&statement),
+        "the export ends with its statement"
+    );
+    // Cut right after an earlier head, heads and entries alike: a valid prefix of the log,
+    // which the export's signed statement no longer describes.
     let last_head = lines.iter().rposition(|l| is_head(l)).expect("a head");
     let earlier_head = lines[..last_head - 1]
         .iter()
         .rposition(|l| is_head(l))
         .expect("an earlier head");
-    let cut = &lines[..=earlier_head];
+    let prefix = &lines[..=earlier_head];
     assert!(
-        entry_indexes(cut).len() < entry_indexes(&lines).len(),
+        entry_indexes(prefix).len() < entry_indexes(&lines).len(),
         "entries were cut"
     );
-    let file = vault.path("cut-at-head.ndjson");
-    fs::write(&file, join(cut)).expect("write");
-    let out = vault.verify_offline(&file, &key, None, false);
-    assert_eq!(
-        code(&out),
-        0,
-        "a clean prefix is valid on its own: {}",
-        text(&out.stdout)
-    );
-    vault.assert_found("cut-at-head.ndjson", cut, &key, Some(&recorded));
+    let with_statement: Vec<_> = prefix.iter().cloned().chain([statement.clone()]).collect();
+    let without_statement = lines[..lines.len() - 1].to_vec();
+    let appended: Vec<_> = lines.iter().cloned().chain([lines[0].clone()]).collect();
+    for (name, cut, says) in [
+        (
+            "cut-keeping-statement.ndjson",
+            with_statement.as_slice(),
+            "the export's statement says it ends at entry",
+        ),
+        (
+            "cut-at-head.ndjson",
+            prefix,
+            "no signed statement ends the export",
+        ),
+        (
+            "statement-removed.ndjson",
+            without_statement.as_slice(),
+            "no signed statement ends the export",
+        ),
+        (
+            "line-after-statement.ndjson",
+            appended.as_slice(),
+            "after the export's statement",
+        ),
+        ("empty.ndjson", &[], "the export is empty"),
+    ] {
+        vault.assert_found(name, cut, &key, None);
+        let out = vault.verify_offline(&vault.path(name), &key, None, false);
+        assert!(
+            text(&out.stdout).contains(says),
+            "{name}: {}",
+            text(&out.stdout)
+        );
+    }
+    // Against the head recorded from the whole export, the prefix is found as before.
+    vault.assert_found("cut-at-head-anchored.ndjson", prefix, &key, Some(&recorded));
+    // A statement with a changed byte does not verify.
+    let mut forged = lines.clone();
+    let last = forged.len() - 1;
+    let text_line = String::from_utf8(forged[last].clone()).expect("utf-8");
+    forged[last] = text_line
+        .replacen("\"entries\":", "\"entries\":1", 1)
+        .into_bytes();
+    vault.assert_found("statement-edited.ndjson", &forged, &key, None);
 }
 
 #[tokio::test]
@@ -504,9 +551,12 @@ async fn export_is_private_and_never_overwrites_by_accident() {
         summary["entries"].as_u64(),
         Some(entry_indexes(&written).len() as u64)
     );
+    let statements = written.iter().filter(|l| is_statement(l)).count();
+    assert_eq!(statements, 1, "one chain, one statement");
+    assert_eq!(summary["statements"].as_u64(), Some(1));
     assert_eq!(
         summary["heads"].as_u64(),
-        Some((written.len() - entry_indexes(&written).len()) as u64)
+        Some((written.len() - entry_indexes(&written).len() - statements) as u64)
     );
     assert!(summary["last_head"]["signature"].is_string());
     let leftovers: Vec<_> = fs::read_dir(vault.dir.path())

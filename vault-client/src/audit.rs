@@ -17,6 +17,9 @@ pub const ENTRY_LABEL: &[u8] = b"vaultd/v1/audit-entry";
 pub const HEAD_LABEL: &[u8] = b"vaultd/v1/audit-head";
 /// Label of the signed message of a head of a node's chain.
 pub const NODE_HEAD_LABEL: &[u8] = b"vaultd/v1/audit-head-node";
+/// Domain label of the signed statement that ends an export (`docs/audit-log.md`, "Sealed
+/// exports").
+pub const STATEMENT_LABEL: &[u8] = b"vaultd/v1/export-statement";
 /// The `prev` of entry 1.
 pub const GENESIS: [u8; 32] = [0; 32];
 /// The `op` of the entry a run writes at start when a signed head names entries beyond the
@@ -162,6 +165,56 @@ pub struct Head {
 pub struct HeadLine {
     /// The head.
     pub head: Head,
+}
+
+/// The signed statement that ends the export of one chain: what the export holds, so that an
+/// export cut anywhere never verifies (`docs/audit-log.md`, "Sealed exports").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Statement {
+    /// The vault whose log this is.
+    pub vault_id: String,
+    /// The node whose chain was exported (absent: the one chain of an embedded store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The first entry exported.
+    pub first: u64,
+    /// The last entry exported.
+    pub last: u64,
+    /// That entry's chain hash (hex).
+    pub last_hash: String,
+    /// Entries exported: `last - first + 1`.
+    pub entries: u64,
+    /// When the export was made.
+    pub time: Timestamp,
+    /// Ed25519 signature over [`statement_message`] (hex), by the audit signing key.
+    pub signature: String,
+}
+
+/// A statement as exported: `{"statement": {…}}`, the last line of a chain's export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatementLine {
+    /// The statement.
+    pub statement: Statement,
+}
+
+/// The message a statement's signature covers.
+pub fn statement_message(s: &Statement, last_hash: &[u8; 32]) -> Vec<u8> {
+    let node = s.node.as_deref().unwrap_or("");
+    let mut m = Vec::with_capacity(STATEMENT_LABEL.len() + s.vault_id.len() + node.len() + 72);
+    m.extend_from_slice(STATEMENT_LABEL);
+    for field in [s.vault_id.as_bytes(), node.as_bytes()] {
+        let len = u32::try_from(field.len()).expect("ids are short");
+        m.extend_from_slice(&len.to_be_bytes());
+        m.extend_from_slice(field);
+    }
+    m.extend_from_slice(&s.first.to_be_bytes());
+    m.extend_from_slice(&s.last.to_be_bytes());
+    m.extend_from_slice(last_hash);
+    m.extend_from_slice(&s.entries.to_be_bytes());
+    m.extend_from_slice(&s.time.unix().to_be_bytes());
+    m
 }
 
 /// The chain hash of an entry: SHA-256(label || exact entry bytes).
@@ -320,6 +373,10 @@ pub struct Verifier {
     accepted: Vec<String>,
     problems: Vec<String>,
     resumed_after: Option<u64>,
+    /// The export's statement was read: nothing may follow it.
+    sealed: bool,
+    /// First entry fed, for the statement's check.
+    first: Option<u64>,
 }
 
 /// Most problems listed; later ones are counted only.
@@ -341,6 +398,8 @@ impl Verifier {
             accepted: Vec::new(),
             problems: Vec::new(),
             resumed_after: None,
+            sealed: false,
+            first: None,
         }
     }
 
@@ -376,8 +435,21 @@ impl Verifier {
         self
     }
 
-    /// Feeds one line of an export: an entry or a head.
+    /// Feeds one line of an export: an entry, a head, or the statement that ends it.
     pub fn line(&mut self, line: &[u8]) {
+        if self.sealed {
+            self.problem(format!(
+                "after the export's statement: a line that no statement covers (appended to the export)"
+            ));
+            return;
+        }
+        if line.starts_with(b"{\"statement\"") {
+            match serde_json::from_slice::<StatementLine>(line) {
+                Ok(s) => self.statement(&s.statement),
+                Err(_) => self.problem("unreadable statement line".into()),
+            }
+            return;
+        }
         if line.starts_with(b"{\"head\"") {
             match serde_json::from_slice::<HeadLine>(line) {
                 Ok(h) => self.head(&h.head),
@@ -440,6 +512,7 @@ impl Verifier {
         }
         self.prev = entry_hash(line);
         self.entries += 1;
+        self.first.get_or_insert(entry.seq);
         // An export that claims seq u64::MAX has no next entry; saturate rather than overflow
         // (the next entry, if any, is then reported out of sequence).
         self.next_seq = entry.seq.max(expected).saturating_add(1);
@@ -495,6 +568,59 @@ impl Verifier {
         }
         self.signed_through = Some(head.seq);
         self.anchors_seen.push((head.seq, hash));
+    }
+
+    /// Feeds the signed statement that ends an export: it must verify with the audit key and
+    /// describe exactly the entries fed, from the first to the last.
+    pub fn statement(&mut self, s: &Statement) {
+        self.sealed = true;
+        let last = self.next_seq - 1;
+        self.same_chain("the export's statement".into(), s.node.as_deref());
+        let Some(hash) = unhex::<32>(&s.last_hash) else {
+            self.problem("the export's statement: unreadable hash".into());
+            return;
+        };
+        let signature_ok = unhex::<64>(&s.signature)
+            .map(|sig| Signature::from_bytes(&sig))
+            .is_some_and(|sig| {
+                self.key
+                    .verify_strict(&statement_message(s, &hash), &sig)
+                    .is_ok()
+            });
+        if !signature_ok {
+            self.problem(
+                "the export's statement: signature does not verify with the audit public key"
+                    .into(),
+            );
+            return;
+        }
+        if self.vault_id.as_ref().is_some_and(|id| *id != s.vault_id) {
+            self.problem(format!(
+                "the export's statement: vault id {} differs from the heads'",
+                s.vault_id
+            ));
+        }
+        let first = self.first.unwrap_or(self.next_seq);
+        if s.last != last || hash != self.prev {
+            self.problem(format!(
+                "the export's statement says it ends at entry {} but the export ends at {last} \
+                 (entries cut off the end, or the statement moved)",
+                s.last
+            ));
+        } else if s.first != first || s.entries != self.entries || s.entries != last + 1 - first {
+            self.problem(format!(
+                "the export's statement says it holds {} entries from {}, the export holds {} from \
+                 {first}",
+                s.entries, s.first, self.entries
+            ));
+        } else {
+            self.anchors_seen.push((last, hash));
+        }
+    }
+
+    /// Whether the export's statement was read.
+    pub fn is_sealed(&self) -> bool {
+        self.sealed
     }
 
     /// The report; with `anchor`, the log must contain that head.
@@ -571,6 +697,8 @@ pub struct LogVerifier {
     key: VerifyingKey,
     accept: Vec<u64>,
     chains: BTreeMap<Option<String>, Verifier>,
+    /// An export: every chain must end with its signed statement.
+    statements: bool,
 }
 
 impl LogVerifier {
@@ -580,7 +708,16 @@ impl LogVerifier {
             key,
             accept: Vec::new(),
             chains: BTreeMap::new(),
+            statements: false,
         }
+    }
+
+    /// Verifies an export: each chain must end with the export's signed statement
+    /// ([`Statement`]), so a cut export never verifies.
+    #[must_use]
+    pub fn requiring_statements(mut self) -> Self {
+        self.statements = true;
+        self
     }
 
     /// [`Verifier::accepting`], in every chain.
@@ -630,7 +767,16 @@ impl LogVerifier {
     /// The report. One unnamed chain (an embedded store) reports as [`Verifier::finish`];
     /// named chains report together, each in `chains`, every problem prefixed with its node.
     /// With `anchor`, one of the chains must hold that head.
-    pub fn finish(self, anchor: Option<&Anchor>) -> Report {
+    pub fn finish(mut self, anchor: Option<&Anchor>) -> Report {
+        if self.statements {
+            for verifier in self.chains.values_mut().filter(|v| !v.is_sealed()) {
+                verifier.problem(
+                    "no signed statement ends the export: it is cut off or incomplete \
+                     (`vault-cli audit export` writes one per chain)"
+                        .into(),
+                );
+            }
+        }
         // Node ids are never empty: "" is the unnamed chain, first in the map's order.
         let mut named: Vec<(String, Verifier)> = self
             .chains
@@ -638,7 +784,13 @@ impl LogVerifier {
             .map(|(node, verifier)| (node.unwrap_or_default(), verifier))
             .collect();
         match named.as_slice() {
-            [] => return Verifier::new(self.key).finish(anchor),
+            [] => {
+                let mut empty = Verifier::new(self.key);
+                if self.statements {
+                    empty.problem("the export is empty: no entry, no signed statement".into());
+                }
+                return empty.finish(anchor);
+            }
             [(node, _)] if node.is_empty() => {
                 let (_, verifier) = named.pop().expect("one chain");
                 return verifier.finish(anchor);
@@ -698,9 +850,14 @@ fn node_of(line: &[u8]) -> Option<String> {
         node: Option<String>,
         #[serde(default)]
         head: Option<Box<Named>>,
+        #[serde(default)]
+        statement: Option<Box<Named>>,
     }
     let named: Named = serde_json::from_slice(line).ok()?;
-    named.node.or_else(|| named.head.and_then(|h| h.node))
+    named
+        .node
+        .or_else(|| named.head.and_then(|h| h.node))
+        .or_else(|| named.statement.and_then(|s| s.node))
 }
 
 #[cfg(test)]

@@ -707,6 +707,22 @@ impl Client {
         Ok(answer.success()?.to_vec())
     }
 
+    /// `GET /v1/audit/export/statement?last=SEQ[&node=]`: the signed statement that ends an
+    /// export of a chain whose last exported entry is `last` (`docs/audit-log.md`, "Sealed
+    /// exports"); needs the vault unsealed.
+    pub async fn audit_statement(
+        &self,
+        node: Option<&str>,
+        last: u64,
+    ) -> Result<crate::audit::StatementLine, Error> {
+        let last = last.to_string();
+        let pairs = [("last", last.as_str())]
+            .into_iter()
+            .chain(node.map(|n| ("node", n)));
+        self.get(format!("/v1/audit/export/statement{}", query(pairs)))
+            .await
+    }
+
     /// `GET /v1/audit/chains`: the chains of the log with their last sequence numbers, and
     /// which one the answering node appends to.
     pub async fn audit_chains(&self) -> Result<AuditChains, Error> {

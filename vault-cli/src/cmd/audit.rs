@@ -412,7 +412,9 @@ fn verify_file(
     let mut reader = File::open(file)
         .map(BufReader::new)
         .with_context(|| format!("cannot open {}", file.display()))?;
-    let mut verifier = LogVerifier::new(key).accepting(accept);
+    let mut verifier = LogVerifier::new(key)
+        .accepting(accept)
+        .requiring_statements();
     for_each_line(&mut reader, |line| {
         // Blank lines carry nothing (an editor's trailing newline); every other line counts.
         if !line.is_empty() {
@@ -557,6 +559,8 @@ struct ExportSummary {
     chains: Vec<String>,
     entries: u64,
     heads: u64,
+    /// Signed statements written, one per chain (`docs/audit-log.md`, "Sealed exports").
+    statements: u64,
     last_entry: Option<u64>,
     last_head: Option<Head>,
 }
@@ -607,6 +611,7 @@ async fn export(ctx: &Ctx, path: &Path, force: bool) -> anyhow::Result<()> {
     fields.extend([
         ("entries", summary.entries.to_string()),
         ("heads", summary.heads.to_string()),
+        ("signed statements", summary.statements.to_string()),
         ("last entry", or_dash(summary.last_entry)),
         (
             "last head",
@@ -654,6 +659,7 @@ async fn write_chain(
         seq: u64,
     }
     let mut after = 0u64;
+    let mut chain_last = None;
     loop {
         let page = client
             .audit_export_page(node, after, EXPORT_PAGE)
@@ -678,6 +684,7 @@ async fn write_chain(
             .with_context(|| format!("cannot write {}", path.display()))?;
         if let Some(line) = last_entry {
             summary.last_entry = serde_json::from_slice::<Seq>(line).ok().map(|s| s.seq);
+            chain_last = summary.last_entry.or(chain_last);
         }
         if let Some(line) = last_head {
             summary.last_head = serde_json::from_slice::<HeadLine>(line)
@@ -688,12 +695,26 @@ async fn write_chain(
         // Step by the whole range, not to the last entry: each request appends an entry of its
         // own, which must not keep the export going.
         if entries == 0 {
-            return Ok(());
+            break;
         }
         after = after
             .checked_add(u64::from(EXPORT_PAGE))
             .context("audit sequence numbers out of range")?;
     }
+    // The daemon's signed statement of what this chain's export holds: its last line.
+    let Some(last) = chain_last else {
+        return Ok(());
+    };
+    let statement = client
+        .audit_statement(node, last)
+        .await
+        .context("cannot get the export's signed statement (the vault must be unsealed)")?;
+    let mut line = serde_json::to_vec(&statement).context("statement")?;
+    line.push(b'\n');
+    file.write_all(&line)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    summary.statements += 1;
+    Ok(())
 }
 
 // ----- entries as text -----

@@ -214,6 +214,30 @@ impl AuditSigner {
         }
     }
 
+    /// Signs the statement that ends an export of `node`'s chain, entries `first..=last`
+    /// whose last has chain hash `last_hash` (`docs/audit-log.md`, "Sealed exports").
+    pub(crate) fn sign_statement(
+        &self,
+        node: Option<&str>,
+        first: u64,
+        last: u64,
+        last_hash: &[u8; 32],
+    ) -> vault_client::audit::StatementLine {
+        let mut statement = vault_client::audit::Statement {
+            vault_id: self.vault_id.clone(),
+            node: node.map(str::to_owned),
+            first,
+            last,
+            last_hash: hex(last_hash),
+            entries: last + 1 - first,
+            time: Timestamp::now(),
+            signature: String::new(),
+        };
+        let message = vault_client::audit::statement_message(&statement, last_hash);
+        statement.signature = hex(&self.key.sign(&message).to_bytes());
+        vault_client::audit::StatementLine { statement }
+    }
+
     /// The public key, hex.
     pub fn public_key(&self) -> String {
         hex(self.key.verifying_key().as_bytes())

@@ -2,7 +2,7 @@
 
 use vault_client::Timestamp;
 use vault_client::audit::{
-    Actor, Anchor, Entry, LogVerifier, Outcome, Report, entry_hash, public_key,
+    Actor, Anchor, Entry, LogVerifier, Outcome, Report, StatementLine, entry_hash, public_key,
 };
 use vault_client::wire::{AuditChain, AuditChains, AuditPage, AuditPublicKey};
 
@@ -207,6 +207,30 @@ impl Vault {
         })
         .await?;
         Ok(out)
+    }
+
+    /// The signed statement that ends an export of one chain (by default this node's) whose
+    /// last exported entry is `last` (`docs/audit-log.md`, "Sealed exports"). Needs the
+    /// unsealed vault: it is signed with the audit key.
+    pub async fn audit_statement(
+        &self,
+        node: Option<&str>,
+        last: u64,
+    ) -> Result<StatementLine, Error> {
+        let signer = self.audit_signer()?;
+        let chain = self.chain(node)?;
+        let first = self.store().audit_page(chain, 0, 1).await?;
+        let Some((first, _)) = first.entries.first() else {
+            return Err(Error::Invalid("the chain has no entries to export".into()));
+        };
+        let page = self
+            .store()
+            .audit_page(chain, last.saturating_sub(1), 1)
+            .await?;
+        let Some((seq, bytes)) = page.entries.first().filter(|(seq, _)| *seq == last) else {
+            return Err(Error::Invalid(format!("the chain has no entry {last}")));
+        };
+        Ok(signer.sign_statement(chain, *first, *seq, &entry_hash(bytes)))
     }
 
     /// Every chain of the log with its last sequence number (`GET /v1/audit/chains`).

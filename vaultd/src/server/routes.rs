@@ -28,6 +28,10 @@ pub(super) enum Route {
         limit: usize,
     },
     AuditPublicKey,
+    AuditStatement {
+        node: Option<String>,
+        last: u64,
+    },
     AuditVerify {
         anchor: Option<Anchor>,
         accept: Vec<u64>,
@@ -91,6 +95,7 @@ impl Route {
     pub(super) fn name(&self) -> &'static str {
         match self {
             Self::AuditExport { .. } => "audit.export",
+            Self::AuditStatement { .. } => "audit.export.statement",
             Self::AuditHash => "audit.hash",
             Self::AuditList { .. } => "audit.list",
             Self::AuditPublicKey => "audit.pubkey",
@@ -144,7 +149,9 @@ impl Route {
                 Some(t) => (&[C::AuditRead], Tenant(t)),
                 None => (&[C::AuditRead], Vault),
             },
-            Self::AuditExport { .. } | Self::AuditVerify { .. } => (&[C::AuditRead], Vault),
+            Self::AuditExport { .. } | Self::AuditStatement { .. } | Self::AuditVerify { .. } => {
+                (&[C::AuditRead], Vault)
+            }
             Self::AuditHash | Self::AuditPublicKey | Self::AuditChains => {
                 (&[C::AuditRead], EachTenant)
             }
@@ -301,6 +308,16 @@ pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<
         ["v1", "audit", "hash"] => only(&m, POST, Route::AuditHash)?,
         ["v1", "audit", "pubkey"] => only(&m, GET, Route::AuditPublicKey)?,
         ["v1", "audit", "chains"] => only(&m, GET, Route::AuditChains)?,
+        ["v1", "audit", "export", "statement"] => {
+            let last = q
+                .take("last")
+                .ok_or_else(|| Error::invalid("last is required: the last seq exported"))?;
+            let last = last
+                .parse()
+                .map_err(|_| Error::invalid("last must be a seq number"))?;
+            let node = q.take("node");
+            only(&m, GET, Route::AuditStatement { node, last })?
+        }
         ["v1", "audit", "export"] => {
             let (after, limit) = (number(q.take("after"), 0)?, number(q.take("limit"), 1000)?);
             let limit = usize::try_from(limit).map_err(|_| Error::invalid("limit too large"))?;

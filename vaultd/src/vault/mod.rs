@@ -146,6 +146,11 @@ impl Vault {
         Ok(vault)
     }
 
+    /// The audit signer of the unsealed vault.
+    pub(crate) fn audit_signer(&self) -> Result<Arc<AuditSigner>, Error> {
+        Ok(self.keys()?.signer.clone())
+    }
+
     /// Where audit verifications resume ([`VerifiedHeads`]).
     pub(crate) fn verified_heads(&self) -> std::sync::MutexGuard<'_, VerifiedHeads> {
         self.inner

@@ -39,6 +39,13 @@ pub(super) async fn serve(app: &App, route: &Route, body: &[u8]) -> Result<Respo
             .await?;
             Ok(http::json(StatusCode::OK, &report))
         }
+        Route::AuditStatement { node, last } => {
+            no_body(body)?;
+            Ok(http::json(
+                StatusCode::OK,
+                &vault.audit_statement(node.as_deref(), *last).await?,
+            ))
+        }
         Route::AuditChains => {
             no_body(body)?;
             Ok(http::json(StatusCode::OK, &vault.audit_chains().await?))

@@ -209,7 +209,8 @@ async fn serve(
         | Route::AuditHash
         | Route::AuditPublicKey
         | Route::AuditChains
-        | Route::AuditExport { .. } => audit::serve(app, route, &body).await,
+        | Route::AuditExport { .. }
+        | Route::AuditStatement { .. } => audit::serve(app, route, &body).await,
         Route::Backup => backup::serve(app, &body),
         Route::Job(_)
         | Route::KeyConfig(_)
