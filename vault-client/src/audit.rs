@@ -438,9 +438,10 @@ impl Verifier {
     /// Feeds one line of an export: an entry, a head, or the statement that ends it.
     pub fn line(&mut self, line: &[u8]) {
         if self.sealed {
-            self.problem(format!(
+            self.problem(
                 "after the export's statement: a line that no statement covers (appended to the export)"
-            ));
+                    .into(),
+            );
             return;
         }
         if line.starts_with(b"{\"statement\"") {
