@@ -1193,4 +1193,76 @@ mod tests {
         }
         assert!(bad.sound_heads().is_empty());
     }
+
+    /// `lines`, then the statement of what they hold, signed.
+    fn sealed(
+        node: &str,
+        lines: &[Vec<u8>],
+        first: u64,
+        last: u64,
+        hash: &[u8; 32],
+    ) -> Vec<Vec<u8>> {
+        let mut statement = Statement {
+            vault_id: "v".into(),
+            node: Some(node.into()),
+            first,
+            last,
+            last_hash: hex(hash),
+            entries: last + 1 - first,
+            time: Timestamp(1_795_453_202),
+            signature: String::new(),
+        };
+        let sig = key().sign(&statement_message(&statement, hash));
+        statement.signature = hex(&sig.to_bytes());
+        let line = serde_json::to_vec(&StatementLine { statement }).expect("json");
+        lines.iter().cloned().chain([line]).collect()
+    }
+
+    fn verify_export(lines: &[Vec<u8>]) -> Report {
+        let mut v = LogVerifier::new(key().verifying_key()).requiring_statements();
+        for l in lines {
+            v.line(l);
+        }
+        v.finish(None)
+    }
+
+    #[test]
+    fn an_export_verifies_only_with_the_statement_of_exactly_what_it_holds() {
+        let lines = chain("a", 4);
+        let last = entry_hash(&lines[6]);
+        let whole = sealed("a", &lines, 1, 4, &last);
+        let report = verify_export(&whole);
+        assert!(report.ok, "{:?}", report.problems);
+        // Without it, or with one for more than is there, or for another node: refused.
+        assert!(!verify_export(&lines).ok);
+        assert!(!verify_export(&sealed("a", &lines[..6], 1, 4, &last)).ok);
+        assert!(!verify_export(&sealed("b", &lines, 1, 4, &last)).ok);
+        assert!(
+            !verify_export(&sealed("a", &lines, 2, 4, &last)).ok,
+            "a wrong count"
+        );
+        // Signed by another key.
+        let mut forged = whole.clone();
+        let mut statement: StatementLine = serde_json::from_slice(&forged[8]).expect("statement");
+        let other = SigningKey::from_bytes(&[8; 32]);
+        statement.statement.signature = hex(&other
+            .sign(&statement_message(&statement.statement, &last))
+            .to_bytes());
+        forged[8] = serde_json::to_vec(&statement).expect("json");
+        assert!(!verify_export(&forged).ok);
+        // A line after the statement is one nothing signed.
+        let mut appended = whole.clone();
+        appended.push(lines[0].clone());
+        let report = verify_export(&appended);
+        assert!(
+            !report.ok
+                && report
+                    .problems
+                    .iter()
+                    .any(|p| p.contains("after the export's statement"))
+        );
+        assert!(!verify_export(&[]).ok, "an empty export");
+        // The daemon's own log carries no statement and needs none.
+        assert!(verify_chains(&lines).ok);
+    }
 }
