@@ -797,3 +797,30 @@ async fn with_seal_on_alarm_unsealing_a_decoy_seals_the_vault() {
 async fn assert_state(c: &vault_client::Client, state: vault_client::wire::VaultState) {
     assert_eq!(c.health().await.expect("health").state, state);
 }
+
+#[tokio::test]
+async fn a_query_of_ten_thousand_keys_is_refused_without_parsing_past_the_cap() {
+    let daemon = common::Daemon::start();
+    let c = daemon.client();
+    c.init().await.expect("init");
+    c.create_tenant("acme").await.expect("tenant");
+    // 10,000 distinct keys just under the 64 KiB header limit; the last one is malformed, so
+    // a parser that went past the cap would answer a percent-encoding error instead.
+    let mut query: Vec<String> = (0..9_999).map(|i| format!("{i:x}=")).collect();
+    query.push("z=%ZZ".into());
+    let path = format!("/v1/tenants/acme/tokens?{}", query.join("&"));
+    assert!(
+        path.len() > 55_000 && path.len() < 64 * 1024,
+        "{}",
+        path.len()
+    );
+    let (status, body) = c
+        .raw(http::Method::GET, &path, None)
+        .await
+        .expect("answered");
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("at most 16"), "{text}");
+    // And the daemon goes on serving.
+    c.tenant("acme").await.expect("served");
+}
