@@ -234,7 +234,9 @@ mod tests {
             ("unseal", b"\x01{\"expect\":{\"account\":\"DE89\"}}"),
             ("transit", b"\x02{\"plaintext\":\"hi\",\"context\":\"c\"}"),
             ("retire", b"\x05{\"below_version\":2}"),
-            ("hash", b"\x09{\"value\":\"DE89\"}"),
+            ("hash", b"\x0b{\"value\":\"DE89\"}"),
+            ("lease", b"\x09{\"seconds\":30}"),
+            ("release", b"\x0a{\"lease\":\"9f1c0e2a7b4d4c61a0e5d3b2c1f0e9d8\"}"),
         ];
         for (name, data) in body_seeds {
             write("body", name, data);
@@ -242,7 +244,7 @@ mod tests {
         write(
             "config",
             "example",
-            b"data_dir = \"/var/lib/vaultd\"\nsocket = \"/run/vaultd/vaultd.sock\"\nmax_connections = 256\n\n[kms]\nprovider = \"local\"\nkey_dir = \"/etc/vaultd/keys\"\nkey_id = \"main\"\n\n[[policy]]\nname = \"app\"\nuids = [1000]\ncapabilities = [\"token:unseal\"]\ntenants = [\"acme*\"]\n",
+            b"data_dir = \"/var/lib/vaultd\"\nsocket = \"/run/vaultd/vaultd.sock\"\nmax_connections = 256\n\n[kms]\nprovider = \"local\"\nkey_dir = \"/etc/vaultd/keys\"\nkey_id = \"main\"\n\n[[policy]]\nname = \"app\"\nuids = [1000]\ncapabilities = [\"token:unseal\"]\ntenants = [\"acme*\"]\nquotas = [{ capabilities = [\"token:unseal\"], per_second = 50, per_day = 100000 }]\nbrakes = [{ capabilities = [\"token:unseal\"], distinct_tokens = 500, window_secs = 3600 }]\n",
         );
         let entry = br#"{"seq":1,"time":"2026-11-23T17:37:44Z","request":"r","actor":"system","op":"sys.init","outcome":"ok","prev":"0000000000000000000000000000000000000000000000000000000000000000"}"#;
         let head = br#"{"head":{"seq":1,"hash":"00","time":"2026-11-23T17:37:44Z","vault_id":"v","node":"a","signature":"00"}}"#;
