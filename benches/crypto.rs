@@ -1,6 +1,6 @@
 //! Micro benches of the cryptography on the request path (docs/performance.md):
 //!
-//! - `record_1k`: seal and open of a stored 1 KiB token (record format v1: HKDF per record,
+//! - `record_1k`: seal and open of a stored 1 KiB token (record format 2: HKDF per record,
 //!   AES-256-GCM, associated data), next to raw AES-256-GCM of the same plaintext without HKDF
 //!   or associated-data encoding, which is the floor the record format adds to;
 //! - `transit_1k`: transit seal and open of 1 KiB (base64 blob included);

@@ -208,11 +208,7 @@ impl Callers {
     /// Spends one request of every quota in `quotas` (`Policy::quotas`) for `identity`, or
     /// none of them: `Err` with the time until every one has room when one is spent, and then
     /// the request is counted for the next summary. Quotas compose: the request must fit all.
-    pub(crate) fn spend(
-        &self,
-        identity: &Identity,
-        quotas: &[(QuotaId, &Quota)],
-    ) -> Result<(), Duration> {
+    pub fn spend(&self, identity: &Identity, quotas: &[(QuotaId, &Quota)]) -> Result<(), Duration> {
         if quotas.is_empty() {
             return Ok(());
         }
