@@ -48,21 +48,35 @@ struct Caller {
     brakes: HashMap<BrakeId, Seen>,
 }
 
-/// The distinct tokens one caller used under one brake within its window, each with the last
-/// time it used it.
+/// The distinct tokens one caller used under one brake within its window, each (as
+/// `tenant/token`: ids hold no `/`) with the last time it used it.
 struct Seen {
-    tokens: HashMap<(String, String), Instant>,
+    tokens: HashMap<String, Instant>,
     window: Duration,
+    /// No token leaves the window before this: until then a prune would find nothing, so a
+    /// full brake refuses in constant time instead of rescanning its tokens.
+    next_expiry: Option<Instant>,
     /// When the alarm of the current overrun was raised: one alarm per window.
     alarmed: Option<Instant>,
 }
 
 impl Seen {
-    /// Forgets the tokens last used longer than a window ago.
+    /// Forgets the tokens last used a window ago or longer, unless none can have left yet.
     fn prune(&mut self, now: Instant) {
+        if self.next_expiry.is_some_and(|at| now < at) {
+            return;
+        }
         let window = self.window;
         self.tokens
             .retain(|_, used| now.duration_since(*used) < window);
+        self.next_expiry = self.tokens.values().min().map(|used| *used + window);
+    }
+
+    /// Whether `key` was used within the window.
+    fn counts(&self, key: &str, now: Instant) -> bool {
+        self.tokens
+            .get(key)
+            .is_some_and(|used| now.duration_since(*used) < self.window)
     }
 }
 
@@ -254,7 +268,7 @@ impl Callers {
             return Ok(());
         }
         let now = Instant::now();
-        let key = (tenant.to_owned(), token.to_owned());
+        let key = format!("{tenant}/{token}");
         let mut callers = self.lock();
         let c = callers
             .entry(identity.principal())
@@ -264,13 +278,19 @@ impl Callers {
             let seen = c.brakes.entry(*id).or_insert_with(|| Seen {
                 tokens: HashMap::new(),
                 window: brake.window,
+                next_expiry: None,
                 alarmed: None,
             });
+            let budget = brake.distinct_tokens as usize;
+            if seen.counts(&key, now) || seen.tokens.len() < budget {
+                continue;
+            }
+            // Full: only a token that left the window makes room.
             seen.prune(now);
-            let full = seen.tokens.len() >= brake.distinct_tokens as usize;
-            if full && !seen.tokens.contains_key(&key) {
-                let oldest = seen.tokens.values().min().copied().unwrap_or(now);
-                let wait = brake.window.saturating_sub(now.duration_since(oldest));
+            if seen.tokens.len() >= budget {
+                let wait = seen
+                    .next_expiry
+                    .map_or(brake.window, |at| at.saturating_duration_since(now));
                 if refused.is_none_or(|(w, ..)| wait > w) {
                     refused = Some((wait, *id, brake));
                 }
@@ -339,6 +359,7 @@ impl Callers {
                 b.level < b.capacity
             });
             c.brakes.retain(|_, seen| {
+                seen.next_expiry = None;
                 seen.prune(now);
                 !seen.tokens.is_empty()
                     || seen
@@ -511,5 +532,52 @@ mod tests {
         assert_eq!(summaries[0].count, 2);
         // A spent quota is remembered across summaries (a caller is not forgotten while it owes).
         assert!(unseal(&a).is_err());
+    }
+
+    #[test]
+    fn a_brake_counts_distinct_tokens_in_a_sliding_window() {
+        use crate::policy::{Brake, Capability, Policy, Rule, TenantPattern};
+        let policy = Policy::new(vec![Rule {
+            name: "app".into(),
+            uids: vec![1000],
+            gids: vec![],
+            subjects: vec![],
+            capabilities: vec![Capability::TokenUnseal],
+            tenants: vec![TenantPattern::Any],
+            quotas: vec![],
+            brakes: vec![Brake {
+                rule: "app".into(),
+                capabilities: vec![Capability::TokenUnseal],
+                tenants: vec![TenantPattern::Any],
+                distinct_tokens: 2,
+                window: Duration::from_millis(600),
+            }],
+        }]);
+        let callers = callers(8, 10);
+        let who = Identity::local(1000, 1000, None);
+        let brakes = policy.brakes(&who, &[Capability::TokenUnseal], "acme");
+        let unseal = |token: &str| callers.brake(&who, &brakes, "acme", token);
+        unseal("t1").expect("first");
+        std::thread::sleep(Duration::from_millis(300));
+        unseal("t2").expect("second");
+        unseal("t1").expect("counted already");
+        let braked = unseal("t3").expect_err("a third");
+        assert!(braked.alarm.is_some(), "the first refusal raises the alarm");
+        assert!(
+            braked.wait <= Duration::from_millis(600),
+            "{:?}",
+            braked.wait
+        );
+        assert!(
+            unseal("t4").expect_err("a fourth").alarm.is_none(),
+            "one alarm"
+        );
+        // Another tenant's token of the same id is another token.
+        assert!(callers.brake(&who, &brakes, "globex", "t1").is_err());
+        // t1 was used again at 300 ms, t2 at 300 ms: both leave the window at 900 ms.
+        std::thread::sleep(Duration::from_millis(650));
+        unseal("t3").expect("room again");
+        unseal("t4").expect("and again");
+        assert!(unseal("t5").is_err());
     }
 }
