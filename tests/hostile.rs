@@ -652,14 +652,7 @@ async fn seal_on_alarm_seals_the_vault_when_the_brake_trips() {
         .expect_err("sealed");
     assert_eq!(err.code(), Some(&vault_client::ApiCode::Sealed), "{err}");
     c.unseal().await.expect("an operator unseals");
-    let seals: Vec<_> = c
-        .audit(&vault_client::AuditQuery {
-            op: Some("sys.seal".into()),
-            ..Default::default()
-        })
-        .await
-        .expect("audit")
-        .entries;
+    let seals: Vec<_> = common::entries_with_op(&c, "sys.seal").await;
     assert_eq!(seals.len(), 1);
     assert_eq!(seals[0].detail["reason"], "alarm.exfiltration_brake");
 }
@@ -758,14 +751,7 @@ async fn a_decoy_looks_like_any_token_and_unsealing_it_raises_an_alarm() {
         b"",
     );
     assert!(out.status.success(), "{out:?}");
-    let alarms = c
-        .audit(&vault_client::AuditQuery {
-            op: Some("alarm.decoy_unsealed".into()),
-            ..Default::default()
-        })
-        .await
-        .expect("audit")
-        .entries;
+    let alarms = common::entries_with_op(&c, "alarm.decoy_unsealed").await;
     assert_eq!(alarms.len(), 1, "{alarms:?}");
     assert_eq!(alarms[0].token.as_deref(), Some("consent-9"));
     assert!(

@@ -284,14 +284,7 @@ async fn a_lease_holds_off_other_refreshes_until_it_is_stored_released_or_lapses
     c.lease_token("acme", "consent-1", 5)
         .await
         .expect("released by the put");
-    let puts = c
-        .audit(&vault_client::AuditQuery {
-            op: Some("token.put".into()),
-            ..Default::default()
-        })
-        .await
-        .expect("audit")
-        .entries;
+    let puts = common::entries_with_op(&c, "token.put").await;
     let last = puts
         .iter()
         .rfind(|e| e.outcome == vault_client::audit::Outcome::Ok)
@@ -346,14 +339,7 @@ async fn storing_an_earlier_refresh_token_again_is_refused_and_raises_an_alarm()
     })
     .await
     .expect("a new token");
-    let alarms = c
-        .audit(&vault_client::AuditQuery {
-            op: Some("alarm.token_reused".into()),
-            ..Default::default()
-        })
-        .await
-        .expect("audit")
-        .entries;
+    let alarms = common::entries_with_op(&c, "alarm.token_reused").await;
     assert_eq!(alarms.len(), 4);
     assert!(
         alarms

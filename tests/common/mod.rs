@@ -547,3 +547,15 @@ pub fn write_key_file(path: &Path) {
         .and_then(|mut f| f.write_all(&key))
         .expect("key file");
 }
+
+/// The entries of operation `op` in the log (the first page: at most 1,000).
+pub async fn entries_with_op(c: &Client, op: &str) -> Vec<vault_client::audit::Entry> {
+    c.audit(&vault_client::AuditQuery {
+        op: Some(op.into()),
+        limit: Some(1000),
+        ..Default::default()
+    })
+    .await
+    .expect("audit")
+    .entries
+}
