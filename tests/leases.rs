@@ -67,6 +67,17 @@ impl Bank {
         Ok(c.current.clone())
     }
 
+    /// What a worker does with a leased token: refreshes it here, and stores what comes back.
+    async fn rotate(
+        &self,
+        leased: vault_client::wire::LeaseTokenResponse,
+    ) -> Result<PutToken, BankError> {
+        let token = leased.token;
+        let old = token.secret.or(token.secret_b64).expect("a token");
+        let new = self.refresh(old.expose_secret()).await?;
+        Ok(next(&new, token.binding))
+    }
+
     /// The customer consents again: a fresh refresh token.
     fn reconsent(&self) -> String {
         let mut c = self.state.lock().expect("bank");
@@ -113,13 +124,7 @@ async fn workers_refreshing_one_consent_through_leases_never_reuse_a_token() {
                     let bank = bank.clone();
                     let result = c
                         .refresh("acme", "consent-1", 30, |leased| async move {
-                            let old = leased
-                                .token
-                                .secret
-                                .or(leased.token.secret_b64)
-                                .expect("a token");
-                            let new = bank.refresh(old.expose_secret()).await?;
-                            Ok::<_, BankError>(next(&new, leased.token.binding))
+                            bank.rotate(leased).await
                         })
                         .await;
                     match result {
@@ -300,20 +305,9 @@ async fn storing_an_earlier_refresh_token_again_is_refused_and_raises_an_alarm()
     let (_daemon, c) = start().await;
     let bank = Bank::new("rt-0");
     for _ in 0..3 {
-        c.refresh("acme", "consent-1", 30, |leased| {
-            let bank = &bank;
-            async move {
-                let old = leased
-                    .token
-                    .secret
-                    .or(leased.token.secret_b64)
-                    .expect("a token");
-                let new = bank.refresh(old.expose_secret()).await?;
-                Ok::<_, BankError>(next(&new, leased.token.binding))
-            }
-        })
-        .await
-        .expect("refresh");
+        c.refresh("acme", "consent-1", 30, |leased| bank.rotate(leased))
+            .await
+            .expect("refresh");
     }
     // rt-0 (held when first leased) and rt-1 (stored since) come back: both refused, with
     // and without a lease.
