@@ -10,12 +10,12 @@ use vault_client::audit::{Anchor, Outcome, unhex};
 /// Exit codes, shown at the end of `--help` and documented in `docs/cli.md`.
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  success
+  0  success (`status`: the vault is unsealed)
   1  any other error (invalid request, KMS failure, timeout, failed rewrap job, damaged
      backup, ...)
   2  usage error (bad arguments, a confirmation that does not match, or a refusal that a
-     flag overrides: --force, --allow-other-vault)
-  3  the vault is sealed or uninitialized
+     flag overrides: --force, --allow-other-vault); `status`: the vault is not unsealed
+  3  the vault is sealed or uninitialized (any command but `status`)
   4  denied: the caller lacks the capability
   5  not found (tenant, token)
   6  conflict (e.g. retiring a key version still in use), binding mismatch or expired token
@@ -69,9 +69,13 @@ pub(crate) struct Cli {
     #[arg(long, global = true, value_name = "NAME")]
     pub(crate) server_name: Option<String>,
 
-    /// Print the answer as JSON instead of a table.
+    /// Print the answer, and errors, as JSON instead of a table (same as --format json).
     #[arg(long, global = true)]
     pub(crate) json: bool,
+
+    /// How to print answers and errors.
+    #[arg(long, global = true, env = "VAULT_FORMAT", value_name = "FORMAT")]
+    pub(crate) format: Option<Format>,
 
     /// Give up on a request after this many seconds.
     #[arg(long, global = true, value_name = "SECS", default_value_t = 30,
@@ -82,6 +86,22 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// Aligned tables and `key  value` lines.
+    Table,
+    /// JSON, errors included.
+    Json,
+}
+
+impl Cli {
+    /// Whether answers and errors are JSON (`--json`, or `--format json` / `VAULT_FORMAT=json`).
+    pub(crate) fn json(&self) -> bool {
+        self.json || self.format == Some(Format::Json)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// The audit log: tail, search, verify (also offline), export, public key.
@@ -90,6 +110,8 @@ pub(crate) enum Command {
     /// Backups: create (from the running daemon), restore (into a stopped vault), verify.
     #[command(subcommand)]
     Backup(Backup),
+    /// This CLI's version and the daemon's.
+    Version,
     /// Print shell completions to stdout.
     Completions {
         /// The shell to generate for.
@@ -101,7 +123,8 @@ pub(crate) enum Command {
     /// Vault lifecycle: init, unseal, seal.
     #[command(subcommand)]
     Operator(Operator),
-    /// Show the vault's state, KMS, master key version and counts.
+    /// Show the vault's state, KMS, master key version, counts and the daemon's version. Exits 0
+    /// when unsealed, 2 when sealed or uninitialized.
     Status,
     /// Tenants: create, list, show, destroy.
     #[command(subcommand)]

@@ -17,12 +17,13 @@ mod input;
 mod output;
 
 use std::io;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser as _;
 use vault_client::{ApiCode, Error};
 
-use crate::cmd::{AuditProblems, Usage};
+use crate::cmd::{AuditProblems, Exit, Usage};
 
 /// Exit status for errors that are not one of the specific classes below.
 const EXIT_OTHER: u8 = 1;
@@ -37,29 +38,100 @@ const EXIT_AUDIT: u8 = 8;
 fn main() -> ExitCode {
     // clap exits 2 on a usage error and 0 for --help/--version.
     let args = cli::Cli::parse();
-    let hint = if args.addr.is_empty() {
-        format!(
-            "is vaultd running? tried {} (set --socket or VAULT_SOCKET)",
-            args.socket.display()
-        )
+    let json = args.json();
+    let target = if args.addr.is_empty() {
+        Target::Socket(args.socket.clone())
     } else {
-        format!(
-            "tried {} over TLS (set --addr or VAULT_ADDR; check --cert, --key, --ca, \
-             --server-name)",
-            args.addr.join(", ")
-        )
+        Target::Tls(args.addr.join(", "))
     };
     match cmd::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
+            if let Some(Exit(code)) = err.downcast_ref::<Exit>() {
+                return ExitCode::from(*code);
+            }
             let code = exit_code(&err);
-            eprintln!("vault-cli: error: {err:#}");
-            if code == EXIT_CONNECT {
-                eprintln!("vault-cli: hint: {hint}");
+            let hint = hint(&err, &target);
+            if json {
+                let client = err.chain().find_map(|e| e.downcast_ref::<Error>());
+                let (api_code, status) = match client {
+                    Some(Error::Api { code, status, .. }) => (Some(code.as_str()), Some(*status)),
+                    _ => (None, None),
+                };
+                let body = serde_json::json!({ "error": {
+                    "message": format!("{err:#}"),
+                    "code": api_code,
+                    "status": status,
+                    "hint": hint,
+                    "exit": code,
+                }});
+                eprintln!("{body}");
+            } else {
+                eprintln!("vault-cli: error: {err:#}");
+                if let Some(hint) = hint {
+                    eprintln!("vault-cli: hint: {hint}");
+                }
             }
             ExitCode::from(code)
         }
+    }
+}
+
+/// Where the CLI was talking to, for the hint on a failed connection.
+enum Target {
+    Socket(PathBuf),
+    Tls(String),
+}
+
+/// What to do about an error, where one command or setting fixes it.
+fn hint(err: &anyhow::Error, target: &Target) -> Option<String> {
+    match err.chain().find_map(|e| e.downcast_ref::<Error>())? {
+        Error::Api {
+            code: ApiCode::Sealed,
+            ..
+        } => Some("unseal it: vault-cli operator unseal".into()),
+        Error::Api {
+            code: ApiCode::Uninitialized,
+            ..
+        } => Some("initialize it: vault-cli operator init".into()),
+        Error::Connect(io) => Some(match target {
+            Target::Tls(addr) => format!(
+                "tried {addr} over TLS (set --addr or VAULT_ADDR; check --cert, --key, --ca, \
+                 --server-name)"
+            ),
+            Target::Socket(path) if io.kind() == io::ErrorKind::PermissionDenied => {
+                socket_permission_hint(path)
+            }
+            Target::Socket(path) => format!(
+                "is vaultd running? tried {} (set --socket or VAULT_SOCKET)",
+                path.display()
+            ),
+        }),
+        _ => None,
+    }
+}
+
+/// Names the group that may use the socket (or its directory, when that is what refused).
+fn socket_permission_hint(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    let owner = [Some(path), path.parent()]
+        .into_iter()
+        .flatten()
+        .find_map(|p| std::fs::metadata(p).ok().map(|m| (p.to_owned(), m)));
+    match owner {
+        Some((p, meta)) => format!(
+            "{} is mode {:04o}, group {}: run as a member of that group \
+             (`getent group {}` names it)",
+            p.display(),
+            meta.mode() & 0o7777,
+            meta.gid(),
+            meta.gid()
+        ),
+        None => format!(
+            "permission denied on {}: run as a member of the socket's group",
+            path.display()
+        ),
     }
 }
 

@@ -71,6 +71,9 @@ pub struct Status {
     pub tenants: Option<u64>,
     /// Number of stored tokens (absent while sealed).
     pub tokens: Option<u64>,
+    /// The daemon's version (absent from daemons older than this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// The KMS provider in use.

@@ -48,6 +48,18 @@ impl fmt::Display for Usage {
 
 impl std::error::Error for Usage {}
 
+/// The command printed its answer and exits with this status (`status` while sealed).
+#[derive(Debug)]
+pub(crate) struct Exit(pub(crate) u8);
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "exit status {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
+
 /// Audit verification ran and found problems (exit code 8); the report is already printed.
 #[derive(Debug)]
 pub(crate) struct AuditProblems(pub(crate) usize);
@@ -73,7 +85,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         .build()?;
     let ctx = Ctx {
         client: client(&cli)?.with_timeout(Duration::from_secs(cli.timeout)),
-        json: cli.json,
+        json: cli.json(),
     };
     runtime.block_on(async {
         match cli.command {
@@ -86,6 +98,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Tenant(t) => tenant::run(&ctx, t).await,
             Command::Token(t) => token::run(&ctx, t).await,
             Command::Transit(t) => transit::run(&ctx, t).await,
+            Command::Version => sys::version(&ctx).await,
         }
     })
 }

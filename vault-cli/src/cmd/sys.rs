@@ -1,13 +1,16 @@
-//! `status` and `operator init|unseal|seal`.
+//! `status`, `version` and `operator init|unseal|seal`.
 
 use anyhow::Context as _;
 use vault_client::wire::{StateResponse, Status, VaultState};
 
-use super::Ctx;
+use super::{Ctx, Exit};
 use crate::cli::Operator;
 use crate::output::{or_dash, write_fields, write_json};
 
-/// `status`.
+/// Exit status of `status` for a vault that is not unsealed (as `vault status` does).
+const EXIT_NOT_UNSEALED: u8 = 2;
+
+/// `status`: exits 0 when unsealed, [`EXIT_NOT_UNSEALED`] when sealed or uninitialized.
 pub(crate) async fn status(ctx: &Ctx) -> anyhow::Result<()> {
     let status = ctx
         .client
@@ -16,9 +19,40 @@ pub(crate) async fn status(ctx: &Ctx) -> anyhow::Result<()> {
         .context("cannot read the status")?;
     let mut out = ctx.out();
     if ctx.json {
-        return Ok(write_json(&mut out, &status)?);
+        write_json(&mut out, &status)?;
+    } else {
+        write_status(&mut out, &status)?;
     }
-    Ok(write_status(&mut out, &status)?)
+    match status.state {
+        VaultState::Unsealed => Ok(()),
+        VaultState::Sealed | VaultState::Uninitialized => Err(Exit(EXIT_NOT_UNSEALED).into()),
+    }
+}
+
+/// `version`: this CLI's version, and the daemon's when it answers.
+pub(crate) async fn version(ctx: &Ctx) -> anyhow::Result<()> {
+    let cli = env!("CARGO_PKG_VERSION");
+    let daemon = ctx.client.status().await;
+    let mut out = ctx.out();
+    if ctx.json {
+        let value = serde_json::json!({
+            "vault_cli": cli,
+            "vaultd": daemon.as_ref().ok().and_then(|s| s.version.clone()),
+            "vaultd_error": daemon.as_ref().err().map(ToString::to_string),
+        });
+        return Ok(write_json(&mut out, &value)?);
+    }
+    let vaultd = match &daemon {
+        Ok(status) => status
+            .version
+            .clone()
+            .unwrap_or_else(|| "older than 0.1".into()),
+        Err(e) => format!("unknown ({e})"),
+    };
+    Ok(write_fields(
+        &mut out,
+        &[("vault-cli", cli.to_owned()), ("vaultd", vaultd)],
+    )?)
 }
 
 /// `operator init|unseal|seal`.
@@ -79,6 +113,7 @@ fn write_status(out: &mut impl std::io::Write, status: &Status) -> std::io::Resu
             ),
             ("tenants", or_dash(status.tenants)),
             ("tokens", or_dash(status.tokens)),
+            ("version", or_dash(status.version.as_deref())),
         ],
     )
 }

@@ -505,6 +505,7 @@ impl Vault {
             master_key_version: meta.map(|m| m.master_key_version),
             tenants,
             tokens,
+            version: Some(env!("CARGO_PKG_VERSION").to_owned()),
         })
     }
 

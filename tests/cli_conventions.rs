@@ -1,0 +1,150 @@
+//! `vault-cli` conventions a script relies on: the exit status of `status`, errors as JSON,
+//! hints that name the command or group that fixes an error, a closed pipe, `version`.
+
+mod common;
+
+use common::{Daemon, STRANGER_UID, bin};
+
+fn code(out: &std::process::Output) -> i32 {
+    out.status.code().expect("exited")
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The one JSON document a `--json` error writes to stderr.
+fn json_error(out: &std::process::Output) -> serde_json::Value {
+    let text = stderr(out);
+    let value: serde_json::Value =
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    value["error"].clone()
+}
+
+#[tokio::test]
+async fn status_exits_0_unsealed_2_sealed_or_uninitialized() {
+    let daemon = Daemon::start();
+    let out = daemon.cli(None, &["status"], b"");
+    assert_eq!(code(&out), 2, "uninitialized: {}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("uninitialized"));
+    let c = daemon.client();
+    c.init().await.expect("init");
+    let out = daemon.cli(None, &["status"], b"");
+    assert_eq!(code(&out), 0, "unsealed: {}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("unsealed"), "{text}");
+    assert!(
+        text.contains(env!("CARGO_PKG_VERSION")),
+        "daemon version: {text}"
+    );
+    c.seal().await.expect("seal");
+    let out = daemon.cli(None, &["status", "--json"], b"");
+    assert_eq!(code(&out), 2, "sealed: {}", stderr(&out));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert_eq!(status["state"], "sealed");
+    // A sealed vault refuses other commands with exit 3 and says how to unseal.
+    let out = daemon.cli(None, &["tenant", "list"], b"");
+    assert_eq!(code(&out), 3);
+    assert!(
+        stderr(&out).contains("hint: unseal it: vault-cli operator unseal"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test]
+async fn json_errors_are_json_with_code_hint_and_exit() {
+    let daemon = Daemon::start();
+    let c = daemon.client();
+    c.init().await.expect("init");
+    let out = daemon.cli(None, &["--json", "token", "list", "nope"], b"");
+    assert_eq!(code(&out), 5, "{}", stderr(&out));
+    let err = json_error(&out);
+    assert_eq!(err["code"], "not_found");
+    assert_eq!(err["status"], 404);
+    assert_eq!(err["exit"], 5);
+    assert!(err["message"].as_str().expect("message").contains("nope"));
+    assert!(out.stdout.is_empty());
+    // VAULT_FORMAT=json does the same, and a sealed error carries the unseal hint.
+    c.seal().await.expect("seal");
+    let mut cmd = std::process::Command::new(bin("vault-cli"));
+    let out = cmd
+        .args(["tenant", "list"])
+        .env("VAULT_SOCKET", &daemon.socket)
+        .env("VAULT_FORMAT", "json")
+        .output()
+        .expect("run vault-cli");
+    assert_eq!(code(&out), 3);
+    let err = json_error(&out);
+    assert_eq!(err["code"], "sealed");
+    assert_eq!(err["hint"], "unseal it: vault-cli operator unseal");
+    // A failed connection is JSON too, with no API code.
+    let out = common::cli_at(
+        &daemon.socket.with_file_name("absent.sock"),
+        None,
+        &["--json", "status"],
+        b"",
+    );
+    assert_eq!(code(&out), 7);
+    let err = json_error(&out);
+    assert!(err["code"].is_null());
+    assert!(
+        err["hint"]
+            .as_str()
+            .expect("hint")
+            .contains("is vaultd running")
+    );
+}
+
+#[tokio::test]
+async fn a_socket_permission_error_names_the_group() {
+    use std::os::unix::fs::MetadataExt as _;
+    let daemon = Daemon::start();
+    daemon.client().init().await.expect("init");
+    // Not in the socket's group: the kernel refuses the connection.
+    let outsider = Some((STRANGER_UID, STRANGER_UID));
+    let out = daemon.cli(outsider, &["status"], b"");
+    assert_eq!(code(&out), 7, "{}", stderr(&out));
+    let dir = daemon.socket.parent().expect("socket dir").to_owned();
+    let gid = std::fs::metadata(&dir).expect("stat").gid();
+    let text = stderr(&out);
+    assert!(
+        text.contains(&format!("group {gid}")) && text.contains("getent group"),
+        "hint names the group: {text}"
+    );
+}
+
+#[test]
+fn completions_into_a_closed_pipe_exit_0() {
+    use std::io::Read as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(bin("vault-cli"))
+        .args(["completions", "bash"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut first = [0u8; 16];
+    stdout.read_exact(&mut first).expect("first bytes");
+    // `| head -1`: the reader goes away long before the script is written.
+    drop(stdout);
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+#[test]
+fn version_prints_both_versions_without_a_daemon() {
+    let out = common::cli_at(
+        std::path::Path::new("/nonexistent/vaultd.sock"),
+        None,
+        &["version"],
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains(&format!("vault-cli  {}", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    assert!(text.contains("vaultd     unknown"), "{text}");
+}
