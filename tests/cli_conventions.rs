@@ -148,3 +148,42 @@ fn version_prints_both_versions_without_a_daemon() {
     );
     assert!(text.contains("vaultd     unknown"), "{text}");
 }
+
+#[test]
+fn one_vault_socket_variable_serves_daemon_and_cli() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let sock_dir = cwd.path().join("run");
+    std::fs::create_dir(&sock_dir).expect("mkdir");
+    // --dev refuses a socket directory that others can reach.
+    std::fs::set_permissions(&sock_dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let socket = sock_dir.join("shared.sock");
+    let mut child = Command::new(bin("vaultd"))
+        .arg("--dev")
+        .current_dir(cwd.path())
+        .env_remove("VAULTD_SOCKET")
+        .env("VAULT_SOCKET", &socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start vaultd --dev");
+    let pid = i32::try_from(child.id()).expect("pid");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !socket.exists() {
+        if Instant::now() > deadline || child.try_wait().expect("wait").is_some() {
+            common::unsafe_free_kill(pid, 9);
+            let _ = child.wait();
+            panic!("vaultd did not bind VAULT_SOCKET {}", socket.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = common::cli_at(&socket, None, &["status"], b"");
+    // Killed by its own PID (SIGTERM: it seals and exits).
+    common::unsafe_free_kill(pid, 15);
+    let _ = child.wait();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!cwd.path().join("vaultd-dev").join("vaultd.sock").exists());
+}

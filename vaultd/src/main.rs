@@ -42,7 +42,8 @@ struct Args {
     /// Data directory (overrides the file).
     #[arg(long, env = "VAULTD_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Socket path (overrides the file).
+    /// Socket path (overrides the file); without it and `VAULTD_SOCKET`, `VAULT_SOCKET` (the
+    /// variable `vault-cli` reads), so one setting serves both.
     #[arg(long, env = "VAULTD_SOCKET")]
     socket: Option<PathBuf>,
     /// `human` or `json` (overrides the file).
@@ -57,7 +58,9 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let overrides = Overrides {
         data_dir: args.data_dir,
-        socket: args.socket,
+        socket: args
+            .socket
+            .or_else(|| std::env::var_os("VAULT_SOCKET").map(PathBuf::from)),
         log_format: args.log_format,
     };
     let config = if args.dev {
