@@ -25,7 +25,7 @@ impl Table {
         self.rows.push(cells);
     }
 
-    /// Writes the table; the last column is not padded, lines carry no trailing spaces.
+    /// Writes the table, each column as wide as its widest cell.
     pub(crate) fn write(&self, out: &mut impl Write) -> io::Result<()> {
         let columns = self
             .rows
@@ -40,21 +40,45 @@ impl Table {
                 *w = (*w).max(cell.chars().count());
             }
         }
+        let mut columns = Columns::new(widths);
         for line in std::iter::once(&self.header).chain(&self.rows) {
-            let mut text = String::new();
-            for (i, width) in widths.iter().enumerate() {
-                let cell = line.get(i).map_or("", String::as_str);
-                if i + 1 == columns {
-                    text.push_str(cell);
-                } else {
-                    text.push_str(cell);
-                    let pad = width - cell.chars().count() + 2;
-                    text.extend(std::iter::repeat_n(' ', pad));
-                }
-            }
-            writeln!(out, "{}", text.trim_end())?;
+            columns.write(out, line)?;
         }
         Ok(())
+    }
+}
+
+/// Rows of cells padded to a width per column, two spaces apart; the last column is not
+/// padded and lines carry no trailing spaces. A cell wider than its column widens the column
+/// for the rows that follow (rows already written stay as they were), so rows streamed poll
+/// after poll (`audit tail -f`) line up again after one long cell.
+pub(crate) struct Columns {
+    widths: Vec<usize>,
+}
+
+impl Columns {
+    /// Columns this wide to start with.
+    pub(crate) fn new(widths: Vec<usize>) -> Self {
+        Self { widths }
+    }
+
+    /// Writes one row (missing cells print empty, extra cells are kept unpadded).
+    pub(crate) fn write(&mut self, out: &mut impl Write, cells: &[String]) -> io::Result<()> {
+        let count = cells.len().max(self.widths.len());
+        let mut text = String::new();
+        for i in 0..count {
+            let cell = cells.get(i).map_or("", String::as_str);
+            let len = cell.chars().count();
+            text.push_str(cell);
+            if i + 1 < count {
+                let width = self.widths.get(i).copied().unwrap_or(0).max(len);
+                if let Some(w) = self.widths.get_mut(i) {
+                    *w = width;
+                }
+                text.extend(std::iter::repeat_n(' ', width - len + 2));
+            }
+        }
+        writeln!(out, "{}", text.trim_end())
     }
 }
 

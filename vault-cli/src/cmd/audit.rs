@@ -28,7 +28,7 @@ use super::{AuditProblems, Ctx, Usage};
 use crate::cli::{Audit, AuditSearch, AuditVerify};
 use crate::file::{create_private, partial_path};
 use crate::input::read_lines;
-use crate::output::{or_dash, write_fields, write_json};
+use crate::output::{Columns, or_dash, write_fields, write_json};
 
 /// Entries per `GET /v1/audit` page (the daemon's largest).
 const PAGE: u64 = 10_000;
@@ -126,12 +126,11 @@ async fn tail(ctx: &Ctx, lines: u64, follow: bool, node: Option<&str>) -> anyhow
     let skip = window
         .len()
         .saturating_sub(usize::try_from(lines).unwrap_or(usize::MAX));
+    let mut printer = EntryPrinter::new(ctx.json);
     {
         let mut out = ctx.out();
-        if !ctx.json {
-            write_header(&mut out)?;
-        }
-        write_entries(&mut out, &window[skip..], ctx.json)?;
+        printer.header(&mut out)?;
+        printer.entries(&mut out, &window[skip..])?;
         out.flush()?;
     }
     if !follow {
@@ -145,7 +144,7 @@ async fn tail(ctx: &Ctx, lines: u64, follow: bool, node: Option<&str>) -> anyhow
         }
         by_time(&mut new);
         let mut out = ctx.out();
-        write_entries(&mut out, &new, ctx.json)?;
+        printer.entries(&mut out, &new)?;
         out.flush()?;
     }
 }
@@ -239,21 +238,20 @@ async fn search(ctx: &Ctx, args: AuditSearch) -> anyhow::Result<()> {
         account_hmac,
         subject_hmac,
     };
-    if !ctx.json {
-        write_header(&mut ctx.out())?;
-    }
+    let mut printer = EntryPrinter::new(ctx.json);
+    printer.header(&mut ctx.out())?;
     match chains.as_slice() {
         [chain] => {
             let query = AuditQuery {
                 node: chain.node.clone(),
                 ..query
             };
-            search_chain(ctx, query, args.limit).await
+            search_chain(ctx, &mut printer, query, args.limit).await
         }
         _ if args.after.is_some() => {
             Err(Usage::new("--after continues the search of one chain: give its --node too").into())
         }
-        _ => search_chains(ctx, &query, &chains, args.limit).await,
+        _ => search_chains(ctx, &mut printer, &query, &chains, args.limit).await,
     }
 }
 
@@ -284,11 +282,16 @@ async fn each_match(
 }
 
 /// Prints up to `limit` matches of one chain, page by page as they come.
-async fn search_chain(ctx: &Ctx, query: AuditQuery, limit: u64) -> anyhow::Result<()> {
+async fn search_chain(
+    ctx: &Ctx,
+    printer: &mut EntryPrinter,
+    query: AuditQuery,
+    limit: u64,
+) -> anyhow::Result<()> {
     let node = query.node.clone();
     let more = each_match(ctx, query, limit, |entries| {
         let mut out = ctx.out();
-        write_entries(&mut out, &entries, ctx.json)?;
+        printer.entries(&mut out, &entries)?;
         out.flush()
     })
     .await?;
@@ -303,6 +306,7 @@ async fn search_chain(ctx: &Ctx, query: AuditQuery, limit: u64) -> anyhow::Resul
 /// then the earliest of them.
 async fn search_chains(
     ctx: &Ctx,
+    printer: &mut EntryPrinter,
     query: &AuditQuery,
     chains: &[AuditChain],
     limit: u64,
@@ -330,7 +334,7 @@ async fn search_chains(
         .min(found.len());
     {
         let mut out = ctx.out();
-        write_entries(&mut out, &found[..shown], ctx.json)?;
+        printer.entries(&mut out, &found[..shown])?;
         out.flush()?;
     }
     // A chain continues after the last of its entries printed.
@@ -719,13 +723,14 @@ async fn write_chain(
 
 // ----- entries as text -----
 
-/// Column titles and the width each is padded to (the last is not padded), fixed so that the
-/// rows `tail -f` prints poll after poll line up.
+/// Column titles and the width each starts at, so that the rows `tail -f` prints poll after
+/// poll line up; OP fits the longest op the daemon writes (`alarm.exfiltration_brake`), and a
+/// longer cell widens its column from then on ([`Columns`]).
 const COLUMNS: [(&str, usize); 9] = [
     ("SEQ", 6),
     ("TIME", 20),
     ("ACTOR", 18),
-    ("OP", 14),
+    ("OP", 24),
     ("TENANT", 10),
     ("TOKEN", 12),
     ("OUTCOME", 7),
@@ -733,21 +738,40 @@ const COLUMNS: [(&str, usize); 9] = [
     ("KEY", 0),
 ];
 
-fn write_header(out: &mut impl Write) -> io::Result<()> {
-    write_row(out, COLUMNS.iter().map(|(title, _)| (*title).to_owned()))
+/// Prints entries as table rows under one header, or with `json` one JSON object per line.
+struct EntryPrinter {
+    json: bool,
+    columns: Columns,
 }
 
-/// Entries as table rows, or with `json` one JSON object per line.
-fn write_entries(out: &mut impl Write, entries: &[Entry], json: bool) -> io::Result<()> {
-    for e in entries {
-        if json {
-            serde_json::to_writer(&mut *out, e)?;
-            writeln!(out)?;
-        } else {
-            write_row(out, entry_row(e).into_iter())?;
+impl EntryPrinter {
+    fn new(json: bool) -> Self {
+        Self {
+            json,
+            columns: Columns::new(COLUMNS.iter().map(|(_, w)| *w).collect()),
         }
     }
-    Ok(())
+
+    /// The column titles (nothing with `json`).
+    fn header(&mut self, out: &mut impl Write) -> io::Result<()> {
+        if self.json {
+            return Ok(());
+        }
+        let titles: Vec<String> = COLUMNS.iter().map(|(t, _)| (*t).to_owned()).collect();
+        self.columns.write(out, &titles)
+    }
+
+    fn entries(&mut self, out: &mut impl Write, entries: &[Entry]) -> io::Result<()> {
+        for e in entries {
+            if self.json {
+                serde_json::to_writer(&mut *out, e)?;
+                writeln!(out)?;
+            } else {
+                self.columns.write(out, &entry_row(e))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `uid:gid/pid` of a local caller, `cert=NAME` of a certificate caller, or `system`.
@@ -788,19 +812,6 @@ fn entry_row(e: &Entry) -> [String; 9] {
     ]
 }
 
-fn write_row(out: &mut impl Write, cells: impl Iterator<Item = String>) -> io::Result<()> {
-    let mut line = String::new();
-    for ((_, width), cell) in COLUMNS.iter().zip(cells) {
-        if !line.is_empty() {
-            line.push_str("  ");
-        }
-        line.push_str(&cell);
-        let pad = width.saturating_sub(cell.chars().count());
-        line.extend(std::iter::repeat_n(' ', pad));
-    }
-    writeln!(out, "{}", line.trim_end())
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -830,20 +841,31 @@ mod tests {
     }
 
     #[test]
-    fn rows_have_fixed_columns() {
+    fn rows_line_up_and_a_long_cell_widens_its_column() {
+        let mut printer = EntryPrinter::new(false);
         let mut out = Vec::new();
-        write_header(&mut out).unwrap();
-        write_row(&mut out, ["1", "t", "a"].into_iter().map(String::from)).unwrap();
+        printer.header(&mut out).unwrap();
+        let row =
+            |op: &str| -> Vec<String> { ["1", "t", "a", op, "acme"].map(String::from).to_vec() };
+        printer
+            .columns
+            .write(&mut out, &row("alarm.exfiltration_brake"))
+            .unwrap();
+        let long = "x".repeat(30);
+        printer.columns.write(&mut out, &row(&long)).unwrap();
+        printer.columns.write(&mut out, &row("token.put")).unwrap();
         let text = String::from_utf8(out).unwrap();
-        let mut rows = text.lines();
-        let header = rows.next().unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let tenant_at = |line: &str| line.find("acme").or_else(|| line.find("TENANT")).unwrap();
         assert!(
-            header.starts_with("SEQ     TIME                  ACTOR"),
-            "{header}"
+            lines[0].starts_with("SEQ     TIME                  ACTOR"),
+            "{}",
+            lines[0]
         );
-        assert_eq!(
-            rows.next().unwrap(),
-            format!("1{}t{}a", " ".repeat(7), " ".repeat(21))
-        );
+        // The longest op the daemon writes fits: the row lines up with the header.
+        assert_eq!(tenant_at(lines[1]), tenant_at(lines[0]), "{text}");
+        // A longer one widens OP for itself and every row after it.
+        assert!(tenant_at(lines[2]) > tenant_at(lines[0]), "{text}");
+        assert_eq!(tenant_at(lines[3]), tenant_at(lines[2]), "{text}");
     }
 }
