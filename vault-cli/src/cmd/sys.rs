@@ -46,7 +46,7 @@ pub(crate) async fn version(ctx: &Ctx) -> anyhow::Result<()> {
         Ok(status) => status
             .version
             .clone()
-            .unwrap_or_else(|| "older than 0.1".into()),
+            .unwrap_or_else(|| "unknown (the daemon predates the version field)".into()),
         Err(e) => format!("unknown ({e})"),
     };
     Ok(write_fields(
