@@ -187,3 +187,50 @@ fn one_vault_socket_variable_serves_daemon_and_cli() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(!cwd.path().join("vaultd-dev").join("vaultd.sock").exists());
 }
+
+#[test]
+fn man_pages_render_for_every_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pages_dir = dir.path().join("man1");
+    let out = common::cli_at(
+        std::path::Path::new("/nonexistent/vaultd.sock"),
+        None,
+        &["man", pages_dir.to_str().expect("utf-8")],
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let listed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    // One page per command and subcommand: the CLI has dozens.
+    assert!(listed.len() >= 30, "{listed:?}");
+    for page in &listed {
+        let name = std::path::Path::new(page)
+            .file_stem()
+            .expect("stem")
+            .to_string_lossy()
+            .into_owned();
+        let rendered = std::process::Command::new("man")
+            .args(["-l", page])
+            .env("MANWIDTH", "80")
+            .env("MANPAGER", "cat")
+            .output()
+            .expect("run man (package man-db)");
+        assert!(rendered.status.success(), "man -l {page}: {rendered:?}");
+        let text = String::from_utf8_lossy(&rendered.stdout);
+        assert!(
+            text.contains("NAME") && text.contains(&name),
+            "{page}:\n{text}"
+        );
+    }
+    let main = std::process::Command::new("man")
+        .args(["-l", &pages_dir.join("vault-cli.1").to_string_lossy()])
+        .env("MANPAGER", "cat")
+        .output()
+        .expect("man");
+    assert!(
+        String::from_utf8_lossy(&main.stdout).contains("Exit codes"),
+        "the main page lists the exit codes"
+    );
+}

@@ -112,6 +112,11 @@ pub(crate) enum Command {
     Backup(Backup),
     /// This CLI's version and the daemon's.
     Version,
+    /// Write man pages, one per command, into DIR (`man -l DIR/vault-cli.1`).
+    Man {
+        /// Where to write them (created when missing).
+        dir: PathBuf,
+    },
     /// Print shell completions to stdout.
     Completions {
         /// The shell to generate for.

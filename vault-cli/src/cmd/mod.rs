@@ -4,6 +4,7 @@ mod audit;
 mod backup;
 mod completions;
 mod keys;
+mod man;
 mod sys;
 mod tenant;
 mod token;
@@ -77,8 +78,10 @@ impl std::error::Error for AuditProblems {}
 
 /// Runs the parsed command line.
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Completions { shell } = cli.command {
-        return completions::run(shell);
+    match &cli.command {
+        Command::Completions { shell } => return completions::run(*shell),
+        Command::Man { dir } => return man::run(dir),
+        _ => {}
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -91,7 +94,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         match cli.command {
             Command::Audit(a) => audit::run(&ctx, a).await,
             Command::Backup(b) => backup::run(&ctx, b).await,
-            Command::Completions { .. } => Ok(()),
+            Command::Completions { .. } | Command::Man { .. } => Ok(()),
             Command::Keys(k) => keys::run(&ctx, k).await,
             Command::Operator(op) => sys::operator(&ctx, op).await,
             Command::Status => sys::status(&ctx).await,
