@@ -120,14 +120,21 @@ fn socket_permission_hint(path: &Path) -> String {
         .flatten()
         .find_map(|p| std::fs::metadata(p).ok().map(|m| (p.to_owned(), m)));
     match owner {
-        Some((p, meta)) => format!(
-            "{} is mode {:04o}, group {}: run as a member of that group \
-             (`getent group {}` names it)",
-            p.display(),
-            meta.mode() & 0o7777,
-            meta.gid(),
-            meta.gid()
-        ),
+        Some((p, meta)) => {
+            let gid = meta.gid();
+            let group = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+                .ok()
+                .flatten()
+                .map_or_else(
+                    || format!("gid {gid}"),
+                    |g| format!("{} (gid {gid})", g.name),
+                );
+            format!(
+                "{} is mode {:04o}, group {group}: run as a member of that group",
+                p.display(),
+                meta.mode() & 0o7777,
+            )
+        }
         None => format!(
             "permission denied on {}: run as a member of the socket's group",
             path.display()
