@@ -125,7 +125,7 @@ pub(crate) enum Command {
     /// Key rotation, rewrap of stored records, retirement, history.
     #[command(subcommand)]
     Keys(Keys),
-    /// Vault lifecycle: init, unseal, seal.
+    /// Vault lifecycle: init, unseal, seal, break-glass recovery.
     #[command(subcommand)]
     Operator(Operator),
     /// Show the vault's state, KMS, master key version, counts and the daemon's version. Exits 0
@@ -237,9 +237,25 @@ pub(crate) enum Keys {
         #[arg(long)]
         detach: bool,
     },
+    /// Move the master key to a new KMS key without the old one (after break-glass recovery).
+    #[command(subcommand)]
+    Kms(Kms),
     /// Rotate the master key, move it to another KMS key, or rotate a tenant's data key.
     #[command(subcommand)]
     Rotate(Rotate),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Kms {
+    /// Wrap the master key the daemon holds under a new KMS key, asking nothing of the old one.
+    ///
+    /// For a vault opened with recovery shares because its KMS key is gone; `keys rotate kms`
+    /// needs the old key alive. Then set kms.key_id in the config: the next start auto-unseals
+    /// through the new key.
+    Migrate {
+        /// The KMS key id to wrap the master key under.
+        key_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -265,10 +281,51 @@ pub(crate) enum Rotate {
 pub(crate) enum Operator {
     /// Create the master key (once); the vault is unsealed afterwards.
     Init,
+    /// Hand in one break-glass recovery share while the vault is sealed.
+    ///
+    /// The share is read from --share FILE or stdin: the age file its holder received, which is
+    /// decrypted here with --identity (the daemon never sees it encrypted, nor the identity), or
+    /// the line it decrypts to (vaultd-share-v1:…). The share that reaches the threshold
+    /// unseals the vault without the KMS; then run `keys kms migrate NEW_KEY`.
+    Recover {
+        /// The holder's age identity file (AGE-SECRET-KEY-1…), to decrypt an age-encrypted
+        /// share.
+        #[arg(long, short = 'i', value_name = "FILE")]
+        identity: Option<PathBuf>,
+        /// Read the share from this file instead of stdin.
+        #[arg(long, value_name = "FILE")]
+        share: Option<PathBuf>,
+    },
+    /// Break-glass recovery shares: K of N open the vault without the KMS.
+    #[command(subcommand)]
+    Recovery(Recovery),
     /// Wipe every key from the daemon's memory.
     Seal,
     /// Unwrap the master key through the KMS.
     Unseal,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Recovery {
+    /// Create a recovery key and split it into one share per age recipient.
+    ///
+    /// Each share is encrypted by the daemon to its holder's recipient and written to
+    /// DIR/share-N.age; no share exists in clear. A new set voids every earlier share. The
+    /// master key, and each new version at rotation, is kept encrypted to the recovery key.
+    Create {
+        /// How many shares open the vault (2 or more).
+        #[arg(long, short = 'k', value_name = "K")]
+        threshold: u8,
+        /// A holder's age recipient (age1…); repeat, once per holder.
+        #[arg(long, short = 'r', value_name = "RECIPIENT")]
+        recipient: Vec<String>,
+        /// A file of recipients, one per line (# comments and blank lines are skipped).
+        #[arg(long, short = 'R', value_name = "FILE")]
+        recipients_file: Option<PathBuf>,
+        /// The directory to write the encrypted shares to (created 0700 if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -43,9 +43,10 @@ use crate::tls::{Node, TlsOptions};
 use crate::wire::{
     AuditChains, AuditHash, AuditHashRequest, AuditPage, AuditPublicKey, Batch, BatchItem, Deleted,
     DestroyResponse, Expect, Health, InitResponse, Job, JobStarted, KeyConfig, KeyHistory,
-    KmsRotate, KmsRotated, MasterRotated, Plaintext, PutToken, PutTokenResponse, Retire, Retired,
-    RewrapStart, Sealed, StateResponse, Status, TenantInfo, TenantList, TenantRotated, TokenList,
-    TokenMeta, TransitSeal, TransitSealItem, TransitUnseal, TransitUnsealItem, UnsealToken,
+    KmsRotate, KmsRotated, MasterRotated, Plaintext, PutToken, PutTokenResponse, RecoverProgress,
+    RecoverShare, RecoveryCreate, RecoveryShares, Retire, Retired, RewrapStart, Sealed,
+    StateResponse, Status, TenantInfo, TenantList, TenantRotated, TokenList, TokenMeta,
+    TransitSeal, TransitSealItem, TransitUnseal, TransitUnsealItem, UnsealToken,
     UnsealTokenResponse,
 };
 
@@ -248,6 +249,31 @@ impl Client {
     /// `POST /v1/sys/seal`: wipes every key from the daemon's memory.
     pub async fn seal(&self) -> Result<StateResponse, Error> {
         self.post_empty("/v1/sys/seal".to_owned()).await
+    }
+
+    /// `POST /v1/sys/recovery`: a new recovery key, split into one share per age recipient
+    /// (`threshold` of them open the vault without the KMS). The answer holds each share
+    /// encrypted to its holder; earlier shares stop counting (`docs/break-glass.md`).
+    pub async fn create_recovery(
+        &self,
+        threshold: u8,
+        recipients: &[String],
+    ) -> Result<RecoveryShares, Error> {
+        let body = to_json(&RecoveryCreate {
+            threshold,
+            recipients: recipients.to_vec(),
+        })?;
+        self.request(Method::POST, "/v1/sys/recovery".to_owned(), Some(body))
+            .await
+    }
+
+    /// `POST /v1/sys/recover`: hands in one decrypted recovery share while the vault is sealed;
+    /// the one that reaches the threshold unseals it. A refused share is
+    /// [`ApiCode::ShareRefused`].
+    pub async fn recover(&self, share: Secret) -> Result<RecoverProgress, Error> {
+        let body = to_json(&RecoverShare { share: Some(share) })?;
+        self.request(Method::POST, "/v1/sys/recover".to_owned(), Some(body))
+            .await
     }
 
     /// `GET /v1/sys/metrics`: Prometheus text format.
@@ -556,6 +582,17 @@ impl Client {
             key_id: key_id.to_owned(),
         })?;
         self.request(Method::POST, "/v1/keys/kms/rotate".to_owned(), Some(body))
+            .await
+    }
+
+    /// `POST /v1/keys/kms/migrate`: the daemon wraps the master key it holds under `key_id`,
+    /// without the KMS key that wraps it now (after break-glass recovery, that one may be gone).
+    /// Set the daemon's `kms.key_id` to it before the next restart.
+    pub async fn migrate_kms(&self, key_id: &str) -> Result<KmsRotated, Error> {
+        let body = to_json(&KmsRotate {
+            key_id: key_id.to_owned(),
+        })?;
+        self.request(Method::POST, "/v1/keys/kms/migrate".to_owned(), Some(body))
             .await
     }
 

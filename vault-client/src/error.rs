@@ -100,6 +100,7 @@ pub const API_CODES: &[&str] = &[
     "not_found",
     "rate_limited",
     "sealed",
+    "share_refused",
     "timeout",
     "token_reused",
     "too_large",
@@ -142,6 +143,9 @@ pub enum ApiCode {
     RateLimited,
     /// `sealed`: the vault is sealed.
     Sealed,
+    /// `share_refused` (400): a recovery share is malformed, of another vault, changed, or of
+    /// an earlier recovery set; it was not counted.
+    ShareRefused,
     /// `timeout` (408): the request body was not sent in time.
     Timeout,
     /// `token_reused` (409): the token stored equals one of its earlier revisions (a refresh
@@ -175,6 +179,7 @@ impl ApiCode {
             "not_found" => Self::NotFound,
             "rate_limited" => Self::RateLimited,
             "sealed" => Self::Sealed,
+            "share_refused" => Self::ShareRefused,
             "timeout" => Self::Timeout,
             "token_reused" => Self::TokenReused,
             "too_large" => Self::TooLarge,
@@ -201,6 +206,7 @@ impl ApiCode {
             Self::NotFound => "not_found",
             Self::RateLimited => "rate_limited",
             Self::Sealed => "sealed",
+            Self::ShareRefused => "share_refused",
             Self::Timeout => "timeout",
             Self::TokenReused => "token_reused",
             Self::TooLarge => "too_large",
@@ -240,7 +246,7 @@ impl fmt::Display for ApiCode {
 mod tests {
     use super::*;
 
-    fn all() -> [(&'static str, ApiCode); 16] {
+    fn all() -> [(&'static str, ApiCode); 17] {
         [
             ("audit_unavailable", ApiCode::AuditUnavailable),
             ("binding_mismatch", ApiCode::BindingMismatch),
@@ -258,6 +264,7 @@ mod tests {
             ("not_found", ApiCode::NotFound),
             ("rate_limited", ApiCode::RateLimited),
             ("sealed", ApiCode::Sealed),
+            ("share_refused", ApiCode::ShareRefused),
             ("too_large", ApiCode::TooLarge),
             ("unavailable", ApiCode::Unavailable),
             ("uninitialized", ApiCode::Uninitialized),

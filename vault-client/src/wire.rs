@@ -576,7 +576,64 @@ pub struct MasterRotated {
     pub millis: u64,
 }
 
-/// `POST /v1/keys/kms/rotate` body.
+/// `POST /v1/sys/recovery` body: split a new recovery key into one share per recipient
+/// (`docs/break-glass.md`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryCreate {
+    /// How many shares open the vault (2 or more, at most the number of recipients).
+    pub threshold: u8,
+    /// One age X25519 recipient (`age1…`) per share holder, 2 to 16.
+    pub recipients: Vec<String>,
+}
+
+/// `POST /v1/sys/recovery` answer: the shares, each encrypted to its holder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoveryShares {
+    /// The vault the shares open.
+    pub vault_id: String,
+    /// How many shares open it.
+    pub threshold: u8,
+    /// One per recipient, in the order given.
+    pub shares: Vec<RecoveryShare>,
+}
+
+/// One recovery share, as handed to its holder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoveryShare {
+    /// Its number, 1 to N.
+    pub index: u8,
+    /// The holder's age recipient it is encrypted to.
+    pub holder: String,
+    /// The share, an ASCII-armored age file only the holder's identity decrypts.
+    pub share: String,
+}
+
+/// `POST /v1/sys/recover` body: one decrypted share (`vaultd-share-v1:…`).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverShare {
+    /// The share line its holder decrypted.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::secret::utf8"
+    )]
+    pub share: Option<Secret>,
+}
+
+/// `POST /v1/sys/recover` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoverProgress {
+    /// `unsealed` once `accepted` reached `threshold`, else `sealed`.
+    pub state: VaultState,
+    /// Distinct shares accepted since start (or since the last recovery unseal).
+    pub accepted: u8,
+    /// How many open the vault.
+    pub threshold: u8,
+}
+
+/// `POST /v1/keys/kms/rotate` and `POST /v1/keys/kms/migrate` body.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KmsRotate {
@@ -584,7 +641,7 @@ pub struct KmsRotate {
     pub key_id: String,
 }
 
-/// `POST /v1/keys/kms/rotate` answer.
+/// `POST /v1/keys/kms/rotate` and `POST /v1/keys/kms/migrate` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KmsRotated {
     /// Master key version (unchanged).

@@ -48,6 +48,9 @@ pub enum Error {
     /// The vault is sealed.
     #[error("vault is sealed")]
     Sealed,
+    /// A recovery share was refused (`docs/break-glass.md`); it does not count.
+    #[error("recovery share refused: {0}")]
+    ShareRefused(String),
     /// The storage backend failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -155,6 +158,7 @@ impl Error {
                 "internal"
             }
             Self::Sealed => "sealed",
+            Self::ShareRefused(_) => "share_refused",
             Self::Store(StoreError::Conflict) => "conflict",
             Self::Store(StoreError::Closed | StoreError::Io(_)) => "unavailable",
             Self::Uninitialized => "uninitialized",
@@ -174,7 +178,9 @@ impl Error {
             | Self::Conflict(_)
             | Self::Leased { .. }
             | Self::TokenReused => StatusCode::CONFLICT,
-            Self::DecryptionFailed | Self::Invalid(_) => StatusCode::BAD_REQUEST,
+            Self::DecryptionFailed | Self::Invalid(_) | Self::ShareRefused(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Expired => StatusCode::GONE,
             Self::Kms(e) => e.status(),
             Self::NotFound(_) | Self::NoEndpoint(_) => StatusCode::NOT_FOUND,
@@ -232,6 +238,7 @@ mod tests {
             Error::NotFound(String::new()),
             Error::Random,
             Error::Sealed,
+            Error::ShareRefused(String::new()),
             Error::Uninitialized,
             Error::Denied(String::new()),
             Error::NoEndpoint(String::new()),
@@ -276,6 +283,7 @@ mod tests {
             | Error::NotFound(_)
             | Error::Random
             | Error::Sealed
+            | Error::ShareRefused(_)
             | Error::Store(_)
             | Error::Uninitialized
             | Error::Denied(_)

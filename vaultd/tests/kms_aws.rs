@@ -4,11 +4,10 @@
 
 mod moto;
 
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -23,7 +22,7 @@ use vaultd::secret::Secret;
 use vaultd::store::{Batch, Store, embedded};
 use vaultd::vault::PutToken;
 
-use moto::{Moto, Outage};
+use moto::{Daemon, Moto, Outage};
 
 const META: &[u8] = b"m/vault";
 const MK_1: &[u8] = b"m/mk/0000000001";
@@ -369,81 +368,6 @@ async fn thousand_token_unseals_after_unseal_make_no_kms_calls() {
 }
 
 // ----- the daemon: serves sealed while the KMS is away, auto-unseals when it returns -----
-
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(dir: &Path, kms_port: u16, key_id: &str) -> Self {
-        let socket = dir.join("run/vaultd.sock");
-        let log = dir.join("vaultd.log");
-        let config = dir.join("vaultd.toml");
-        let uid = std::fs::metadata(dir).expect("dir").uid();
-        std::fs::write(
-            &config,
-            format!(
-                "data_dir = \"{data}\"\nsocket = \"{socket}\"\nauto_unseal = true\n\
-                 [kms]\nprovider = \"aws\"\nkey_id = \"{key_id}\"\nregion = \"{region}\"\n\
-                 endpoint_url = \"http://127.0.0.1:{kms_port}\"\n\
-                 [[policy]]\nuids = [{uid}]\ncapabilities = [\"sys:unseal\", \"sys:status\"]\n",
-                data = dir.join("data").display(),
-                socket = socket.display(),
-                region = moto::REGION,
-            ),
-        )
-        .expect("config");
-        let child = Command::new(env!("CARGO_BIN_EXE_vaultd"))
-            .arg("--config")
-            .arg(&config)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("AWS_ACCESS_KEY_ID", moto::ACCESS_KEY_ID)
-            .env("AWS_SECRET_ACCESS_KEY", moto::SECRET_ACCESS_KEY)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("VAULTD_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("starting vaultd");
-        Self { child, socket, log }
-    }
-
-    fn client(&self) -> vault_client::Client {
-        vault_client::Client::new(&self.socket).with_timeout(Duration::from_secs(60))
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until `check` holds, or fails after `within` showing the log.
-    async fn wait_for(&self, what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
-        let deadline = Instant::now() + within;
-        while !check().await {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    async fn state(&self) -> Option<VaultState> {
-        self.client().health().await.ok().map(|h| h.state)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A data directory initialized under `key_id` through `kms_port`, then closed.
 async fn initialized_data_dir(dir: &Path, kms_port: u16, key_id: &str) {

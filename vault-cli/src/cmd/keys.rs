@@ -13,11 +13,11 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use vault_client::Client;
 use vault_client::audit::Entry;
-use vault_client::wire::{Job, JobState, KeyHistory};
+use vault_client::wire::{Job, JobState, KeyHistory, KmsRotated};
 
 use super::Ctx;
 use super::audit::actor_name;
-use crate::cli::{Keys, Rotate};
+use crate::cli::{Keys, Kms, Rotate};
 use crate::output::{Table, or_dash, write_fields, write_json};
 
 /// How often a waiting `keys rewrap` asks for the job's progress.
@@ -86,8 +86,36 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Keys) -> anyhow::Result<()> {
             rate,
             detach,
         } => rewrap(ctx, tenant.as_deref(), rate, detach).await,
+        Keys::Kms(Kms::Migrate { key_id }) => {
+            let moved =
+                ctx.client.migrate_kms(&key_id).await.with_context(|| {
+                    format!("cannot migrate the master key to KMS key {key_id}")
+                })?;
+            write_moved(ctx, &moved, "migrated")
+        }
         Keys::Rotate(what) => rotate(ctx, what).await,
     }
+}
+
+/// The answer of `keys rotate kms` and `keys kms migrate`, and what to change next.
+fn write_moved(ctx: &Ctx, moved: &KmsRotated, verb: &str) -> anyhow::Result<()> {
+    {
+        let mut out = ctx.out();
+        if ctx.json {
+            write_json(&mut out, moved)?;
+        } else {
+            writeln!(
+                out,
+                "master key v{} {verb} from KMS key {} to {}",
+                moved.master_key_version, moved.old_kms_key_id, moved.kms_key_id
+            )?;
+        }
+    }
+    eprintln!(
+        "vault-cli: set kms.key_id = {:?} in the daemon's config before its next restart",
+        moved.kms_key_id
+    );
+    Ok(())
 }
 
 // ----- rotate -----
@@ -100,23 +128,7 @@ async fn rotate(ctx: &Ctx, what: Rotate) -> anyhow::Result<()> {
                 .rotate_kms(&key_id)
                 .await
                 .with_context(|| format!("cannot move the master key to KMS key {key_id}"))?;
-            {
-                let mut out = ctx.out();
-                if ctx.json {
-                    write_json(&mut out, &moved)?;
-                } else {
-                    writeln!(
-                        out,
-                        "master key v{} moved from KMS key {} to {}",
-                        moved.master_key_version, moved.old_kms_key_id, moved.kms_key_id
-                    )?;
-                }
-            }
-            eprintln!(
-                "vault-cli: set kms.key_id = {:?} in the daemon's config before its next restart",
-                moved.kms_key_id
-            );
-            Ok(())
+            write_moved(ctx, &moved, "moved")
         }
         Rotate::Master => {
             let rotated = client

@@ -1,4 +1,4 @@
-//! `status`, `version` and `operator init|unseal|seal`.
+//! `status`, `version` and `operator init|unseal|seal` (recovery shares: `cmd::recovery`).
 
 use anyhow::Context as _;
 use vault_client::wire::{StateResponse, Status, VaultState};
@@ -78,6 +78,14 @@ pub(crate) async fn operator(ctx: &Ctx, op: Operator) -> anyhow::Result<()> {
         Operator::Seal => {
             let state = client.seal().await.context("cannot seal the vault")?;
             write_state(ctx, &mut out, &state)?;
+        }
+        Operator::Recover { identity, share } => {
+            drop(out);
+            return super::recovery::recover(ctx, identity, share).await;
+        }
+        Operator::Recovery(what) => {
+            drop(out);
+            return super::recovery::create(ctx, what).await;
         }
         Operator::Unseal => {
             let state = client.unseal().await.context("cannot unseal the vault")?;

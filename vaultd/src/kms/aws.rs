@@ -299,6 +299,43 @@ impl KmsProvider for AwsKms {
         })
     }
 
+    fn wrap_master_key<'a>(
+        &'a self,
+        master: &'a MasterKey,
+        context: &'a EncryptionContext,
+        key_id: &'a str,
+    ) -> BoxFuture<'a, Result<WrappedMasterKey, KmsError>> {
+        Box::pin(async move {
+            let destination: KeyId = key_id.parse().map_err(KmsError::Rejected)?;
+            self.count();
+            let mut out = self
+                .client
+                .encrypt()
+                .key_id(destination.as_str())
+                .plaintext(Blob::new(master.expose_secret().to_vec()))
+                .set_encryption_context(Some(context_map(context)))
+                .send()
+                .await
+                .map_err(|e| map_error(e, destination.as_str()))?;
+            let reported = out.key_id.take().unwrap_or_default();
+            check_reported(destination.as_str(), &reported)?;
+            let ciphertext = out
+                .ciphertext_blob
+                .take()
+                .map(Blob::into_inner)
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| malformed("Encrypt returned no ciphertext"))?;
+            self.accepted
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(reported.clone());
+            Ok(WrappedMasterKey {
+                key_id: reported,
+                ciphertext,
+            })
+        })
+    }
+
     fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
     }

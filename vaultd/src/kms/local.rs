@@ -174,6 +174,18 @@ impl KmsProvider for LocalKms {
         })
     }
 
+    fn wrap_master_key<'a>(
+        &'a self,
+        master: &'a MasterKey,
+        context: &'a EncryptionContext,
+        key_id: &'a str,
+    ) -> BoxFuture<'a, Result<WrappedMasterKey, KmsError>> {
+        Box::pin(async move {
+            self.count();
+            self.wrap(key_id, master, context)
+        })
+    }
+
     fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
     }

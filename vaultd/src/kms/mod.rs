@@ -1,5 +1,5 @@
-//! KMS providers: the root of the key hierarchy. A provider creates, unwraps and rewraps the
-//! master key; it is called at init, unseal, master-key rotation and KMS key migration only,
+//! KMS providers: the root of the key hierarchy. A provider creates, unwraps, rewraps and wraps
+//! the master key; it is called at init, unseal, master-key rotation and KMS key migration only,
 //! never on the token path ([`KmsProvider::calls`] counts every call).
 //!
 //! - `local`: a 256-bit key in a 0600 file (development, tests, single-machine use).
@@ -81,6 +81,16 @@ pub trait KmsProvider: Send + Sync {
         wrapped: &'a WrappedMasterKey,
         context: &'a EncryptionContext,
         new_key_id: &'a str,
+    ) -> BoxFuture<'a, Result<WrappedMasterKey, KmsError>>;
+
+    /// Wraps a master key held in memory under `key_id` (AWS `Encrypt`), asking nothing of the
+    /// key that wrapped it before: the way out after break-glass recovery, when that key is gone
+    /// (`docs/break-glass.md`). The key is accepted for unwrapping from then on.
+    fn wrap_master_key<'a>(
+        &'a self,
+        master: &'a MasterKey,
+        context: &'a EncryptionContext,
+        key_id: &'a str,
     ) -> BoxFuture<'a, Result<WrappedMasterKey, KmsError>>;
 
     /// How many KMS operations this provider has performed since start.

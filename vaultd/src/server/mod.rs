@@ -187,7 +187,7 @@ pub(crate) fn fuzz_route(method: u8, path: &str, query: Option<&str>) {
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn fuzz_body(kind: u8, body: &[u8]) {
     use vault_client::wire;
-    match kind % 12 {
+    match kind % 14 {
         0 => drop(message::parse_required::<wire::PutToken>(body)),
         1 => drop(message::parse::<wire::UnsealToken>(body, true)),
         2 => drop(message::parse_required::<wire::TransitSeal>(body)),
@@ -201,6 +201,8 @@ pub(crate) fn fuzz_body(kind: u8, body: &[u8]) {
         8 => drop(message::parse::<wire::RewrapStart>(body, true)),
         9 => drop(message::parse_required::<wire::LeaseToken>(body)),
         10 => drop(message::parse_required::<wire::ReleaseLease>(body)),
+        11 => drop(message::parse_required::<wire::RecoveryCreate>(body)),
+        12 => drop(message::parse_required::<wire::RecoverShare>(body)),
         _ => drop(message::parse_required::<wire::AuditHashRequest>(body)),
     }
 }

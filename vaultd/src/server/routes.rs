@@ -42,6 +42,7 @@ pub(super) enum Route {
     Job(String),
     KeyConfig(TenantId),
     KeyHistory(Option<TenantId>),
+    KmsMigrate,
     KmsRotate,
     MasterRotate,
     Retire(TenantId),
@@ -63,6 +64,8 @@ pub(super) enum Route {
     Metrics,
     PutDecoy(TenantId, TokenId),
     PutToken(TenantId, TokenId),
+    Recover,
+    Recovery,
     ReleaseLease(TenantId, TokenId),
     Seal,
     ShowTenant(TenantId),
@@ -105,6 +108,7 @@ impl Route {
             Self::Job(_) => "job.show",
             Self::KeyConfig(_) => "tenant.keys.config",
             Self::KeyHistory(_) => "keys.history",
+            Self::KmsMigrate => "keys.kms.migrate",
             Self::KmsRotate => "keys.kms.rotate",
             Self::MasterRotate => "keys.master.rotate",
             Self::Retire(_) => "tenant.keys.retire",
@@ -122,6 +126,8 @@ impl Route {
             Self::Metrics => "sys.metrics",
             Self::PutDecoy(..) => "token.put.decoy",
             Self::PutToken(..) => "token.put",
+            Self::Recover => "sys.recover",
+            Self::Recovery => "sys.recovery.create",
             Self::ReleaseLease(..) => "token.lease.release",
             Self::Seal => "sys.seal",
             Self::ShowTenant(_) => "tenant.show",
@@ -156,14 +162,18 @@ impl Route {
                 (&[C::AuditRead], EachTenant)
             }
             // The vault's state is not kept per tenant.
-            Self::Init => (&[C::SysInit], Unscoped),
+            // Who may create the vault's first key may create its recovery key; who may unseal
+            // may hand in a recovery share (docs/break-glass.md).
+            Self::Init | Self::Recovery => (&[C::SysInit], Unscoped),
+            Self::Unseal | Self::Recover => (&[C::SysUnseal], Unscoped),
             Self::Metrics | Self::Status => (&[C::SysStatus], Unscoped),
             Self::Seal => (&[C::SysSeal], Unscoped),
-            Self::Unseal => (&[C::SysUnseal], Unscoped),
             // Every tenant's records, keys or jobs: granted on "*" only.
             Self::Backup => (&[C::SysBackup], Vault),
             Self::Job(_) | Self::KeyHistory(None) => (&[C::KeysRead], Vault),
-            Self::KmsRotate | Self::MasterRotate | Self::Rewrap => (&[C::KeysRotate], Vault),
+            Self::KmsMigrate | Self::KmsRotate | Self::MasterRotate | Self::Rewrap => {
+                (&[C::KeysRotate], Vault)
+            }
             // A list, filtered to the tenants the caller may see (`api/tenants.rs`).
             Self::ListTenants => (&[C::KeysRead], EachTenant),
             Self::KeyHistory(Some(t)) | Self::ShowTenant(t) => (&[C::KeysRead], Tenant(t.as_str())),
@@ -226,6 +236,8 @@ pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<
         ["v1", "sys", "init"] => only(&m, POST, Route::Init)?,
         ["v1", "sys", "unseal"] => only(&m, POST, Route::Unseal)?,
         ["v1", "sys", "seal"] => only(&m, POST, Route::Seal)?,
+        ["v1", "sys", "recovery"] => only(&m, POST, Route::Recovery)?,
+        ["v1", "sys", "recover"] => only(&m, POST, Route::Recover)?,
         ["v1", "sys", "backup"] => only(&m, GET, Route::Backup)?,
         ["v1", "audit"] => {
             let (after, limit) = (
@@ -387,6 +399,7 @@ pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<
         ["v1", "tenants", t, "keys", "config"] => only(&m, POST, Route::KeyConfig(tenant(t)?))?,
         ["v1", "keys", "master", "rotate"] => only(&m, POST, Route::MasterRotate)?,
         ["v1", "keys", "kms", "rotate"] => only(&m, POST, Route::KmsRotate)?,
+        ["v1", "keys", "kms", "migrate"] => only(&m, POST, Route::KmsMigrate)?,
         ["v1", "keys", "rewrap"] => only(&m, POST, Route::Rewrap)?,
         ["v1", "keys", "history"] => {
             let t = q.take("tenant").map(|t| tenant(&t)).transpose()?;

@@ -5,6 +5,8 @@
 //! m/mk/{version:010}      MasterKeyRecord (JSON): the KMS-wrapped master key
 //! m/audit-key             AuditKeyRecord (JSON): the audit keys wrapped under the master key
 //! m/restored              RestoreMarker (JSON): a restore not yet recorded in the audit log
+//! m/recovery              RecoveryRecord (JSON): the recovery set and the master key
+//!                         encrypted to its public key (`vault::recovery`)
 //! m/tenant-creations      tenants ever created (8-byte counter): a master key rotation checks
 //!                         it, so a tenant another node creates meanwhile is not left behind
 //! a/e/{seq:020}, a/h/{seq:020}  audit entries and signed heads (`audit::chain`)
@@ -31,6 +33,8 @@ pub(crate) const META: &[u8] = b"m/vault";
 pub(crate) const AUDIT_KEY: &[u8] = b"m/audit-key";
 /// Left by a restore until the next unseal records it (`vault::backup`).
 pub(crate) const RESTORED: &[u8] = b"m/restored";
+/// The break-glass recovery set (`docs/break-glass.md`).
+pub(crate) const RECOVERY: &[u8] = b"m/recovery";
 /// Counts tenant creations: a master key rotation rewraps the tenants it scanned, and fails if
 /// one was created since (`docs/ha.md`).
 pub(crate) const TENANT_CREATIONS: &[u8] = b"m/tenant-creations";

@@ -10,6 +10,7 @@
 //! - `jobs`: background rewrap of stored records to the current key versions.
 //! - `rotation`: tenant and master key rotation, retirement, KMS migration.
 //! - `backup`: consistent snapshots, and restore into a stopped vault's directory.
+//! - `recovery`: break-glass recovery shares, and unsealing with them without the KMS.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +35,7 @@ mod history;
 mod jobs;
 pub(crate) mod layout;
 mod leases;
+mod recovery;
 mod rotation;
 mod tenants;
 mod tokens;
@@ -45,6 +47,7 @@ pub use crate::audit::{AuditFilter, MAX_AUDIT_PAGE};
 pub use backup::{RestoreError, RestoreOptions, Restored, restore};
 pub use jobs::{DEFAULT_LEASE, JobOptions, LOCAL_NODE};
 pub use leases::MAX_LEASE_SECONDS;
+pub use recovery::MAX_SHARES;
 pub use tokens::{MAX_BINDING_FIELD_LEN, MAX_PAGE, MAX_SECRET_LEN, PutToken};
 pub use transit::{MAX_BATCH, MAX_CONTEXT_LEN, MAX_PLAINTEXT_LEN};
 
@@ -75,6 +78,8 @@ struct Inner {
     jobs: JobOptions,
     /// Serializes init, unseal and seal.
     lifecycle: tokio::sync::Mutex<()>,
+    /// Recovery shares received while sealed (`vault::recovery`).
+    recovery: std::sync::Mutex<recovery::Pending>,
     /// Serializes following another node's master key rotation (one KMS unwrap for all).
     following: tokio::sync::Mutex<()>,
     /// Serializes writers of the same token (by hash stripe), so that concurrent refreshes of
@@ -134,6 +139,7 @@ impl Vault {
                 jobs_running: std::sync::Mutex::default(),
                 jobs,
                 lifecycle: tokio::sync::Mutex::new(()),
+                recovery: std::sync::Mutex::default(),
                 following: tokio::sync::Mutex::new(()),
                 writers: (0..WRITER_STRIPES)
                     .map(|_| tokio::sync::Mutex::new(()))
@@ -271,13 +277,21 @@ impl Vault {
             }
             State::Sealed(meta) => meta.clone(),
         };
-        let store = &self.inner.store;
         let version = meta.master_key_version;
         ev.master_key_version = Some(version);
         let mk_record = self.stored_master_key(version).await?;
         ev.detail
             .insert("kms_key_id".into(), mk_record.kms_key_id.clone());
         let master = self.unwrap_master_key(&meta, mk_record).await?;
+        self.unseal_with(meta, master).await
+    }
+
+    /// Unseals with the master key in hand (from the KMS, or from recovery shares): opens the
+    /// audit keys under it, puts the signer in place, adopts what an earlier run left unsigned,
+    /// and resumes jobs. The caller holds the lifecycle lock.
+    async fn unseal_with(&self, meta: VaultMeta, master: MasterKey) -> Result<(), Error> {
+        let store = &self.inner.store;
+        let version = meta.master_key_version;
         let record: AuditKeyRecord = layout::decode(
             &store
                 .get(layout::AUDIT_KEY)

@@ -1,5 +1,6 @@
 //! Key rotation (`docs/key-rotation.md`): tenant data keys (rotate, retire, minimum decryption
-//! version), the master key (one atomic switch), and migration to another KMS key.
+//! version), the master key (one atomic switch), and moving it to another KMS key: by the KMS
+//! (`rotate_kms`, the old key must work) or from memory (`migrate_kms`, it need not).
 
 use std::sync::{Arc, PoisonError};
 use std::time::Instant;
@@ -272,6 +273,8 @@ impl Vault {
             signing: rewrap_audit(&audit.signing, AuditPurpose::Signing)?,
             public_key: audit.public_key.clone(),
         };
+        self.reseal_recovery(&mut batch, &vault_id, new, &new_master)
+            .await?;
         let meta = VaultMeta {
             master_key_version: new,
             ..keys.meta.clone()
@@ -377,6 +380,52 @@ impl Vault {
             master_key_version: version,
             old_kms_key_id: old_key_id,
             kms_key_id: moved.key_id,
+        })
+    }
+
+    /// Wraps the master key held in memory under another KMS key (AWS `Encrypt`), without
+    /// asking the key that wraps it now: after break-glass recovery, that key may be gone
+    /// (`docs/break-glass.md`).
+    pub async fn migrate_kms(&self, new_key_id: &str, ev: &mut Event) -> Result<KmsRotated, Error> {
+        let _lifecycle = self.inner.lifecycle.lock().await;
+        let keys = self.keys()?;
+        let version = keys.meta.master_key_version;
+        let key = layout::master_key(version);
+        let bytes = self
+            .store()
+            .get(&key)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("master key record".into()))?;
+        let mut record: MasterKeyRecord = layout::decode(&bytes, "master key record")?;
+        let old_key_id = record.kms_key_id.clone();
+        let context = EncryptionContext::master_key(&keys.meta.vault_id, version);
+        let wrapped = self
+            .inner
+            .kms
+            .wrap_master_key(&keys.master, &context, new_key_id)
+            .await?;
+        record.kms_key_id = wrapped.key_id.clone();
+        record.wrapped = Bytes(wrapped.ciphertext);
+        ev.master_key_version = Some(version);
+        ev.key_event()
+            .detail
+            .insert("event".into(), "master_key_migrated_to_kms_key".into());
+        ev.detail
+            .insert("old_kms_key_id".into(), old_key_id.clone());
+        ev.detail
+            .insert("kms_key_id".into(), wrapped.key_id.clone());
+        let mut batch = Batch::default();
+        batch
+            .check(key.clone(), Some(bytes))
+            .put(key, layout::encode(&record))
+            .log(ev.entry(Outcome::Ok, None));
+        self.commit(batch).await?;
+        ev.mark_recorded();
+        tracing::info!(old = %old_key_id, new = %wrapped.key_id, "master key migrated to another KMS key without the old one; set kms.key_id in the config");
+        Ok(KmsRotated {
+            master_key_version: version,
+            old_kms_key_id: old_key_id,
+            kms_key_id: wrapped.key_id,
         })
     }
 

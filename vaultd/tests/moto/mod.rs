@@ -1,4 +1,5 @@
-//! A real KMS API server for tests: moto in server mode on 127.0.0.1, one per test.
+//! A real KMS API server for tests: moto in server mode on 127.0.0.1, one per test; and
+//! [`Daemon`], the `vaultd` binary on it.
 //!
 //! The server binary is `$VAULTD_TEST_MOTO`, else `.venv-test/bin/moto_server` in the workspace
 //! root (`scripts/test` creates that venv). If neither exists the test fails: it never skips.
@@ -282,5 +283,97 @@ impl Drop for Outage {
         for task in self.tasks.lock().expect("tasks").drain(..) {
             task.abort();
         }
+    }
+}
+
+/// `vaultd` on the `aws` provider through a KMS endpoint on 127.0.0.1; killed by PID on drop.
+pub struct Daemon {
+    child: Child,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts it on `dir/data` with auto-unseal, granting the test's uid unseal and status.
+    pub fn start(dir: &Path, kms_port: u16, key_id: &str) -> Self {
+        Self::start_with(dir, kms_port, key_id, &["sys:unseal", "sys:status"])
+    }
+
+    /// [`Daemon::start`], granting the test's uid `capabilities` on every tenant.
+    pub fn start_with(dir: &Path, kms_port: u16, key_id: &str, capabilities: &[&str]) -> Self {
+        let socket = dir.join("run/vaultd.sock");
+        let log = dir.join("vaultd.log");
+        let config = dir.join("vaultd.toml");
+        let uid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(dir).expect("dir"));
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = \"{data}\"\nsocket = \"{socket}\"\nauto_unseal = true\n\
+                 [kms]\nprovider = \"aws\"\nkey_id = \"{key_id}\"\nregion = \"{region}\"\n\
+                 endpoint_url = \"http://127.0.0.1:{kms_port}\"\n\
+                 [[policy]]\nuids = [{uid}]\ncapabilities = {capabilities:?}\ntenants = [\"*\"]\n",
+                data = dir.join("data").display(),
+                socket = socket.display(),
+                region = REGION,
+            ),
+        )
+        .expect("config");
+        let child = Command::new(env!("CARGO_BIN_EXE_vaultd"))
+            .arg("--config")
+            .arg(&config)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("VAULTD_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("starting vaultd");
+        Self { child, socket, log }
+    }
+
+    /// Its socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    pub fn client(&self) -> vault_client::Client {
+        vault_client::Client::new(&self.socket).with_timeout(Duration::from_secs(60))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `check` holds, or fails after `within` showing the log.
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        within: Duration,
+        mut check: impl AsyncFnMut() -> bool,
+    ) {
+        let deadline = Instant::now() + within;
+        while !check().await {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn state(&self) -> Option<vault_client::wire::VaultState> {
+        self.client().health().await.ok().map(|h| h.state)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

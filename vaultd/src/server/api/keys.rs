@@ -42,6 +42,10 @@ pub(super) async fn serve(
             let req: KmsRotate = http::parse_required(body)?;
             http::json(StatusCode::OK, &vault.rotate_kms(&req.key_id, ev).await?)
         }
+        Route::KmsMigrate => {
+            let req: KmsRotate = http::parse_required(body)?;
+            http::json(StatusCode::OK, &vault.migrate_kms(&req.key_id, ev).await?)
+        }
         Route::Rewrap => {
             let req: RewrapStart = http::parse(body, true)?;
             let tenant = req.tenant.as_deref().map(TenantId::parse).transpose()?;

@@ -2,7 +2,7 @@
 //! record the audit entry before the answer leaves (fail closed: when the entry cannot be
 //! written, the answer is `503 audit_unavailable` and no result is returned).
 //!
-//! - `sys`: health, status, init, seal, unseal, metrics.
+//! - `sys`: health, status, init, seal, unseal, recovery shares, metrics.
 //! - `backup`: the streamed snapshot of the whole vault.
 //! - `tenants`: create, list, show, destroy.
 //! - `tokens`: put, unseal, metadata, list, delete.
@@ -188,6 +188,8 @@ async fn serve(
         | Route::Init
         | Route::Unseal
         | Route::Seal
+        | Route::Recovery
+        | Route::Recover
         | Route::Metrics => sys::serve(app, route, &body, ev).await,
         Route::CreateTenant(_)
         | Route::ShowTenant(_)
@@ -215,6 +217,7 @@ async fn serve(
         Route::Job(_)
         | Route::KeyConfig(_)
         | Route::KeyHistory(_)
+        | Route::KmsMigrate
         | Route::KmsRotate
         | Route::MasterRotate
         | Route::Retire(_)

@@ -1,7 +1,7 @@
-//! `/v1/sys/*`: health, status, init, unseal, seal, metrics.
+//! `/v1/sys/*`: health, status, init, unseal, seal, recovery shares, metrics.
 
 use ::http::{Response, StatusCode};
-use vault_client::wire::{Health, StateResponse, VaultState};
+use vault_client::wire::{Health, RecoverShare, RecoveryCreate, StateResponse, VaultState};
 
 use super::no_body;
 use crate::audit::Event;
@@ -63,6 +63,23 @@ pub(super) async fn serve(
                 &StateResponse {
                     state: vault.state(),
                 },
+            ))
+        }
+        Route::Recovery => {
+            let req: RecoveryCreate = http::parse_required(body)?;
+            Ok(http::json(
+                StatusCode::OK,
+                &vault.create_recovery(&req, ev).await?,
+            ))
+        }
+        Route::Recover => {
+            let req: RecoverShare = http::parse_required(body)?;
+            let share = req
+                .share
+                .ok_or_else(|| Error::invalid("share is required: one decrypted share line"))?;
+            Ok(http::json(
+                StatusCode::OK,
+                &vault.recover(&share, ev).await?,
             ))
         }
         Route::Metrics => {
