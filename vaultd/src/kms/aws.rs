@@ -308,6 +308,9 @@ impl KmsProvider for AwsKms {
         Box::pin(async move {
             let destination: KeyId = key_id.parse().map_err(KmsError::Rejected)?;
             self.count();
+            // The SDK takes the plaintext as an owned `Blob` and drops it unwiped: one copy of
+            // the master key in freed memory, once per migration (it is rare, and an operator's
+            // act). Its response carries no plaintext.
             let mut out = self
                 .client
                 .encrypt()
