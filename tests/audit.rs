@@ -691,3 +691,76 @@ async fn verify_resumes_after_the_head_it_verified_and_rereads_all_after_a_resta
     assert!(after_restart.ok, "{:?}", after_restart.problems);
     assert_eq!(after_restart.resumed_after, None);
 }
+
+#[tokio::test]
+async fn a_restart_while_sealed_is_a_sealed_period_and_a_forged_unsigned_entry_is_still_found() {
+    let mut daemon = Daemon::start();
+    let c = daemon.client();
+    c.init().await.expect("init");
+    traffic(&daemon).await;
+    c.seal().await.expect("seal");
+    // What callers do while the vault is sealed: refusals, failures, and keyless reads.
+    c.unseal_token("acme", "t0", None)
+        .await
+        .expect_err("sealed");
+    c.list_tenants().await.expect_err("sealed");
+    c.status().await.expect("status");
+    c.key_history(None).await.expect("history");
+    c.metrics().await.expect("metrics");
+    let sealed = c.audit_verify(None).await.expect("verify while sealed");
+    assert!(sealed.ok, "{:?}", sealed.problems);
+    assert!(
+        sealed.sealed_periods[0].contains("the next unseal signs them"),
+        "{:?}",
+        sealed.sealed_periods
+    );
+    // Restart while sealed (auto-unseal then adopts what the sealed run left unsigned).
+    assert!(daemon.terminate().success());
+    daemon.restart();
+    wait_unsealed(&c).await;
+    let out = daemon.cli(None, &["audit", "verify", "--full"], b"");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("verification    ok"), "{text}");
+    assert!(
+        text.contains("sealed period")
+            && text.contains("were written while the vault was sealed and adopted at unseal"),
+        "{text}"
+    );
+
+    // A forger appends an entry that needs the keys, chained, while the daemon is stopped.
+    assert!(daemon.terminate().success());
+    let mut log = Log::read(&daemon.data);
+    let entries = log.entries();
+    let last = entries.len() as u64;
+    let prev_line = entries.last().expect("entries").clone();
+    let mut forged: Value = serde_json::from_slice(&prev_line).expect("json");
+    forged["seq"] = (last + 1).into();
+    forged["op"] = "token.unseal".into();
+    forged["outcome"] = "ok".into();
+    forged["tenant"] = "acme".into();
+    forged["token"] = "t1".into();
+    forged["prev"] = vault_client::audit::hex(&vault_client::audit::entry_hash(&prev_line)).into();
+    let (record, _) = log.holding(last);
+    record
+        .entries
+        .push(serde_json::to_vec(&forged).expect("json"));
+    log.write();
+    daemon.restart();
+    wait_unsealed(&c).await;
+    let out = daemon.cli(None, &["audit", "verify", "--full"], b"");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(8), "{text}");
+    assert!(
+        text.contains(&format!(
+            "seq {} (token.unseal, ok) is not what a sealed vault writes",
+            last + 1
+        )),
+        "{text}"
+    );
+}

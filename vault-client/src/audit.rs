@@ -29,6 +29,31 @@ pub const OP_TRUNCATED: &str = "audit.truncated";
 /// `detail.from` ..= `detail.to` are then chained but not signed by the run that wrote them.
 pub const OP_ADOPT_UNSIGNED: &str = "audit.adopt_unsigned";
 
+/// The operations a sealed vault can complete (outcome `ok`): they need no key. Every other
+/// operation needs the keys, so its `ok` entry is signed in the write that records it
+/// (`docs/audit-log.md`, "Sealed periods").
+pub const SEALED_OPS: &[&str] = &[
+    "audit.chains",
+    "audit.export",
+    "audit.export.statement",
+    "audit.list",
+    "audit.pubkey",
+    "audit.verify",
+    "keys.history",
+    "sys.backup",
+    "sys.metrics",
+    "sys.recover",
+    "sys.seal",
+    "sys.status",
+    "tenant.destroy.resume",
+];
+
+/// Whether a sealed vault could have written `entry`: a refusal, a failure, or an operation of
+/// [`SEALED_OPS`]. An unsigned range of such entries is a sealed period, not a finding.
+pub fn sealed_may_write(entry: &Entry) -> bool {
+    entry.outcome != Outcome::Ok || SEALED_OPS.contains(&entry.op.as_str())
+}
+
 /// Who caused an entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -317,6 +342,10 @@ pub struct Report {
     /// Adopted unsigned ranges the auditor accepted (`accept`), for the record.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accepted: Vec<String>,
+    /// Unsigned ranges written while the vault was sealed: not problems (`docs/audit-log.md`,
+    /// "Sealed periods").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sealed_periods: Vec<String>,
     /// Each node's chain, when the log is kept in chains of named nodes (`docs/audit-log.md`,
     /// "Several chains"); their problems are in `problems`, prefixed with the node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -372,6 +401,10 @@ pub struct Verifier {
     accept: Vec<u64>,
     accepted: Vec<String>,
     problems: Vec<String>,
+    /// Entries since the last valid head that a sealed vault could not have written (seq and
+    /// op), the first [`MAX_PROBLEMS`]; `None` once there were more.
+    unsealed_unsigned: Option<Vec<(u64, String)>>,
+    sealed_periods: Vec<String>,
     resumed_after: Option<u64>,
     /// The export's statement was read: nothing may follow it.
     sealed: bool,
@@ -397,6 +430,8 @@ impl Verifier {
             accept: Vec::new(),
             accepted: Vec::new(),
             problems: Vec::new(),
+            unsealed_unsigned: Some(Vec::new()),
+            sealed_periods: Vec::new(),
             resumed_after: None,
             sealed: false,
             first: None,
@@ -494,18 +529,15 @@ impl Verifier {
             ));
         }
         if entry.op == OP_ADOPT_UNSIGNED {
-            let range = |k: &str| entry.detail.get(k).cloned().unwrap_or_else(|| "?".into());
-            let text = format!(
-                "seq {}: entries {}..={} were left unsigned by an earlier run and adopted at unseal; \
-                 they are chained but not signed by the run that wrote them",
-                entry.seq,
-                range("from"),
-                range("to")
-            );
-            if self.accept.contains(&entry.seq) {
-                self.accepted.push(text);
+            self.adoption(&entry);
+        }
+        if !sealed_may_write(&entry)
+            && let Some(list) = &mut self.unsealed_unsigned
+        {
+            if list.len() < MAX_PROBLEMS {
+                list.push((entry.seq, entry.op.clone()));
             } else {
-                self.problem(text);
+                self.unsealed_unsigned = None;
             }
         }
         if unhex::<32>(&entry.prev) != Some(self.prev) {
@@ -517,6 +549,45 @@ impl Verifier {
         // An export that claims seq u64::MAX has no next entry; saturate rather than overflow
         // (the next entry, if any, is then reported out of sequence).
         self.next_seq = entry.seq.max(expected).saturating_add(1);
+    }
+
+    /// An `audit.adopt_unsigned` entry: a sealed period when every adopted entry is one a
+    /// sealed vault writes, else a problem until accepted.
+    fn adoption(&mut self, entry: &Entry) {
+        let bound = |k: &str| entry.detail.get(k).and_then(|v| v.parse::<u64>().ok());
+        let (Some(from), Some(to)) = (bound("from"), bound("to")) else {
+            self.problem(format!(
+                "seq {}: an adoption of unsigned entries without a readable range",
+                entry.seq
+            ));
+            return;
+        };
+        let first_unsealed = match &self.unsealed_unsigned {
+            Some(list) => list
+                .iter()
+                .find(|(seq, _)| (from..=to).contains(seq))
+                .cloned(),
+            None => Some((from, "more entries than listed".to_owned())),
+        };
+        let Some((seq, op)) = first_unsealed else {
+            self.sealed_periods.push(format!(
+                "entries {from}..={to} were written while the vault was sealed and adopted at \
+                 unseal (seq {}); each is a refusal, a failure or a keyless read",
+                entry.seq
+            ));
+            return;
+        };
+        let text = format!(
+            "seq {}: entries {from}..={to} were left unsigned by an earlier run and adopted at \
+             unseal, and seq {seq} ({op}, ok) is not what a sealed vault writes; they are chained \
+             but not signed by the run that wrote them",
+            entry.seq
+        );
+        if self.accept.contains(&entry.seq) {
+            self.accepted.push(text);
+        } else {
+            self.problem(text);
+        }
     }
 
     /// Feeds one signed head; it must cover exactly the last entry fed.
@@ -569,6 +640,7 @@ impl Verifier {
         }
         self.signed_through = Some(head.seq);
         self.anchors_seen.push((head.seq, hash));
+        self.unsealed_unsigned = Some(Vec::new());
     }
 
     /// Feeds the signed statement that ends an export: it must verify with the audit key and
@@ -641,9 +713,20 @@ impl Verifier {
         }
         if last > 0 && self.signed_through.is_none_or(|s| s < last) {
             let from = self.signed_through.map_or(1, |s| s + 1);
-            self.problems.push(format!(
-                "unsigned_tail: entries {from}..={last} are not covered by a signed head"
-            ));
+            match self.unsealed_unsigned.as_deref() {
+                Some([]) => self.sealed_periods.push(format!(
+                    "entries {from}..={last} were written while the vault is sealed; the next \
+                     unseal signs them"
+                )),
+                Some([(seq, op), ..]) => self.problems.push(format!(
+                    "unsigned_tail: entries {from}..={last} are not covered by a signed head, \
+                     and seq {seq} ({op}, ok) is not what a sealed vault writes"
+                )),
+                None => self.problems.push(format!(
+                    "unsigned_tail: entries {from}..={last} are not covered by a signed head, \
+                     and many of them are not what a sealed vault writes"
+                )),
+            }
         }
         let ok = self.problems.is_empty();
         Report {
@@ -656,6 +739,7 @@ impl Verifier {
             signed_through: self.signed_through,
             problems: self.problems,
             accepted: self.accepted,
+            sealed_periods: self.sealed_periods,
             chains: Vec::new(),
             resumed_after: self.resumed_after,
         }
@@ -812,6 +896,7 @@ impl LogVerifier {
             signed_through: None,
             problems: anchor_problem.into_iter().collect(),
             accepted: Vec::new(),
+            sealed_periods: Vec::new(),
             chains: Vec::new(),
             resumed_after: None,
         };
@@ -825,6 +910,7 @@ impl LogVerifier {
                 |list: Vec<String>| list.into_iter().map(|p| format!("node {name}: {p}"));
             report.problems.extend(prefixed(chain.problems));
             report.accepted.extend(prefixed(chain.accepted));
+            report.sealed_periods.extend(prefixed(chain.sealed_periods));
             if single {
                 report.head.clone_from(&chain.head);
                 report.signed_through = chain.signed_through;
@@ -1116,10 +1202,87 @@ mod tests {
         );
     }
 
+    /// Entries 1..=3 signed, then `tail` (op, outcome) unsigned, then (with `adopt`) the
+    /// adoption of the tail and a head over it.
+    fn with_tail(tail: &[(&str, Outcome)], adopt: bool) -> Vec<Vec<u8>> {
+        let mut lines = log();
+        lines.truncate(4); // entries 1..=3 and the head at 3
+        let mut prev = entry_hash(&lines[2]);
+        let mut seq = 4;
+        let mut push =
+            |lines: &mut Vec<Vec<u8>>, op: &str, outcome: Outcome, detail: &[(&str, String)]| {
+                let mut e: Entry = serde_json::from_slice(&entry(seq, &prev)).expect("json");
+                e.op = op.into();
+                e.outcome = outcome;
+                e.detail = detail
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                    .collect();
+                let bytes = serde_json::to_vec(&e).expect("json");
+                prev = entry_hash(&bytes);
+                lines.push(bytes);
+                seq += 1;
+            };
+        for (op, outcome) in tail {
+            push(&mut lines, op, *outcome, &[]);
+        }
+        if adopt {
+            let to = (3 + tail.len()).to_string();
+            push(
+                &mut lines,
+                OP_ADOPT_UNSIGNED,
+                Outcome::Ok,
+                &[("from", "4".into()), ("to", to)],
+            );
+            lines.push(head(seq - 1, &prev));
+        }
+        lines
+    }
+
+    #[test]
+    fn a_sealed_period_is_reported_as_such_and_is_not_a_problem() {
+        let sealed = [
+            ("token.unseal", Outcome::Error),
+            ("tenant.list", Outcome::Denied),
+            ("sys.status", Outcome::Ok),
+            ("audit.verify", Outcome::Ok),
+        ];
+        // adopted by the next run's unseal
+        let r = verify(&with_tail(&sealed, true), None);
+        assert!(r.ok, "{:?}", r.problems);
+        assert_eq!(r.sealed_periods.len(), 1, "{:?}", r.sealed_periods);
+        assert!(
+            r.sealed_periods[0].contains("4..=7"),
+            "{:?}",
+            r.sealed_periods
+        );
+        // still sealed: the tail at the end of the log
+        let r = verify(&with_tail(&sealed, false), None);
+        assert!(r.ok, "{:?}", r.problems);
+        assert!(
+            r.sealed_periods[0].contains("next unseal"),
+            "{:?}",
+            r.sealed_periods
+        );
+        // one entry a sealed vault cannot write makes either a problem
+        let forged = [("sys.status", Outcome::Ok), ("token.unseal", Outcome::Ok)];
+        for adopt in [true, false] {
+            let r = verify(&with_tail(&forged, adopt), None);
+            assert!(!r.ok, "adopt={adopt}");
+            assert!(
+                r.problems[0].contains("seq 5 (token.unseal, ok)"),
+                "{:?}",
+                r.problems
+            );
+            assert!(r.sealed_periods.is_empty());
+        }
+    }
+
     #[test]
     fn adopted_unsigned_entries_are_problems_until_accepted() {
         let mut lines = log();
-        let prev = entry_hash(&lines[lines.len() - 2]);
+        lines.pop(); // entries 4 and 5 unsigned: the head at 5 goes
+        let prev = entry_hash(&lines[lines.len() - 1]);
         let mut adopt: Entry = serde_json::from_slice(&entry(6, &prev)).expect("json");
         adopt.op = OP_ADOPT_UNSIGNED.into();
         adopt.detail.insert("from".into(), "4".into());

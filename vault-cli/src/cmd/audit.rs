@@ -514,6 +514,13 @@ fn write_report(out: &mut impl Write, report: &Report) -> io::Result<()> {
     }));
     fields.extend(report.problems.iter().map(|p| ("problem", p.clone())));
     fields.extend(report.accepted.iter().map(|a| ("accepted", a.clone())));
+    // Not findings: what a sealed vault wrote before it could sign (docs/audit-log.md).
+    fields.extend(
+        report
+            .sealed_periods
+            .iter()
+            .map(|p| ("sealed period", p.clone())),
+    );
     write_fields(out, &fields)?;
     if report.ok && report.chains.len() > 1 {
         writeln!(
