@@ -25,6 +25,11 @@ impl Table {
         self.rows.push(cells);
     }
 
+    /// Writes the table as CSV: its titles, then its rows.
+    pub(crate) fn write_csv(&self, out: &mut impl Write) -> io::Result<()> {
+        write_csv(out, std::iter::once(&self.header).chain(&self.rows))
+    }
+
     /// Writes the table, each column as wide as its widest cell.
     pub(crate) fn write(&self, out: &mut impl Write) -> io::Result<()> {
         let columns = self
@@ -104,6 +109,24 @@ pub(crate) fn write_json<T: Serialize>(out: &mut impl Write, value: &T) -> io::R
 /// An optional value for a table cell.
 pub(crate) fn or_dash<T: ToString>(value: Option<T>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// Writes `rows` as CSV records (RFC 4180 quoting).
+pub(crate) fn write_csv<R, F>(
+    out: &mut impl Write,
+    rows: impl IntoIterator<Item = R>,
+) -> io::Result<()>
+where
+    R: IntoIterator<Item = F>,
+    F: AsRef<[u8]>,
+{
+    let mut writer = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(&mut *out);
+    for row in rows {
+        writer.write_record(row).map_err(io::Error::other)?;
+    }
+    writer.flush()
 }
 
 #[cfg(test)]

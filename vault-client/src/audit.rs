@@ -29,6 +29,83 @@ pub const OP_TRUNCATED: &str = "audit.truncated";
 /// `detail.from` ..= `detail.to` are then chained but not signed by the run that wrote them.
 pub const OP_ADOPT_UNSIGNED: &str = "audit.adopt_unsigned";
 
+/// Every `op` the daemon writes, in name order (`docs/audit-log.md`, "Every operation"): the
+/// route names, the daemon's own events, and `invalid` for a request that names no endpoint.
+/// A test holds it to the code and to the docs.
+pub const OPS: &[&str] = &[
+    "alarm.decoy_unsealed",
+    "alarm.exfiltration_brake",
+    "alarm.token_reused",
+    "audit.adopt_unsigned",
+    "audit.chains",
+    "audit.export",
+    "audit.export.statement",
+    "audit.hash",
+    "audit.list",
+    "audit.pubkey",
+    "audit.truncated",
+    "audit.verify",
+    "backup.restore",
+    "invalid",
+    "job.show",
+    "keys.history",
+    "keys.kms.migrate",
+    "keys.kms.rotate",
+    "keys.master.rotate",
+    "keys.rewrap",
+    "keys.rewrap.batch",
+    "keys.rewrap.completed",
+    "keys.rewrap.failed",
+    "keys.rewrap.resumed",
+    "limits.rate_limited",
+    "sys.backup",
+    "sys.health",
+    "sys.init",
+    "sys.metrics",
+    "sys.recover",
+    "sys.recovery.create",
+    "sys.seal",
+    "sys.seal.shutdown",
+    "sys.status",
+    "sys.unseal",
+    "sys.unseal.auto",
+    "tenant.create",
+    "tenant.destroy",
+    "tenant.destroy.resume",
+    "tenant.keys.config",
+    "tenant.keys.retire",
+    "tenant.keys.rotate",
+    "tenant.keys.rotate.auto",
+    "tenant.list",
+    "tenant.show",
+    "token.delete",
+    "token.lease",
+    "token.lease.release",
+    "token.list",
+    "token.put",
+    "token.put.decoy",
+    "token.show",
+    "token.unseal",
+    "transit.rewrap",
+    "transit.seal",
+    "transit.unseal",
+];
+
+/// Whether `pattern` names an operation of [`OPS`], or (ending with `.`) a prefix of one.
+pub fn is_op_pattern(pattern: &str) -> bool {
+    OPS.iter().any(|op| op_matches(pattern, op))
+}
+
+/// Whether `op` is the operation `pattern` names, or starts with it when it ends with `.`
+/// (`keys.` matches `keys.history` and `keys.master.rotate`).
+pub fn op_matches(pattern: &str, op: &str) -> bool {
+    if pattern.ends_with('.') {
+        op.starts_with(pattern)
+    } else {
+        op == pattern
+    }
+}
+
 /// The operations a sealed vault can complete (outcome `ok`): they need no key. Every other
 /// operation needs the keys, so its `ok` entry is signed in the write that records it
 /// (`docs/audit-log.md`, "Sealed periods").

@@ -28,7 +28,7 @@ use super::{AuditProblems, Ctx, Usage};
 use crate::cli::{Audit, AuditSearch, AuditVerify};
 use crate::file::{create_private, partial_path};
 use crate::input::read_lines;
-use crate::output::{Columns, or_dash, write_fields, write_json};
+use crate::output::{Columns, or_dash, write_csv, write_fields, write_json};
 
 /// Entries per `GET /v1/audit` page (the daemon's largest).
 const PAGE: u64 = 10_000;
@@ -126,7 +126,7 @@ async fn tail(ctx: &Ctx, lines: u64, follow: bool, node: Option<&str>) -> anyhow
     let skip = window
         .len()
         .saturating_sub(usize::try_from(lines).unwrap_or(usize::MAX));
-    let mut printer = EntryPrinter::new(ctx.json);
+    let mut printer = EntryPrinter::new(ctx);
     {
         let mut out = ctx.out();
         printer.header(&mut out)?;
@@ -231,14 +231,14 @@ async fn search(ctx: &Ctx, args: AuditSearch) -> anyhow::Result<()> {
         tenant: args.tenant,
         token: args.token,
         actor: args.actor,
-        op: args.op,
+        op: (!args.op.is_empty()).then(|| args.op.join(",")),
         outcome: args.outcome.map(Into::into),
         since: args.since,
         until: args.until,
         account_hmac,
         subject_hmac,
     };
-    let mut printer = EntryPrinter::new(ctx.json);
+    let mut printer = EntryPrinter::new(ctx);
     printer.header(&mut ctx.out())?;
     match chains.as_slice() {
         [chain] => {
@@ -745,39 +745,116 @@ const COLUMNS: [(&str, usize); 9] = [
     ("KEY", 0),
 ];
 
-/// Prints entries as table rows under one header, or with `json` one JSON object per line.
+/// The columns of `--format csv`: every field of an entry, `detail` as `key=value` pairs
+/// joined by `;`.
+const CSV_COLUMNS: [&str; 15] = [
+    "seq",
+    "node",
+    "time",
+    "request",
+    "actor",
+    "op",
+    "tenant",
+    "token",
+    "outcome",
+    "code",
+    "key_version",
+    "master_key_version",
+    "subject_hmac",
+    "account_hmac",
+    "detail",
+];
+
+/// How entries are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Style {
+    Table,
+    Json,
+    Csv,
+}
+
+/// Prints entries as table rows under one header, one JSON object per line, or CSV rows.
 struct EntryPrinter {
-    json: bool,
+    style: Style,
     columns: Columns,
 }
 
 impl EntryPrinter {
-    fn new(json: bool) -> Self {
+    fn new(ctx: &Ctx) -> Self {
+        let style = match (ctx.json, ctx.csv) {
+            (true, _) => Style::Json,
+            (false, true) => Style::Csv,
+            (false, false) => Style::Table,
+        };
+        Self::with_style(style)
+    }
+
+    fn with_style(style: Style) -> Self {
         Self {
-            json,
+            style,
             columns: Columns::new(COLUMNS.iter().map(|(_, w)| *w).collect()),
         }
     }
 
     /// The column titles (nothing with `json`).
     fn header(&mut self, out: &mut impl Write) -> io::Result<()> {
-        if self.json {
-            return Ok(());
+        match self.style {
+            Style::Json => Ok(()),
+            Style::Csv => write_csv(out, [CSV_COLUMNS]),
+            Style::Table => {
+                let titles: Vec<String> = COLUMNS.iter().map(|(t, _)| (*t).to_owned()).collect();
+                self.columns.write(out, &titles)
+            }
         }
-        let titles: Vec<String> = COLUMNS.iter().map(|(t, _)| (*t).to_owned()).collect();
-        self.columns.write(out, &titles)
     }
 
     fn entries(&mut self, out: &mut impl Write, entries: &[Entry]) -> io::Result<()> {
-        for e in entries {
-            if self.json {
-                serde_json::to_writer(&mut *out, e)?;
-                writeln!(out)?;
-            } else {
-                self.columns.write(out, &entry_row(e))?;
+        match self.style {
+            Style::Csv => return write_csv(out, entries.iter().map(csv_row)),
+            Style::Json => {
+                for e in entries {
+                    serde_json::to_writer(&mut *out, e)?;
+                    writeln!(out)?;
+                }
+            }
+            Style::Table => {
+                for e in entries {
+                    self.columns.write(out, &entry_row(e))?;
+                }
             }
         }
         Ok(())
+    }
+}
+
+/// An entry's fields in [`CSV_COLUMNS`] order; absent fields are empty.
+fn csv_row(e: &Entry) -> [String; 15] {
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    let detail: Vec<String> = e.detail.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    [
+        e.seq.to_string(),
+        opt(e.node.clone()),
+        e.time.to_string(),
+        e.request.clone(),
+        actor_name(&e.actor),
+        e.op.clone(),
+        opt(e.tenant.clone()),
+        opt(e.token.clone()),
+        outcome_name(e.outcome).to_owned(),
+        opt(e.code.clone()),
+        opt(e.key_version.map(|v| v.to_string())),
+        opt(e.master_key_version.map(|v| v.to_string())),
+        opt(e.subject_hmac.clone()),
+        opt(e.account_hmac.clone()),
+        detail.join(";"),
+    ]
+}
+
+fn outcome_name(outcome: vault_client::audit::Outcome) -> &'static str {
+    match outcome {
+        vault_client::audit::Outcome::Denied => "denied",
+        vault_client::audit::Outcome::Error => "error",
+        vault_client::audit::Outcome::Ok => "ok",
     }
 }
 
@@ -801,11 +878,7 @@ fn entry_row(e: &Entry) -> [String; 9] {
         (None, Some(m)) => format!("m{m}"),
         (None, None) => "-".to_owned(),
     };
-    let outcome = match e.outcome {
-        vault_client::audit::Outcome::Denied => "denied",
-        vault_client::audit::Outcome::Error => "error",
-        vault_client::audit::Outcome::Ok => "ok",
-    };
+    let outcome = outcome_name(e.outcome);
     [
         e.seq.to_string(),
         e.time.to_string(),
@@ -849,7 +922,7 @@ mod tests {
 
     #[test]
     fn rows_line_up_and_a_long_cell_widens_its_column() {
-        let mut printer = EntryPrinter::new(false);
+        let mut printer = EntryPrinter::with_style(Style::Table);
         let mut out = Vec::new();
         printer.header(&mut out).unwrap();
         let row =

@@ -51,7 +51,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Keys) -> anyhow::Result<()> {
             )?;
             Ok(())
         }
-        Keys::History { tenant } => history(ctx, tenant.as_deref()).await,
+        Keys::History { tenant, versions } => history(ctx, tenant.as_deref(), versions).await,
         Keys::Job { id } => {
             let job = client
                 .job(&id)
@@ -353,7 +353,7 @@ fn write_job(out: &mut impl Write, job: &Job) -> io::Result<()> {
 
 // ----- history -----
 
-async fn history(ctx: &Ctx, tenant: Option<&str>) -> anyhow::Result<()> {
+async fn history(ctx: &Ctx, tenant: Option<&str>, versions: bool) -> anyhow::Result<()> {
     let history = ctx
         .client
         .key_history(tenant)
@@ -366,7 +366,12 @@ async fn history(ctx: &Ctx, tenant: Option<&str>) -> anyhow::Result<()> {
     if ctx.json {
         return Ok(write_json(&mut out, &history)?);
     }
-    Ok(write_history(&mut out, &history)?)
+    match (ctx.csv, versions) {
+        (true, false) => Ok(events_table(&history).write_csv(&mut out)?),
+        (true, true) => Ok(versions_table(&history).write_csv(&mut out)?),
+        (false, true) => Ok(versions_table(&history).write(&mut out)?),
+        (false, false) => Ok(write_history(&mut out, &history)?),
+    }
 }
 
 /// Detail keys shown in the VERSIONS and KMS KEY columns; the others go to DETAIL.
@@ -391,14 +396,24 @@ fn write_history(out: &mut impl Write, history: &KeyHistory) -> io::Result<()> {
         ],
     )?;
     writeln!(out)?;
+    events_table(history).write(out)?;
+    writeln!(out)?;
+    versions_table(history).write(out)
+}
+
+/// Every key event, one row each.
+fn events_table(history: &KeyHistory) -> Table {
     let mut events = Table::new(&[
         "SEQ", "TIME", "ACTOR", "EVENT", "TENANT", "VERSIONS", "KMS KEY", "DETAIL",
     ]);
     for e in &history.events {
         events.row(event_row(e));
     }
-    events.write(out)?;
-    writeln!(out)?;
+    events
+}
+
+/// Every live data key version with its records, encryptions and age.
+fn versions_table(history: &KeyHistory) -> Table {
     let mut live = Table::new(&[
         "TENANT",
         "VERSION",
@@ -426,7 +441,7 @@ fn write_history(out: &mut impl Write, history: &KeyHistory) -> io::Result<()> {
             ]);
         }
     }
-    live.write(out)
+    live
 }
 
 /// One key event as a row: SEQ TIME ACTOR EVENT TENANT VERSIONS KMS-KEY DETAIL.

@@ -23,6 +23,8 @@ use crate::cli::{Cli, Command};
 pub(crate) struct Ctx {
     pub(crate) client: Client,
     pub(crate) json: bool,
+    /// `--format csv`: tables as CSV (the commands that have one).
+    pub(crate) csv: bool,
 }
 
 impl Ctx {
@@ -84,12 +86,19 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Man { dir } => return man::run(dir),
         _ => {}
     }
+    if cli.csv() && !has_csv(&cli.command) {
+        return Err(Usage::new(
+            "--format csv is for audit tail, audit search and keys history; use table or json here",
+        )
+        .into());
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let ctx = Ctx {
         client: client(&cli)?.with_timeout(Duration::from_secs(cli.timeout)),
         json: cli.json(),
+        csv: cli.csv(),
     };
     runtime.block_on(async {
         match cli.command {
@@ -133,4 +142,13 @@ pub(crate) fn write_secret(bytes: &[u8]) -> io::Result<()> {
         out.write_all(b"\n")?;
     }
     out.flush()
+}
+
+/// Whether `command` prints CSV with `--format csv`.
+fn has_csv(command: &Command) -> bool {
+    use crate::cli::{Audit, Keys};
+    matches!(
+        command,
+        Command::Audit(Audit::Tail { .. } | Audit::Search(_)) | Command::Keys(Keys::History { .. })
+    )
 }

@@ -31,8 +31,8 @@ pub struct AuditFilter {
     pub token: Option<String>,
     /// Only this uid, `cert=NAME` (a certificate caller), or `system`.
     pub actor: Option<String>,
-    /// Only this operation.
-    pub op: Option<String>,
+    /// Only these operations: names, or prefixes ending with `.` (`keys.`); empty: all.
+    pub ops: Vec<String>,
     /// Only this outcome.
     pub outcome: Option<Outcome>,
     /// Not before.
@@ -59,7 +59,11 @@ impl AuditFilter {
                 .token
                 .as_deref()
                 .is_none_or(|t| e.token.as_deref() == Some(t))
-            && self.op.as_deref().is_none_or(|o| e.op == o)
+            && (self.ops.is_empty()
+                || self
+                    .ops
+                    .iter()
+                    .any(|p| vault_client::audit::op_matches(p, &e.op)))
             && self.outcome.is_none_or(|o| e.outcome == o)
             && self.since.is_none_or(|s| e.time >= s)
             && self.until.is_none_or(|u| e.time <= u)

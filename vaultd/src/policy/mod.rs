@@ -139,6 +139,12 @@ macro_rules! capabilities {
                 }
             }
 
+            /// Whether holding this capability grants `wanted`: itself, and `keys:read` also
+            /// `keys:metadata` (its half without the decoy flags: `docs/operator-guide.md`).
+            pub(crate) fn grants(self, wanted: Capability) -> bool {
+                self == wanted || (self == Capability::KeysRead && wanted == Capability::KeysMetadata)
+            }
+
             /// Whether grants of this capability are limited by tenant patterns.
             pub(crate) fn tenant_scoped(self) -> bool {
                 match self {
@@ -151,6 +157,7 @@ macro_rules! capabilities {
 
 capabilities! {
     AuditRead = "audit:read", true;
+    KeysMetadata = "keys:metadata", true;
     KeysRead = "keys:read", true;
     KeysRotate = "keys:rotate", true;
     SysBackup = "sys:backup", false;
@@ -371,7 +378,7 @@ impl Policy {
     ) -> bool {
         self.rules.iter().any(|rule| {
             let is_caller = rule.names(who);
-            let granted = rule.capabilities.contains(&capability);
+            let granted = rule.capabilities.iter().any(|c| c.grants(capability));
             let in_scope = match (capability.tenant_scoped(), tenant) {
                 (true, Some(t)) => rule.tenants.iter().any(|p| p.matches(t)),
                 // A list across tenants: allowed if granted on any tenant; the caller then
@@ -401,7 +408,7 @@ impl Policy {
     pub(crate) fn allows_everywhere(&self, who: &Identity, capability: Capability) -> bool {
         self.rules.iter().any(|rule| {
             rule.names(who)
-                && rule.capabilities.contains(&capability)
+                && rule.capabilities.iter().any(|c| c.grants(capability))
                 && (!capability.tenant_scoped() || rule.tenants.contains(&TenantPattern::Any))
         })
     }

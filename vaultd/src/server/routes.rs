@@ -170,13 +170,16 @@ impl Route {
             Self::Seal => (&[C::SysSeal], Unscoped),
             // Every tenant's records, keys or jobs: granted on "*" only.
             Self::Backup => (&[C::SysBackup], Vault),
-            Self::Job(_) | Self::KeyHistory(None) => (&[C::KeysRead], Vault),
+            // Key metadata: `keys:metadata`, which `keys:read` includes (the auditor's grant).
+            Self::Job(_) | Self::KeyHistory(None) => (&[C::KeysMetadata], Vault),
             Self::KmsMigrate | Self::KmsRotate | Self::MasterRotate | Self::Rewrap => {
                 (&[C::KeysRotate], Vault)
             }
             // A list, filtered to the tenants the caller may see (`api/tenants.rs`).
-            Self::ListTenants => (&[C::KeysRead], EachTenant),
-            Self::KeyHistory(Some(t)) | Self::ShowTenant(t) => (&[C::KeysRead], Tenant(t.as_str())),
+            Self::ListTenants => (&[C::KeysMetadata], EachTenant),
+            Self::KeyHistory(Some(t)) | Self::ShowTenant(t) => {
+                (&[C::KeysMetadata], Tenant(t.as_str()))
+            }
             Self::KeyConfig(t) | Self::Retire(t) | Self::RotateTenant(t) => {
                 (&[C::KeysRotate], Tenant(t.as_str()))
             }
@@ -224,6 +227,25 @@ impl Route {
     }
 }
 
+/// `op=a,b,keys.`: operation names or prefixes, each one the daemon writes
+/// (`vault_client::audit::OPS`).
+fn op_patterns(list: Option<String>) -> Result<Vec<String>, Error> {
+    let Some(list) = list else {
+        return Ok(Vec::new());
+    };
+    list.split(',')
+        .map(|p| {
+            if vault_client::audit::is_op_pattern(p) {
+                Ok(p.to_owned())
+            } else {
+                Err(Error::invalid(format!(
+                    "op {p:?} is no operation the daemon writes, nor a prefix of one ending in \".\" (docs/audit-log.md lists them)"
+                )))
+            }
+        })
+        .collect()
+}
+
 /// Parses a request line. Unknown paths are 404, known paths with another method 405.
 pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<Route, Error> {
     let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
@@ -263,7 +285,7 @@ pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<
                 tenant: q.take("tenant"),
                 token: q.take("token"),
                 actor: q.take("actor"),
-                op: q.take("op"),
+                ops: op_patterns(q.take("op"))?,
                 outcome,
                 since: time(q.take("since"))?,
                 until: time(q.take("until"))?,
@@ -519,6 +541,116 @@ impl Query {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// String literals in the body of the first `fn NAME` of `text`, up to its closing brace.
+    fn literals_in_fn(text: &str, name: &str) -> Vec<String> {
+        let start = text.find(&format!("fn {name}(")).expect("fn present");
+        let body = &text[start..];
+        let end = body.find("\n    }\n").expect("fn ends");
+        body[..end]
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Every `Event::system("…")` literal in `text`.
+    fn system_ops(text: &str) -> Vec<String> {
+        text.split("Event::system(\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn the_op_list_holds_every_op_the_code_writes_and_no_other() {
+        use std::collections::BTreeSet;
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let read = |p: &str| std::fs::read_to_string(src.join(p)).expect("source");
+        let mut written: BTreeSet<String> = literals_in_fn(&read("server/routes.rs"), "name")
+            .into_iter()
+            .collect();
+        written.extend(
+            literals_in_fn(&read("server/alarms.rs"), "name")
+                .into_iter()
+                .map(|kind| format!("alarm.{kind}")),
+        );
+        let mut stack = vec![src.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).expect("dir") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).expect("source");
+                    // Test code names ops of its own ("test"); real ones have a dot.
+                    written.extend(system_ops(&text).into_iter().filter(|op| op.contains('.')));
+                }
+            }
+        }
+        // Written with the caller as actor, or through a constant.
+        written.extend(
+            [
+                "limits.rate_limited",
+                "invalid",
+                vault_client::audit::OP_TRUNCATED,
+                vault_client::audit::OP_ADOPT_UNSIGNED,
+            ]
+            .map(str::to_owned),
+        );
+        assert!(read("server/mod.rs").contains("\"limits.rate_limited\""));
+        assert!(read("server/api/mod.rs").contains("map_or(\"invalid\""));
+        let listed: BTreeSet<String> = vault_client::audit::OPS
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        assert_eq!(
+            written.difference(&listed).collect::<Vec<_>>(),
+            Vec::<&String>::new(),
+            "written but not in vault_client::audit::OPS"
+        );
+        assert_eq!(
+            listed.difference(&written).collect::<Vec<_>>(),
+            Vec::<&String>::new(),
+            "in vault_client::audit::OPS but never written"
+        );
+        let mut sorted = vault_client::audit::OPS.to_vec();
+        sorted.sort_unstable();
+        assert_eq!(sorted, vault_client::audit::OPS, "OPS is in name order");
+        // docs/audit-log.md lists each, in its table "Every operation".
+        let docs = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/audit-log.md"),
+        )
+        .expect("docs/audit-log.md");
+        let section = docs
+            .split("### Every operation")
+            .nth(1)
+            .and_then(|s| s.split("\n#").next())
+            .expect("docs/audit-log.md has a section \"Every operation\"");
+        let documented: BTreeSet<String> = section
+            .lines()
+            .skip_while(|l| !l.starts_with("| ---"))
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(documented, listed, "docs/audit-log.md, \"Every operation\"");
+    }
+
+    #[test]
+    fn op_filters_take_names_and_prefixes_and_refuse_the_rest() {
+        assert_eq!(
+            op_patterns(Some("token.unseal,keys.".into())).expect("ok"),
+            ["token.unseal", "keys."]
+        );
+        assert!(op_patterns(None).expect("ok").is_empty());
+        for bad in ["token.unsel", "keys", "nope.", "", "token.unseal,"] {
+            let err = op_patterns(Some(bad.into())).expect_err(bad);
+            assert!(err.to_string().contains("docs/audit-log.md"), "{err}");
+        }
+    }
 
     #[test]
     fn transit_rewrap_needs_both_seal_and_unseal() {

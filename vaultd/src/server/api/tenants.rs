@@ -31,7 +31,10 @@ pub(super) async fn serve(
             let tenants = all
                 .tenants
                 .into_iter()
-                .filter(|t| app.policy.allows(who, Capability::KeysRead, Some(&t.name)))
+                .filter(|t| {
+                    app.policy
+                        .allows(who, Capability::KeysMetadata, Some(&t.name))
+                })
                 .collect();
             Ok(http::json(StatusCode::OK, &TenantList { tenants }))
         }
