@@ -385,6 +385,12 @@ pub(crate) enum Token {
         /// Page size.
         #[arg(long)]
         limit: Option<u32>,
+        /// Only tokens past their expires_at, not purged yet (docs/retention.md).
+        #[arg(long, conflicts_with = "expiring_within")]
+        expired: bool,
+        /// Only tokens that expire within this time: 7d, 12h, 30m or 90s.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        expiring_within: Option<std::time::Duration>,
     },
     /// Seal and store a token read from stdin (or --secret-file), never from argv.
     Put(TokenPut),
@@ -620,6 +626,26 @@ fn parse_time(text: &str) -> Result<Timestamp, String> {
 
 fn parse_any_time(text: &str) -> Result<Timestamp, String> {
     Timestamp::parse(text).ok_or_else(|| format!("not an RFC 3339 time or Unix seconds: {text:?}"))
+}
+
+/// `7d`, `12h`, `30m`, `90s`: a positive whole number and one unit.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{text:?} is not a duration such as 7d, 12h, 30m or 90s");
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let per = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    match n.checked_mul(per) {
+        Some(secs) if secs > 0 && secs <= u64::from(u32::MAX) => {
+            Ok(std::time::Duration::from_secs(secs))
+        }
+        _ => Err(bad()),
+    }
 }
 
 /// An operation name of `vault_client::audit::OPS`, or a prefix of one ending in `.`.

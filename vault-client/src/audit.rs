@@ -82,6 +82,7 @@ pub const OPS: &[&str] = &[
     "token.lease",
     "token.lease.release",
     "token.list",
+    "token.purge",
     "token.put",
     "token.put.decoy",
     "token.show",

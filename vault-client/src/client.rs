@@ -50,6 +50,15 @@ use crate::wire::{
     UnsealTokenResponse,
 };
 
+/// Which tokens a list shows by their `expires_at` (`docs/retention.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryFilter {
+    /// Past `expires_at`, not purged yet.
+    Expired,
+    /// Expiring after now and within this time.
+    Within(Duration),
+}
+
 /// The timeout of a call unless [`Client::with_timeout`] sets another.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -426,8 +435,31 @@ impl Client {
         after: Option<&str>,
         limit: Option<u32>,
     ) -> Result<TokenList, Error> {
+        self.list_tokens_where(tenant, after, limit, None).await
+    }
+
+    /// [`Client::list_tokens`], only the tokens `expiry` selects (`?expired=true`,
+    /// `?expiring_within=SECS`): a page may then hold fewer than `limit`; continue with `next`.
+    pub async fn list_tokens_where(
+        &self,
+        tenant: &str,
+        after: Option<&str>,
+        limit: Option<u32>,
+        expiry: Option<ExpiryFilter>,
+    ) -> Result<TokenList, Error> {
         let mut path = format!("/v1/tenants/{}/tokens", segment(tenant));
         let mut sep = '?';
+        match expiry {
+            None => {}
+            Some(ExpiryFilter::Expired) => {
+                path.push_str("?expired=true");
+                sep = '&';
+            }
+            Some(ExpiryFilter::Within(within)) => {
+                path.push_str(&format!("?expiring_within={}", within.as_secs()));
+                sep = '&';
+            }
+        }
         if let Some(after) = after {
             path.push(sep);
             path.push_str("after=");

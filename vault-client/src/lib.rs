@@ -100,7 +100,7 @@ mod time;
 mod tls;
 pub mod wire;
 
-pub use client::{AuditQuery, Client};
+pub use client::{AuditQuery, Client, ExpiryFilter};
 pub use error::{API_CODES, ApiCode, Error};
 pub use refresh::RefreshError;
 pub use secret::Secret;

@@ -102,6 +102,8 @@ pub struct Config {
     pub postgres: Option<crate::store::postgres::Options>,
     /// Automatic tenant data key rotation, if configured.
     pub rotation: Option<RotationPolicy>,
+    /// Purging expired tokens, if configured (`docs/retention.md`).
+    pub retention: Option<RetentionPolicy>,
     /// `[jobs] lease_seconds`: how long a job's lease holds without renewal.
     pub job_lease: Duration,
     /// Whether this is `--dev` (prints a banner, creates what is missing).
@@ -180,6 +182,7 @@ pub(crate) struct RawConfig {
     postgres: Option<RawPostgres>,
     kms: Option<RawKms>,
     rotation: Option<RotationPolicy>,
+    retention: Option<RetentionPolicy>,
     jobs: Option<RawJobs>,
     #[serde(default)]
     policy: Vec<RawRule>,
@@ -203,6 +206,30 @@ pub struct RotationPolicy {
 
 fn default_check_interval() -> u64 {
     3600
+}
+
+/// `[retention]` (`docs/retention.md`): purge tokens `grace_days` after their `expires_at`, and
+/// tokens without one `max_age_days[scope]` after their last update; a pass every
+/// `interval_secs`, `batch` tokens per atomic write.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionPolicy {
+    /// Days kept after `expires_at`.
+    #[serde(default)]
+    pub grace_days: u64,
+    /// Seconds between passes.
+    #[serde(default = "default_check_interval")]
+    pub interval_secs: u64,
+    /// Tokens purged per atomic write.
+    #[serde(default = "default_purge_batch")]
+    pub batch: usize,
+    /// For tokens without `expires_at`: days after their last update, by binding scope.
+    #[serde(default)]
+    pub max_age_days: std::collections::BTreeMap<String, u64>,
+}
+
+fn default_purge_batch() -> usize {
+    100
 }
 
 #[derive(Debug, Deserialize)]
@@ -476,6 +503,7 @@ impl Config {
             storage: crate::store::embedded::Options::default(),
             postgres: None,
             rotation: None,
+            retention: None,
             job_lease: crate::vault::DEFAULT_LEASE,
             dev: true,
             tcp: None,
@@ -630,6 +658,14 @@ impl Config {
                 bail!("[rotation] values must be at least 1");
             }
         }
+        if let Some(r) = &raw.retention {
+            if r.interval_secs == 0 || !(1..=1000).contains(&r.batch) {
+                bail!("[retention] interval_secs must be at least 1 and batch 1 to 1000");
+            }
+            if r.grace_days > 36_500 || r.max_age_days.values().any(|d| *d == 0 || *d > 36_500) {
+                bail!("[retention] grace_days must be 0 to 36500 and max_age_days 1 to 36500");
+            }
+        }
         Ok(Self {
             data_dir,
             socket,
@@ -646,6 +682,7 @@ impl Config {
             storage,
             postgres,
             rotation: raw.rotation,
+            retention: raw.retention,
             job_lease,
             dev: false,
             tcp: raw.tcp,

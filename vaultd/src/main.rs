@@ -209,6 +209,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let rotator = config
         .rotation
         .map(|policy| tokio::spawn(rotate_on_schedule(vault.clone(), policy)));
+    let purger = config
+        .retention
+        .clone()
+        .map(|policy| tokio::spawn(purge_on_schedule(vault.clone(), policy)));
     // Resumes jobs whose node stopped renewing their lease (docs/ha.md, "Jobs").
     let job_watcher = Some(tokio::spawn(vault.clone().watch_jobs()));
     if config.dev {
@@ -219,7 +223,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tcp,
     };
     server::run(listeners, app, limits, shutdown_signal()).await;
-    for task in [unsealer, rotator, job_watcher].into_iter().flatten() {
+    for task in [unsealer, rotator, purger, job_watcher]
+        .into_iter()
+        .flatten()
+    {
         task.abort();
     }
     if let Err(e) = vault.seal(&mut Event::system("sys.seal.shutdown")).await {
@@ -296,6 +303,29 @@ async fn rotate_on_schedule(vault: Vault, policy: vaultd::config::RotationPolicy
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "scheduled data key rotation failed; retrying at the next check")
+            }
+        }
+    }
+}
+
+/// Purges expired tokens every `interval_secs` while the vault is unsealed
+/// (`docs/retention.md`). The first pass runs one interval after start.
+async fn purge_on_schedule(vault: Vault, policy: vaultd::config::RetentionPolicy) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(policy.interval_secs));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if vault.state() != VaultState::Unsealed {
+            continue;
+        }
+        match vault.purge_expired(&policy).await {
+            Ok(report) if report.purged > 0 => {
+                tracing::info!(purged = report.purged, "retention pass done")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "retention pass failed; retrying at the next one")
             }
         }
     }

@@ -410,7 +410,7 @@ async fn create_is_idempotent_and_list_pages() {
     let mut after = None;
     loop {
         let page = vault
-            .list_tokens(&t("acme"), after.as_ref(), 10)
+            .list_tokens(&t("acme"), after.as_ref(), 10, vaultd::vault::Expiry::Any)
             .await
             .expect("list");
         seen.extend(page.items.iter().map(|m| m.id.clone()));
@@ -422,7 +422,9 @@ async fn create_is_idempotent_and_list_pages() {
     let expected: Vec<_> = (0..25).map(|i| format!("tok-{i:02}")).collect();
     assert_eq!(seen, expected);
     assert!(matches!(
-        vault.list_tokens(&t("acme"), None, 0).await,
+        vault
+            .list_tokens(&t("acme"), None, 0, vaultd::vault::Expiry::Any)
+            .await,
         Err(Error::Invalid(_))
     ));
     vault
@@ -489,7 +491,7 @@ async fn crypto_shred_blob_sealed_before_destroy_does_not_open_after_recreate() 
     ));
     assert_eq!(
         vault
-            .list_tokens(&acme, None, 100)
+            .list_tokens(&acme, None, 100, vaultd::vault::Expiry::Any)
             .await
             .expect("list")
             .items
@@ -542,7 +544,7 @@ async fn interrupted_destroy_is_finished_at_next_open() {
         .expect("recreate");
     assert_eq!(
         vault
-            .list_tokens(&t("acme"), None, 100)
+            .list_tokens(&t("acme"), None, 100, vaultd::vault::Expiry::Any)
             .await
             .expect("list")
             .items

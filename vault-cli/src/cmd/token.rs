@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use anyhow::Context as _;
+use vault_client::ExpiryFilter;
 use vault_client::wire::{Binding, Expect, PutToken, TokenMeta};
 
 use super::{Ctx, write_secret};
@@ -32,10 +33,17 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Token) -> anyhow::Result<()> {
             tenant,
             after,
             limit,
+            expired,
+            expiring_within,
         } => {
+            let expiry = match (expired, expiring_within) {
+                (true, _) => Some(ExpiryFilter::Expired),
+                (false, Some(within)) => Some(ExpiryFilter::Within(within)),
+                (false, None) => None,
+            };
             let list = ctx
                 .client
-                .list_tokens(&tenant, after.as_deref(), limit)
+                .list_tokens_where(&tenant, after.as_deref(), limit, expiry)
                 .await
                 .with_context(|| format!("cannot list the tokens of tenant {tenant}"))?;
             let mut out = ctx.out();

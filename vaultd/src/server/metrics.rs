@@ -54,6 +54,7 @@ impl Metrics {
         kms_provider: &str,
         kms_calls: u64,
         store: &crate::store::Stats,
+        retention: &crate::vault::RetentionStats,
     ) -> String {
         let mut out = String::new();
         out.push_str("# HELP vaultd_requests_total Requests answered, by route and HTTP status.\n");
@@ -126,11 +127,30 @@ impl Metrics {
                 "Group commits that failed (every batch in them answered with an error).",
                 load(&store.failed_groups),
             ),
+            (
+                "vaultd_tokens_purged_total",
+                "Tokens purged by retention since start (docs/retention.md).",
+                load(&retention.purged),
+            ),
         ] {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {n}"
             );
+        }
+        for (name, help, n) in [
+            (
+                "vaultd_tokens_expired",
+                "Tokens past their expires_at and not purged yet, at the last retention pass.",
+                load(&retention.expired),
+            ),
+            (
+                "vaultd_tokens_expiring_7d",
+                "Tokens that expire within 7 days, at the last retention pass.",
+                load(&retention.expiring_7d),
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {n}");
         }
         out
     }

@@ -5,7 +5,7 @@ use http::Method;
 use crate::error::Error;
 use crate::ids::{TenantId, TokenId};
 use crate::policy::Capability;
-use crate::vault::AuditFilter;
+use crate::vault::{AuditFilter, Expiry};
 use vault_client::Timestamp;
 use vault_client::audit::{Anchor, Outcome};
 
@@ -60,6 +60,7 @@ pub(super) enum Route {
         tenant: TenantId,
         after: Option<TokenId>,
         limit: usize,
+        expiry: Expiry,
     },
     Metrics,
     PutDecoy(TenantId, TokenId),
@@ -384,6 +385,20 @@ pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<
                     .parse()
                     .map_err(|_| Error::invalid("limit must be a number"))?,
             };
+            let expiry = match (q.take("expired").as_deref(), q.take("expiring_within")) {
+                (None | Some("false"), None) => Expiry::Any,
+                (Some("true"), None) => Expiry::Expired,
+                (None | Some("false"), Some(secs)) => Expiry::Within(
+                    secs.parse()
+                        .ok()
+                        .filter(|s| (1..=i64::from(u32::MAX)).contains(s))
+                        .ok_or_else(|| Error::invalid("expiring_within is seconds, 1 or more"))?,
+                ),
+                (Some("true"), Some(_)) => {
+                    return Err(Error::invalid("give expired or expiring_within, not both"));
+                }
+                (Some(_), _) => return Err(Error::invalid("expired is true or false")),
+            };
             only(
                 &m,
                 GET,
@@ -391,6 +406,7 @@ pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<
                     tenant,
                     after,
                     limit,
+                    expiry,
                 },
             )?
         }

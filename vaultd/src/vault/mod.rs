@@ -11,6 +11,7 @@
 //! - `rotation`: tenant and master key rotation, retirement, KMS migration.
 //! - `backup`: consistent snapshots, and restore into a stopped vault's directory.
 //! - `recovery`: break-glass recovery shares, and unsealing with them without the KMS.
+//! - `retention`: purging expired tokens on a schedule.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +37,7 @@ mod jobs;
 pub(crate) mod layout;
 mod leases;
 mod recovery;
+mod retention;
 mod rotation;
 mod tenants;
 mod tokens;
@@ -48,7 +50,8 @@ pub use backup::{RestoreError, RestoreOptions, Restored, restore};
 pub use jobs::{DEFAULT_LEASE, JobOptions, LOCAL_NODE};
 pub use leases::MAX_LEASE_SECONDS;
 pub use recovery::MAX_SHARES;
-pub use tokens::{MAX_BINDING_FIELD_LEN, MAX_PAGE, MAX_SECRET_LEN, PutToken};
+pub use retention::{PurgeReport, RetentionStats};
+pub use tokens::{Expiry, MAX_BINDING_FIELD_LEN, MAX_PAGE, MAX_SECRET_LEN, PutToken};
 pub use transit::{MAX_BATCH, MAX_CONTEXT_LEN, MAX_PLAINTEXT_LEN};
 
 /// The current metadata format.
@@ -80,6 +83,8 @@ struct Inner {
     lifecycle: tokio::sync::Mutex<()>,
     /// Recovery shares received while sealed (`vault::recovery`).
     recovery: std::sync::Mutex<recovery::Pending>,
+    /// What retention purged and saw (`vault::retention`), for the metrics.
+    retention: retention::RetentionStats,
     /// Serializes following another node's master key rotation (one KMS unwrap for all).
     following: tokio::sync::Mutex<()>,
     /// Serializes writers of the same token (by hash stripe), so that concurrent refreshes of
@@ -140,6 +145,7 @@ impl Vault {
                 jobs,
                 lifecycle: tokio::sync::Mutex::new(()),
                 recovery: std::sync::Mutex::default(),
+                retention: retention::RetentionStats::default(),
                 following: tokio::sync::Mutex::new(()),
                 writers: (0..WRITER_STRIPES)
                     .map(|_| tokio::sync::Mutex::new(()))

@@ -89,6 +89,11 @@ impl Vault {
         req.check()?;
         let keys = self.keys()?;
         note_binding(&keys, ev, &req.binding);
+        if let Some(at) = req.expires_at {
+            // What retention will act on (docs/retention.md).
+            ev.detail
+                .insert("expires_at".into(), Timestamp(at).to_string());
+        }
         let key = layout::record(tenant.as_str(), token.as_str());
         let _writer = self.lock_writer(&key).await;
         for _ in 0..WRITE_ATTEMPTS {
@@ -247,6 +252,7 @@ impl Vault {
         tenant: &TenantId,
         after: Option<&TokenId>,
         limit: usize,
+        expiry: Expiry,
     ) -> Result<TokenList, Error> {
         let keys = self.keys()?;
         if !(1..=MAX_PAGE).contains(&limit) {
@@ -257,11 +263,27 @@ impl Vault {
             .await?
             .ok_or_else(|| not_found(tenant))?;
         let prefix = layout::records(tenant.as_str());
-        let after_key = after.map(|a| layout::record(tenant.as_str(), a.as_str()));
-        let mut page = self
-            .store()
-            .scan(&prefix, after_key.as_deref(), limit + 1)
-            .await?;
+        let mut cursor = after.map(|a| layout::record(tenant.as_str(), a.as_str()));
+        let now = Timestamp::now().unix();
+        // Up to limit + 1 matches (one more tells whether there is a next page), read in
+        // pages, filtered on the clear header before anything is decrypted.
+        let mut page = Vec::new();
+        loop {
+            let scanned = self
+                .store()
+                .scan(&prefix, cursor.as_deref(), limit + 1)
+                .await?;
+            let exhausted = scanned.len() <= limit;
+            for (key, bytes) in scanned {
+                cursor = Some(key.clone());
+                if page.len() <= limit && expiry.selects(header_of(&bytes)?.expires_at, now) {
+                    page.push((key, bytes));
+                }
+            }
+            if exhausted || page.len() > limit {
+                break;
+            }
+        }
         let more = page.len() > limit;
         page.truncate(limit);
         let mut items = Vec::with_capacity(page.len());
@@ -355,7 +377,7 @@ impl Vault {
         Ok((opened, bytes))
     }
 
-    async fn open_bytes(
+    pub(super) async fn open_bytes(
         &self,
         keys: &Keys,
         tenant: &TenantId,
@@ -368,6 +390,29 @@ impl Vault {
         record::open_record(&dek, slot(keys, tenant, token), bytes).map_err(|_| {
             StoreError::Corrupt(format!("token {token} of tenant {tenant} does not decrypt")).into()
         })
+    }
+}
+
+/// Which tokens a list shows, by `expires_at` (`docs/retention.md`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Expiry {
+    /// Every token.
+    #[default]
+    Any,
+    /// Past `expires_at` (not purged yet).
+    Expired,
+    /// Expiring after now and within this many seconds.
+    Within(i64),
+}
+
+impl Expiry {
+    fn selects(self, expires_at: Option<i64>, now: i64) -> bool {
+        match (self, expires_at) {
+            (Self::Any, _) => true,
+            (Self::Expired, Some(at)) => at <= now,
+            (Self::Within(secs), Some(at)) => at > now && at <= now.saturating_add(secs),
+            (Self::Expired | Self::Within(_), None) => false,
+        }
     }
 }
 
@@ -386,7 +431,7 @@ fn slot<'a>(keys: &'a Keys, tenant: &'a TenantId, token: &'a TokenId) -> RecordS
     }
 }
 
-fn header_of(bytes: &[u8]) -> Result<Header, Error> {
+pub(super) fn header_of(bytes: &[u8]) -> Result<Header, Error> {
     record::peek_header(bytes).map_err(|e| StoreError::Corrupt(e.to_string()).into())
 }
 

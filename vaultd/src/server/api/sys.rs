@@ -89,6 +89,7 @@ pub(super) async fn serve(
                 kms.provider(),
                 kms.calls(),
                 vault.store_stats(),
+                vault.retention_stats(),
             );
             Ok(http::text(
                 StatusCode::OK,

@@ -91,9 +91,12 @@ pub(super) async fn serve(
             tenant,
             after,
             limit,
+            expiry,
         } => {
             no_body(body)?;
-            let mut list = vault.list_tokens(tenant, after.as_ref(), *limit).await?;
+            let mut list = vault
+                .list_tokens(tenant, after.as_ref(), *limit, *expiry)
+                .await?;
             if !tells_decoys(app, who, tenant) {
                 for meta in &mut list.items {
                     meta.decoy = None;
