@@ -35,6 +35,14 @@ fn ok(out: &Output) -> String {
     stdout(out)
 }
 
+/// The value of the `name  value` line `name` of a CLI answer.
+fn field(text: &str, name: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).filter(|rest| rest.starts_with("  ")))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|| panic!("no {name} line in:\n{text}"))
+}
+
 /// Parses CSV output into its header and rows.
 fn csv(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
     let mut reader = csv::ReaderBuilder::new().from_reader(text.as_bytes());
@@ -186,4 +194,115 @@ async fn the_auditor_grant_answers_key_rotation_who_unsealed_and_integrity_from_
     // --format csv where there is no table to give is a usage error
     let status = auditor(&["--format", "csv", "status"]);
     assert_eq!(status.status.code(), Some(2), "{}", stderr(&status));
+}
+
+#[tokio::test]
+async fn an_erasure_receipt_verifies_offline_and_a_changed_byte_does_not() {
+    let daemon = Daemon::start_configured("", AUDITOR_RULE);
+    let c = daemon.client();
+    c.init().await.expect("init");
+    c.create_tenant("acme").await.expect("tenant");
+    for i in 0..4 {
+        c.put_token("acme", &format!("consent-{i}"), &put("s", "DE00"))
+            .await
+            .expect("put");
+    }
+    c.rotate_tenant("acme").await.expect("rotate");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The world-readable parent lets the auditor's uid write its files there.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .expect("chmod");
+    let at = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let destroyed = ok(&daemon.cli(
+        None,
+        &[
+            "tenant",
+            "destroy",
+            "acme",
+            "--confirm",
+            "acme",
+            "--receipt",
+            &at("receipt"),
+        ],
+        b"",
+    ));
+    assert!(destroyed.contains("4 tokens"), "{destroyed}");
+
+    // (4) The auditor fetches the receipt again and checks it with the public key alone.
+    let auditor = |args: &[&str]| daemon.cli(Some(AUDITOR), args, b"");
+    let pubkey = ok(&auditor(&["audit", "pubkey"]));
+    std::fs::write(at("audit.pub"), pubkey).expect("key file");
+    ok(&auditor(&[
+        "tenant",
+        "receipt",
+        "acme",
+        "--out",
+        &at("again"),
+    ]));
+    assert_eq!(
+        std::fs::read(at("receipt")).expect("receipt"),
+        std::fs::read(at("again")).expect("receipt again"),
+        "the same receipt however often asked"
+    );
+    let checked = ok(&auditor(&[
+        "audit",
+        "receipt",
+        "verify",
+        &at("again"),
+        "--pubkey",
+        &at("audit.pub"),
+    ]));
+    assert_eq!(field(&checked, "receipt"), "verified", "{checked}");
+    assert_eq!(field(&checked, "records"), "4", "{checked}");
+    assert!(
+        checked.contains("v1 (wrapped sha256 ") && checked.contains("v2 (wrapped sha256 "),
+        "{checked}"
+    );
+    // The entry it names is in the log, with the record count.
+    let seq = field(&checked, "audit entry")
+        .split(':')
+        .next()
+        .expect("seq:hash")
+        .to_owned();
+    let entries = ok(&auditor(&[
+        "--format",
+        "csv",
+        "audit",
+        "search",
+        "--op",
+        "tenant.destroy",
+    ]));
+    let (_, rows) = csv(&entries);
+    assert_eq!(rows.len(), 1, "{entries}");
+    assert_eq!(rows[0][0], seq);
+    assert!(rows[0][14].contains("records=4"), "{entries}");
+    // A changed byte anywhere in the receipt line, or in its signature, fails (exit 8).
+    let original = std::fs::read(at("again")).expect("receipt");
+    for (what, from, to) in [
+        ("records", "\"records\":4", "\"records\":3"),
+        ("signature", "\"signature\":\"", "\"signature\":\"0"),
+    ] {
+        let text = String::from_utf8(original.clone()).expect("utf8");
+        assert!(text.contains(from), "{what}: {text}");
+        let changed = text.replacen(from, to, 1);
+        let path = at(&format!("changed-{what}"));
+        std::fs::write(&path, changed).expect("write");
+        let out = auditor(&[
+            "audit",
+            "receipt",
+            "verify",
+            &path,
+            "--pubkey",
+            &at("audit.pub"),
+        ]);
+        assert_eq!(out.status.code(), Some(8), "{what}: {}", stdout(&out));
+        assert!(
+            stdout(&out).contains("NOT VERIFIED"),
+            "{what}: {}",
+            stdout(&out)
+        );
+    }
 }

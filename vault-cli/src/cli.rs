@@ -354,6 +354,19 @@ pub(crate) enum Tenant {
         /// Repeat the tenant name to confirm.
         #[arg(long, value_name = "TENANT")]
         confirm: String,
+        /// Write the signed erasure receipt to this new file (mode 0600).
+        #[arg(long, value_name = "FILE")]
+        receipt: Option<PathBuf>,
+    },
+    /// The signed erasure receipt of a destroyed tenant, again (to stdout, or --out FILE).
+    ///
+    /// Check it offline with `vault-cli audit receipt verify FILE --pubkey KEYFILE`.
+    Receipt {
+        /// The destroyed tenant.
+        tenant: String,
+        /// Write it to this new file (mode 0600) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// List tenants.
     List,
@@ -504,6 +517,9 @@ pub(crate) enum Audit {
     },
     /// Print the audit public key (hex) that verifies the log's signed heads.
     Pubkey,
+    /// Erasure receipts: check one offline.
+    #[command(subcommand)]
+    Receipt(AuditReceipt),
     /// Entries matching filters, oldest first. Personal data is searched by its HMAC.
     Search(AuditSearch),
     /// Print the last entries; with -f, keep printing new ones.
@@ -522,6 +538,19 @@ pub(crate) enum Audit {
     },
     /// Verify the chain and its signatures: the daemon's log, or an export with --offline.
     Verify(AuditVerify),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditReceipt {
+    /// Check an erasure receipt with the audit public key alone: no daemon needed. Exit 8
+    /// when it does not verify.
+    Verify {
+        /// The receipt file (`tenant destroy --receipt`, `tenant receipt`).
+        file: PathBuf,
+        /// The audit public key file (hex, as `vault-cli audit pubkey` prints it).
+        #[arg(long, value_name = "KEYFILE")]
+        pubkey: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::Signature;
+/// The audit public key type (Ed25519), as [`public_key`] parses it.
+pub use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -77,6 +79,7 @@ pub const OPS: &[&str] = &[
     "tenant.keys.rotate",
     "tenant.keys.rotate.auto",
     "tenant.list",
+    "tenant.receipt",
     "tenant.show",
     "token.delete",
     "token.lease",

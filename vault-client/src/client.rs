@@ -359,6 +359,16 @@ impl Client {
             .await
     }
 
+    /// `GET /v1/tenants/{tenant}/receipt`: the erasure receipt of the tenant's last
+    /// destruction, a file that [`crate::receipt::verify`] checks with the audit public key.
+    pub async fn erasure_receipt(&self, tenant: &str) -> Result<String, Error> {
+        let path = format!("/v1/tenants/{}/receipt", segment(tenant));
+        let answer = self.call(Method::GET, path.clone(), None).await?;
+        let body = answer.success()?;
+        String::from_utf8(body.to_vec())
+            .map_err(|_| Error::Protocol(format!("answer to {path} is not UTF-8")))
+    }
+
     /// `GET /v1/tenants`: every tenant, in name order.
     pub async fn list_tenants(&self) -> Result<TenantList, Error> {
         self.get("/v1/tenants".to_owned()).await

@@ -94,6 +94,7 @@ pub mod audit;
 mod client;
 mod error;
 pub mod pem;
+pub mod receipt;
 mod refresh;
 mod secret;
 mod time;

@@ -145,6 +145,10 @@ pub struct DestroyResponse {
     pub destroyed_key_versions: u32,
     /// Token records deleted.
     pub deleted_tokens: u64,
+    /// The erasure receipt file (`vault_client::receipt`): the receipt line, then its
+    /// signature line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
 }
 
 /// What a consent token was granted for. `subject` and `account` are personal data.

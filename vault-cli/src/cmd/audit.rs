@@ -25,7 +25,7 @@ use vault_client::wire::{AuditChain, AuditChains};
 use vault_client::{AuditQuery, Client};
 
 use super::{AuditProblems, Ctx, Usage};
-use crate::cli::{Audit, AuditSearch, AuditVerify};
+use crate::cli::{Audit, AuditReceipt, AuditSearch, AuditVerify};
 use crate::file::{create_private, partial_path};
 use crate::input::read_lines;
 use crate::output::{Columns, or_dash, write_csv, write_fields, write_json};
@@ -49,6 +49,9 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Audit) -> anyhow::Result<()> {
     match cmd {
         Audit::Export { file, force } => export(ctx, &file, force).await,
         Audit::Pubkey => pubkey(ctx).await,
+        Audit::Receipt(AuditReceipt::Verify { file, pubkey }) => {
+            super::receipt::verify(ctx, &file, &pubkey)
+        }
         Audit::Search(args) => search(ctx, args).await,
         Audit::Tail {
             lines,
@@ -396,6 +399,20 @@ async fn verify(ctx: &Ctx, args: AuditVerify) -> anyhow::Result<()> {
     }
 }
 
+/// The audit public key in `keyfile` (hex, as `audit pubkey` prints it).
+pub(super) fn read_public_key(keyfile: &Path) -> anyhow::Result<vault_client::audit::VerifyingKey> {
+    let mut text = String::new();
+    File::open(keyfile)
+        .and_then(|f| f.take(MAX_KEYFILE).read_to_string(&mut text))
+        .with_context(|| format!("cannot read the key file {}", keyfile.display()))?;
+    public_key(&text).with_context(|| {
+        format!(
+            "{} does not hold an Ed25519 public key in hex (as `vault-cli audit pubkey` prints it)",
+            keyfile.display()
+        )
+    })
+}
+
 /// Verifies an export with the public key alone: no daemon, no socket.
 fn verify_file(
     file: &Path,
@@ -403,16 +420,7 @@ fn verify_file(
     anchor: Option<&Anchor>,
     accept: &[u64],
 ) -> anyhow::Result<Report> {
-    let mut text = String::new();
-    File::open(keyfile)
-        .and_then(|f| f.take(MAX_KEYFILE).read_to_string(&mut text))
-        .with_context(|| format!("cannot read the key file {}", keyfile.display()))?;
-    let key = public_key(&text).with_context(|| {
-        format!(
-            "{} does not hold an Ed25519 public key in hex (as `vault-cli audit pubkey` prints it)",
-            keyfile.display()
-        )
-    })?;
+    let key = read_public_key(keyfile)?;
     let mut reader = File::open(file)
         .map(BufReader::new)
         .with_context(|| format!("cannot open {}", file.display()))?;

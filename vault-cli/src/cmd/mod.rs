@@ -5,6 +5,7 @@ mod backup;
 mod completions;
 mod keys;
 mod man;
+mod receipt;
 mod recovery;
 mod sys;
 mod tenant;

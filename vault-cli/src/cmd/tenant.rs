@@ -20,10 +20,24 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Tenant) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot create tenant {tenant}"))?;
             show(ctx, &info)
         }
-        Tenant::Destroy { tenant, confirm } => {
+        Tenant::Receipt { tenant, out } => {
+            super::receipt::fetch(ctx, &tenant, out.as_deref()).await
+        }
+        Tenant::Destroy {
+            tenant,
+            confirm,
+            receipt,
+        } => {
             if confirm != tenant {
                 return Err(Usage::new(format!(
                     "refusing to destroy tenant {tenant}: --confirm must repeat its name"
+                ))
+                .into());
+            }
+            if let Some(path) = receipt.as_deref().filter(|p| p.exists()) {
+                return Err(Usage::new(format!(
+                    "{} exists: give --receipt a new file (nothing was destroyed)",
+                    path.display()
                 ))
                 .into());
             }
@@ -40,6 +54,10 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Tenant) -> anyhow::Result<()> {
                     "destroyed tenant {}: {} key versions, {} tokens",
                     done.tenant, done.destroyed_key_versions, done.deleted_tokens
                 )?;
+            }
+            if let (Some(path), Some(text)) = (receipt, done.receipt.as_deref()) {
+                super::receipt::write_receipt(&path, text)?;
+                eprintln!("vault-cli: erasure receipt written to {}", path.display());
             }
             Ok(())
         }

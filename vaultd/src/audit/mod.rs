@@ -238,6 +238,18 @@ impl AuditSigner {
         vault_client::audit::StatementLine { statement }
     }
 
+    /// A receipt file: the receipt line as signed, then its signature line
+    /// (`vault_client::receipt`).
+    pub(crate) fn sign_receipt(&self, receipt: &vault_client::receipt::Receipt) -> String {
+        let line = serde_json::to_string(receipt).expect("a receipt serializes");
+        let message = vault_client::receipt::receipt_message(line.as_bytes());
+        let signature = vault_client::receipt::ReceiptSignature {
+            signature: hex(&self.key.sign(&message).to_bytes()),
+        };
+        let signature = serde_json::to_string(&signature).expect("a signature serializes");
+        format!("{line}\n{signature}\n")
+    }
+
     /// The public key, hex.
     pub fn public_key(&self) -> String {
         hex(self.key.verifying_key().as_bytes())

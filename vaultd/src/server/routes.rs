@@ -65,6 +65,7 @@ pub(super) enum Route {
     Metrics,
     PutDecoy(TenantId, TokenId),
     PutToken(TenantId, TokenId),
+    Receipt(TenantId),
     Recover,
     Recovery,
     ReleaseLease(TenantId, TokenId),
@@ -127,6 +128,7 @@ impl Route {
             Self::Metrics => "sys.metrics",
             Self::PutDecoy(..) => "token.put.decoy",
             Self::PutToken(..) => "token.put",
+            Self::Receipt(_) => "tenant.receipt",
             Self::Recover => "sys.recover",
             Self::Recovery => "sys.recovery.create",
             Self::ReleaseLease(..) => "token.lease.release",
@@ -191,6 +193,8 @@ impl Route {
             Self::TransitUnseal(t) => (&[C::TransitUnseal], Tenant(t.as_str())),
             Self::CreateTenant(t) => (&[C::TenantCreate], Tenant(t.as_str())),
             Self::DestroyTenant(t) => (&[C::TenantDestroy], Tenant(t.as_str())),
+            // Proof of an erasure: what the log records, signed (the auditor's grant has it).
+            Self::Receipt(t) => (&[C::AuditRead], Tenant(t.as_str())),
             Self::DeleteToken(t, _) => (&[C::TokenDelete], Tenant(t.as_str())),
             Self::ListTokens { tenant: t, .. } | Self::ShowToken(t, _) => {
                 (&[C::TokenRead], Tenant(t.as_str()))
@@ -360,6 +364,7 @@ pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<
             only(&m, GET, Route::AuditExport { node, after, limit })?
         }
         ["v1", "tenants"] => only(&m, GET, Route::ListTenants)?,
+        ["v1", "tenants", t, "receipt"] => only(&m, GET, Route::Receipt(tenant(t)?))?,
         ["v1", "tenants", t] => match m {
             Method::PUT => Route::CreateTenant(tenant(t)?),
             Method::GET => Route::ShowTenant(tenant(t)?),

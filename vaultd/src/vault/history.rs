@@ -90,6 +90,11 @@ impl Vault {
     /// The audit entry a key event index key (`k/{seq}`, or `k/{node}/{seq}` in a node's
     /// chain) points at.
     async fn key_event(&self, key: &[u8]) -> Result<Entry, Error> {
+        Ok(self.key_event_hashed(key).await?.0)
+    }
+
+    /// [`Vault::key_event`], with the entry's chain hash.
+    pub(super) async fn key_event_hashed(&self, key: &[u8]) -> Result<(Entry, [u8; 32]), Error> {
         let corrupt = || StoreError::Corrupt("key event index".into());
         let seq = chain::seq_of(key).ok_or_else(corrupt)?;
         let name = &key[KEY_EVENTS.len()..key.len() - 20];
@@ -103,7 +108,67 @@ impl Vault {
         let Some((found, bytes)) = page.entries.first().filter(|(s, _)| *s == seq) else {
             return Err(StoreError::Corrupt(format!("key event {seq} has no audit entry")).into());
         };
-        serde_json::from_slice(bytes)
-            .map_err(|_| StoreError::Corrupt(format!("audit entry {found}")).into())
+        let entry = serde_json::from_slice(bytes)
+            .map_err(|_| StoreError::Corrupt(format!("audit entry {found}")))?;
+        Ok((entry, vault_client::audit::entry_hash(bytes)))
+    }
+
+    /// The erasure receipt of `tenant`'s last destruction, signed now (`vault_client::receipt`):
+    /// rebuilt from the audit entry that records it, so it is the same however often asked.
+    pub async fn erasure_receipt(&self, tenant: &TenantId) -> Result<String, Error> {
+        let signer = self.audit_signer()?;
+        let meta = self.stored_meta().await?;
+        let mut found = None;
+        for (key, _) in self.store().scan(KEY_EVENTS, None, usize::MAX).await? {
+            let (entry, hash) = self.key_event_hashed(&key).await?;
+            if entry.op == "tenant.destroy"
+                && entry.outcome == vault_client::audit::Outcome::Ok
+                && entry.tenant.as_deref() == Some(tenant.as_str())
+                && found
+                    .as_ref()
+                    .is_none_or(|(e, _): &(Entry, _)| e.time <= entry.time)
+            {
+                found = Some((entry, hash));
+            }
+        }
+        let (entry, hash) = found.ok_or_else(|| {
+            Error::NotFound(format!(
+                "an erasure of tenant {tenant} (it was never destroyed)"
+            ))
+        })?;
+        let corrupt =
+            || StoreError::Corrupt(format!("erasure entry {} lacks its details", entry.seq));
+        let records = entry
+            .detail
+            .get("records")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(corrupt)?;
+        let key_versions = entry
+            .detail
+            .get("destroyed_keys")
+            .ok_or_else(corrupt)?
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|pair| {
+                let (version, sha) = pair.split_once(':')?;
+                Some(vault_client::receipt::DestroyedKey {
+                    version: version.parse().ok()?,
+                    wrapped_sha256: sha.to_owned(),
+                })
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(corrupt)?;
+        let receipt = vault_client::receipt::Receipt {
+            vaultd_erasure_receipt: vault_client::receipt::RECEIPT_FORMAT,
+            vault_id: meta.vault_id,
+            tenant: tenant.to_string(),
+            destroyed_at: entry.time,
+            records,
+            key_versions,
+            node: entry.node.clone(),
+            entry_seq: entry.seq,
+            entry_hash: vault_client::audit::hex(&hash),
+        };
+        Ok(signer.sign_receipt(&receipt))
     }
 }

@@ -115,6 +115,17 @@ impl Vault {
         let versions: Vec<String> = record.deks.iter().map(|d| d.version.to_string()).collect();
         ev.detail
             .insert("destroyed_key_versions".into(), versions.join(","));
+        // For the erasure receipt: each destroyed key by the hash of its wrapped form.
+        let hashes: Vec<String> = record
+            .deks
+            .iter()
+            .map(|d| {
+                use sha2::Digest as _;
+                let sha: [u8; 32] = sha2::Sha256::digest(&d.wrapped.0).into();
+                format!("{}:{}", d.version, vault_client::audit::hex(&sha))
+            })
+            .collect();
+        ev.detail.insert("destroyed_keys".into(), hashes.join(","));
         ev.key_event()
             .detail
             .insert("event".into(), "data_keys_destroyed".into());
@@ -123,14 +134,21 @@ impl Vault {
             .check(layout::tenant(tenant.as_str()), Some(bytes))
             .delete(layout::tenant(tenant.as_str()))
             .put(layout::tombstone(tenant.as_str()), Vec::new());
-        for prefix in [
-            layout::counters(tenant.as_str()),
-            layout::all_encryptions(tenant.as_str()),
+        let mut records = 0i64;
+        for (prefix, counts_records) in [
+            (layout::counters(tenant.as_str()), true),
+            (layout::all_encryptions(tenant.as_str()), false),
         ] {
-            for (key, _) in self.store().scan(&prefix, None, usize::MAX).await? {
+            for (key, value) in self.store().scan(&prefix, None, usize::MAX).await? {
+                if counts_records {
+                    records += crate::store::decode_counter(&value)?;
+                    // The count must not change before the keys go: a put meanwhile fails.
+                    batch.check(key.clone(), Some(value));
+                }
                 batch.delete(key);
             }
         }
+        ev.detail.insert("records".into(), records.to_string());
         batch.log(ev.entry(Outcome::Ok, None));
         match self.commit(batch).await {
             Err(Error::Store(StoreError::Conflict)) => {
@@ -149,6 +167,7 @@ impl Vault {
             tenant: tenant.to_string(),
             destroyed_key_versions: destroyed,
             deleted_tokens: deleted,
+            receipt: Some(self.erasure_receipt(tenant).await?),
         })
     }
 

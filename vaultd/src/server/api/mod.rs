@@ -194,7 +194,8 @@ async fn serve(
         Route::CreateTenant(_)
         | Route::ShowTenant(_)
         | Route::ListTenants
-        | Route::DestroyTenant(_) => tenants::serve(app, who, route, &body, ev).await,
+        | Route::DestroyTenant(_)
+        | Route::Receipt(_) => tenants::serve(app, who, route, &body, ev).await,
         Route::PutToken(..)
         | Route::PutDecoy(..)
         | Route::LeaseToken(..)

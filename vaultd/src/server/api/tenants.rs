@@ -42,6 +42,14 @@ pub(super) async fn serve(
             StatusCode::OK,
             &vault.destroy_tenant(t, ev).await?,
         )),
+        Route::Receipt(t) => {
+            no_body(body)?;
+            Ok(http::text(
+                StatusCode::OK,
+                vault.erasure_receipt(t).await?,
+                "application/x-ndjson",
+            ))
+        }
         _ => unreachable!("routed by api::serve"),
     }
 }
