@@ -520,6 +520,10 @@ pub(crate) enum Audit {
     /// Erasure receipts: check one offline.
     #[command(subcommand)]
     Receipt(AuditReceipt),
+    /// Write the auditor's report: one self-contained HTML file (no scripts, fonts or styles
+    /// from elsewhere) with the verification result, a key-rotation timeline, records per key
+    /// version, retired and destroyed versions, and an access summary.
+    Report(AuditReportArgs),
     /// Entries matching filters, oldest first. Personal data is searched by its HMAC.
     Search(AuditSearch),
     /// Print the last entries; with -f, keep printing new ones.
@@ -538,6 +542,27 @@ pub(crate) enum Audit {
     },
     /// Verify the chain and its signatures: the daemon's log, or an export with --offline.
     Verify(AuditVerify),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AuditReportArgs {
+    /// The HTML file to write (mode 0600; an existing file is refused unless --force).
+    #[arg(long, value_name = "FILE.html")]
+    pub(crate) out: PathBuf,
+    /// Replace FILE if it exists.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Report on this export (from `audit export`) instead of the live daemon; needs no daemon.
+    /// Records per key version are then not known.
+    #[arg(long, value_name = "FILE", requires = "pubkey")]
+    pub(crate) offline: Option<PathBuf>,
+    /// The audit public key file, with --offline.
+    #[arg(long, value_name = "KEYFILE", requires = "offline")]
+    pub(crate) pubkey: Option<PathBuf>,
+    /// The rotation policy to measure key ages against, in days (default: the daemon's
+    /// `[rotation] max_dek_age_days`, if it has one).
+    #[arg(long, value_name = "DAYS")]
+    pub(crate) max_key_age_days: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -731,4 +731,19 @@ pub struct KeyHistory {
     pub events: Vec<crate::audit::Entry>,
     /// Live data key versions per tenant.
     pub tenants: Vec<TenantKeys>,
+    /// The daemon's automatic rotation policy (`[rotation]`), when it has one: what the age of
+    /// each current key is measured against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationInfo>,
+}
+
+/// The `[rotation]` policy, as [`KeyHistory`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationInfo {
+    /// Largest age of a current data key version, in days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_dek_age_days: Option<u64>,
+    /// Most encryptions under one data key version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_encryptions_per_version: Option<u64>,
 }

@@ -197,6 +197,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         callers: Arc::new(vaultd::server::Callers::new(config.callers)),
         long_reads: tokio::sync::Semaphore::new(1),
         seal_on_alarm: config.seal_on_alarm,
+        rotation: config.rotation,
     });
     let limits = Limits {
         max_connections: config.max_connections,

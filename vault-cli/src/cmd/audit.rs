@@ -49,6 +49,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Audit) -> anyhow::Result<()> {
     match cmd {
         Audit::Export { file, force } => export(ctx, &file, force).await,
         Audit::Pubkey => pubkey(ctx).await,
+        Audit::Report(args) => super::report::run(ctx, args).await,
         Audit::Receipt(AuditReceipt::Verify { file, pubkey }) => {
             super::receipt::verify(ctx, &file, &pubkey)
         }
@@ -414,7 +415,7 @@ pub(super) fn read_public_key(keyfile: &Path) -> anyhow::Result<vault_client::au
 }
 
 /// Verifies an export with the public key alone: no daemon, no socket.
-fn verify_file(
+pub(super) fn verify_file(
     file: &Path,
     keyfile: &Path,
     anchor: Option<&Anchor>,
@@ -440,7 +441,10 @@ fn verify_file(
 /// Calls `each` with every line of `reader`, without its `\n`, exactly as it is otherwise. A
 /// line longer than [`MAX_LINE`] is passed cut short (so it reads as damaged) and its rest
 /// skipped.
-fn for_each_line(reader: &mut impl BufRead, mut each: impl FnMut(&[u8])) -> io::Result<()> {
+pub(super) fn for_each_line(
+    reader: &mut impl BufRead,
+    mut each: impl FnMut(&[u8]),
+) -> io::Result<()> {
     let mut line = Vec::new();
     loop {
         line.clear();

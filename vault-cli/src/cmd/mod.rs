@@ -7,6 +7,7 @@ mod keys;
 mod man;
 mod receipt;
 mod recovery;
+mod report;
 mod sys;
 mod tenant;
 mod token;

@@ -59,6 +59,8 @@ pub struct App {
     pub long_reads: tokio::sync::Semaphore,
     /// Seal the vault when an alarm is raised (`docs/alarms.md`).
     pub seal_on_alarm: bool,
+    /// The automatic rotation policy, reported with the key history.
+    pub rotation: Option<crate::config::RotationPolicy>,
 }
 
 /// Limits of the connection layer, applied to each listener.

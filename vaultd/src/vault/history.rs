@@ -84,6 +84,7 @@ impl Vault {
             },
             events,
             tenants: live,
+            rotation: None,
         })
     }
 

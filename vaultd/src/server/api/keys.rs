@@ -61,7 +61,12 @@ pub(super) async fn serve(
         }
         Route::KeyHistory(t) => {
             no_body(body)?;
-            http::json(StatusCode::OK, &vault.key_history(t.as_ref()).await?)
+            let mut history = vault.key_history(t.as_ref()).await?;
+            history.rotation = app.rotation.map(|r| vault_client::wire::RotationInfo {
+                max_dek_age_days: r.max_dek_age_days,
+                max_encryptions_per_version: r.max_encryptions_per_version,
+            });
+            http::json(StatusCode::OK, &history)
         }
         _ => unreachable!("routed by api::serve"),
     };
