@@ -18,6 +18,17 @@ pub(crate) fn create_private(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// Writes `bytes` to a new owner-only file, synced; an existing file is refused.
+pub(crate) fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use std::io::Write as _;
+    let mut file =
+        create_private(path).with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
 /// `DIR/.NAME.partial-PID` beside `path`.
 pub(crate) fn partial_path(path: &Path) -> anyhow::Result<PathBuf> {
     let name = path

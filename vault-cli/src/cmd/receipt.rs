@@ -3,7 +3,6 @@
 
 use std::fs;
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -13,15 +12,7 @@ use crate::output::{write_fields, write_json};
 
 /// Writes a receipt to a new file, mode 0600, durably.
 pub(crate) fn write_receipt(path: &Path, receipt: &str) -> anyhow::Result<()> {
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(receipt.as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))
+    crate::file::write_new(path, receipt.as_bytes())
 }
 
 /// `tenant receipt T [--out FILE]`.

@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io::{BufReader, Read as _, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -56,7 +56,7 @@ pub(crate) async fn create(ctx: &Ctx, what: Recovery) -> anyhow::Result<()> {
     let mut files = Vec::with_capacity(set.shares.len());
     for share in &set.shares {
         let path = out.join(format!("share-{}.age", share.index));
-        write_new(&path, share.share.as_bytes())?;
+        crate::file::write_new(&path, share.share.as_bytes())?;
         rows.row(vec![
             share.index.to_string(),
             share.holder.clone(),
@@ -185,17 +185,4 @@ fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
         .into());
     }
     Ok(())
-}
-
-/// Writes a new 0600 file, durably.
-fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))
 }
