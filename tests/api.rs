@@ -397,3 +397,46 @@ fn the_api_docs_list_every_error_code_and_no_other() {
     codes.sort();
     assert_eq!(documented, codes);
 }
+
+/// One INFO access line per request (`target: access`): its request id, route, status, caller
+/// and duration, and never the token it carried; no colour codes when stderr is a file.
+#[tokio::test]
+async fn every_request_has_one_access_log_line_with_its_request_id_and_no_secret() {
+    let daemon = Daemon::start();
+    let c = daemon.client();
+    c.init().await.expect("init");
+    c.create_tenant("acme").await.expect("tenant");
+    let planted = "PLANTED-ACCESS-LOG-SECRET-7781";
+    c.put_token("acme", "t1", &put(planted, "DE00"))
+        .await
+        .expect("put");
+    let (_, request) = c
+        .audit_with_request_id(&vault_client::AuditQuery {
+            limit: Some(1),
+            ..Default::default()
+        })
+        .await
+        .expect("audit");
+    let request = request.expect("x-request-id");
+    let log = daemon.log_text();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" access: request") && l.contains(&format!("request=\"{request}\"")))
+        .collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    let line = lines[0];
+    assert!(line.contains(" INFO "), "{line}");
+    assert!(
+        line.contains("route=\"audit.list\"") || line.contains("route=audit.list"),
+        "{line}"
+    );
+    assert!(line.contains("status=200"), "{line}");
+    assert!(line.contains("micros="), "{line}");
+    assert!(line.contains("uid=0"), "{line}");
+    assert!(
+        log.contains("route=\"token.put\"") || log.contains("route=token.put"),
+        "{log}"
+    );
+    assert!(!log.contains(planted), "a secret in the log");
+    assert!(!log.contains('\u{1b}'), "colour codes in a log file");
+}
