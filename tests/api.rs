@@ -440,3 +440,19 @@ async fn every_request_has_one_access_log_line_with_its_request_id_and_no_secret
     assert!(!log.contains(planted), "a secret in the log");
     assert!(!log.contains('\u{1b}'), "colour codes in a log file");
 }
+
+/// Stopping a daemon that was never initialized is a clean stop: nothing to seal, no warning.
+#[tokio::test]
+async fn stopping_an_uninitialized_daemon_warns_of_nothing() {
+    let mut daemon = Daemon::start();
+    let c = daemon.client();
+    assert_eq!(
+        c.health().await.expect("health").state,
+        VaultState::Uninitialized
+    );
+    assert!(daemon.terminate().success());
+    let log = daemon.log_text();
+    assert!(!log.contains("sealing at shutdown failed"), "{log}");
+    assert!(!log.contains(" WARN "), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+}

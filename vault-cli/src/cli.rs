@@ -77,10 +77,12 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = "VAULT_FORMAT", value_name = "FORMAT")]
     pub(crate) format: Option<Format>,
 
-    /// Give up on a request after this many seconds.
-    #[arg(long, global = true, value_name = "SECS", default_value_t = 30,
+    /// Give up on a request after this many seconds (default 30; 120 for the commands that
+    /// wait on the KMS: operator init and unseal, keys rotate master and kms, keys kms migrate,
+    /// longer than the daemon's own 30 s KMS budget so that its error, not a timeout, comes back).
+    #[arg(long, global = true, value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub(crate) timeout: u64,
+    pub(crate) timeout: Option<u64>,
 
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -98,7 +100,25 @@ pub(crate) enum Format {
     Csv,
 }
 
+/// The default `--timeout`, and the one of commands that wait on the KMS.
+const DEFAULT_TIMEOUT: u64 = 30;
+const KMS_TIMEOUT: u64 = 120;
+
 impl Cli {
+    /// `--timeout`, or the default of the command.
+    pub(crate) fn timeout(&self) -> u64 {
+        let kms = matches!(
+            &self.command,
+            Command::Operator(Operator::Init | Operator::Unseal)
+                | Command::Keys(
+                    Keys::Rotate(Rotate::Master | Rotate::Kms { .. })
+                        | Keys::Kms(Kms::Migrate { .. })
+                )
+        );
+        self.timeout
+            .unwrap_or(if kms { KMS_TIMEOUT } else { DEFAULT_TIMEOUT })
+    }
+
     /// Whether answers and errors are JSON (`--json`, or `--format json` / `VAULT_FORMAT=json`).
     pub(crate) fn json(&self) -> bool {
         self.json || self.format == Some(Format::Json)
@@ -754,6 +774,27 @@ mod tests {
     use clap::CommandFactory as _;
 
     use super::*;
+
+    #[test]
+    fn commands_that_wait_on_the_kms_wait_longer_than_its_budget_unless_told() {
+        use clap::Parser as _;
+        let timeout = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("vault-cli").chain(args.iter().copied()))
+                .expect("parses")
+                .timeout()
+        };
+        assert_eq!(timeout(&["status"]), DEFAULT_TIMEOUT);
+        for kms in [
+            &["operator", "unseal"][..],
+            &["operator", "init"],
+            &["keys", "rotate", "master"],
+            &["keys", "rotate", "kms", "k"],
+            &["keys", "kms", "migrate", "k"],
+        ] {
+            assert_eq!(timeout(kms), KMS_TIMEOUT, "{kms:?}");
+        }
+        assert_eq!(timeout(&["--timeout", "5", "operator", "unseal"]), 5);
+    }
 
     #[test]
     fn command_line_is_consistent() {

@@ -95,6 +95,10 @@ fn hint(err: &anyhow::Error, target: &Target) -> Option<String> {
             code: ApiCode::Uninitialized,
             ..
         } => Some("initialize it: vault-cli operator init".into()),
+        Error::Api {
+            code: ApiCode::Kms(code),
+            ..
+        } => vault_client::kms_remedy(code).map(str::to_owned),
         Error::Connect(io) => Some(match target {
             Target::Tls(addr) => format!(
                 "tried {addr} over TLS (set --addr or VAULT_ADDR; check --cert, --key, --ca, \

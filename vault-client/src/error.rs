@@ -108,6 +108,49 @@ pub const API_CODES: &[&str] = &[
     "uninitialized",
 ];
 
+/// What an operator does about a KMS error `code` (`kms_*`), saying which side to change: the
+/// config (then restart vaultd) or the KMS (then `vault-cli operator unseal`).
+/// `docs/operator-aws.md` has the table this follows.
+pub fn kms_remedy(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "kms_access_denied" => {
+            "the KMS refused vaultd's AWS identity: grant it kms:Decrypt, kms:Encrypt and \
+             kms:GenerateDataKey on the key (a KMS-side change: then `vault-cli operator unseal`), \
+             or fix the credentials vaultd runs with (environment or profile: restart vaultd)"
+        }
+        "kms_key_disabled" => {
+            "enable the key (`aws kms enable-key`), then `vault-cli operator unseal`"
+        }
+        "kms_key_pending_deletion" => {
+            "cancel the deletion (`aws kms cancel-key-deletion`, then `enable-key`), then \
+             `vault-cli operator unseal`; if the key is gone, open the vault with recovery shares \
+             (docs/break-glass.md)"
+        }
+        "kms_key_not_found" => {
+            "check kms.key_id and kms.region in the config (then restart vaultd); if the key was \
+             deleted, open the vault with recovery shares (docs/break-glass.md)"
+        }
+        "kms_wrong_key_id" => {
+            "set kms.key_id to the key the master key is wrapped under (the message names it) \
+             and restart vaultd; if you did not migrate it, find out why first"
+        }
+        "kms_decryption_failed" => {
+            "the stored master key does not open under this key and vault id: check that the \
+             data directory is this vault's, restore it from a backup, or use recovery shares"
+        }
+        "kms_key_file" => "fix the local key file (path, owner, mode 0600), then restart vaultd",
+        "kms_rejected" => {
+            "a setting the KMS or vaultd refused (the message says which): fix the config and \
+             restart vaultd, or the key's usage in the KMS and run `vault-cli operator unseal`"
+        }
+        "kms_throttled" | "kms_unreachable" => {
+            "transient: auto-unseal retries by itself; check the endpoint, network and \
+             credentials if it lasts"
+        }
+        _ => return None,
+    })
+}
+
 /// The stable `code` of an API error (`docs/api.md`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]

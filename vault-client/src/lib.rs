@@ -102,7 +102,7 @@ mod tls;
 pub mod wire;
 
 pub use client::{AuditQuery, Client, ExpiryFilter};
-pub use error::{API_CODES, ApiCode, Error};
+pub use error::{API_CODES, ApiCode, Error, kms_remedy};
 pub use refresh::RefreshError;
 pub use secret::Secret;
 pub use time::Timestamp;

@@ -83,6 +83,10 @@ pub struct KmsInfo {
     pub provider: String,
     /// The KMS key id that wraps the master key.
     pub key_id: String,
+    /// The key the daemon's config names (`kms.key_id`); differs from `key_id` after a KMS
+    /// migration until the config is changed, and then the next start refuses to unseal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configured_key_id: Option<String>,
 }
 
 /// `POST /v1/sys/init` answer.

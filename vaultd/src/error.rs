@@ -215,6 +215,10 @@ mod tests {
             KmsError::Rejected(String::new()),
             KmsError::Throttled,
             KmsError::Unreachable(String::new()),
+            KmsError::KeyNotConfigured {
+                configured: String::new(),
+                wrapping: String::new(),
+            },
             KmsError::WrongKeyId {
                 expected: String::new(),
                 actual: String::new(),

@@ -230,7 +230,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     {
         task.abort();
     }
-    if let Err(e) = vault.seal(&mut Event::system("sys.seal.shutdown")).await {
+    // An uninitialized vault has nothing to seal.
+    if vault.state() != VaultState::Uninitialized
+        && let Err(e) = vault.seal(&mut Event::system("sys.seal.shutdown")).await
+    {
         tracing::warn!(error = %e, "sealing at shutdown failed");
     }
     let _ = fs::remove_file(&config.socket);
@@ -276,8 +279,8 @@ async fn auto_unseal(vault: Vault) {
                     attempt,
                     code = e.code(),
                     error = %e,
-                    "auto-unseal failed and will not be retried: operator action needed \
-                     (docs/operator-aws.md), then `vault-cli operator unseal`"
+                    remedy = vault_client::kms_remedy(e.code()).unwrap_or("see docs/operator-aws.md"),
+                    "auto-unseal failed and will not be retried: operator action needed"
                 );
                 return;
             }

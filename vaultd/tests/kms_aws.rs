@@ -188,12 +188,24 @@ async fn config_naming_another_key_gives_wrong_key_id_without_calling_kms() {
 
     let vault = open(&store, aws(&moto.sdk_config(), &other)).await;
     let err = unseal_fails(&vault).await;
-    let KmsError::WrongKeyId { expected, actual } = &err else {
-        panic!("expected WrongKeyId, got {err:?}");
+    let KmsError::KeyNotConfigured {
+        configured,
+        wrapping,
+    } = &err
+    else {
+        panic!("expected KeyNotConfigured, got {err:?}");
     };
-    assert_eq!(expected, &other);
-    assert!(actual.ends_with(&format!(":key/{key}")), "{actual}");
+    assert_eq!(configured, &other);
+    assert!(wrapping.ends_with(&format!(":key/{key}")), "{wrapping}");
     assert_eq!(err.code(), "kms_wrong_key_id");
+    // The message says which side to change, and how.
+    let text = err.to_string();
+    assert!(text.contains("no KMS call was made"), "{text}");
+    assert!(
+        text.contains(&format!("set kms.key_id = \"{wrapping}\""))
+            && text.contains("restart vaultd"),
+        "{text}"
+    );
     assert_eq!(vault.kms().calls(), 0, "refused before any KMS call");
 }
 
@@ -530,6 +542,53 @@ async fn kms_migration_reencrypts_the_master_key_under_another_aws_key() {
     let stale = open(&store, aws(&moto.sdk_config(), &key)).await;
     assert!(matches!(
         unseal_fails(&stale).await,
-        KmsError::WrongKeyId { .. }
+        KmsError::KeyNotConfigured { .. }
     ));
+}
+
+#[tokio::test]
+async fn missing_credentials_are_named_in_one_line_and_retried_and_errors_say_which_side_to_fix() {
+    let moto = Moto::start();
+    let key = moto.create_key().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    initialized_data_dir(dir.path(), moto.port(), &key).await;
+    let daemon = Daemon::start_without_credentials(dir.path(), moto.port(), &key);
+    daemon
+        .wait_for(
+            "a failed auto-unseal",
+            Duration::from_secs(30),
+            async || daemon.log().contains("auto-unseal failed"),
+        )
+        .await;
+    let log = daemon.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("auto-unseal failed"))
+        .expect("the attempt's line");
+    assert!(line.contains("no AWS credentials yet"), "{line}");
+    assert!(line.contains("staying sealed and retrying"), "{line}");
+    assert!(line.len() < 600, "one short line: {line}");
+    drop(daemon);
+
+    // A config naming another key: the remedy says to change the config and restart.
+    let other = moto.create_key().await;
+    let daemon = Daemon::start(dir.path(), moto.port(), &other);
+    daemon
+        .wait_for(
+            "the permanent failure",
+            Duration::from_secs(30),
+            async || daemon.log().contains("will not be retried"),
+        )
+        .await;
+    let log = daemon.log();
+    assert!(log.contains("kms_wrong_key_id"), "{log}");
+    assert!(log.contains("remedy="), "{log}");
+    assert!(log.contains("restart vaultd"), "{log}");
+    // status shows the wrapping key and the configured one
+    let status = daemon.client().status().await.expect("status");
+    assert!(status.kms.key_id.ends_with(&key), "{:?}", status.kms);
+    assert_eq!(
+        status.kms.configured_key_id.as_deref(),
+        Some(other.as_str())
+    );
 }

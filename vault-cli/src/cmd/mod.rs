@@ -98,7 +98,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let ctx = Ctx {
-        client: client(&cli)?.with_timeout(Duration::from_secs(cli.timeout)),
+        client: client(&cli)?.with_timeout(Duration::from_secs(cli.timeout())),
         json: cli.json(),
         csv: cli.csv(),
     };

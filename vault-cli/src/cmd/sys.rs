@@ -116,6 +116,21 @@ fn write_status(out: &mut impl std::io::Write, status: &Status) -> std::io::Resu
             ("kms provider", status.kms.provider.clone()),
             ("kms key id", status.kms.key_id.clone()),
             (
+                "configured kms key",
+                match status.kms.configured_key_id.as_deref() {
+                    Some(c)
+                        if c == status.kms.key_id
+                            || status.kms.key_id.ends_with(&format!("/{c}")) =>
+                    {
+                        "the same".to_owned()
+                    }
+                    Some(c) => format!(
+                        "{c} (differs: set kms.key_id to the key above before the next restart)"
+                    ),
+                    None => "-".to_owned(),
+                },
+            ),
+            (
                 "master key",
                 or_dash(status.master_key_version.map(|v| format!("v{v}"))),
             ),

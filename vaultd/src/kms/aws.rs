@@ -161,9 +161,9 @@ impl AwsKms {
         if accepted.iter().any(|k| same_key(k, key_id)) {
             Ok(())
         } else {
-            Err(KmsError::WrongKeyId {
-                expected: self.key_id.0.clone(),
-                actual: key_id.to_owned(),
+            Err(KmsError::KeyNotConfigured {
+                configured: self.key_id.0.clone(),
+                wrapping: key_id.to_owned(),
             })
         }
     }
@@ -484,8 +484,20 @@ where
                 source_chain(&err)
             ));
         }
-        // Typically credentials that cannot be loaded (yet): instance metadata or a web
-        // identity token file that is not there. Transient: they may appear.
+        // Credentials that cannot be loaded (yet): instance metadata or a web identity token
+        // file that is not there. Transient (they may appear), said in one line: the chain's
+        // own message lists every provider it tried.
+        SdkError::DispatchFailure(_)
+            if source_chain(&err)
+                .to_ascii_lowercase()
+                .contains("credentials") =>
+        {
+            return KmsError::Unreachable(
+                "no AWS credentials yet (tried the environment, profile, web identity, container \
+                 and instance metadata): give vaultd a role or credentials; retrying"
+                    .into(),
+            );
+        }
         SdkError::DispatchFailure(_) => {
             return KmsError::Unreachable(format!(
                 "the KMS request could not be sent: {}",

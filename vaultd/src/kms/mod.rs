@@ -133,8 +133,19 @@ pub enum KmsError {
     /// The KMS could not be reached, timed out, or reported an internal failure.
     #[error("KMS unreachable: {0}")]
     Unreachable(String),
-    /// The key that wraps the master key is not the one the provider is configured for (the
-    /// `aws` provider pins its key), or the KMS reported using a key other than the one asked for.
+    /// The master key is wrapped under a KMS key the config does not name (the `aws` provider
+    /// pins its key): refused before any KMS call. A config matter, fixed by a restart.
+    #[error(
+        "the master key is wrapped under KMS key {wrapping}, but kms.key_id is {configured} \
+         (no KMS call was made): set kms.key_id = \"{wrapping}\" in the config and restart vaultd"
+    )]
+    KeyNotConfigured {
+        /// The configured `kms.key_id`.
+        configured: String,
+        /// The key the stored master key is wrapped under.
+        wrapping: String,
+    },
+    /// The KMS reported using a key other than the one asked for.
     #[error("KMS key id mismatch: expected {expected}, KMS used {actual}")]
     WrongKeyId {
         /// The key id we asked for.
@@ -157,7 +168,7 @@ impl KmsError {
             Self::Rejected(_) => "kms_rejected",
             Self::Throttled => "kms_throttled",
             Self::Unreachable(_) => "kms_unreachable",
-            Self::WrongKeyId { .. } => "kms_wrong_key_id",
+            Self::KeyNotConfigured { .. } | Self::WrongKeyId { .. } => "kms_wrong_key_id",
         }
     }
 
@@ -172,6 +183,7 @@ impl KmsError {
             | Self::KeyNotFound(_)
             | Self::KeyPendingDeletion(_)
             | Self::Rejected(_)
+            | Self::KeyNotConfigured { .. }
             | Self::WrongKeyId { .. } => StatusCode::BAD_GATEWAY,
         }
     }

@@ -487,6 +487,7 @@ impl Vault {
         let kms = KmsInfo {
             provider: self.inner.kms.provider().to_owned(),
             key_id: self.inner.kms.key_id().to_owned(),
+            configured_key_id: Some(self.inner.kms.key_id().to_owned()),
         };
         let (meta, unsealed) = match &*self.read_state() {
             State::Uninitialized => (None, false),

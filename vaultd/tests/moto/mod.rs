@@ -301,6 +301,22 @@ impl Daemon {
 
     /// [`Daemon::start`], granting the test's uid `capabilities` on every tenant.
     pub fn start_with(dir: &Path, kms_port: u16, key_id: &str, capabilities: &[&str]) -> Self {
+        Self::spawn(dir, kms_port, key_id, capabilities, true)
+    }
+
+    /// [`Daemon::start`] with no AWS credentials anywhere in its environment (and instance
+    /// metadata off).
+    pub fn start_without_credentials(dir: &Path, kms_port: u16, key_id: &str) -> Self {
+        Self::spawn(dir, kms_port, key_id, &["sys:unseal", "sys:status"], false)
+    }
+
+    fn spawn(
+        dir: &Path,
+        kms_port: u16,
+        key_id: &str,
+        capabilities: &[&str],
+        credentials: bool,
+    ) -> Self {
         let socket = dir.join("run/vaultd.sock");
         let log = dir.join("vaultd.log");
         let config = dir.join("vaultd.toml");
@@ -318,14 +334,20 @@ impl Daemon {
             ),
         )
         .expect("config");
-        let child = Command::new(env!("CARGO_BIN_EXE_vaultd"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vaultd"));
+        command
             .arg("--config")
             .arg(&config)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("HOME", dir)
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        if credentials {
+            command
+                .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+                .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY);
+        }
+        let child = command
             .env("VAULTD_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
