@@ -122,7 +122,8 @@ impl Vault {
         let mut found = None;
         for (key, _) in self.store().scan(KEY_EVENTS, None, usize::MAX).await? {
             let (entry, hash) = self.key_event_hashed(&key).await?;
-            if entry.op == "tenant.destroy"
+            // The key event of the destroy, whoever wrote it (the route, or a library caller).
+            if entry.detail.get("event").map(String::as_str) == Some("data_keys_destroyed")
                 && entry.outcome == vault_client::audit::Outcome::Ok
                 && entry.tenant.as_deref() == Some(tenant.as_str())
                 && found

@@ -111,6 +111,8 @@ impl Vault {
             .await?
             .ok_or_else(|| not_found(tenant))?;
         let destroyed = u32::try_from(record.deks.len()).unwrap_or(u32::MAX);
+        // The erasure's entry names its tenant whoever calls (its receipt is found by it).
+        ev.tenant = Some(tenant.to_string());
         ev.master_key_version = Some(keys.meta.master_key_version);
         let versions: Vec<String> = record.deks.iter().map(|d| d.version.to_string()).collect();
         ev.detail
