@@ -179,7 +179,29 @@ async fn run(config: Config) -> anyhow::Result<()> {
             .context("initializing the vault")?;
         tracing::info!(vault_id = %init.vault_id, "dev vault initialized");
     }
-    let listener = bind(&config)?;
+    // Socket activation (packaging/systemd/vaultd.socket): systemd made the socket, its mode and
+    // group; vaultd serves it and leaves it to systemd at exit.
+    let activated = vaultd::os::activated_listener().map_err(anyhow::Error::msg)?;
+    let from_systemd = activated.is_some();
+    let listener = match activated {
+        Some(std_listener) => {
+            std_listener.set_nonblocking(true)?;
+            let addr = std_listener.local_addr().ok();
+            let path = addr
+                .as_ref()
+                .and_then(|a| a.as_pathname().map(Path::to_owned));
+            if path.as_deref() != Some(config.socket.as_path()) {
+                tracing::warn!(
+                    passed = ?path,
+                    configured = %config.socket.display(),
+                    "the socket systemd passed is not the configured one; serving the passed one"
+                );
+            }
+            tracing::info!(socket = ?path, "socket activation: serving the socket systemd passed");
+            UnixListener::from_std(std_listener)?
+        }
+        None => bind(&config)?,
+    };
     let tcp = match (&config.tcp, tls) {
         (Some(tcp), Some(tls)) => {
             let listener = tokio::net::TcpListener::bind(tcp.listen)
@@ -204,6 +226,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         header_timeout: config.header_timeout,
     };
     tracing::info!(socket = %config.socket.display(), state = ?vault.state(), "serving");
+    // systemd (Type=notify): ready once the socket serves; the state in STATUS= as it changes.
+    let notifier = Some(tokio::spawn(notify_systemd(vault.clone())));
     // After the bind, so that the daemon answers (sealed, health 503) while the KMS is away.
     let unsealer = (config.auto_unseal && vault.state() == VaultState::Sealed)
         .then(|| tokio::spawn(auto_unseal(vault.clone())));
@@ -224,7 +248,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tcp,
     };
     server::run(listeners, app, limits, shutdown_signal()).await;
-    for task in [unsealer, rotator, purger, job_watcher]
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    for task in [unsealer, rotator, purger, job_watcher, notifier]
         .into_iter()
         .flatten()
     {
@@ -236,7 +261,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     {
         tracing::warn!(error = %e, "sealing at shutdown failed");
     }
-    let _ = fs::remove_file(&config.socket);
+    if !from_systemd {
+        let _ = fs::remove_file(&config.socket);
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -308,6 +335,30 @@ async fn rotate_on_schedule(vault: Vault, policy: vaultd::config::RotationPolicy
             Err(e) => {
                 tracing::warn!(error = %e, "scheduled data key rotation failed; retrying at the next check")
             }
+        }
+    }
+}
+
+/// Tells systemd (`NOTIFY_SOCKET`, when set) that vaultd is ready, then the vault's state each
+/// time it changes, checked every second. Without systemd, `sd_notify` does nothing.
+async fn notify_systemd(vault: Vault) {
+    use sd_notify::NotifyState;
+    let status = |state: VaultState| match state {
+        VaultState::Uninitialized => "serving; vault uninitialized (vault-cli operator init)",
+        VaultState::Sealed => "serving; vault sealed (vault-cli operator unseal)",
+        VaultState::Unsealed => "serving; vault unsealed",
+    };
+    let mut last = vault.state();
+    if let Err(e) = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status(status(last))]) {
+        tracing::warn!(error = %e, "could not notify systemd");
+    }
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let now = vault.state();
+        if now != last {
+            let _ = sd_notify::notify(&[NotifyState::Status(status(now))]);
+            last = now;
         }
     }
 }

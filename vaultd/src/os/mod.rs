@@ -174,6 +174,32 @@ fn lock_memory() -> (bool, Option<String>) {
     (true, None)
 }
 
+/// The listening Unix socket systemd passed (socket activation: `LISTEN_PID` is this process
+/// and `LISTEN_FDS` is 1), or `None` when started without one. More than one is refused.
+pub fn activated_listener() -> Result<Option<std::os::unix::net::UnixListener>, String> {
+    use std::os::fd::{FromRawFd as _, OwnedFd};
+    let mut fds = sd_notify::listen_fds().map_err(|e| format!("socket activation: {e}"))?;
+    let Some(fd) = fds.next() else {
+        return Ok(None);
+    };
+    if fds.len() > 0 {
+        return Err(format!(
+            "socket activation passed {} sockets; vaultd.socket must pass exactly one",
+            fds.len() + 1
+        ));
+    }
+    // SAFETY: by the sd_listen_fds protocol, checked by `listen_fds` (LISTEN_PID names this
+    // process), descriptor 3 is an open socket that systemd passed to this process alone; it
+    // is taken here once, at start, and owned from then on by the listener.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let listener = std::os::unix::net::UnixListener::from(owned);
+    // Not a Unix socket (a TCP one, a file): getsockname says so.
+    listener
+        .local_addr()
+        .map_err(|e| format!("socket activation: descriptor {fd} is not a Unix socket: {e}"))?;
+    Ok(Some(listener))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
