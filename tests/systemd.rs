@@ -187,3 +187,12 @@ async fn the_daemon_serves_the_socket_systemd_passes() {
     // The passed socket is systemd's to remove, not vaultd's.
     assert!(passed.exists(), "vaultd removed the socket systemd owns");
 }
+
+/// The unit lets vaultd lock its memory: it locks only under an unlimited memlock limit.
+#[test]
+fn the_unit_allows_the_memory_lock_and_no_core_dumps() {
+    let service = std::fs::read_to_string(format!("{UNITS}/vaultd.service")).expect("unit");
+    assert!(service.lines().any(|l| l == "LimitMEMLOCK=infinity"));
+    assert!(service.lines().any(|l| l == "LimitCORE=0"));
+    assert!(service.lines().any(|l| l == "Type=notify"));
+}
