@@ -619,17 +619,43 @@ async fn fails_closed_on_a_full_disk_and_recovers(filler: Filler) -> String {
         "{health:?}"
     );
     // Nothing is stored unaudited: every token that exists has an ok token.put entry.
-    let tokens = c.list_tokens("acme", None, Some(1000)).await.expect("list");
-    let puts = get_json(&c, "/v1/audit?op=token.put&outcome=ok&limit=1000").await;
-    let audited: Vec<&str> = puts["entries"]
-        .as_array()
-        .expect("entries")
-        .iter()
-        .filter_map(|e| e["token"].as_str())
-        .collect();
-    for t in &tokens.items {
+    let mut tokens = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let page = c
+            .list_tokens("acme", next.as_deref(), Some(1000))
+            .await
+            .expect("list");
+        tokens.extend(page.items);
+        match page.next {
+            Some(n) => next = Some(n),
+            None => break,
+        }
+    }
+    // Every ok put, page by page: the filler may have made more than one page of them.
+    let mut audited: Vec<String> = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = get_json(
+            &c,
+            &format!("/v1/audit?op=token.put&outcome=ok&limit=1000&after={after}"),
+        )
+        .await;
+        audited.extend(
+            page["entries"]
+                .as_array()
+                .expect("entries")
+                .iter()
+                .filter_map(|e| e["token"].as_str().map(str::to_owned)),
+        );
+        match page["next"].as_u64() {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    for t in &tokens {
         assert!(
-            audited.contains(&t.id.as_str()),
+            audited.contains(&t.id),
             "{} stored without an audit entry",
             t.id
         );

@@ -110,6 +110,17 @@ pub struct Config {
     pub dev: bool,
     /// The TCP listener with mutual TLS, if configured (`[tcp]`).
     pub tcp: Option<TcpConfig>,
+    /// `[metrics] listen`: a plain-HTTP listener on a loopback address serving `/metrics`.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    /// A loopback address and port (`127.0.0.1:9464`); others are refused: the listener has no
+    /// authentication.
+    listen: SocketAddr,
 }
 
 /// `[tcp]`: the same API on a TCP socket, over TLS 1.3 with a required client certificate
@@ -187,6 +198,7 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     policy: Vec<RawRule>,
     tcp: Option<TcpConfig>,
+    metrics: Option<RawMetrics>,
 }
 
 /// `[rotation]`: rotate a tenant's data key when its current version is older than
@@ -507,6 +519,7 @@ impl Config {
             job_lease: crate::vault::DEFAULT_LEASE,
             dev: true,
             tcp: None,
+            metrics_listen: None,
         }
     }
 
@@ -658,6 +671,15 @@ impl Config {
                 bail!("[rotation] values must be at least 1");
             }
         }
+        if let Some(m) = &raw.metrics
+            && !m.listen.ip().is_loopback()
+        {
+            bail!(
+                "[metrics] listen = {}: only a loopback address (127.0.0.1, [::1]); the metrics \
+                 listener has no authentication (scrape through a local agent or a proxy)",
+                m.listen
+            );
+        }
         if let Some(r) = &raw.retention {
             if r.interval_secs == 0 || !(1..=1000).contains(&r.batch) {
                 bail!("[retention] interval_secs must be at least 1 and batch 1 to 1000");
@@ -686,6 +708,7 @@ impl Config {
             job_lease,
             dev: false,
             tcp: raw.tcp,
+            metrics_listen: raw.metrics.map(|m| m.listen),
         })
     }
 }

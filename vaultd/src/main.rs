@@ -146,6 +146,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 .context("AWS KMS provider")?,
         ),
     };
+    let metrics = Arc::new(Metrics::default());
+    let kms: Arc<dyn KmsProvider> =
+        Arc::new(vaultd::kms::metered::Metered::new(kms, metrics.clone()));
     let store = match &config.postgres {
         None => embedded::open_store(&config.data_dir, config.storage)
             .await
@@ -215,7 +218,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let app = Arc::new(App {
         vault: vault.clone(),
         policy: config.policy.clone(),
-        metrics: Metrics::default(),
+        metrics,
         callers: Arc::new(vaultd::server::Callers::new(config.callers)),
         long_reads: tokio::sync::Semaphore::new(1),
         seal_on_alarm: config.seal_on_alarm,
@@ -226,6 +229,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
         header_timeout: config.header_timeout,
     };
     tracing::info!(socket = %config.socket.display(), state = ?vault.state(), "serving");
+    let metrics_server = match config.metrics_listen {
+        Some(addr) => {
+            let listener = server::metrics_listener::bind(addr)
+                .await
+                .with_context(|| format!("binding the metrics listener on {addr}"))?;
+            tracing::info!(listen = %listener.local_addr()?, "metrics listener (GET /metrics, not audited)");
+            Some(tokio::spawn(server::metrics_listener::serve(
+                app.clone(),
+                listener,
+            )))
+        }
+        None => None,
+    };
     // systemd (Type=notify): ready once the socket serves; the state in STATUS= as it changes.
     let notifier = Some(tokio::spawn(notify_systemd(vault.clone())));
     // After the bind, so that the daemon answers (sealed, health 503) while the KMS is away.
@@ -249,9 +265,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
     };
     server::run(listeners, app, limits, shutdown_signal()).await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    for task in [unsealer, rotator, purger, job_watcher, notifier]
-        .into_iter()
-        .flatten()
+    for task in [
+        unsealer,
+        rotator,
+        purger,
+        job_watcher,
+        notifier,
+        metrics_server,
+    ]
+    .into_iter()
+    .flatten()
     {
         task.abort();
     }

@@ -4,6 +4,7 @@
 //!
 //! - `local`: a 256-bit key in a 0600 file (development, tests, single-machine use).
 //! - `aws`: AWS KMS (or a KMS-compatible endpoint) through aws-sdk-kms.
+//! - `metered`: any of them, timed and counted for the metrics.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -15,6 +16,7 @@ use crate::secret::MasterKey;
 
 pub mod aws;
 pub mod local;
+pub mod metered;
 
 /// A boxed future, so that [`KmsProvider`] stays object-safe.
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -35,6 +35,7 @@ mod callers;
 mod listener;
 mod message;
 mod metrics;
+pub mod metrics_listener;
 mod routes;
 pub mod tls;
 
@@ -50,8 +51,8 @@ pub struct App {
     pub vault: Vault,
     /// Who may do what.
     pub policy: Policy,
-    /// Request counters.
-    pub metrics: Metrics,
+    /// Request counters (shared with the metered KMS provider).
+    pub metrics: Arc<Metrics>,
     /// Per-caller connections and refused-request budgets.
     pub callers: Arc<Callers>,
     /// Long reads of the audit log (verify, export, filtered pages) run one at a time, off the

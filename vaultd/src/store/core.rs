@@ -38,7 +38,7 @@ struct Job {
 type Signer = Arc<RwLock<Option<Arc<dyn HeadSigner>>>>;
 
 /// What the writer has done since start (`GET /v1/sys/metrics`).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
     /// Groups applied (each one durable write, e.g. one log `fdatasync`).
     pub groups: AtomicU64,
@@ -46,9 +46,29 @@ pub struct Stats {
     pub batches: AtomicU64,
     /// Groups that failed.
     pub failed_groups: AtomicU64,
+    /// Batches per group (the metrics' `vaultd_store_group_batches`).
+    pub group_batches: prometheus_client::metrics::histogram::Histogram,
+    /// Seconds to make a group durable: the backend's `apply`.
+    pub apply_seconds: prometheus_client::metrics::histogram::Histogram,
     /// Set by a read or group that failed on the disk ([`StoreError::Io`]), cleared when a
     /// group is applied again.
     disk_failed: AtomicBool,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+        Self {
+            groups: AtomicU64::default(),
+            batches: AtomicU64::default(),
+            failed_groups: AtomicU64::default(),
+            // 1, 2, 4 … 1024 batches
+            group_batches: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
+            // 50 µs … about 1.6 s
+            apply_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
+            disk_failed: AtomicBool::default(),
+        }
+    }
 }
 
 impl Stats {
@@ -309,7 +329,12 @@ impl Writer {
                 staged.sign_head(backend.node(), &self.chain, &self.signer);
             }
             let group = staged.into_group(backend.position() + 1);
-            self.stats.note(self.wait.block_on(backend.apply(&group)))
+            let started = std::time::Instant::now();
+            let applied = self.stats.note(self.wait.block_on(backend.apply(&group)));
+            self.stats
+                .apply_seconds
+                .observe(started.elapsed().as_secs_f64());
+            applied
         };
         let counter = match applied {
             Ok(()) => {
@@ -322,6 +347,8 @@ impl Writer {
         self.stats
             .batches
             .fetch_add(waiting.len() as u64, Ordering::Relaxed);
+        #[allow(clippy::cast_precision_loss)] // a count of batches, at most thousands
+        self.stats.group_batches.observe(waiting.len() as f64);
         if let Err(e) = &applied {
             tracing::error!(error = %e, "storage write failed; the store recovers before the next write");
             self.chain = start;

@@ -14,6 +14,21 @@ use crate::error::Error;
 use crate::ids::TenantId;
 use crate::store::StoreError;
 
+/// Key metadata for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyGauges {
+    /// Token records under a data key version that is not its tenant's current one.
+    pub records_on_old_versions: u64,
+    /// Age of the oldest current data key version, in seconds.
+    pub oldest_key_age_secs: i64,
+    /// Rewrap jobs running, and their records done and to do.
+    pub jobs_running: u64,
+    /// Records the running jobs have rewrapped.
+    pub job_records_done: u64,
+    /// Records the running jobs cover.
+    pub job_records_total: u64,
+}
+
 impl Vault {
     /// Key events (of one tenant, or all) and the live key versions with counts and ages. A
     /// tenant's history holds that tenant's events only: vault-wide events (master and KMS
@@ -86,6 +101,38 @@ impl Vault {
             tenants: live,
             rotation: None,
         })
+    }
+
+    /// What the metrics show of the keys (`docs/operator-guide.md`, "Monitoring"), from clear
+    /// metadata only: the vault may be sealed.
+    pub(crate) async fn key_gauges(&self) -> Result<KeyGauges, Error> {
+        let now = Timestamp::now().unix();
+        let mut gauges = KeyGauges::default();
+        for t in self.tenant_ids().await? {
+            let Some((record, _)) = self.load_tenant(&t).await? else {
+                continue;
+            };
+            gauges.records_on_old_versions += self
+                .record_counts(&t)
+                .await?
+                .iter()
+                .filter(|(v, _)| *v != record.current)
+                .map(|(_, n)| n)
+                .sum::<u64>();
+            if let Some(current) = record.dek(record.current) {
+                gauges.oldest_key_age_secs =
+                    gauges.oldest_key_age_secs.max(now - current.created_at);
+            }
+        }
+        for (_, bytes) in self.store().scan(layout::JOBS, None, usize::MAX).await? {
+            let job: layout::JobRecord = layout::decode(&bytes, "job record")?;
+            if job.state == vault_client::wire::JobState::Running {
+                gauges.jobs_running += 1;
+                gauges.job_records_done += job.done;
+                gauges.job_records_total += job.total;
+            }
+        }
+        Ok(gauges)
     }
 
     /// The audit entry a key event index key (`k/{seq}`, or `k/{node}/{seq}` in a node's

@@ -47,6 +47,7 @@ use layout::{AuditKeyRecord, Bytes, MasterKeyRecord, TenantRecord, VaultMeta};
 
 pub use crate::audit::{AuditFilter, MAX_AUDIT_PAGE};
 pub use backup::{RestoreError, RestoreOptions, Restored, restore};
+pub use history::KeyGauges;
 pub use jobs::{DEFAULT_LEASE, JobOptions, LOCAL_NODE};
 pub use leases::MAX_LEASE_SECONDS;
 pub use recovery::MAX_SHARES;

@@ -28,6 +28,8 @@ mod audit;
 mod backup;
 mod keys;
 mod sys;
+
+pub(super) use sys::render_metrics;
 mod tenants;
 mod tokens;
 mod transit;
@@ -43,15 +45,18 @@ pub(in crate::server) async fn handle(
     let route = routes::parse(&parts.method, parts.uri.path(), parts.uri.query());
     if let Ok(Route::Health) = route {
         // Unauthenticated and data-free: answered without an audit entry (see docs/audit-log.md).
-        app.metrics.record("sys.health", 200);
-        return sys::health(app);
+        let answer = sys::health(app);
+        let status = answer.status().as_u16();
+        app.metrics.record("sys.health", status, started.elapsed());
+        return answer;
     }
     let name = route.as_ref().map_or("invalid", Route::name);
     // A caller that spent its budget of refused requests is answered before anything else is
     // done, without an entry of its own: its 429s are summarized (`server/callers.rs`).
     if let Err(wait) = app.callers.admit(who) {
-        app.metrics.record(name, 429);
         let limit = Limit::Refused;
+        app.metrics.record(name, 429, started.elapsed());
+        app.metrics.record_rate_limited(limit);
         return message::failure(&Error::RateLimited { limit, wait });
     }
     let mut ev = Event::caller(who, name, request_id());
@@ -68,13 +73,15 @@ pub(in crate::server) async fn handle(
                 // caller's summary entry, nothing done.
                 let quotas = app.policy.quotas(who, capabilities);
                 if let Err(wait) = app.callers.spend(who, &quotas) {
-                    app.metrics.record(name, 429);
                     let limit = Limit::Quota;
+                    app.metrics.record(name, 429, started.elapsed());
+                    app.metrics.record_rate_limited(limit);
                     return message::failure(&Error::RateLimited { limit, wait });
                 }
                 if let Err(wait) = brake(app, who, &route, capabilities).await {
-                    app.metrics.record(name, 429);
                     let limit = Limit::Brake;
+                    app.metrics.record(name, 429, started.elapsed());
+                    app.metrics.record_rate_limited(limit);
                     return message::failure(&Error::RateLimited { limit, wait });
                 }
                 serve(app, who, &route, body, &mut ev).await
@@ -107,7 +114,7 @@ pub(in crate::server) async fn handle(
     if response.status().is_server_error() {
         tracing::warn!(route = name, status, %who, request = ev.request(), "request failed");
     }
-    app.metrics.record(name, status);
+    app.metrics.record(name, status, started.elapsed());
     // The access log: one line per request, under its own target so that it can be turned
     // down alone (`VAULTD_LOG=info,access=warn`). Ids and codes only, never a secret.
     tracing::info!(

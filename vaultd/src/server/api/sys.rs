@@ -82,21 +82,33 @@ pub(super) async fn serve(
                 &vault.recover(&share, ev).await?,
             ))
         }
-        Route::Metrics => {
-            let kms = vault.kms();
-            let text = app.metrics.render(
-                vault.state(),
-                kms.provider(),
-                kms.calls(),
-                vault.store_stats(),
-                vault.retention_stats(),
-            );
-            Ok(http::text(
-                StatusCode::OK,
-                text,
-                "text/plain; version=0.0.4",
-            ))
-        }
+        Route::Metrics => Ok(http::text(
+            StatusCode::OK,
+            render_metrics(app).await,
+            crate::server::metrics::CONTENT_TYPE,
+        )),
         _ => unreachable!("routed by api::serve"),
     }
+}
+
+/// The metrics text, with the vault's state and key metadata read now.
+pub(in crate::server) async fn render_metrics(app: &App) -> String {
+    let vault = &app.vault;
+    let kms = vault.kms();
+    let keys = match vault.key_gauges().await {
+        Ok(keys) => Some(keys),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: key metadata not readable");
+            None
+        }
+    };
+    app.metrics.render(&crate::server::metrics::Snapshot {
+        state: vault.state(),
+        audit_available: vault.audit_available(),
+        kms_provider: kms.provider(),
+        kms_calls: kms.calls(),
+        store: vault.store_stats(),
+        retention: vault.retention_stats(),
+        keys,
+    })
 }
