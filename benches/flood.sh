@@ -9,6 +9,7 @@
 # kept-alive connection as fast as answers come (403 denied, then 429 rate_limited once the
 # caller's refusal budget is spent). Runs alternate: quiet, flooded, quiet, flooded, …
 # Prints the medians of each; the raw runs go to benches/results/flood.jsonl.
+# BENCH_VAULTD_LOG sets the daemon's VAULTD_LOG (default warn: no access log; info measures it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -18,7 +19,7 @@ while [ $# -gt 0 ]; do
         --runs) RUNS=$2; shift ;;
         --duration) DURATION=$2; shift ;;
         --flooders) FLOODERS=$2; shift ;;
-        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
         *) echo "flood.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -53,7 +54,7 @@ capabilities = ["sys:init", "sys:status", "tenant:create", "token:seal", "token:
   "token:read", "keys:read", "audit:read"]
 tenants = ["*"]
 EOF
-(cd "$WORK" && VAULTD_LOG=warn exec "$BIN/vaultd" --config "$WORK/vaultd.toml" \
+(cd "$WORK" && VAULTD_LOG="${BENCH_VAULTD_LOG:-warn}" exec "$BIN/vaultd" --config "$WORK/vaultd.toml" \
     >/dev/null 2>"$WORK/vaultd.log") &
 VAULTD_PID=$!; PIDS+=("$VAULTD_PID")
 SOCK=$WORK/run/vaultd.sock
