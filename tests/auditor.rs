@@ -9,18 +9,7 @@ mod common;
 
 use std::process::Output;
 
-use common::{Daemon, SOCKET_GID, STRANGER_UID, put};
-
-/// The auditor: a uid in the socket's group with the documented grant only.
-const AUDITOR: (u32, u32) = (STRANGER_UID, SOCKET_GID);
-
-const AUDITOR_RULE: &str = r#"
-[[policy]]
-name = "auditors"
-uids = [65533]
-capabilities = ["audit:read", "keys:metadata"]
-tenants = ["*"]
-"#;
+use common::{AUDITOR, AUDITOR_RULE, Daemon, put};
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()

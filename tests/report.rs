@@ -8,17 +8,9 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::{Daemon, SOCKET_GID, STRANGER_UID, put};
+use common::{AUDITOR, AUDITOR_RULE, Daemon, put};
 
-const AUDITOR: (u32, u32) = (STRANGER_UID, SOCKET_GID);
-
-const TAIL: &str = r#"
-[[policy]]
-name = "auditors"
-uids = [65533]
-capabilities = ["audit:read", "keys:metadata"]
-tenants = ["*"]
-
+const ROTATION: &str = r#"
 [rotation]
 max_dek_age_days = 90
 check_interval_secs = 86400
@@ -80,7 +72,7 @@ fn self_contained(html: &str) {
 
 #[tokio::test]
 async fn the_report_opens_in_headless_chromium_with_the_timeline_and_the_verification() {
-    let daemon = Daemon::start_configured("", TAIL);
+    let daemon = Daemon::start_configured("", &format!("{AUDITOR_RULE}{ROTATION}"));
     let c = daemon.client();
     c.init().await.expect("init");
     for t in ["acme", "beta", "gamma"] {
@@ -167,20 +159,22 @@ async fn the_report_opens_in_headless_chromium_with_the_timeline_and_the_verific
     let key = dir.path().join("audit.pub");
     std::fs::write(&key, ok(&daemon.cli(None, &["audit", "pubkey"], b""))).expect("key file");
     let offline = dir.path().join("offline.html");
-    ok(&daemon.cli(
-        None,
-        &[
-            "audit",
-            "report",
-            "--out",
-            &offline.to_string_lossy(),
-            "--offline",
-            &export.to_string_lossy(),
-            "--pubkey",
-            &key.to_string_lossy(),
-        ],
-        b"",
-    ));
+    let (out, export, key) = (
+        offline.to_string_lossy().into_owned(),
+        export.to_string_lossy().into_owned(),
+        key.to_string_lossy().into_owned(),
+    );
+    let offline_report = [
+        "audit",
+        "report",
+        "--out",
+        &out,
+        "--offline",
+        &export,
+        "--pubkey",
+        &key,
+    ];
+    ok(&daemon.cli(None, &offline_report, b""));
     let html = std::fs::read_to_string(&offline).expect("offline report");
     self_contained(&html);
     let dom = chromium_dom(&offline, &dir.path().join("chromium-offline"));
@@ -188,19 +182,6 @@ async fn the_report_opens_in_headless_chromium_with_the_timeline_and_the_verific
     assert!(dom.contains("<svg id=\"timeline\""));
     assert!(dom.contains("Not in an export"));
     // an existing file is refused without --force
-    let again = daemon.cli(
-        None,
-        &[
-            "audit",
-            "report",
-            "--out",
-            &offline.to_string_lossy(),
-            "--offline",
-            &export.to_string_lossy(),
-            "--pubkey",
-            &key.to_string_lossy(),
-        ],
-        b"",
-    );
+    let again = daemon.cli(None, &offline_report, b"");
     assert_eq!(again.status.code(), Some(2));
 }

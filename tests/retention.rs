@@ -11,15 +11,7 @@ use std::time::{Duration, Instant};
 use vault_client::wire::PutToken;
 use vault_client::{Client, Timestamp};
 
-use common::{Daemon, SOCKET_GID, STRANGER_UID, entries_with_op, put};
-
-const AUDITOR_RULE: &str = r#"
-[[policy]]
-name = "auditors"
-uids = [65533]
-capabilities = ["audit:read", "keys:metadata"]
-tenants = ["*"]
-"#;
+use common::{AUDITOR, AUDITOR_RULE, Daemon, entries_with_op, put};
 
 fn expiring(secret: &str, at: i64) -> PutToken {
     PutToken {
@@ -156,7 +148,7 @@ async fn expired_tokens_are_listed_then_purged_by_the_schedule_each_with_its_ent
 
     // (5) The auditor: which consents passed their retention, and when they were purged.
     let out = daemon.cli(
-        Some((STRANGER_UID, SOCKET_GID)),
+        Some(AUDITOR),
         &["--format", "csv", "audit", "search", "--op", "token.purge"],
         b"",
     );

@@ -20,6 +20,19 @@ pub const STRANGER_UID: u32 = 65533;
 /// The socket's group (nogroup).
 pub const SOCKET_GID: u32 = 65534;
 
+/// The auditor of the tests: a uid in the socket's group with the documented auditor grant
+/// only ([`AUDITOR_RULE`], docs/operator-guide.md).
+pub const AUDITOR: (u32, u32) = (STRANGER_UID, SOCKET_GID);
+
+/// The auditor grant for [`AUDITOR`], a `[[policy]]` rule to append to a daemon's config.
+pub const AUDITOR_RULE: &str = r#"
+[[policy]]
+name = "auditors"
+uids = [65533]
+capabilities = ["audit:read", "keys:metadata"]
+tenants = ["*"]
+"#;
+
 /// A path to a workspace binary, built by `cargo build --workspace --bins` (scripts/test).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

@@ -171,6 +171,31 @@ impl AwsKms {
     fn count(&self) {
         self.calls.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// The master key as the KMS put it under `destination` (`operation`'s answer): the key it
+    /// reports must be that one, which is accepted for unwrapping from then on.
+    fn accept_moved(
+        &self,
+        destination: &str,
+        reported: Option<String>,
+        ciphertext: Option<Blob>,
+        operation: &str,
+    ) -> Result<WrappedMasterKey, KmsError> {
+        let reported = reported.unwrap_or_default();
+        check_reported(destination, &reported)?;
+        let ciphertext = ciphertext
+            .map(Blob::into_inner)
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| malformed(&format!("{operation} returned no ciphertext")))?;
+        self.accepted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(reported.clone());
+        Ok(WrappedMasterKey {
+            key_id: reported,
+            ciphertext,
+        })
+    }
 }
 
 impl KmsProvider for AwsKms {
@@ -280,22 +305,12 @@ impl KmsProvider for AwsKms {
                 &wrapped.key_id,
                 out.source_key_id.as_deref().unwrap_or_default(),
             )?;
-            let reported = out.key_id.take().unwrap_or_default();
-            check_reported(destination.as_str(), &reported)?;
-            let ciphertext = out
-                .ciphertext_blob
-                .take()
-                .map(Blob::into_inner)
-                .filter(|c| !c.is_empty())
-                .ok_or_else(|| malformed("ReEncrypt returned no ciphertext"))?;
-            self.accepted
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(reported.clone());
-            Ok(WrappedMasterKey {
-                key_id: reported,
-                ciphertext,
-            })
+            self.accept_moved(
+                destination.as_str(),
+                out.key_id.take(),
+                out.ciphertext_blob.take(),
+                "ReEncrypt",
+            )
         })
     }
 
@@ -320,22 +335,12 @@ impl KmsProvider for AwsKms {
                 .send()
                 .await
                 .map_err(|e| map_error(e, destination.as_str()))?;
-            let reported = out.key_id.take().unwrap_or_default();
-            check_reported(destination.as_str(), &reported)?;
-            let ciphertext = out
-                .ciphertext_blob
-                .take()
-                .map(Blob::into_inner)
-                .filter(|c| !c.is_empty())
-                .ok_or_else(|| malformed("Encrypt returned no ciphertext"))?;
-            self.accepted
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(reported.clone());
-            Ok(WrappedMasterKey {
-                key_id: reported,
-                ciphertext,
-            })
+            self.accept_moved(
+                destination.as_str(),
+                out.key_id.take(),
+                out.ciphertext_blob.take(),
+                "Encrypt",
+            )
         })
     }
 

@@ -336,8 +336,27 @@ impl Vault {
         })
     }
 
-    /// Rewraps the current master key under another KMS key.
+    /// Rewraps the current master key under another KMS key, by the KMS (`ReEncrypt`): the
+    /// key that wraps it now must work.
     pub async fn rotate_kms(&self, new_key_id: &str, ev: &mut Event) -> Result<KmsRotated, Error> {
+        self.move_master_key(KmsMove::Rewrap, new_key_id, ev).await
+    }
+
+    /// Wraps the master key held in memory under another KMS key (AWS `Encrypt`), without
+    /// asking the key that wraps it now: after break-glass recovery, that key may be gone
+    /// (`docs/break-glass.md`).
+    pub async fn migrate_kms(&self, new_key_id: &str, ev: &mut Event) -> Result<KmsRotated, Error> {
+        self.move_master_key(KmsMove::Wrap, new_key_id, ev).await
+    }
+
+    /// Puts the current master key under `new_key_id` the way `how` says, and stores it with
+    /// its key event in one write.
+    async fn move_master_key(
+        &self,
+        how: KmsMove,
+        new_key_id: &str,
+        ev: &mut Event,
+    ) -> Result<KmsRotated, Error> {
         let _lifecycle = self.inner.lifecycle.lock().await;
         let keys = self.keys()?;
         let version = keys.meta.master_key_version;
@@ -349,22 +368,30 @@ impl Vault {
             .ok_or_else(|| StoreError::Corrupt("master key record".into()))?;
         let mut record: MasterKeyRecord = layout::decode(&bytes, "master key record")?;
         let old_key_id = record.kms_key_id.clone();
-        let wrapped = WrappedMasterKey {
-            key_id: record.kms_key_id.clone(),
-            ciphertext: record.wrapped.0.clone(),
-        };
         let context = EncryptionContext::master_key(&keys.meta.vault_id, version);
-        let moved = self
-            .inner
-            .kms
-            .rewrap_master_key(&wrapped, &context, new_key_id)
-            .await?;
+        let kms = &self.inner.kms;
+        let (moved, event) = match how {
+            KmsMove::Rewrap => {
+                let wrapped = WrappedMasterKey {
+                    key_id: record.kms_key_id.clone(),
+                    ciphertext: record.wrapped.0.clone(),
+                };
+                let moved = kms
+                    .rewrap_master_key(&wrapped, &context, new_key_id)
+                    .await?;
+                (moved, "master_key_moved_to_kms_key")
+            }
+            KmsMove::Wrap => {
+                let moved = kms
+                    .wrap_master_key(&keys.master, &context, new_key_id)
+                    .await?;
+                (moved, "master_key_migrated_to_kms_key")
+            }
+        };
         record.kms_key_id = moved.key_id.clone();
         record.wrapped = Bytes(moved.ciphertext);
         ev.master_key_version = Some(version);
-        ev.key_event()
-            .detail
-            .insert("event".into(), "master_key_moved_to_kms_key".into());
+        ev.key_event().detail.insert("event".into(), event.into());
         ev.detail
             .insert("old_kms_key_id".into(), old_key_id.clone());
         ev.detail.insert("kms_key_id".into(), moved.key_id.clone());
@@ -375,57 +402,11 @@ impl Vault {
             .log(ev.entry(Outcome::Ok, None));
         self.commit(batch).await?;
         ev.mark_recorded();
-        tracing::info!(old = %old_key_id, new = %moved.key_id, "master key moved to another KMS key; set kms.key_id in the config");
+        tracing::info!(old = %old_key_id, new = %moved.key_id, event, "master key put under another KMS key; set kms.key_id in the config");
         Ok(KmsRotated {
             master_key_version: version,
             old_kms_key_id: old_key_id,
             kms_key_id: moved.key_id,
-        })
-    }
-
-    /// Wraps the master key held in memory under another KMS key (AWS `Encrypt`), without
-    /// asking the key that wraps it now: after break-glass recovery, that key may be gone
-    /// (`docs/break-glass.md`).
-    pub async fn migrate_kms(&self, new_key_id: &str, ev: &mut Event) -> Result<KmsRotated, Error> {
-        let _lifecycle = self.inner.lifecycle.lock().await;
-        let keys = self.keys()?;
-        let version = keys.meta.master_key_version;
-        let key = layout::master_key(version);
-        let bytes = self
-            .store()
-            .get(&key)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("master key record".into()))?;
-        let mut record: MasterKeyRecord = layout::decode(&bytes, "master key record")?;
-        let old_key_id = record.kms_key_id.clone();
-        let context = EncryptionContext::master_key(&keys.meta.vault_id, version);
-        let wrapped = self
-            .inner
-            .kms
-            .wrap_master_key(&keys.master, &context, new_key_id)
-            .await?;
-        record.kms_key_id = wrapped.key_id.clone();
-        record.wrapped = Bytes(wrapped.ciphertext);
-        ev.master_key_version = Some(version);
-        ev.key_event()
-            .detail
-            .insert("event".into(), "master_key_migrated_to_kms_key".into());
-        ev.detail
-            .insert("old_kms_key_id".into(), old_key_id.clone());
-        ev.detail
-            .insert("kms_key_id".into(), wrapped.key_id.clone());
-        let mut batch = Batch::default();
-        batch
-            .check(key.clone(), Some(bytes))
-            .put(key, layout::encode(&record))
-            .log(ev.entry(Outcome::Ok, None));
-        self.commit(batch).await?;
-        ev.mark_recorded();
-        tracing::info!(old = %old_key_id, new = %wrapped.key_id, "master key migrated to another KMS key without the old one; set kms.key_id in the config");
-        Ok(KmsRotated {
-            master_key_version: version,
-            old_kms_key_id: old_key_id,
-            kms_key_id: wrapped.key_id,
         })
     }
 
@@ -484,4 +465,13 @@ impl Vault {
             Err(e) => Err(e),
         }
     }
+}
+
+/// How [`Vault::move_master_key`] puts the master key under another KMS key.
+#[derive(Debug, Clone, Copy)]
+enum KmsMove {
+    /// The KMS re-encrypts the stored wrap (`ReEncrypt`): the old key must work.
+    Rewrap,
+    /// The KMS encrypts the master key held in memory (`Encrypt`): the old key is not asked.
+    Wrap,
 }
