@@ -93,9 +93,14 @@ pub(in crate::server) async fn handle(
         Err(e @ Error::Denied(_)) => (Outcome::Denied, Some(e.code())),
         Err(e) => (Outcome::Error, Some(e.code())),
     };
-    // Denied, malformed, or for no endpoint: spends the caller's budget of refused requests.
+    // Denied, malformed, for no endpoint, or a refused recovery share: spends the caller's
+    // budget of refused requests.
     if let Err(
-        Error::Denied(_) | Error::Invalid(_) | Error::NoEndpoint(_) | Error::MethodNotAllowed(_),
+        Error::Denied(_)
+        | Error::Invalid(_)
+        | Error::NoEndpoint(_)
+        | Error::MethodNotAllowed(_)
+        | Error::ShareRefused(_),
     ) = &result
     {
         app.callers.refused(who);
