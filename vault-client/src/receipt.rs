@@ -32,7 +32,7 @@ pub struct Receipt {
     /// Token records it held then; each was encrypted under one of the keys below.
     pub records: u64,
     /// Every data key version destroyed, each by SHA-256 of its wrapped form as stored.
-    pub key_versions: Vec<DestroyedKey>,
+    pub key_versions: Vec<DestroyedVersion>,
     /// The chain of the audit entry (a node's, `docs/ha.md`), absent for an embedded store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
@@ -45,7 +45,7 @@ pub struct Receipt {
 /// One destroyed data key version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DestroyedKey {
+pub struct DestroyedVersion {
     /// The version.
     pub version: u32,
     /// SHA-256 of its wrapped form (hex), as backups made before the erasure hold it.

@@ -200,7 +200,7 @@ impl Vault {
             .filter(|s| !s.is_empty())
             .map(|pair| {
                 let (version, sha) = pair.split_once(':')?;
-                Some(vault_client::receipt::DestroyedKey {
+                Some(vault_client::receipt::DestroyedVersion {
                     version: version.parse().ok()?,
                     wrapped_sha256: sha.to_owned(),
                 })
