@@ -456,3 +456,55 @@ async fn stopping_an_uninitialized_daemon_warns_of_nothing() {
     assert!(!log.contains(" WARN "), "{log}");
     assert!(log.contains("stopped"), "{log}");
 }
+
+/// `vaultd --check-config` says whether the configuration would start, and binds nothing.
+#[tokio::test]
+async fn check_config_says_whether_the_daemon_would_start_and_binds_nothing() {
+    // Stopped, not dropped: its directory (and the KMS key file the config names) stays.
+    let mut daemon = Daemon::start();
+    assert!(daemon.terminate().success());
+    let config = std::fs::read_to_string(&daemon.config).expect("config");
+    let socket = daemon.socket.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let check = |text: &str| {
+        let path = dir.path().join("vaultd.toml");
+        std::fs::write(&path, text).expect("write");
+        std::process::Command::new(common::bin("vaultd"))
+            .arg("--check-config")
+            .arg("--config")
+            .arg(&path)
+            .env_remove("VAULTD_SOCKET")
+            .env_remove("VAULT_SOCKET")
+            .output()
+            .expect("vaultd --check-config")
+    };
+    let good = check(&config);
+    let said = String::from_utf8_lossy(&good.stdout);
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert!(said.contains("configuration OK"), "{said}");
+    assert!(said.contains("KMS local, key test"), "{said}");
+    assert!(!socket.exists(), "no socket bound");
+    for (broken, why) in [
+        (format!("{config}\nno_such_key = 1\n"), "unknown field"),
+        (
+            config.replace("uids = [0]", "users = [\"no-such-user-4711\"]"),
+            "no user named \"no-such-user-4711\"",
+        ),
+        (
+            config.replace("key_id = \"test\"", "key_id = \"missing\""),
+            "missing not found",
+        ),
+    ] {
+        let out = check(&broken);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("would not start") && err.contains(why),
+            "{why}: {err}"
+        );
+    }
+}

@@ -761,26 +761,20 @@ fn check_region(region: String) -> anyhow::Result<String> {
     Ok(region)
 }
 
-/// Looks a name up in an `/etc/passwd`-format file: field 3 is the id.
-fn lookup(file: &str, name: &str, kind: &str) -> anyhow::Result<u32> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
-    text.lines()
-        .filter_map(|line| {
-            let mut f = line.split(':');
-            let n = f.next()?;
-            let id = f.nth(1)?;
-            (n == name).then(|| id.parse().ok()).flatten()
-        })
-        .next()
-        .with_context(|| format!("no {kind} named {name:?} in {file}"))
-}
-
+/// A user's uid, through NSS (`getpwnam_r`: `/etc/passwd`, LDAP, sssd, as nsswitch.conf says).
 fn user_id(name: &str) -> anyhow::Result<u32> {
-    lookup("/etc/passwd", name, "user")
+    nix::unistd::User::from_name(name)
+        .with_context(|| format!("looking up user {name:?}"))?
+        .map(|u| u.uid.as_raw())
+        .with_context(|| format!("no user named {name:?} (looked up through NSS)"))
 }
 
+/// A group's gid, through NSS (`getgrnam_r`).
 fn group_id(name: &str) -> anyhow::Result<u32> {
-    lookup("/etc/group", name, "group")
+    nix::unistd::Group::from_name(name)
+        .with_context(|| format!("looking up group {name:?}"))?
+        .map(|g| g.gid.as_raw())
+        .with_context(|| format!("no group named {name:?} (looked up through NSS)"))
 }
 
 #[cfg(test)]

@@ -315,6 +315,11 @@ impl Policy {
         Self { rules }
     }
 
+    /// How many rules it has.
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
     /// `--dev`: every capability on every tenant for `uid`, and nobody else.
     pub(crate) fn insecure_dev_owner_only(uid: u32) -> Self {
         Self::new(vec![Rule {
