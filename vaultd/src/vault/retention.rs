@@ -171,8 +171,9 @@ impl Vault {
         )
     }
 
-    /// Purges `due` in one atomic write, each token with its entry. A token written
-    /// meanwhile makes the write fail: nothing is purged, and the next pass looks again.
+    /// Purges `due` in one atomic write, each token with its entry. A token written, or the
+    /// tenant changed, meanwhile makes the write fail: nothing is purged, and the next pass
+    /// looks again.
     async fn purge_batch(
         &self,
         tenant: &TenantId,
@@ -184,7 +185,14 @@ impl Vault {
             return Ok(());
         }
         let keys = self.keys()?;
+        // The tenant must still be as it is now: a destroy meanwhile (its keys gone, its
+        // counters deleted, its records being shredded) makes this write fail, so that no
+        // counter of a destroyed tenant is written again.
+        let Some((_, tenant_bytes)) = self.load_tenant(tenant).await? else {
+            return Ok(());
+        };
         let mut batch = Batch::default();
+        batch.check(layout::tenant(tenant.as_str()), Some(tenant_bytes));
         for c in &due {
             let key = layout::record(tenant.as_str(), c.token.as_str());
             let mut ev = Event::system("token.purge");
