@@ -462,13 +462,7 @@ async fn daemon_stops_auto_unseal_on_a_permanent_kms_error() {
     moto.disable_key(&key).await;
 
     let daemon = Daemon::start(dir.path(), moto.port(), &key);
-    daemon
-        .wait_for(
-            "the permanent failure",
-            Duration::from_secs(30),
-            async || daemon.log().contains("will not be retried"),
-        )
-        .await;
+    daemon.wait_for_log("will not be retried").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let log = daemon.log();
     assert_eq!(log.matches("auto-unseal failed").count(), 1, "{log}");
@@ -553,14 +547,7 @@ async fn missing_credentials_are_named_in_one_line_and_retried_and_errors_say_wh
     let dir = tempfile::tempdir().expect("tempdir");
     initialized_data_dir(dir.path(), moto.port(), &key).await;
     let daemon = Daemon::start_without_credentials(dir.path(), moto.port(), &key);
-    daemon
-        .wait_for(
-            "a failed auto-unseal",
-            Duration::from_secs(30),
-            async || daemon.log().contains("auto-unseal failed"),
-        )
-        .await;
-    let log = daemon.log();
+    let log = daemon.wait_for_log("auto-unseal failed").await;
     let line = log
         .lines()
         .find(|l| l.contains("auto-unseal failed"))
@@ -573,14 +560,7 @@ async fn missing_credentials_are_named_in_one_line_and_retried_and_errors_say_wh
     // A config naming another key: the remedy says to change the config and restart.
     let other = moto.create_key().await;
     let daemon = Daemon::start(dir.path(), moto.port(), &other);
-    daemon
-        .wait_for(
-            "the permanent failure",
-            Duration::from_secs(30),
-            async || daemon.log().contains("will not be retried"),
-        )
-        .await;
-    let log = daemon.log();
+    let log = daemon.wait_for_log("will not be retried").await;
     assert!(log.contains("kms_wrong_key_id"), "{log}");
     assert!(log.contains("remedy="), "{log}");
     assert!(log.contains("restart vaultd"), "{log}");

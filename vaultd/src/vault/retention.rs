@@ -87,6 +87,11 @@ impl Vault {
         now: i64,
         report: &mut PurgeReport,
     ) -> Result<(), Error> {
+        // Read once per pass, to open the tokens that have no expiry (their scope decides).
+        let Some((mut record, _)) = self.load_tenant(tenant).await? else {
+            return Ok(()); // destroyed meanwhile
+        };
+        let keys = self.keys()?;
         let prefix = layout::records(tenant.as_str());
         let mut after: Option<Vec<u8>> = None;
         let mut due = Vec::new();
@@ -116,8 +121,17 @@ impl Vault {
                     }
                     None if policy.max_age_days.is_empty() => None,
                     None => {
-                        self.past_max_age(policy, tenant, &token, &bytes, &header, now)
-                            .await?
+                        if record.dek(header.key_version).is_none() {
+                            // Written under a data key version made since the pass began.
+                            let Some((now_record, _)) = self.load_tenant(tenant).await? else {
+                                return Ok(());
+                            };
+                            record = now_record;
+                        }
+                        let opened = self
+                            .open_bytes(&keys, tenant, &record, &token, &bytes)
+                            .await?;
+                        past_max_age(policy, &opened.binding.scope, &header, now)
                     }
                 };
                 if let Some(due_now) = reason {
@@ -138,37 +152,6 @@ impl Vault {
             }
         }
         self.purge_batch(tenant, due, now, report).await
-    }
-
-    /// For a token without `expires_at`: due when its scope has a maximum age it is past.
-    async fn past_max_age(
-        &self,
-        policy: &RetentionPolicy,
-        tenant: &TenantId,
-        token: &TokenId,
-        bytes: &[u8],
-        header: &Header,
-        now: i64,
-    ) -> Result<Option<Due>, Error> {
-        let keys = self.keys()?;
-        let Some((record, _)) = self.load_tenant(tenant).await? else {
-            return Ok(None); // destroyed meanwhile
-        };
-        let opened = self
-            .open_bytes(&keys, tenant, &record, token, bytes)
-            .await?;
-        let Some(&days) = policy.max_age_days.get(&opened.binding.scope) else {
-            return Ok(None);
-        };
-        let limit = i64::try_from(days)
-            .unwrap_or(i64::MAX / DAY)
-            .saturating_mul(DAY);
-        Ok(
-            (header.updated_at.saturating_add(limit) <= now).then_some(Due::MaxAge {
-                updated_at: header.updated_at,
-                days,
-            }),
-        )
     }
 
     /// Purges `due` in one atomic write, each token with its entry. A token written, or the
@@ -243,4 +226,51 @@ fn grace(policy: &RetentionPolicy) -> i64 {
     i64::try_from(policy.grace_days)
         .unwrap_or(i64::MAX / DAY)
         .saturating_mul(DAY)
+}
+
+/// For a token without `expires_at`, of binding scope `scope`: due when that scope has a
+/// maximum age the token's last update is past.
+fn past_max_age(policy: &RetentionPolicy, scope: &str, header: &Header, now: i64) -> Option<Due> {
+    let &days = policy.max_age_days.get(scope)?;
+    let limit = i64::try_from(days)
+        .unwrap_or(i64::MAX / DAY)
+        .saturating_mul(DAY);
+    (header.updated_at.saturating_add(limit) <= now).then_some(Due::MaxAge {
+        updated_at: header.updated_at,
+        days,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scope_with_a_maximum_age_makes_a_token_without_expiry_due() {
+        let policy = RetentionPolicy {
+            grace_days: 0,
+            interval_secs: 1,
+            batch: 10,
+            max_age_days: [("accounts".to_owned(), 2)].into(),
+        };
+        let header = |updated_at| Header {
+            key_version: 1,
+            revision: 1,
+            expires_at: None,
+            updated_at,
+        };
+        let now = 10 * DAY;
+        assert_eq!(
+            past_max_age(&policy, "accounts", &header(now - 2 * DAY), now),
+            Some(Due::MaxAge {
+                updated_at: now - 2 * DAY,
+                days: 2
+            })
+        );
+        assert_eq!(
+            past_max_age(&policy, "accounts", &header(now - DAY), now),
+            None
+        );
+        assert_eq!(past_max_age(&policy, "payments", &header(0), now), None);
+    }
 }

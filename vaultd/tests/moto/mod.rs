@@ -388,6 +388,15 @@ impl Daemon {
         }
     }
 
+    /// Waits (up to 30 s) until the log holds `needle`; the log then.
+    pub async fn wait_for_log(&self, needle: &str) -> String {
+        self.wait_for(needle, Duration::from_secs(30), async || {
+            self.log().contains(needle)
+        })
+        .await;
+        self.log()
+    }
+
     pub async fn state(&self) -> Option<vault_client::wire::VaultState> {
         self.client().health().await.ok().map(|h| h.state)
     }
