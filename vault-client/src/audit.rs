@@ -22,6 +22,9 @@ pub const NODE_HEAD_LABEL: &[u8] = b"vaultd/v1/audit-head-node";
 /// Domain label of the signed statement that ends an export (`docs/audit-log.md`, "Sealed
 /// exports").
 pub const STATEMENT_LABEL: &[u8] = b"vaultd/v1/export-statement";
+/// Domain label of a chain's signed checkpoint, where its live part starts after an archive
+/// (`docs/audit-log.md`, "Archiving").
+pub const CHECKPOINT_LABEL: &[u8] = b"vaultd/v1/audit-checkpoint";
 /// The `prev` of entry 1.
 pub const GENESIS: [u8; 32] = [0; 32];
 /// The `op` of the entry a run writes at start when a signed head names entries beyond the
@@ -39,6 +42,7 @@ pub const OPS: &[&str] = &[
     "alarm.exfiltration_brake",
     "alarm.token_reused",
     "audit.adopt_unsigned",
+    "audit.archive",
     "audit.chains",
     "audit.export",
     "audit.export.statement",
@@ -323,6 +327,55 @@ pub fn statement_message(s: &Statement, last_hash: &[u8; 32]) -> Vec<u8> {
     m
 }
 
+/// A chain's signed checkpoint: its entries up to `through` were archived, the last of them
+/// with chain hash `hash`, in the archive file of digest `archive_sha256`. Every export of the
+/// chain starts with it (`docs/audit-log.md`, "Archiving").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    /// The vault whose log this is.
+    pub vault_id: String,
+    /// The node whose chain it is (absent: the one chain of an embedded store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The last archived entry.
+    pub through: u64,
+    /// That entry's chain hash (hex).
+    pub hash: String,
+    /// SHA-256 of the archive file (hex).
+    pub archive_sha256: String,
+    /// When the archive was made.
+    pub time: Timestamp,
+    /// Ed25519 signature over [`checkpoint_message`] (hex), by the audit signing key.
+    pub signature: String,
+}
+
+/// A checkpoint as stored and exported: `{"checkpoint": {…}}`, the first line of a chain's
+/// export once part of it was archived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointLine {
+    /// The checkpoint.
+    pub checkpoint: Checkpoint,
+}
+
+/// The message a checkpoint's signature covers.
+pub fn checkpoint_message(c: &Checkpoint, hash: &[u8; 32], archive_sha256: &[u8; 32]) -> Vec<u8> {
+    let node = c.node.as_deref().unwrap_or("");
+    let mut m = Vec::with_capacity(CHECKPOINT_LABEL.len() + c.vault_id.len() + node.len() + 88);
+    m.extend_from_slice(CHECKPOINT_LABEL);
+    for field in [c.vault_id.as_bytes(), node.as_bytes()] {
+        let len = u32::try_from(field.len()).expect("ids are short");
+        m.extend_from_slice(&len.to_be_bytes());
+        m.extend_from_slice(field);
+    }
+    m.extend_from_slice(&c.through.to_be_bytes());
+    m.extend_from_slice(hash);
+    m.extend_from_slice(archive_sha256);
+    m.extend_from_slice(&c.time.unix().to_be_bytes());
+    m
+}
+
 /// The chain hash of an entry: SHA-256(label || exact entry bytes).
 pub fn entry_hash(line: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
@@ -436,6 +489,10 @@ pub struct Report {
     /// `entries` counts the entries after it (`docs/audit-log.md`, "Verifying").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed_after: Option<u64>,
+    /// The chain starts at this signed checkpoint: the entries up to it were archived
+    /// (`docs/audit-log.md`, "Archiving"), and `entries` counts those after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<u64>,
 }
 
 /// One node's chain in a [`Report`].
@@ -454,6 +511,9 @@ pub struct ChainReport {
     /// As [`Report::resumed_after`], for this chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed_after: Option<u64>,
+    /// As [`Report::checkpoint`], for this chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<u64>,
 }
 
 /// A position in the chain.
@@ -489,8 +549,14 @@ pub struct Verifier {
     resumed_after: Option<u64>,
     /// The export's statement was read: nothing may follow it.
     sealed: bool,
-    /// First entry fed, for the statement's check.
+    /// First entry fed since the start or the last checkpoint, for the statement's check.
     first: Option<u64>,
+    /// Entries fed since then.
+    part_entries: u64,
+    /// The checkpoint the chain starts at.
+    checkpoint: Option<u64>,
+    /// The last statement's end (seq and hash): a checkpoint that follows must start there.
+    statement_end: Option<(u64, [u8; 32])>,
 }
 
 /// Most problems listed; later ones are counted only.
@@ -516,6 +582,9 @@ impl Verifier {
             resumed_after: None,
             sealed: false,
             first: None,
+            part_entries: 0,
+            checkpoint: None,
+            statement_end: None,
         }
     }
 
@@ -553,6 +622,13 @@ impl Verifier {
 
     /// Feeds one line of an export: an entry, a head, or the statement that ends it.
     pub fn line(&mut self, line: &[u8]) {
+        if line.starts_with(b"{\"checkpoint\"") {
+            match serde_json::from_slice::<CheckpointLine>(line) {
+                Ok(c) => self.checkpoint(&c.checkpoint),
+                Err(_) => self.problem("unreadable checkpoint line".into()),
+            }
+            return;
+        }
         if self.sealed {
             self.problem(
                 "after the export's statement: a line that no statement covers (appended to the export)"
@@ -626,6 +702,7 @@ impl Verifier {
         }
         self.prev = entry_hash(line);
         self.entries += 1;
+        self.part_entries += 1;
         self.first.get_or_insert(entry.seq);
         // An export that claims seq u64::MAX has no next entry; saturate rather than overflow
         // (the next entry, if any, is then reported out of sequence).
@@ -761,15 +838,73 @@ impl Verifier {
                  (entries cut off the end, or the statement moved)",
                 s.last
             ));
-        } else if s.first != first || s.entries != self.entries || s.entries != last + 1 - first {
+        } else if s.first != first
+            || s.entries != self.part_entries
+            || s.entries != last + 1 - first
+        {
             self.problem(format!(
                 "the export's statement says it holds {} entries from {}, the export holds {} from \
                  {first}",
-                s.entries, s.first, self.entries
+                s.entries, s.first, self.part_entries
             ));
         } else {
             self.anchors_seen.push((last, hash));
+            self.statement_end = Some((last, hash));
         }
+    }
+
+    /// Feeds a signed checkpoint (`docs/audit-log.md`, "Archiving"). As the first line of a
+    /// chain it is where the chain starts: entry `through + 1` must chain to its hash. After
+    /// an archive's statement it must start where that ended, and the next part of the log
+    /// follows; anywhere else it must match the chain at that point.
+    pub fn checkpoint(&mut self, c: &Checkpoint) {
+        let at = format!("checkpoint {}", c.through);
+        self.same_chain(at.clone(), c.node.as_deref());
+        let (Some(hash), Some(digest)) = (unhex::<32>(&c.hash), unhex::<32>(&c.archive_sha256))
+        else {
+            self.problem(format!("{at}: unreadable hash"));
+            return;
+        };
+        let signature_ok = unhex::<64>(&c.signature)
+            .map(|sig| Signature::from_bytes(&sig))
+            .is_some_and(|sig| {
+                self.key
+                    .verify_strict(&checkpoint_message(c, &hash, &digest), &sig)
+                    .is_ok()
+            });
+        if !signature_ok {
+            self.problem(format!(
+                "{at}: signature does not verify with the audit public key"
+            ));
+            return;
+        }
+        if self.vault_id.as_ref().is_some_and(|id| *id != c.vault_id) {
+            self.problem(format!("{at}: vault id {} differs from the heads'", c.vault_id));
+        }
+        self.vault_id.get_or_insert_with(|| c.vault_id.clone());
+        let fresh = self.entries == 0 && self.next_seq == 1 && self.problems.is_empty();
+        if fresh {
+            self.next_seq = c.through.saturating_add(1);
+            self.prev = hash;
+            self.checkpoint = Some(c.through);
+        } else if self.sealed {
+            if self.statement_end != Some((c.through, hash)) {
+                self.problem(format!(
+                    "{at}: the next part of the log does not start where the previous one's \
+                     statement ended (an archive missing, cut or out of order)"
+                ));
+                return;
+            }
+            self.sealed = false;
+        } else if c.through != self.next_seq - 1 || hash != self.prev {
+            self.problem(format!("{at}: does not match the chain at that point"));
+            return;
+        }
+        self.signed_through = Some(c.through);
+        self.anchors_seen.push((c.through, hash));
+        self.unsealed_unsigned = Some(Vec::new());
+        self.first = None;
+        self.part_entries = 0;
     }
 
     /// Whether the export's statement was read.
@@ -823,6 +958,7 @@ impl Verifier {
             sealed_periods: self.sealed_periods,
             chains: Vec::new(),
             resumed_after: self.resumed_after,
+            checkpoint: self.checkpoint,
         }
     }
 
@@ -980,6 +1116,7 @@ impl LogVerifier {
             sealed_periods: Vec::new(),
             chains: Vec::new(),
             resumed_after: None,
+            checkpoint: None,
         };
         let single = named.len() == 1;
         for (node, verifier) in named {
@@ -996,6 +1133,7 @@ impl LogVerifier {
                 report.head.clone_from(&chain.head);
                 report.signed_through = chain.signed_through;
                 report.resumed_after = chain.resumed_after;
+                report.checkpoint = chain.checkpoint;
             }
             report.chains.push(ChainReport {
                 node,
@@ -1004,13 +1142,14 @@ impl LogVerifier {
                 head: chain.head,
                 signed_through: chain.signed_through,
                 resumed_after: chain.resumed_after,
+                checkpoint: chain.checkpoint,
             });
         }
         report
     }
 }
 
-/// The node a line names: an entry's `node`, or its head's.
+/// The node a line names: an entry's `node`, or its head's, statement's or checkpoint's.
 fn node_of(line: &[u8]) -> Option<String> {
     #[derive(Deserialize)]
     struct Named {
@@ -1020,12 +1159,15 @@ fn node_of(line: &[u8]) -> Option<String> {
         head: Option<Box<Named>>,
         #[serde(default)]
         statement: Option<Box<Named>>,
+        #[serde(default)]
+        checkpoint: Option<Box<Named>>,
     }
     let named: Named = serde_json::from_slice(line).ok()?;
     named
         .node
         .or_else(|| named.head.and_then(|h| h.node))
         .or_else(|| named.statement.and_then(|s| s.node))
+        .or_else(|| named.checkpoint.and_then(|c| c.node))
 }
 
 #[cfg(test)]
@@ -1508,5 +1650,71 @@ mod tests {
         assert!(!verify_export(&[]).ok, "an empty export");
         // The daemon's own log carries no statement and needs none.
         assert!(verify_chains(&lines).ok);
+    }
+
+    fn checkpoint(node: &str, through: u64, hash: &[u8; 32], signer: &SigningKey) -> Vec<u8> {
+        let mut checkpoint = Checkpoint {
+            vault_id: "v".into(),
+            node: Some(node.into()),
+            through,
+            hash: hex(hash),
+            archive_sha256: hex(&[3; 32]),
+            time: Timestamp(1_795_453_202),
+            signature: String::new(),
+        };
+        let sig = signer.sign(&checkpoint_message(&checkpoint, hash, &[3; 32]));
+        checkpoint.signature = hex(&sig.to_bytes());
+        serde_json::to_vec(&CheckpointLine { checkpoint }).expect("json")
+    }
+
+    #[test]
+    fn archives_and_the_live_log_verify_together_and_the_live_log_from_its_checkpoint() {
+        let lines = chain("a", 6);
+        let hash = |seq: usize| entry_hash(&lines[2 * (seq - 1)]);
+        let archive_1 = sealed("a", &lines[..4], 1, 2, &hash(2));
+        let ckpt_2 = checkpoint("a", 2, &hash(2), &key());
+        let archive_2 = sealed("a", &[&[ckpt_2][..], &lines[4..8]].concat(), 3, 4, &hash(4));
+        let ckpt_4 = checkpoint("a", 4, &hash(4), &key());
+        let live = sealed("a", &[&[ckpt_4][..], &lines[8..]].concat(), 5, 6, &hash(6));
+        let all = [archive_1.clone(), archive_2.clone(), live.clone()].concat();
+        let report = verify_export(&all);
+        assert!(report.ok, "{:?}", report.problems);
+        assert_eq!((report.entries, report.checkpoint), (6, None));
+        // The live log alone verifies from its checkpoint.
+        let report = verify_export(&live);
+        assert!(report.ok, "{:?}", report.problems);
+        assert_eq!((report.entries, report.checkpoint), (2, Some(4)));
+        assert_eq!(report.signed_through, Some(6));
+        // A missing archive, the wrong order, or a cut archive: each is a problem.
+        for (what, lines) in [
+            ("archive 2 missing", [archive_1.clone(), live.clone()].concat()),
+            ("out of order", [archive_2.clone(), archive_1.clone(), live.clone()].concat()),
+            (
+                "archive 2 cut",
+                [archive_1.clone(), archive_2[..3].to_vec(), live.clone()].concat(),
+            ),
+        ] {
+            let report = verify_export(&lines);
+            assert!(!report.ok, "{what}");
+        }
+        let report = verify_export(&[archive_1.clone(), live.clone()].concat());
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.contains("does not start where the previous one's statement ended")),
+            "{:?}",
+            report.problems
+        );
+        // A checkpoint signed by another key, or naming another hash, does not verify.
+        let forged = checkpoint("a", 4, &hash(4), &SigningKey::from_bytes(&[8; 32]));
+        let report = verify_export(&[&[forged][..], &live[1..]].concat());
+        assert!(
+            report.problems.iter().any(|p| p.contains("checkpoint 4: signature")),
+            "{:?}",
+            report.problems
+        );
+        let moved = checkpoint("a", 4, &hash(3), &key());
+        assert!(!verify_export(&[&[moved][..], &live[1..]].concat()).ok);
     }
 }

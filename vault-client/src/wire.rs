@@ -480,6 +480,31 @@ pub struct AuditChain {
     pub last_seq: u64,
 }
 
+/// `POST /v1/audit/archive` body: archive one chain's entries up to `through`, which the
+/// caller has exported to a file and verified (`docs/audit-log.md`, "Archiving").
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditArchiveRequest {
+    /// The chain (a node of a shared PostgreSQL store); by default the answering node's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The last entry archived: one with a signed head.
+    pub through: u64,
+    /// That entry's chain hash (hex), as the archive's statement names it.
+    pub last_hash: String,
+    /// SHA-256 of the archive file (hex).
+    pub archive_sha256: String,
+}
+
+/// `POST /v1/audit/archive` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditArchived {
+    /// The checkpoint the chain now starts at.
+    pub checkpoint: crate::audit::CheckpointLine,
+    /// Entries archived by this call.
+    pub entries: u64,
+}
+
 /// `POST /v1/audit/hash` body.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -238,6 +238,30 @@ impl AuditSigner {
         vault_client::audit::StatementLine { statement }
     }
 
+    /// Signs the checkpoint where `node`'s chain starts once its entries up to `through`
+    /// (whose last has chain hash `hash`) were archived in a file of digest `archive_sha256`
+    /// (`docs/audit-log.md`, "Archiving").
+    pub(crate) fn sign_checkpoint(
+        &self,
+        node: Option<&str>,
+        through: u64,
+        hash: &[u8; 32],
+        archive_sha256: &[u8; 32],
+    ) -> vault_client::audit::CheckpointLine {
+        let mut checkpoint = vault_client::audit::Checkpoint {
+            vault_id: self.vault_id.clone(),
+            node: node.map(str::to_owned),
+            through,
+            hash: hex(hash),
+            archive_sha256: hex(archive_sha256),
+            time: Timestamp::now(),
+            signature: String::new(),
+        };
+        let message = vault_client::audit::checkpoint_message(&checkpoint, hash, archive_sha256);
+        checkpoint.signature = hex(&self.key.sign(&message).to_bytes());
+        vault_client::audit::CheckpointLine { checkpoint }
+    }
+
     /// A receipt file: the receipt line as signed, then its signature line
     /// (`vault_client::receipt`).
     pub(crate) fn sign_receipt(&self, receipt: &vault_client::receipt::Receipt) -> String {

@@ -92,7 +92,7 @@ impl Vault {
         }
         let chain = self.chain(filter.node.as_deref())?;
         let mut entries = Vec::new();
-        let mut cursor = after;
+        let mut cursor = after.max(self.archived_through(chain).await?);
         let mut examined = 0;
         loop {
             let page = self.store().audit_page(chain, cursor, SCAN_PAGE).await?;
@@ -223,7 +223,8 @@ impl Vault {
     ) -> Result<StatementLine, Error> {
         let signer = self.audit_signer()?;
         let chain = self.chain(node)?;
-        let first = self.store().audit_page(chain, 0, 1).await?;
+        let floor = self.archived_through(chain).await?;
+        let first = self.store().audit_page(chain, floor, 1).await?;
         let Some((first, _)) = first.entries.first() else {
             return Err(Error::Invalid("the chain has no entries to export".into()));
         };
@@ -254,7 +255,7 @@ impl Vault {
     }
 
     /// The chain `node` names, by default this node's own (`None`: an embedded store's one).
-    fn chain<'a>(&'a self, node: Option<&'a str>) -> Result<Option<&'a str>, Error> {
+    pub(crate) fn chain<'a>(&'a self, node: Option<&'a str>) -> Result<Option<&'a str>, Error> {
         match (node, self.store().node()) {
             (None, own) => Ok(own),
             (Some(node), Some(_)) => Ok(Some(node)),
@@ -288,8 +289,9 @@ impl Vault {
     }
 
     /// Calls `each` with every entry of `chain` in `(after, until]`, each followed by its
-    /// signed head.
-    async fn for_each_line(
+    /// signed head; from where the live chain starts, with its checkpoint first, if `after`
+    /// is at or before it.
+    pub(crate) async fn for_each_line(
         &self,
         chain: Option<&str>,
         vault_id: &str,
@@ -298,6 +300,12 @@ impl Vault {
         mut each: impl FnMut(&[u8]),
     ) -> Result<(), Error> {
         let mut cursor = after;
+        if let Some((through, line)) = self.audit_checkpoint(chain).await?
+            && after <= through
+        {
+            each(&line);
+            cursor = through;
+        }
         loop {
             let page = self.store().audit_page(chain, cursor, SCAN_PAGE).await?;
             if page.entries.is_empty() {

@@ -156,6 +156,7 @@ macro_rules! capabilities {
 }
 
 capabilities! {
+    AuditArchive = "audit:archive", false;
     AuditRead = "audit:read", true;
     KeysMetadata = "keys:metadata", true;
     KeysRead = "keys:read", true;

@@ -15,6 +15,7 @@ const DEFAULT_LIMIT: usize = 100;
 /// Every endpoint, with its parsed path and query parameters.
 #[derive(Debug)]
 pub(super) enum Route {
+    AuditArchive,
     AuditChains,
     AuditExport {
         node: Option<String>,
@@ -99,6 +100,7 @@ impl Route {
     /// A stable name for logs and metrics.
     pub(super) fn name(&self) -> &'static str {
         match self {
+            Self::AuditArchive => "audit.archive",
             Self::AuditExport { .. } => "audit.export",
             Self::AuditStatement { .. } => "audit.export.statement",
             Self::AuditHash => "audit.hash",
@@ -164,6 +166,9 @@ impl Route {
             Self::AuditHash | Self::AuditPublicKey | Self::AuditChains => {
                 (&[C::AuditRead], EachTenant)
             }
+            // It removes entries from the live log (after verifying them): a capability of its
+            // own, which the auditor's grant does not have.
+            Self::AuditArchive => (&[C::AuditArchive], Unscoped),
             // The vault's state is not kept per tenant.
             // Who may create the vault's first key may create its recovery key; who may unseal
             // may hand in a recovery share (docs/break-glass.md).
@@ -344,6 +349,7 @@ pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<
                 },
             )?
         }
+        ["v1", "audit", "archive"] => only(&m, POST, Route::AuditArchive)?,
         ["v1", "audit", "hash"] => only(&m, POST, Route::AuditHash)?,
         ["v1", "audit", "pubkey"] => only(&m, GET, Route::AuditPublicKey)?,
         ["v1", "audit", "chains"] => only(&m, GET, Route::AuditChains)?,

@@ -362,6 +362,20 @@ impl AuditIndex {
         Ok((i, if leads { offset } else { HEADER_LEN }))
     }
 
+    /// Drops the index points of the segments numbered below `keep`, which were removed
+    /// (`docs/audit-log.md`, "Archiving"). Points are derived data: one left behind by a crash
+    /// names no segment and is passed over.
+    pub(super) fn forget_segments(&self, db: &sled::Db, keep: u64) -> Result<(), StoreError> {
+        for point in db.scan_prefix(POINTS) {
+            let (key, value) = point.map_err(sled_error)?;
+            if location(&value)?.0 >= keep {
+                break;
+            }
+            db.remove(key).map_err(sled_error)?;
+        }
+        Ok(())
+    }
+
     fn lock_point(&self) -> std::sync::MutexGuard<'_, Option<(u64, u64)>> {
         self.last_point
             .lock()
@@ -377,6 +391,22 @@ impl AuditIndex {
     fn lock_cursors(&self) -> std::sync::MutexGuard<'_, [Option<(u64, u64, u64)>; 2]> {
         self.cursors.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// The sequence number of the first entry in the segments `headers` (read from the first one
+/// on, up to position `bound`), if they hold any.
+pub(super) fn first_entry(
+    dir: &Path,
+    headers: &[Header],
+    bound: u64,
+) -> Result<Option<u64>, StoreError> {
+    let mut reader = AuditReader::new(dir, headers.to_vec(), bound, 0, HEADER_LEN);
+    while let Some((_, _, record)) = reader.next_record()? {
+        if !record.entries.is_empty() {
+            return Ok(Some(record.first_seq));
+        }
+    }
+    Ok(None)
 }
 
 /// A (segment, offset) value.

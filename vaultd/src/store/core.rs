@@ -166,6 +166,16 @@ impl Store {
         self.stats.note(self.backend.chains().await)
     }
 
+    /// Gives back the storage of `chain`'s archived entries ([`Backend::archive_audit`]).
+    pub(crate) async fn archive_audit(
+        &self,
+        chain: Option<&str>,
+        through: u64,
+    ) -> Result<(), StoreError> {
+        self.stats
+            .note(self.backend.archive_audit(chain, through).await)
+    }
+
     /// The chain this process appends to ([`Backend::node`]).
     pub fn node(&self) -> Option<&str> {
         self.backend.node()

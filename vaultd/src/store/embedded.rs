@@ -73,6 +73,12 @@ struct Inner {
     /// The position of the last group durable in the log (audit reads see up to it).
     logged: AtomicU64,
     audit: AuditIndex,
+    /// The last archived entry (`docs/audit-log.md`, "Archiving"): segments holding only
+    /// entries up to it are removed at checkpoints.
+    archived: AtomicU64,
+    /// Held shared by audit reads (they open segment files by the headers they took), and
+    /// tried exclusively by the removal of archived segments, which waits for none of them.
+    segment_readers: RwLock<()>,
     checkpoint: Mutex<Checkpoint>,
     wake: Condvar,
 }
@@ -84,6 +90,9 @@ struct Checkpoint {
     stop: bool,
     /// Start positions of backups in progress: the key-value records after them are kept.
     pins: Vec<u64>,
+    /// The archived entry and the released segments for which the last removal found
+    /// nothing more to remove.
+    removal_done: Option<(u64, usize)>,
 }
 
 /// The commit core over the embedded backend in `dir`: what the daemon runs.
@@ -131,6 +140,8 @@ impl Embedded {
             applied: AtomicU64::new(applied),
             logged: AtomicU64::new(logged),
             audit: index,
+            archived: AtomicU64::new(0),
+            segment_readers: RwLock::new(()),
             checkpoint: Mutex::default(),
             wake: Condvar::new(),
         });
@@ -257,6 +268,13 @@ impl SyncBackend for Embedded {
             .inner
             .audit_view(|view| self.inner.audit.page(view, after, limit));
         self.inner.unless_io_failed(page)
+    }
+
+    fn archive_audit(&self, through: u64) -> Result<(), StoreError> {
+        self.inner.archived.fetch_max(through, Ordering::AcqRel);
+        self.inner.lock_checkpoint().bytes += 1;
+        self.inner.wake.notify_all();
+        Ok(())
     }
 
     fn apply(&self, group: &Group) -> Result<(), StoreError> {
@@ -423,6 +441,10 @@ impl Inner {
         // The bound first: every segment a record up to it is in is then among the headers
         // (a segment abandoned after a failed sync is then followed by the one that
         // supersedes it).
+        let _files = self
+            .segment_readers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         let bound = self.logged.load(Ordering::Acquire);
         let headers = self
             .wal
@@ -485,6 +507,8 @@ impl Inner {
                 && let Err(e) = self.unless_io_failed(self.checkpoint())
             {
                 tracing::warn!(error = %e, "checkpoint failed; the log is kept until the next one");
+            } else if !stop && let Err(e) = self.remove_archived() {
+                tracing::warn!(error = %e, "removing archived log segments failed; tried again at the next checkpoint");
             }
             if stop {
                 return;
@@ -517,6 +541,52 @@ impl Inner {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .release(through)?;
+        Ok(())
+    }
+
+    /// Removes the leading log segments whose audit entries were all archived and whose
+    /// key-value records sled holds durably (`docs/audit-log.md`, "Archiving"). Skipped, until
+    /// a later checkpoint, while a backup runs or an audit read holds the segment list.
+    fn remove_archived(&self) -> Result<(), StoreError> {
+        let archived = self.archived.load(Ordering::Acquire);
+        if archived == 0 {
+            return Ok(());
+        }
+        let mut state = self.lock_checkpoint();
+        if !state.pins.is_empty() {
+            return Ok(());
+        }
+        let Ok(_files) = self.segment_readers.try_write() else {
+            return Ok(());
+        };
+        let mut wal = self.wal.lock().unwrap_or_else(PoisonError::into_inner);
+        let released = wal.released();
+        if state.removal_done == Some((archived, released)) {
+            return Ok(());
+        }
+        let headers = wal.headers();
+        let bound = self.logged.load(Ordering::Acquire);
+        // Segment i holds only entries below the first entry of the segments after it.
+        let mut n = 0;
+        while n < released && n + 1 < headers.len() {
+            let first_after = audit_index::first_entry(&self.wal_dir, &headers[n + 1..], bound)?;
+            if first_after.is_none_or(|seq| seq > archived + 1) {
+                break;
+            }
+            n += 1;
+        }
+        if n > 0 {
+            let keep = headers[n].number;
+            wal.remove_leading(n)?;
+            drop(wal);
+            self.audit.forget_segments(&self.db()?, keep)?;
+            tracing::info!(
+                segments = n,
+                through = archived,
+                "archived audit log segments removed"
+            );
+        }
+        state.removal_done = Some((archived, released - n));
         Ok(())
     }
 }

@@ -79,6 +79,15 @@ impl SyncBackend for Memory {
         Ok(())
     }
 
+    fn archive_audit(&self, through: u64) -> Result<(), StoreError> {
+        let archived = |key: &Vec<u8>| {
+            crate::audit::chain::is_audit_key(key)
+                && crate::audit::chain::seq_of(key).is_some_and(|seq| seq <= through)
+        };
+        self.state().0.retain(|key, _| !archived(key));
+        Ok(())
+    }
+
     fn position(&self) -> u64 {
         self.state().1
     }

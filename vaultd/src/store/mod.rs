@@ -172,6 +172,11 @@ pub trait Backend: Send + Sync {
     /// The id of the chain this process appends to (`None`: the store's one chain).
     fn node(&self) -> Option<&str>;
 
+    /// The entries and heads of `chain` up to `through` were archived (`docs/audit-log.md`,
+    /// "Archiving"; the vault serves none of them any more): gives back their storage, now
+    /// or later, in whole units. Idempotent; the vault calls it again at every start.
+    fn archive_audit<'a>(&'a self, chain: Option<&'a str>, through: u64) -> StoreFuture<'a, ()>;
+
     /// Applies `group` (begun with [`Backend::begin_group`]) atomically; resolves once it is
     /// durable. Applying a group twice leaves the same state. On an error the group may or may
     /// not have become durable; the core calls [`Backend::recover`] before the next group.
@@ -223,6 +228,9 @@ pub(crate) trait SyncBackend: Send + Sync {
             .collect();
         Ok(AuditPage { entries, heads })
     }
+
+    /// [`Backend::archive_audit`], for the store's one chain.
+    fn archive_audit(&self, through: u64) -> Result<(), StoreError>;
 
     /// [`Backend::apply`].
     fn apply(&self, group: &Group) -> Result<(), StoreError>;
@@ -312,6 +320,14 @@ impl<B: SyncBackend> Backend for B {
 
     fn node(&self) -> Option<&str> {
         None
+    }
+
+    fn archive_audit<'a>(&'a self, chain: Option<&'a str>, through: u64) -> StoreFuture<'a, ()> {
+        let done = match chain {
+            None => SyncBackend::archive_audit(self, through),
+            Some(node) => Err(no_chain(node)),
+        };
+        Box::pin(std::future::ready(done))
     }
 
     fn apply<'a>(&'a self, group: &'a Group) -> StoreFuture<'a, ()> {

@@ -788,6 +788,29 @@ impl Backend for Postgres {
         Some(&self.options.node)
     }
 
+    fn archive_audit<'a>(&'a self, chain: Option<&'a str>, through: u64) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let node = chain.unwrap_or(&self.options.node);
+            let through = seq_param(through)?;
+            // A session of its own: the writer's may hold a group's transaction open.
+            let client = self.connect().await?;
+            let deleted = client
+                .query_one(
+                    "WITH e AS (DELETE FROM audit_entry WHERE node = $1 AND seq <= $2 RETURNING 1), \
+                     h AS (DELETE FROM audit_head WHERE node = $1 AND seq <= $2 RETURNING 1) \
+                     SELECT (SELECT count(*) FROM e), (SELECT count(*) FROM h)",
+                    &[&node, &through],
+                )
+                .await
+                .map_err(pg_error)?;
+            let (entries, heads): (i64, i64) = (deleted.get(0), deleted.get(1));
+            if entries > 0 {
+                tracing::info!(node, entries, heads, "archived audit entries removed");
+            }
+            Ok(())
+        })
+    }
+
     fn apply<'a>(&'a self, group: &'a Group) -> StoreFuture<'a, ()> {
         Box::pin(self.apply_now(group))
     }

@@ -1049,6 +1049,29 @@ impl Wal {
         Ok(())
     }
 
+    /// How many leading segments have had their key-value records given back
+    /// ([`Wal::release`]): only those may be removed.
+    pub(crate) fn released(&self) -> usize {
+        self.trimmed
+    }
+
+    /// Removes the first `n` segments, which must be released and hold only archived audit
+    /// records (`docs/audit-log.md`, "Archiving"), and fsyncs the directory.
+    pub(crate) fn remove_leading(&mut self, n: usize) -> Result<(), StoreError> {
+        let n = n.min(self.trimmed);
+        for s in &self.segments[..n] {
+            match fs::remove_file(segment_path(&self.dir, s.number)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(e)),
+            }
+        }
+        sync_dir(&self.dir).map_err(io_error)?;
+        self.segments.drain(..n);
+        self.trimmed -= n;
+        Ok(())
+    }
+
     /// Stops appending to the active segment, so that [`Wal::release`] may trim it too (at
     /// shutdown, after the last checkpoint).
     pub(crate) fn close(&mut self) {

@@ -9,7 +9,6 @@ use super::Vault;
 use super::layout::{self, MasterKeyRecord};
 use super::tenants::not_found;
 use crate::audit::KEY_EVENTS;
-use crate::audit::chain;
 use crate::error::Error;
 use crate::ids::TenantId;
 use crate::store::StoreError;
@@ -45,8 +44,8 @@ impl Vault {
             "master key record",
         )?;
         let mut events = Vec::new();
-        for (key, _) in self.store().scan(KEY_EVENTS, None, usize::MAX).await? {
-            let entry = self.key_event(&key).await?;
+        for (key, value) in self.store().scan(KEY_EVENTS, None, usize::MAX).await? {
+            let entry = self.key_event(&key, &value).await?;
             if tenant.is_none_or(|t| entry.tenant.as_deref() == Some(t.as_str())) {
                 events.push(entry);
             }
@@ -136,29 +135,34 @@ impl Vault {
     }
 
     /// The audit entry a key event index key (`k/{seq}`, or `k/{node}/{seq}` in a node's
-    /// chain) points at.
-    async fn key_event(&self, key: &[u8]) -> Result<Entry, Error> {
-        Ok(self.key_event_hashed(key).await?.0)
+    /// chain) with its value points at: the entry in the log, or, once archived, the copy
+    /// the value holds (`docs/audit-log.md`, "Archiving").
+    async fn key_event(&self, key: &[u8], value: &[u8]) -> Result<Entry, Error> {
+        Ok(self.key_event_hashed(key, value).await?.0)
     }
 
     /// [`Vault::key_event`], with the entry's chain hash.
-    pub(super) async fn key_event_hashed(&self, key: &[u8]) -> Result<(Entry, [u8; 32]), Error> {
-        let corrupt = || StoreError::Corrupt("key event index".into());
-        let seq = chain::seq_of(key).ok_or_else(corrupt)?;
-        let name = &key[KEY_EVENTS.len()..key.len() - 20];
-        let node = match name {
-            [] => None,
-            [node @ .., b'/'] => Some(std::str::from_utf8(node).map_err(|_| corrupt())?),
-            _ => return Err(corrupt().into()),
+    pub(super) async fn key_event_hashed(
+        &self,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(Entry, [u8; 32]), Error> {
+        let (node, seq) = super::archive::key_event_of(key)
+            .ok_or_else(|| StoreError::Corrupt("key event index".into()))?;
+        let bytes = if value.is_empty() {
+            let page = self.store().audit_page(node, seq - 1, 1).await?;
+            let Some((_, bytes)) = page.entries.into_iter().find(|(s, _)| *s == seq) else {
+                return Err(
+                    StoreError::Corrupt(format!("key event {seq} has no audit entry")).into(),
+                );
+            };
+            bytes
+        } else {
+            value.to_vec()
         };
-        let after = seq.checked_sub(1).ok_or_else(corrupt)?;
-        let page = self.store().audit_page(node, after, 1).await?;
-        let Some((found, bytes)) = page.entries.first().filter(|(s, _)| *s == seq) else {
-            return Err(StoreError::Corrupt(format!("key event {seq} has no audit entry")).into());
-        };
-        let entry = serde_json::from_slice(bytes)
-            .map_err(|_| StoreError::Corrupt(format!("audit entry {found}")))?;
-        Ok((entry, vault_client::audit::entry_hash(bytes)))
+        let entry = serde_json::from_slice(&bytes)
+            .map_err(|_| StoreError::Corrupt(format!("audit entry {seq}")))?;
+        Ok((entry, vault_client::audit::entry_hash(&bytes)))
     }
 
     /// The erasure receipt of `tenant`'s last destruction, signed now (`vault_client::receipt`):
@@ -167,8 +171,8 @@ impl Vault {
         let signer = self.audit_signer()?;
         let meta = self.stored_meta().await?;
         let mut found = None;
-        for (key, _) in self.store().scan(KEY_EVENTS, None, usize::MAX).await? {
-            let (entry, hash) = self.key_event_hashed(&key).await?;
+        for (key, value) in self.store().scan(KEY_EVENTS, None, usize::MAX).await? {
+            let (entry, hash) = self.key_event_hashed(&key, &value).await?;
             // The key event of the destroy, whoever wrote it (the route, or a library caller).
             if entry.detail.get("event").map(String::as_str) == Some("data_keys_destroyed")
                 && entry.outcome == vault_client::audit::Outcome::Ok

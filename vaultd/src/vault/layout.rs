@@ -41,6 +41,15 @@ pub(crate) const TENANT_CREATIONS: &[u8] = b"m/tenant-creations";
 pub(crate) const TENANTS: &[u8] = b"t/";
 pub(crate) const TOMBSTONES: &[u8] = b"d/";
 
+/// Where `chain` starts after an archive: its signed checkpoint line (`docs/audit-log.md`,
+/// "Archiving").
+pub(crate) fn audit_checkpoint(chain: Option<&str>) -> Vec<u8> {
+    match chain {
+        None => b"m/audit-checkpoint".to_vec(),
+        Some(node) => format!("m/audit-checkpoint/{node}").into_bytes(),
+    }
+}
+
 pub(crate) fn master_key(version: u32) -> Vec<u8> {
     format!("m/mk/{version:010}").into_bytes()
 }

@@ -31,6 +31,7 @@ use crate::kms::{EncryptionContext, KmsProvider, WrappedMasterKey};
 use crate::secret::{AuditKey, DataKey, KeyBytes, MasterKey};
 use crate::store::{Batch, Store, StoreError};
 
+mod archive;
 mod backup;
 mod history;
 mod jobs;
@@ -156,6 +157,7 @@ impl Vault {
         };
         vault.check_log_tail().await?;
         vault.finish_interrupted_destroys().await?;
+        vault.give_back_all_archived().await?;
         Ok(vault)
     }
 

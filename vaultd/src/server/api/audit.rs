@@ -1,17 +1,30 @@
 //! `/v1/audit*`: entries, verify, export, public key, HMAC of a value.
 
 use ::http::{Response, StatusCode};
-use vault_client::wire::{AuditHash, AuditHashRequest};
+use vault_client::wire::{AuditArchiveRequest, AuditHash, AuditHashRequest};
 
 use super::no_body;
+use crate::audit::Event;
 use crate::error::Error;
 use crate::server::App;
 use crate::server::message::{self as http, Body};
 use crate::server::routes::Route;
 
-pub(super) async fn serve(app: &App, route: &Route, body: &[u8]) -> Result<Response<Body>, Error> {
+pub(super) async fn serve(
+    app: &App,
+    route: &Route,
+    body: &[u8],
+    ev: &mut Event,
+) -> Result<Response<Body>, Error> {
     let vault = &app.vault;
     match route {
+        Route::AuditArchive => {
+            let req: AuditArchiveRequest = http::parse_required(body)?;
+            Ok(http::json(
+                StatusCode::OK,
+                &vault.audit_archive(&req, ev).await?,
+            ))
+        }
         Route::AuditList {
             filter,
             after,

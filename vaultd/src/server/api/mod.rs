@@ -227,7 +227,8 @@ async fn serve(
         | Route::AuditPublicKey
         | Route::AuditChains
         | Route::AuditExport { .. }
-        | Route::AuditStatement { .. } => audit::serve(app, route, &body).await,
+        | Route::AuditStatement { .. }
+        | Route::AuditArchive => audit::serve(app, route, &body, ev).await,
         Route::Backup => backup::serve(app, &body),
         Route::Job(_)
         | Route::KeyConfig(_)
