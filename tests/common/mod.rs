@@ -250,7 +250,7 @@ name = "operator"
 uids = [0]
 capabilities = ["sys:init", "sys:seal", "sys:unseal", "sys:status", "sys:backup", "tenant:create",
   "tenant:destroy", "token:seal", "token:unseal", "token:read", "token:delete", "transit:seal",
-  "transit:unseal", "keys:read", "keys:rotate", "audit:read"]
+  "transit:unseal", "keys:read", "keys:rotate", "audit:read", "audit:archive"]
 tenants = ["*"]
 
 [[policy]]

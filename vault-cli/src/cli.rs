@@ -527,6 +527,20 @@ pub(crate) enum Transit {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Audit {
+    /// Move the oldest entries out of the live log: write them to a sealed archive (a new
+    /// file, mode 0600, verified), then have the daemon leave a signed checkpoint and give
+    /// their storage back. Needs `audit:archive`.
+    Archive {
+        /// Archive the entries before this one, up to the last signed head among them.
+        #[arg(long, value_name = "SEQ")]
+        before: u64,
+        /// The archive file to create.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The chain of this node (a shared PostgreSQL store); by default the daemon's own.
+        #[arg(long, value_name = "ID")]
+        node: Option<String>,
+    },
     /// Write the log (entries and signed heads, byte for byte) to a new file, mode 0600.
     Export {
         /// The file to create; an existing file is refused unless --force.
@@ -679,8 +693,9 @@ pub(crate) struct AuditVerify {
     #[arg(long, value_name = "SEQ:HASH", value_parser = parse_anchor)]
     pub(crate) since_head: Option<Anchor>,
     /// Verify this export (from `audit export`) instead of the daemon's log; needs no daemon.
-    #[arg(long, value_name = "FILE", requires = "pubkey")]
-    pub(crate) offline: Option<PathBuf>,
+    /// Archives (`audit archive`) and a later export verify together: give them in order.
+    #[arg(long, value_name = "FILE", num_args = 1.., requires = "pubkey")]
+    pub(crate) offline: Vec<PathBuf>,
     /// File holding the audit public key in hex, as `audit pubkey` prints it (with --offline).
     #[arg(long, value_name = "KEYFILE", requires = "offline")]
     pub(crate) pubkey: Option<PathBuf>,

@@ -879,7 +879,10 @@ impl Verifier {
             return;
         }
         if self.vault_id.as_ref().is_some_and(|id| *id != c.vault_id) {
-            self.problem(format!("{at}: vault id {} differs from the heads'", c.vault_id));
+            self.problem(format!(
+                "{at}: vault id {} differs from the heads'",
+                c.vault_id
+            ));
         }
         self.vault_id.get_or_insert_with(|| c.vault_id.clone());
         let fresh = self.entries == 0 && self.next_seq == 1 && self.problems.is_empty();
@@ -1687,8 +1690,14 @@ mod tests {
         assert_eq!(report.signed_through, Some(6));
         // A missing archive, the wrong order, or a cut archive: each is a problem.
         for (what, lines) in [
-            ("archive 2 missing", [archive_1.clone(), live.clone()].concat()),
-            ("out of order", [archive_2.clone(), archive_1.clone(), live.clone()].concat()),
+            (
+                "archive 2 missing",
+                [archive_1.clone(), live.clone()].concat(),
+            ),
+            (
+                "out of order",
+                [archive_2.clone(), archive_1.clone(), live.clone()].concat(),
+            ),
             (
                 "archive 2 cut",
                 [archive_1.clone(), archive_2[..3].to_vec(), live.clone()].concat(),
@@ -1710,7 +1719,10 @@ mod tests {
         let forged = checkpoint("a", 4, &hash(4), &SigningKey::from_bytes(&[8; 32]));
         let report = verify_export(&[&[forged][..], &live[1..]].concat());
         assert!(
-            report.problems.iter().any(|p| p.contains("checkpoint 4: signature")),
+            report
+                .problems
+                .iter()
+                .any(|p| p.contains("checkpoint 4: signature")),
             "{:?}",
             report.problems
         );

@@ -41,13 +41,13 @@ use crate::secret::Secret;
 use crate::time::Timestamp;
 use crate::tls::{Node, TlsOptions};
 use crate::wire::{
-    AuditChains, AuditHash, AuditHashRequest, AuditPage, AuditPublicKey, Batch, BatchItem, Deleted,
-    DestroyResponse, Expect, Health, InitResponse, Job, JobStarted, KeyConfig, KeyHistory,
-    KmsRotate, KmsRotated, MasterRotated, Plaintext, PutToken, PutTokenResponse, RecoverProgress,
-    RecoverShare, RecoveryCreate, RecoveryShares, Retire, Retired, RewrapStart, Sealed,
-    StateResponse, Status, TenantInfo, TenantList, TenantRotated, TokenList, TokenMeta,
-    TransitSeal, TransitSealItem, TransitUnseal, TransitUnsealItem, UnsealToken,
-    UnsealTokenResponse,
+    AuditArchiveRequest, AuditArchived, AuditChains, AuditHash, AuditHashRequest, AuditPage,
+    AuditPublicKey, Batch, BatchItem, Deleted, DestroyResponse, Expect, Health, InitResponse, Job,
+    JobStarted, KeyConfig, KeyHistory, KmsRotate, KmsRotated, MasterRotated, Plaintext, PutToken,
+    PutTokenResponse, RecoverProgress, RecoverShare, RecoveryCreate, RecoveryShares, Retire,
+    Retired, RewrapStart, Sealed, StateResponse, Status, TenantInfo, TenantList, TenantRotated,
+    TokenList, TokenMeta, TransitSeal, TransitSealItem, TransitUnseal, TransitUnsealItem,
+    UnsealToken, UnsealTokenResponse,
 };
 
 /// Which tokens a list shows by their `expires_at` (`docs/retention.md`).
@@ -758,6 +758,18 @@ impl Client {
             .request(Method::POST, "/v1/audit/hash".to_owned(), Some(body?))
             .await?;
         Ok(hash.hmac)
+    }
+
+    /// `POST /v1/audit/archive`: archives a chain's entries up to `req.through`, which the
+    /// caller has written to an archive file (`docs/audit-log.md`, "Archiving"); the answer
+    /// holds the checkpoint the live chain now starts at.
+    pub async fn audit_archive(&self, req: &AuditArchiveRequest) -> Result<AuditArchived, Error> {
+        self.request(
+            Method::POST,
+            "/v1/audit/archive".to_owned(),
+            Some(to_json(req)?),
+        )
+        .await
     }
 
     /// `GET /v1/audit/pubkey`: the vault id and the Ed25519 public key that verifies the log's

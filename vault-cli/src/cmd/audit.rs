@@ -1,4 +1,4 @@
-//! `audit tail|search|verify|pubkey|export`.
+//! `audit tail|search|verify|pubkey|export` (`archive` is `cmd::archive`).
 //!
 //! Every request the CLI sends is itself an audit entry. `tail` finds the end of each chain with
 //! `GET /v1/audit/chains` and hides the entries of its own requests, which it knows by the
@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use vault_client::audit::{
-    Actor, Anchor, Entry, Head, HeadLine, LogVerifier, Report, hex, public_key,
+    Actor, Anchor, CheckpointLine, Entry, Head, HeadLine, LogVerifier, Report, hex, public_key,
 };
 use vault_client::wire::{AuditChain, AuditChains};
 use vault_client::{AuditQuery, Client};
@@ -43,10 +43,15 @@ const MAX_LINE: usize = 1024 * 1024;
 const MAX_KEYFILE: u64 = 4096;
 /// How a head line starts (`docs/audit-log.md`).
 const HEAD_PREFIX: &[u8] = b"{\"head\"";
+/// How a checkpoint line starts (`docs/audit-log.md`, "Archiving").
+const CHECKPOINT_PREFIX: &[u8] = b"{\"checkpoint\"";
 
 /// Runs an `audit` subcommand.
 pub(crate) async fn run(ctx: &Ctx, cmd: Audit) -> anyhow::Result<()> {
     match cmd {
+        Audit::Archive { before, out, node } => {
+            super::archive::run(ctx, before, &out, node.as_deref()).await
+        }
         Audit::Export { file, force } => export(ctx, &file, force).await,
         Audit::Pubkey => pubkey(ctx).await,
         Audit::Report(args) => super::report::run(ctx, args).await,
@@ -374,9 +379,11 @@ async fn hash(client: &Client, value: &str, what: &str) -> anyhow::Result<String
 
 async fn verify(ctx: &Ctx, args: AuditVerify) -> anyhow::Result<()> {
     let anchor = args.since_head.as_ref();
-    let report = match (&args.offline, &args.pubkey) {
-        (Some(file), Some(keyfile)) => verify_file(file, keyfile, anchor, &args.accept_adopted)?,
-        (None, None) => {
+    let report = match (args.offline.as_slice(), &args.pubkey) {
+        ([_, ..], Some(keyfile)) => {
+            verify_files(&args.offline, keyfile, anchor, &args.accept_adopted)?
+        }
+        ([], None) => {
             let head = anchor.map(|a| format!("{}:{}", a.seq, hex(&a.hash)));
             ctx.client
                 .audit_verify_with(head.as_deref(), &args.accept_adopted, args.full)
@@ -421,20 +428,33 @@ pub(super) fn verify_file(
     anchor: Option<&Anchor>,
     accept: &[u64],
 ) -> anyhow::Result<Report> {
+    verify_files(&[file.to_owned()], keyfile, anchor, accept)
+}
+
+/// Verifies archives and an export, read in order as one log (`docs/audit-log.md`,
+/// "Archiving"), with the public key alone.
+fn verify_files(
+    files: &[PathBuf],
+    keyfile: &Path,
+    anchor: Option<&Anchor>,
+    accept: &[u64],
+) -> anyhow::Result<Report> {
     let key = read_public_key(keyfile)?;
-    let mut reader = File::open(file)
-        .map(BufReader::new)
-        .with_context(|| format!("cannot open {}", file.display()))?;
     let mut verifier = LogVerifier::new(key)
         .accepting(accept)
         .requiring_statements();
-    for_each_line(&mut reader, |line| {
-        // Blank lines carry nothing (an editor's trailing newline); every other line counts.
-        if !line.is_empty() {
-            verifier.line(line);
-        }
-    })
-    .with_context(|| format!("cannot read {}", file.display()))?;
+    for file in files {
+        let mut reader = File::open(file)
+            .map(BufReader::new)
+            .with_context(|| format!("cannot open {}", file.display()))?;
+        for_each_line(&mut reader, |line| {
+            // Blank lines carry nothing (an editor's trailing newline); every other line counts.
+            if !line.is_empty() {
+                verifier.line(line);
+            }
+        })
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    }
     Ok(verifier.finish(anchor))
 }
 
@@ -508,6 +528,12 @@ fn write_report(out: &mut impl Write, report: &Report) -> io::Result<()> {
         ("head", or_dash(head.as_deref())),
         ("signed through", or_dash(report.signed_through)),
     ];
+    if let Some(through) = report.checkpoint {
+        fields.push((
+            "from checkpoint",
+            format!("{through}: entries up to it are archived (verify the archives with it)"),
+        ));
+    }
     // Several nodes' chains: one line each, with the head to record.
     fields.extend(report.chains.iter().map(|c| {
         let head = c.head.as_ref().map(|h| format!("{}:{}", h.seq, h.hash));
@@ -695,7 +721,12 @@ async fn write_chain(
         let mut last_entry = None;
         let mut last_head = None;
         for line in page.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            if line.starts_with(HEAD_PREFIX) {
+            if line.starts_with(CHECKPOINT_PREFIX) {
+                // The chain starts after its archived part: pages count from there.
+                let checkpoint: CheckpointLine =
+                    serde_json::from_slice(line).context("the chain's checkpoint line")?;
+                after = after.max(checkpoint.checkpoint.through);
+            } else if line.starts_with(HEAD_PREFIX) {
                 summary.heads += 1;
                 last_head = Some(line);
             } else {

@@ -1,5 +1,6 @@
 //! One module per command group; [`run`] builds the client and dispatches.
 
+mod archive;
 mod audit;
 mod backup;
 mod completions;

@@ -191,7 +191,8 @@ impl Vault {
 
     /// Entries and signed heads of one chain (by default this node's) with sequence numbers in
     /// `(after, after + limit]`, one per line, as stored: the export format of
-    /// `docs/audit-log.md`.
+    /// `docs/audit-log.md`. Once part of the chain was archived, `after` counts from where the
+    /// live chain starts, and the page from there begins with its checkpoint.
     pub(crate) async fn audit_export(
         &self,
         node: Option<&str>,
@@ -204,6 +205,8 @@ impl Vault {
         let chain = self.chain(node)?;
         let vault_id = self.stored_meta().await?.vault_id;
         let mut out = Vec::new();
+        // A page that starts before the live chain does begins with its checkpoint.
+        let after = after.max(self.archived_through(chain).await?);
         let until = after.saturating_add(limit as u64);
         self.for_each_line(chain, &vault_id, after, until, |line| {
             out.extend_from_slice(line);

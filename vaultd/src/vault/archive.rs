@@ -26,7 +26,10 @@ impl Vault {
 
     /// The last archived entry of `chain` (0: none was).
     pub(crate) async fn archived_through(&self, chain: Option<&str>) -> Result<u64, Error> {
-        Ok(self.audit_checkpoint(chain).await?.map_or(0, |(through, _)| through))
+        Ok(self
+            .audit_checkpoint(chain)
+            .await?
+            .map_or(0, |(through, _)| through))
     }
 
     /// Archives `chain`'s entries up to `req.through`, after verifying them: writes the signed
@@ -38,8 +41,10 @@ impl Vault {
         ev: &mut Event,
     ) -> Result<AuditArchived, Error> {
         let signer = self.audit_signer()?;
-        let (hash, digest) = match (unhex::<32>(&req.last_hash), unhex::<32>(&req.archive_sha256))
-        {
+        let (hash, digest) = match (
+            unhex::<32>(&req.last_hash),
+            unhex::<32>(&req.archive_sha256),
+        ) {
             (Some(hash), Some(digest)) => (hash, digest),
             _ => {
                 return Err(Error::invalid(
@@ -106,7 +111,9 @@ impl Vault {
             }
             let page = self.store().audit_page(chain, seq - 1, 1).await?;
             let Some((_, bytes)) = page.entries.into_iter().find(|(s, _)| *s == seq) else {
-                return Err(StoreError::Corrupt(format!("key event {seq} has no audit entry")).into());
+                return Err(
+                    StoreError::Corrupt(format!("key event {seq} has no audit entry")).into(),
+                );
             };
             batch.check(index_key.clone(), Some(value));
             batch.put(index_key, bytes);
