@@ -892,3 +892,81 @@ async fn a_rewrap_job_of_a_killed_node_is_resumed_by_another_when_its_lease_laps
     );
     assert_every_chain_verifies(&cb, &["node-a", "node-b"]).await;
 }
+
+/// Rows of `table` in `node`'s chain with `seq <= through`.
+async fn rows_through(url: &str, table: &str, node: &str, through: u64) -> i64 {
+    let (db, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    let through = i64::try_from(through).expect("seq");
+    db.query_one(
+        &format!("SELECT count(*) FROM {table} WHERE node = $1 AND seq <= $2"),
+        &[&node, &through],
+    )
+    .await
+    .expect("count")
+    .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archiving_a_nodes_chain_deletes_its_rows_and_every_chain_still_verifies() {
+    let url = new_database().await;
+    let (a, b) = two_nodes(&url).await;
+    let (ca, cb) = (a.client(), b.client());
+    for i in 0..30 {
+        cb.put_token("acme", &format!("t-{i}"), &put("s", "DE01"))
+            .await
+            .expect("put on b");
+    }
+    ca.put_token("acme", "on-a", &put("s", "DE01"))
+        .await
+        .expect("put on a");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("node-b.jsonl");
+    // From node a, the chain of node b.
+    let out = a.cli(
+        None,
+        &[
+            "--json",
+            "audit",
+            "archive",
+            "--node",
+            "node-b",
+            "--before",
+            "20",
+            "--out",
+            archive.to_str().expect("utf8"),
+        ],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let through = answer["through"].as_u64().expect("through");
+    assert!((1..20).contains(&through), "{answer}");
+    for table in ["audit_entry", "audit_head"] {
+        assert_eq!(
+            rows_through(&url, table, "node-b", through).await,
+            0,
+            "{table}"
+        );
+        assert!(
+            rows_through(&url, table, "node-a", through).await > 0,
+            "{table}: a's chain stays"
+        );
+    }
+    assert_every_chain_verifies(&ca, &["node-a", "node-b"]).await;
+    let report = cb.audit_verify_with(None, &[], true).await.expect("verify");
+    let chain = report
+        .chains
+        .iter()
+        .find(|c| c.node == "node-b")
+        .expect("b's chain");
+    assert_eq!(chain.checkpoint, Some(through));
+    // Node b's own reads start after the checkpoint; its tokens are all there.
+    assert_eq!(secret_of(&cb, "t-0").await, "s");
+}
