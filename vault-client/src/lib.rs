@@ -3,8 +3,14 @@
 //!
 //! # Layout
 //! - [`audit`]: the audit log format and its verification.
-//! - `client`: [`Client`], one method per API endpoint, connection reuse and timeouts;
-//!   [`AuditQuery`], the filters of `GET /v1/audit`.
+//! - `client`: [`Client`], its transports (Unix socket, TLS nodes) and failover.
+//!   - `api`: one method per API endpoint, a file per operation group (`sys`,
+//!     `tenants`, `tokens`, `transit`, `keys`, `audit` with [`AuditQuery`], the filters of
+//!     `GET /v1/audit`).
+//!   - `exchange`: one request and its answer within the timeout, node after node.
+//!   - `pool`: idle connections kept for reuse, new ones and their handshake.
+//!   - `body`: request and answer bodies in zeroizing memory.
+//!   - `path`: request paths and query strings, percent-encoded.
 //! - `error`: [`Error`], typed after the API's error codes.
 //! - [`pem`]: PEM certificate and key files, read alike by the client and the daemon.
 //! - `secret`: [`Secret`], bytes that zeroize on drop and print `[redacted]`.

@@ -1,6 +1,5 @@
 //! One module per command group; [`run`] builds the client and dispatches.
 
-mod archive;
 mod audit;
 mod backup;
 mod completions;

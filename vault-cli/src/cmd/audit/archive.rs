@@ -13,7 +13,7 @@ use sha2::{Digest as _, Sha256};
 use vault_client::audit::{CheckpointLine, HeadLine, LogVerifier, hex, public_key};
 use vault_client::wire::AuditArchiveRequest;
 
-use super::{Ctx, Usage};
+use crate::cmd::{Ctx, Usage};
 use crate::file::{create_private, sync_parent};
 use crate::output::{write_fields, write_json};
 
@@ -229,7 +229,7 @@ fn verify_and_hash(
         hash: Sha256::new(),
     });
     let mut verifier = LogVerifier::new(key).requiring_statements();
-    super::audit::for_each_line(&mut reader, |line| {
+    super::verify::for_each_line(&mut reader, |line| {
         if !line.is_empty() {
             verifier.line(line);
         }
