@@ -254,4 +254,40 @@ async fn archived_entries_leave_the_live_log_and_verify_with_it_offline() {
     let report: Report = serde_json::from_slice(&out.stdout).expect("report");
     assert_eq!(out.status.code(), Some(0), "{:?}", report.problems);
     assert_eq!(report.checkpoint, Some(checkpoint_2.through));
+
+    // A backup of the archived vault carries the checkpoint: restored, it verifies from it.
+    let backup = path("vault.backup");
+    let name = |p: &Path| p.to_str().expect("utf8").to_owned();
+    ok(
+        &daemon.cli(None, &["backup", "create", &name(&backup)], b""),
+        "backup",
+    );
+    let data = path("restored");
+    ok(
+        &common::cli_at(
+            Path::new("/nonexistent/vaultd.sock"),
+            None,
+            &[
+                "backup",
+                "restore",
+                &name(&backup),
+                "--data-dir",
+                &name(&data),
+            ],
+            b"",
+        ),
+        "restore",
+    );
+    let restored = Daemon::start_on(&data, &daemon.keys);
+    common::wait_unsealed(&restored.client()).await;
+    let out = restored.cli(None, &["--json", "audit", "verify", "--full"], b"");
+    let report: Report = serde_json::from_slice(&out.stdout).expect("report");
+    assert_eq!(out.status.code(), Some(0), "{:?}", report.problems);
+    assert_eq!(report.checkpoint, Some(checkpoint_2.through));
+    let history = restored
+        .client()
+        .key_history(Some("acme"))
+        .await
+        .expect("history");
+    assert!(history.events.iter().any(|e| e.op == "tenant.keys.rotate"));
 }
