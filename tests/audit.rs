@@ -20,8 +20,7 @@ const SECRET: &str = "PLANTED-AUDIT-SECRET-5150";
 
 fn put(account: &str) -> PutToken {
     PutToken {
-        secret: Some(Secret::from(SECRET)),
-        secret_b64: None,
+        secret: Secret::from(SECRET),
         binding: Binding {
             subject: "user-77".into(),
             bank: "b".into(),

@@ -185,8 +185,7 @@ impl Vault {
 
 fn put(secret: &str, account: &str) -> PutToken {
     PutToken {
-        secret: Some(Secret::from(secret)),
-        secret_b64: None,
+        secret: Secret::from(secret),
         binding: Binding {
             subject: SUBJECT.into(),
             bank: "example-bank".into(),

@@ -260,7 +260,7 @@ async fn backup_under_concurrent_writes_restores_every_acknowledged_write() {
             .unseal_token("acme", &format!("base-{i}"), None)
             .await
             .expect("base token restored");
-        let secret = token.secret.expect("text secret");
+        let secret = token.secret;
         assert_eq!(
             secret.expose_secret(),
             format!("base-secret-{i}").as_bytes()
@@ -270,7 +270,7 @@ async fn backup_under_concurrent_writes_restores_every_acknowledged_write() {
     for a in &acked {
         match c2.unseal_token("acme", &a.id, None).await {
             Ok(token) => {
-                let secret = token.secret.expect("text secret");
+                let secret = token.secret;
                 assert_eq!(secret.expose_secret(), a.secret.as_bytes(), "{}", a.id);
                 assert!(
                     a.sent < finished,

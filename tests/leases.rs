@@ -73,7 +73,7 @@ impl Bank {
         leased: vault_client::wire::LeaseTokenResponse,
     ) -> Result<PutToken, BankError> {
         let token = leased.token;
-        let old = token.secret.or(token.secret_b64).expect("a token");
+        let old = token.secret;
         let new = self.refresh(old.expose_secret()).await?;
         Ok(next(&new, token.binding))
     }
@@ -90,8 +90,7 @@ impl Bank {
 
 fn next(secret: &str, leased_binding: vault_client::wire::Binding) -> PutToken {
     PutToken {
-        secret: Some(Secret::from(secret)),
-        secret_b64: None,
+        secret: Secret::from(secret),
         binding: leased_binding,
         expires_at: None,
         expected_revision: None,
@@ -155,7 +154,7 @@ async fn workers_refreshing_one_consent_through_leases_never_reuse_a_token() {
         .unseal_token("acme", "consent-1", None)
         .await
         .expect("unseal");
-    let stored = token.secret.expect("text");
+    let stored = token.secret;
     let current = bank.state.lock().expect("bank").current.clone();
     assert_eq!(stored.expose_secret(), current.as_bytes());
     assert_eq!(token.revision, 1 + (WORKERS * REFRESHES) as u64);
@@ -174,7 +173,7 @@ async fn workers_refreshing_one_consent_without_leases_get_it_revoked() {
                         .unseal_token("acme", "consent-1", None)
                         .await
                         .expect("unseal");
-                    let old = token.secret.expect("text");
+                    let old = token.secret;
                     let new = match bank.refresh(old.expose_secret()).await {
                         Ok(new) => new,
                         // The consent is gone: the customer redoes strong authentication.
@@ -207,10 +206,7 @@ async fn a_lease_holds_off_other_refreshes_until_it_is_stored_released_or_lapses
     let (daemon, c) = start().await;
     let leased = c.lease_token("acme", "consent-1", 5).await.expect("lease");
     assert_eq!(leased.token.revision, 1);
-    assert_eq!(
-        leased.token.secret.as_ref().expect("text").expose_secret(),
-        b"rt-0"
-    );
+    assert_eq!(leased.token.secret.expose_secret(), b"rt-0");
     // Others wait; reads do not.
     let err = c
         .lease_token("acme", "consent-1", 5)

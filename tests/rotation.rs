@@ -56,7 +56,7 @@ async fn all_open(c: &Client, tenant: &str, n: usize) {
                         .await
                         .expect("record opens");
                     assert_eq!(
-                        back.secret.expect("text").expose_secret(),
+                        back.secret.expose_secret(),
                         format!("secret-{i}").as_bytes()
                     );
                 }

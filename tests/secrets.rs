@@ -26,8 +26,7 @@ async fn planted_secret_never_reaches_disk_logs_or_errors() {
     };
     for i in 0..20 {
         let req = PutToken {
-            secret: Some(Secret::from(PLANTED)),
-            secret_b64: None,
+            secret: Secret::from(PLANTED),
             binding: binding.clone(),
             expires_at: None,
             expected_revision: None,
@@ -48,7 +47,7 @@ async fn planted_secret_never_reaches_disk_logs_or_errors() {
         )
         .await;
     assert_eq!(
-        back.expect("unseal").secret.expect("text").expose_secret(),
+        back.expect("unseal").secret.expose_secret(),
         PLANTED.as_bytes()
     );
     let blob = c

@@ -520,8 +520,7 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// `accounts`).
 pub fn put(secret: &str, account: &str) -> vault_client::wire::PutToken {
     vault_client::wire::PutToken {
-        secret: Some(vault_client::Secret::from(secret)),
-        secret_b64: None,
+        secret: vault_client::Secret::from(secret),
         binding: vault_client::wire::Binding {
             subject: "user-42".into(),
             bank: "example-bank".into(),

@@ -110,3 +110,57 @@ pub(crate) mod b64 {
         Ok(Some(Secret::new(bytes)))
     }
 }
+
+/// The one secret of a wire type from the two fields it may travel in: `name` (UTF-8 text) or
+/// `{name}_b64` (base64). Exactly one must be there.
+pub(crate) fn one_of(
+    name: &str,
+    text: Option<Secret>,
+    b64: Option<Secret>,
+) -> Result<Secret, String> {
+    match (text, b64) {
+        (Some(secret), None) | (None, Some(secret)) => Ok(secret),
+        (Some(_), Some(_)) => Err(format!("give one of {name} and {name}_b64, not both")),
+        (None, None) => Err(format!(
+            "{name} (UTF-8 text) or {name}_b64 (base64) is required"
+        )),
+    }
+}
+
+/// A secret as the one field of a map that carries it (`#[serde(flatten)]` into a wire type):
+/// `text` with the text when it is valid UTF-8, else `b64` with base64.
+pub(crate) struct Field<'a> {
+    pub(crate) text: &'static str,
+    pub(crate) b64: &'static str,
+    pub(crate) secret: &'a Secret,
+}
+
+impl serde::Serialize for Field<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine as _;
+        use serde::ser::SerializeMap as _;
+        let mut map = s.serialize_map(Some(1))?;
+        match self.secret.expose_str() {
+            Some(text) => map.serialize_entry(self.text, text)?,
+            None => {
+                let encoded = Zeroizing::new(
+                    base64::engine::general_purpose::STANDARD.encode(self.secret.expose_secret()),
+                );
+                map.serialize_entry(self.b64, encoded.as_str())?;
+            }
+        }
+        map.end()
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Self::new(s.into_bytes())
+    }
+}
+
+impl From<Vec<u8>> for Secret {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self::new(bytes)
+    }
+}

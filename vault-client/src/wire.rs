@@ -169,35 +169,132 @@ pub struct Binding {
     pub scope: String,
 }
 
-/// `PUT /v1/tenants/{t}/tokens/{id}` body.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `PUT /v1/tenants/{t}/tokens/{id}` body. On the wire the token is `secret` (UTF-8 text) or
+/// `secret_b64` (base64), exactly one; the client sends text whenever the bytes are UTF-8.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "PutTokenWire")]
 pub struct PutToken {
-    /// The token as UTF-8 text (exactly one of `secret` and `secret_b64`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "crate::secret::utf8"
-    )]
-    pub secret: Option<Secret>,
-    /// The token as base64 bytes.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "crate::secret::b64"
-    )]
-    pub secret_b64: Option<Secret>,
+    /// The token.
+    pub secret: Secret,
     /// What the token is for.
     pub binding: Binding,
     /// When the token stops being usable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
     /// Compare-and-set: store only if the current revision is this one (0: only if absent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_revision: Option<u64>,
     /// The refresh lease this put ends (`docs/leases.md`): the write and the release are one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<String>,
+}
+
+impl PutToken {
+    /// A put of `secret` bound to `binding`, with no expiry, condition or lease.
+    pub fn new(secret: impl Into<Secret>, binding: Binding) -> Self {
+        Self {
+            secret: secret.into(),
+            binding,
+            expires_at: None,
+            expected_revision: None,
+            lease: None,
+        }
+    }
+
+    /// The same put with an expiry.
+    #[must_use]
+    pub fn expires_at(mut self, at: Timestamp) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+
+    /// The same put, made only if the token's revision is `revision` (0: only if absent).
+    #[must_use]
+    pub fn expected_revision(mut self, revision: u64) -> Self {
+        self.expected_revision = Some(revision);
+        self
+    }
+
+    /// The same put, ending the refresh lease `lease`.
+    #[must_use]
+    pub fn under_lease(mut self, lease: impl Into<String>) -> Self {
+        self.lease = Some(lease.into());
+        self
+    }
+}
+
+/// [`PutToken`] as it travels.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutTokenWire {
+    #[serde(default, with = "crate::secret::utf8")]
+    secret: Option<Secret>,
+    #[serde(default, with = "crate::secret::b64")]
+    secret_b64: Option<Secret>,
+    binding: Binding,
+    #[serde(default)]
+    expires_at: Option<Timestamp>,
+    #[serde(default)]
+    expected_revision: Option<u64>,
+    #[serde(default)]
+    lease: Option<String>,
+}
+
+impl TryFrom<PutTokenWire> for PutToken {
+    type Error = String;
+    fn try_from(w: PutTokenWire) -> Result<Self, String> {
+        Ok(Self {
+            secret: crate::secret::one_of("secret", w.secret, w.secret_b64)?,
+            binding: w.binding,
+            expires_at: w.expires_at,
+            expected_revision: w.expected_revision,
+            lease: w.lease,
+        })
+    }
+}
+
+impl Serialize for PutToken {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            #[serde(flatten)]
+            secret: crate::secret::Field<'a>,
+            binding: &'a Binding,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            expires_at: Option<Timestamp>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            expected_revision: Option<u64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            lease: Option<&'a str>,
+        }
+        Out {
+            secret: TOKEN_SECRET.field(&self.secret),
+            binding: &self.binding,
+            expires_at: self.expires_at,
+            expected_revision: self.expected_revision,
+            lease: self.lease.as_deref(),
+        }
+        .serialize(s)
+    }
+}
+
+/// The names a token's secret travels under.
+const TOKEN_SECRET: SecretNames = SecretNames {
+    text: "secret",
+    b64: "secret_b64",
+};
+
+/// The two field names of a secret on the wire.
+struct SecretNames {
+    text: &'static str,
+    b64: &'static str,
+}
+
+impl SecretNames {
+    fn field<'a>(&self, secret: &'a Secret) -> crate::secret::Field<'a> {
+        crate::secret::Field {
+            text: self.text,
+            b64: self.b64,
+            secret,
+        }
+    }
 }
 
 /// `POST /v1/tenants/{t}/tokens/{id}/lease` body.
@@ -269,29 +366,71 @@ pub struct UnsealToken {
     pub expect: Option<Expect>,
 }
 
-/// `POST /v1/tenants/{t}/tokens/{id}/unseal` answer.
-#[derive(Debug, Serialize, Deserialize)]
+/// `POST /v1/tenants/{t}/tokens/{id}/unseal` answer. On the wire the token is `secret` when it
+/// is valid UTF-8, else `secret_b64` (base64).
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "UnsealTokenWire")]
 pub struct UnsealTokenResponse {
-    /// The token, when it is valid UTF-8.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "crate::secret::utf8"
-    )]
-    pub secret: Option<Secret>,
-    /// The token as base64, when it is not valid UTF-8.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "crate::secret::b64"
-    )]
-    pub secret_b64: Option<Secret>,
+    /// The token.
+    pub secret: Secret,
     /// What the token is for.
     pub binding: Binding,
     /// When it expires, if ever.
     pub expires_at: Option<Timestamp>,
     /// Current revision.
     pub revision: u64,
+}
+
+impl UnsealTokenResponse {
+    /// The token.
+    pub fn secret(&self) -> &Secret {
+        &self.secret
+    }
+}
+
+/// [`UnsealTokenResponse`] as it travels.
+#[derive(Deserialize)]
+struct UnsealTokenWire {
+    #[serde(default, with = "crate::secret::utf8")]
+    secret: Option<Secret>,
+    #[serde(default, with = "crate::secret::b64")]
+    secret_b64: Option<Secret>,
+    binding: Binding,
+    #[serde(default)]
+    expires_at: Option<Timestamp>,
+    revision: u64,
+}
+
+impl TryFrom<UnsealTokenWire> for UnsealTokenResponse {
+    type Error = String;
+    fn try_from(w: UnsealTokenWire) -> Result<Self, String> {
+        Ok(Self {
+            secret: crate::secret::one_of("secret", w.secret, w.secret_b64)?,
+            binding: w.binding,
+            expires_at: w.expires_at,
+            revision: w.revision,
+        })
+    }
+}
+
+impl Serialize for UnsealTokenResponse {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            #[serde(flatten)]
+            secret: crate::secret::Field<'a>,
+            binding: &'a Binding,
+            expires_at: Option<Timestamp>,
+            revision: u64,
+        }
+        Out {
+            secret: TOKEN_SECRET.field(&self.secret),
+            binding: &self.binding,
+            expires_at: self.expires_at,
+            revision: self.revision,
+        }
+        .serialize(s)
+    }
 }
 
 /// Token metadata: `GET /v1/tenants/{t}/tokens/{id}` and list items. Never the secret.

@@ -83,7 +83,7 @@ async fn lifecycle_transitions() {
         .unseal_token(&t("acme"), &k("tok"), None, &mut ev())
         .await
         .expect("unseal token");
-    assert_eq!(back.secret.expect("utf-8").expose_secret(), b"s3cret");
+    assert_eq!(back.secret.expose_secret(), b"s3cret");
 }
 
 #[tokio::test]
@@ -121,7 +121,7 @@ async fn restart_keeps_everything_and_starts_sealed() {
             .await
             .expect("unseal");
         assert_eq!(
-            back.secret.expect("utf-8").expose_secret(),
+            back.secret.expose_secret(),
             format!("secret-{i}").as_bytes()
         );
     }
@@ -210,7 +210,7 @@ async fn compare_and_set_revisions() {
         .await
         .expect("unseal");
     assert_eq!(
-        back.secret.expect("utf-8").expose_secret(),
+        back.secret.expose_secret(),
         b"v2",
         "a failed CAS changes nothing"
     );

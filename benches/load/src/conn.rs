@@ -204,7 +204,7 @@ impl Conn {
                 let token = client
                     .unseal_token(&target.tenant(i), &Target::id(i), Some(expect))
                     .await?;
-                let secret = token.secret.or(token.secret_b64).context("no secret")?;
+                let secret = token.secret;
                 ensure!(
                     secret.len() == size,
                     "unseal returned {} bytes",
@@ -213,8 +213,7 @@ impl Conn {
             }
             (Inner::Vault(client), Op::Write(i)) => {
                 let put = PutToken {
-                    secret: Some(Secret::from_slice(&target.value)),
-                    secret_b64: None,
+                    secret: Secret::from_slice(&target.value),
                     binding: Binding {
                         subject: format!("user-{i}"),
                         bank: "examplebank".into(),

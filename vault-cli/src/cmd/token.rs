@@ -81,14 +81,9 @@ async fn put(ctx: &Ctx, args: TokenPut) -> anyhow::Result<()> {
         Mode::Text
     };
     let secret = read_secret(args.secret_file.as_deref(), "token", mode)?;
-    let (secret, secret_b64) = match mode {
-        Mode::Binary => (None, Some(secret)),
-        Mode::Text => (Some(secret), None),
-    };
     let personal = read_binding_file(&args.binding_file)?;
     let body = PutToken {
         secret,
-        secret_b64,
         binding: Binding {
             subject: personal.subject.to_string(),
             bank: args.bank,
@@ -165,12 +160,7 @@ async fn get(ctx: &Ctx, args: TokenGet) -> anyhow::Result<()> {
     if ctx.json {
         return Ok(write_json(&mut ctx.out(), &token)?);
     }
-    let secret = token
-        .secret
-        .as_ref()
-        .or(token.secret_b64.as_ref())
-        .context("the daemon's answer holds no secret")?;
-    Ok(write_secret(secret.expose_secret())?)
+    Ok(write_secret(token.secret().expose_secret())?)
 }
 
 fn write_meta(out: &mut impl Write, tenant: &str, meta: &TokenMeta) -> std::io::Result<()> {

@@ -134,25 +134,42 @@ mod tests {
 
     #[test]
     fn request_body_is_exact_size_json() {
-        let put = PutToken {
-            secret: Some(Secret::from("tok\"en")),
-            secret_b64: None,
-            binding: Binding {
-                subject: "s".into(),
-                bank: "b".into(),
-                account: "a".into(),
-                scope: "accounts".into(),
-            },
-            expires_at: None,
-            expected_revision: Some(0),
-            lease: None,
+        let binding = Binding {
+            subject: "s".into(),
+            bank: "b".into(),
+            account: "a".into(),
+            scope: "accounts".into(),
         };
+        let put = PutToken::new("tok\"en", binding.clone()).expected_revision(0);
         let body = to_json(&put).unwrap();
         assert_eq!(body.len(), body.capacity());
         let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(value["secret"], "tok\"en");
         assert_eq!(value["expected_revision"], 0);
         assert!(value.get("secret_b64").is_none());
+        // Bytes that are not UTF-8 travel as base64, and read back as the same bytes.
+        let bytes = PutToken::new(Secret::new(vec![0xff, 0x00]), binding);
+        let body = to_json(&bytes).unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (value["secret_b64"].as_str(), value.get("secret")),
+            (Some("/wA="), None)
+        );
+        let back: PutToken = serde_json::from_slice(&body).unwrap();
+        assert_eq!(back.secret.expose_secret(), [0xff, 0x00]);
+    }
+
+    #[test]
+    fn a_put_with_both_secret_forms_or_neither_is_refused_by_its_deserializer() {
+        let binding = r#""binding":{"subject":"s","bank":"b","account":"a","scope":"x"}"#;
+        let both = format!(r#"{{"secret":"a","secret_b64":"YQ==",{binding}}}"#);
+        let err = serde_json::from_str::<PutToken>(&both).unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
+        let neither = format!("{{{binding}}}");
+        let err = serde_json::from_str::<PutToken>(&neither).unwrap_err();
+        assert!(err.to_string().contains("is required"), "{err}");
+        let unknown = format!(r#"{{"secret":"a","extra":1,{binding}}}"#);
+        assert!(serde_json::from_str::<PutToken>(&unknown).is_err());
     }
 
     #[test]

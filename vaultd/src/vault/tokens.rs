@@ -435,16 +435,11 @@ pub(super) fn header_of(bytes: &[u8]) -> Result<Header, Error> {
     record::peek_header(bytes).map_err(|e| StoreError::Corrupt(e.to_string()).into())
 }
 
-/// An opened token as the unseal answer: text as `secret`, other bytes as `secret_b64`.
+/// An opened token as the unseal answer (text as `secret`, other bytes as `secret_b64` on the
+/// wire).
 pub(super) fn answer(opened: Token) -> UnsealTokenResponse {
-    let (secret, secret_b64) = if opened.secret.expose_str().is_some() {
-        (Some(opened.secret), None)
-    } else {
-        (None, Some(opened.secret))
-    };
     UnsealTokenResponse {
-        secret,
-        secret_b64,
+        secret: opened.secret,
         binding: opened.binding,
         expires_at: opened.header.expires_at.map(Timestamp),
         revision: opened.header.revision,

@@ -25,14 +25,8 @@ pub(super) async fn serve(
     match route {
         Route::PutToken(t, k) | Route::PutDecoy(t, k) => {
             let req: wire::PutToken = http::parse_required(body)?;
-            let secret = match (req.secret, req.secret_b64) {
-                (Some(s), None) | (None, Some(s)) => s,
-                _ => {
-                    return Err(Error::invalid("give exactly one of secret and secret_b64"));
-                }
-            };
             let put = PutToken {
-                secret,
+                secret: req.secret,
                 binding: req.binding,
                 expires_at: req.expires_at.map(|t| t.unix()),
                 expected_revision: req.expected_revision,
