@@ -187,6 +187,7 @@ mod tests {
             code: ApiCode::parse(code),
             status: 0,
             message: String::new(),
+            request_id: None,
         })
         .context("doing something")
     }

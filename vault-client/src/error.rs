@@ -13,7 +13,7 @@ use crate::wire::ErrorBody;
 #[non_exhaustive]
 pub enum Error {
     /// The daemon answered with an error status and an error body.
-    #[error("vaultd refused the request: {message} ({code}, HTTP {status})")]
+    #[error("vaultd refused the request: {message} ({code}, HTTP {status}{})", request_suffix(.request_id.as_deref()))]
     Api {
         /// The stable machine code of the error.
         code: ApiCode,
@@ -21,6 +21,9 @@ pub enum Error {
         status: u16,
         /// The daemon's human-readable message.
         message: String,
+        /// The request id the daemon answered with (`X-Request-Id`): the `request` of the
+        /// request's audit entry and access log line.
+        request_id: Option<String>,
     },
     /// The client's own settings are unusable: a TLS file that is missing, malformed or (a
     /// private key) readable by others, or a node address that does not parse.
@@ -54,22 +57,75 @@ impl Error {
         }
     }
 
+    /// The request id of the daemon's refusal: quote it to find the request's audit entry and
+    /// log line.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Self::Api { request_id, .. } => request_id.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Whether the same request may succeed if sent again later, unchanged: the vault is sealed
+    /// or busy, the KMS throttled or out of reach, the caller is rate-limited or the token
+    /// leased, the audit entry could not be written (the operation did not happen), or the
+    /// daemon could not be reached or did not answer in time. A request that changes state and
+    /// failed by a broken connection or a timeout may have been carried out: check before
+    /// sending it again.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Api { code, .. } => {
+                matches!(
+                    code,
+                    ApiCode::Sealed
+                        | ApiCode::Unavailable
+                        | ApiCode::RateLimited
+                        | ApiCode::Leased
+                        | ApiCode::AuditUnavailable
+                ) || matches!(code, ApiCode::Kms(c) if c == "kms_throttled" || c == "kms_unreachable")
+            }
+            Self::Connect(_) | Self::Timeout => true,
+            Self::Config(_) | Self::Output(_) | Self::Protocol(_) => false,
+        }
+    }
+
+    /// What the client itself retries, for idempotent calls ([`Retry`](crate::Retry)): a sealed
+    /// or busy vault, a throttled KMS, a daemon that could not be reached. Not a timeout (the
+    /// call already waited its whole timeout), nor a rate limit or lease (their `Retry-After`
+    /// is the caller's to honour).
+    pub(crate) fn retried_by_client(&self) -> bool {
+        match self {
+            Self::Api { code, .. } => {
+                matches!(code, ApiCode::Sealed | ApiCode::Unavailable)
+                    || matches!(code, ApiCode::Kms(c) if c == "kms_throttled")
+            }
+            Self::Connect(_) => true,
+            _ => false,
+        }
+    }
+
     /// The error of a non-2xx answer: the code and message of its body, or, when the body is not
     /// an error body, a code guessed from the status.
-    pub(crate) fn from_answer(status: u16, body: &[u8]) -> Self {
+    pub(crate) fn from_answer(status: u16, body: &[u8], request_id: Option<String>) -> Self {
         match serde_json::from_slice::<ErrorBody>(body) {
             Ok(parsed) => Self::Api {
                 code: ApiCode::parse(&parsed.error.code),
                 status,
                 message: parsed.error.message,
+                request_id,
             },
             Err(_) => Self::Api {
                 code: ApiCode::from_status(status),
                 status,
                 message: format!("HTTP {status} without an error body"),
+                request_id,
             },
         }
     }
+}
+
+fn request_suffix(request_id: Option<&str>) -> String {
+    request_id.map_or_else(String::new, |id| format!(", request {id}"))
 }
 
 /// Every error code the daemon answers with, defined once (`docs/api.md`, "Errors"): the
@@ -347,7 +403,7 @@ mod tests {
     #[test]
     fn parses_error_body() {
         let body = br#"{"error":{"code":"binding_mismatch","message":"account differs"}}"#;
-        let err = Error::from_answer(409, body);
+        let err = Error::from_answer(409, body, None);
         assert_eq!(err.code(), Some(&ApiCode::BindingMismatch));
         match err {
             Error::Api {
@@ -362,22 +418,63 @@ mod tests {
 
     #[test]
     fn error_without_body_falls_back_to_status() {
-        let err = Error::from_answer(404, b"not json");
+        let err = Error::from_answer(404, b"not json", None);
         assert_eq!(err.code(), Some(&ApiCode::NotFound));
-        let err = Error::from_answer(418, b"");
+        let err = Error::from_answer(418, b"", None);
         assert_eq!(err.code(), Some(&ApiCode::Other("http_418".to_owned())));
     }
 
     #[test]
     fn display_names_code_and_status() {
-        let err = Error::from_answer(
-            503,
-            br#"{"error":{"code":"sealed","message":"vault is sealed"}}"#,
-        );
+        let body = br#"{"error":{"code":"sealed","message":"vault is sealed"}}"#;
+        let err = Error::from_answer(503, body, None);
         assert_eq!(
             err.to_string(),
             "vaultd refused the request: vault is sealed (sealed, HTTP 503)"
         );
         assert_eq!(Error::Timeout.code(), None);
+        let err = Error::from_answer(503, body, Some("4f1c".into()));
+        assert_eq!(
+            err.to_string(),
+            "vaultd refused the request: vault is sealed (sealed, HTTP 503, request 4f1c)"
+        );
+        assert_eq!(err.request_id(), Some("4f1c"));
+    }
+
+    #[test]
+    fn retryable_errors_are_the_transient_ones() {
+        let api = |code: &str| {
+            Error::from_answer(
+                400,
+                format!(r#"{{"error":{{"code":"{code}","message":""}}}}"#).as_bytes(),
+                None,
+            )
+        };
+        for code in [
+            "sealed",
+            "unavailable",
+            "kms_throttled",
+            "kms_unreachable",
+            "rate_limited",
+            "leased",
+            "audit_unavailable",
+        ] {
+            assert!(api(code).is_retryable(), "{code}");
+        }
+        for code in [
+            "denied",
+            "invalid",
+            "not_found",
+            "conflict",
+            "kms_key_disabled",
+            "expired",
+        ] {
+            assert!(!api(code).is_retryable(), "{code}");
+        }
+        assert!(Error::Timeout.is_retryable());
+        assert!(!Error::Config(String::new()).is_retryable());
+        // The client retries by itself only what waiting fixes without the caller.
+        assert!(api("sealed").retried_by_client() && !api("rate_limited").retried_by_client());
+        assert!(!Error::Timeout.retried_by_client());
     }
 }

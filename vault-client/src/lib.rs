@@ -29,22 +29,18 @@
 //! use vault_client::{ApiCode, Client, Error, Secret};
 //!
 //! # async fn demo() -> Result<(), Error> {
-//! let client = Client::new("/run/vaultd/vaultd.sock");
+//! // VAULT_SOCKET, or VAULT_ADDR with VAULT_CERT, VAULT_KEY, VAULT_CA: as vault-cli reads them.
+//! let client = Client::from_env()?;
 //! client.create_tenant("acme").await?;
 //!
-//! let put = PutToken {
-//!     secret: Some(Secret::from("eyJhbGciOi…")),
-//!     secret_b64: None,
-//!     binding: Binding {
-//!         subject: "user-42".into(),
-//!         bank: "examplebank".into(),
-//!         account: "DE89370400440532013000".into(),
-//!         scope: "accounts".into(),
-//!     },
-//!     expires_at: None,
-//!     expected_revision: Some(0), // only if it does not exist yet
-//!     lease: None,
+//! let binding = Binding {
+//!     subject: "user-42".into(),
+//!     bank: "examplebank".into(),
+//!     account: "DE89370400440532013000".into(),
+//!     scope: "accounts".into(),
 //! };
+//! // Only if it does not exist yet (revision 0).
+//! let put = PutToken::new(Secret::from("eyJhbGciOi…"), binding).expected_revision(0);
 //! let stored = client.put_token("acme", "consent-1", &put).await?;
 //! assert_eq!(stored.revision, 1);
 //!
@@ -54,10 +50,11 @@
 //! };
 //! match client.unseal_token("acme", "consent-1", Some(expect)).await {
 //!     Ok(token) => {
-//!         let secret = token.secret.or(token.secret_b64).expect("one of them is set");
-//!         let _bearer: &[u8] = secret.expose_secret(); // wiped when `secret` drops
+//!         let _bearer: &[u8] = token.secret().expose_secret(); // wiped when `token` drops
 //!     }
 //!     Err(e) if e.code() == Some(&ApiCode::BindingMismatch) => { /* wrong account */ }
+//!     // Sealed, busy, throttled: worth sending again later (reads are retried already).
+//!     Err(e) if e.is_retryable() => eprintln!("try again later (request {:?})", e.request_id()),
 //!     Err(e) => return Err(e),
 //! }
 //! # Ok(())
@@ -107,7 +104,7 @@ mod time;
 mod tls;
 pub mod wire;
 
-pub use client::{AuditQuery, Client, ExpiryFilter};
+pub use client::{AuditQuery, Client, ClientBuilder, DEFAULT_SOCKET, ExpiryFilter, Retry};
 pub use error::{API_CODES, ApiCode, Error, kms_remedy};
 pub use refresh::RefreshError;
 pub use secret::Secret;

@@ -79,16 +79,10 @@ impl Client {
     /// client
     ///     .refresh("acme", "consent-1", 30, |leased| async move {
     ///         let token = leased.token;
-    ///         let old = token.secret.or(token.secret_b64).expect("a token");
-    ///         let new = bank_refresh(old.expose_secret()).await?;
-    ///         Ok::<_, std::io::Error>(PutToken {
-    ///             secret: Some(Secret::from(new.as_str())),
-    ///             secret_b64: None,
-    ///             binding: token.binding,
-    ///             expires_at: token.expires_at,
-    ///             expected_revision: None,
-    ///             lease: None,
-    ///         })
+    ///         let new = bank_refresh(token.secret().expose_secret()).await?;
+    ///         let mut put = PutToken::new(Secret::from(new), token.binding);
+    ///         put.expires_at = token.expires_at;
+    ///         Ok::<_, std::io::Error>(put)
     ///     })
     ///     .await?;
     /// # Ok(()) }

@@ -1,6 +1,8 @@
 //! The JSON wire types of the vaultd HTTP API (`docs/api.md`), defined once and used by both the
 //! daemon and this client.
 //!
+//! Answers are `#[non_exhaustive]` for clients (the daemon builds them with the
+//! `construct-answers` feature), so that a field added to one is not a breaking change.
 //! Requests reject unknown fields. Secrets travel as a UTF-8 string (`secret`, `plaintext`) or as
 //! base64 (`secret_b64`, `plaintext_b64`); in memory they are always a [`Secret`].
 
@@ -11,6 +13,7 @@ use crate::time::Timestamp;
 
 /// The body of every error answer: `{"error": {"code": …, "message": …}}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
@@ -18,6 +21,7 @@ pub struct ErrorBody {
 
 /// One error: a stable machine code and a human message that never holds a secret.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct ErrorDetail {
     /// Stable code: `sealed`, `not_found`, `denied`, `binding_mismatch`, `expired`, `conflict`,
     /// `invalid`, `too_large`, `uninitialized`, `kms`, `unavailable`, `internal`, …
@@ -40,6 +44,7 @@ pub enum VaultState {
 
 /// `GET /v1/sys/health`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct Health {
     /// Current state.
     pub state: VaultState,
@@ -58,6 +63,7 @@ fn yes() -> bool {
 
 /// `GET /v1/sys/status`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct Status {
     /// Random id of this vault, fixed at init (absent before init).
     pub vault_id: Option<String>,
@@ -78,6 +84,7 @@ pub struct Status {
 
 /// The KMS provider in use.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct KmsInfo {
     /// `local` or `aws`.
     pub provider: String,
@@ -91,6 +98,7 @@ pub struct KmsInfo {
 
 /// `POST /v1/sys/init` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct InitResponse {
     /// The new vault id.
     pub vault_id: String,
@@ -102,6 +110,7 @@ pub struct InitResponse {
 
 /// `POST /v1/sys/seal` and `/v1/sys/unseal` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct StateResponse {
     /// State after the call.
     pub state: VaultState,
@@ -109,6 +118,7 @@ pub struct StateResponse {
 
 /// One data key version of a tenant.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct KeyVersionInfo {
     /// Version number, from 1.
     pub version: u32,
@@ -120,6 +130,7 @@ pub struct KeyVersionInfo {
 
 /// `GET /v1/tenants/{tenant}` and `PUT /v1/tenants/{tenant}` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct TenantInfo {
     /// Tenant name.
     pub name: String,
@@ -135,6 +146,7 @@ pub struct TenantInfo {
 
 /// `GET /v1/tenants` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct TenantList {
     /// Tenants in name order.
     pub tenants: Vec<TenantInfo>,
@@ -142,6 +154,7 @@ pub struct TenantList {
 
 /// `DELETE /v1/tenants/{tenant}?confirm={tenant}` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct DestroyResponse {
     /// The destroyed tenant.
     pub tenant: String,
@@ -308,6 +321,7 @@ pub struct LeaseToken {
 /// `POST /v1/tenants/{t}/tokens/{id}/lease` answer: the lease that holds the token, and the
 /// token as an unseal answers it (its fields side by side with the lease's on the wire).
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct LeaseTokenResponse {
     /// The lease id: put the new token with it, or give it back.
     pub lease: String,
@@ -328,6 +342,7 @@ pub struct ReleaseLease {
 
 /// `DELETE /v1/tenants/{t}/tokens/{id}/lease` answer.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct Released {
     /// False when the lease had already lapsed or been released.
     pub released: bool,
@@ -335,6 +350,7 @@ pub struct Released {
 
 /// `PUT /v1/tenants/{t}/tokens/{id}` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct PutTokenResponse {
     /// The new revision (1 for a new token).
     pub revision: u64,
@@ -370,6 +386,7 @@ pub struct UnsealToken {
 /// is valid UTF-8, else `secret_b64` (base64).
 #[derive(Debug, Deserialize)]
 #[serde(try_from = "UnsealTokenWire")]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct UnsealTokenResponse {
     /// The token.
     pub secret: Secret,
@@ -435,6 +452,7 @@ impl Serialize for UnsealTokenResponse {
 
 /// Token metadata: `GET /v1/tenants/{t}/tokens/{id}` and list items. Never the secret.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct TokenMeta {
     /// Token id.
     pub id: String,
@@ -456,6 +474,7 @@ pub struct TokenMeta {
 
 /// `GET /v1/tenants/{t}/tokens?after=&limit=` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct TokenList {
     /// Tokens in id order.
     pub items: Vec<TokenMeta>,
@@ -465,6 +484,7 @@ pub struct TokenList {
 
 /// `DELETE /v1/tenants/{t}/tokens/{id}` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct Deleted {
     /// Always true: a missing token is `not_found`.
     pub deleted: bool,
@@ -547,6 +567,7 @@ pub struct TransitUnseal {
 
 /// Transit seal answer, single form.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct Sealed {
     /// The blob, `vault:v{N}:…`.
     pub sealed: String,
@@ -554,6 +575,7 @@ pub struct Sealed {
 
 /// Transit unseal answer, single form.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct Plaintext {
     /// The plaintext, when it is valid UTF-8.
     #[serde(
@@ -586,6 +608,7 @@ pub enum BatchItem<T> {
 
 /// Batch answer of transit seal/unseal: one result per item, in order.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct Batch<T> {
     /// Results in request order.
     pub items: Vec<BatchItem<T>>,
@@ -593,6 +616,7 @@ pub struct Batch<T> {
 
 /// `GET /v1/audit` answer: entries oldest first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct AuditPage {
     /// Matching entries.
     pub entries: Vec<crate::audit::Entry>,
@@ -602,6 +626,7 @@ pub struct AuditPage {
 
 /// `GET /v1/audit/chains` answer (`docs/audit-log.md`, "Several chains").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct AuditChains {
     /// The node whose chain the answering node appends to (absent: an embedded store's one
     /// chain).
@@ -612,6 +637,7 @@ pub struct AuditChains {
 
 /// One chain of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct AuditChain {
     /// Its node (absent: an embedded store's one chain).
     pub node: Option<String>,
@@ -637,6 +663,7 @@ pub struct AuditArchiveRequest {
 
 /// `POST /v1/audit/archive` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct AuditArchived {
     /// The checkpoint the chain now starts at.
     pub checkpoint: crate::audit::CheckpointLine,
@@ -654,6 +681,7 @@ pub struct AuditHashRequest {
 
 /// `POST /v1/audit/hash` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct AuditHash {
     /// HMAC-SHA256 of the value under the audit key, hex, as entries write it.
     pub hmac: String,
@@ -661,6 +689,7 @@ pub struct AuditHash {
 
 /// `GET /v1/audit/pubkey` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct AuditPublicKey {
     /// The vault whose log it signs.
     pub vault_id: String,
@@ -682,6 +711,7 @@ pub enum JobState {
 
 /// `GET /v1/jobs/{id}` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct Job {
     /// Job id.
     pub id: String,
@@ -721,6 +751,7 @@ pub struct RewrapStart {
 
 /// `POST /v1/keys/rewrap` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct JobStarted {
     /// Poll `GET /v1/jobs/{id}`.
     pub id: String,
@@ -728,6 +759,7 @@ pub struct JobStarted {
 
 /// `POST /v1/tenants/{t}/keys/rotate` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct TenantRotated {
     /// Tenant.
     pub tenant: String,
@@ -737,6 +769,7 @@ pub struct TenantRotated {
 
 /// `POST /v1/keys/master/rotate` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct MasterRotated {
     /// The new master key version.
     pub master_key_version: u32,
@@ -761,6 +794,7 @@ pub struct RecoveryCreate {
 
 /// `POST /v1/sys/recovery` answer: the shares, each encrypted to its holder.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct RecoveryShares {
     /// The vault the shares open.
     pub vault_id: String,
@@ -772,6 +806,7 @@ pub struct RecoveryShares {
 
 /// One recovery share, as handed to its holder.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct RecoveryShare {
     /// Its number, 1 to N.
     pub index: u8,
@@ -796,6 +831,7 @@ pub struct RecoverShare {
 
 /// `POST /v1/sys/recover` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct RecoverProgress {
     /// `unsealed` once `accepted` reached `threshold`, else `sealed`.
     pub state: VaultState,
@@ -815,6 +851,7 @@ pub struct KmsRotate {
 
 /// `POST /v1/keys/kms/rotate` and `POST /v1/keys/kms/migrate` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct KmsRotated {
     /// Master key version (unchanged).
     pub master_key_version: u32,
@@ -834,6 +871,7 @@ pub struct Retire {
 
 /// `POST /v1/tenants/{t}/keys/retire` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct Retired {
     /// Tenant.
     pub tenant: String,
@@ -853,6 +891,7 @@ pub struct KeyConfig {
 
 /// The master key, as history shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct MasterKeyInfo {
     /// Version.
     pub version: u32,
@@ -864,6 +903,7 @@ pub struct MasterKeyInfo {
 
 /// One live data key version, as history shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct LiveKeyVersion {
     /// Version.
     pub version: u32,
@@ -879,6 +919,7 @@ pub struct LiveKeyVersion {
 
 /// A tenant's live keys, as history shows them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct TenantKeys {
     /// Tenant.
     pub tenant: String,
@@ -892,6 +933,7 @@ pub struct TenantKeys {
 
 /// `GET /v1/keys/history[?tenant=T]` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct KeyHistory {
     /// The current master key.
     pub master: MasterKeyInfo,
@@ -907,6 +949,7 @@ pub struct KeyHistory {
 
 /// The `[rotation]` policy, as [`KeyHistory`] reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct RotationInfo {
     /// Largest age of a current data key version, in days.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -50,11 +50,7 @@ impl Client {
                 };
             let node = self.node_at(start, position);
             let status = response.status().as_u16();
-            let request_id = response
-                .headers()
-                .get(REQUEST_ID)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
+            let request_id = request_id_of(&response);
             let body = read_body(response.into_body()).await?;
             self.put_idle(node, conn);
             let answer = Answer {
@@ -174,6 +170,15 @@ pub(super) fn from_hyper(err: hyper::Error) -> Error {
 const REQUEST_ID: &str = "x-request-id";
 
 /// A complete answer.
+/// The request id an answer carries.
+pub(super) fn request_id_of<B>(response: &http::Response<B>) -> Option<String> {
+    response
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 pub(super) struct Answer {
     pub(super) status: u16,
     pub(super) body: Zeroizing<Vec<u8>>,
@@ -185,7 +190,7 @@ impl Answer {
     /// here, so the request is worth the next node.
     fn try_next_node(&self) -> bool {
         self.status == 503
-            && Error::from_answer(self.status, &self.body).code() == Some(&ApiCode::Sealed)
+            && Error::from_answer(self.status, &self.body, None).code() == Some(&ApiCode::Sealed)
     }
 
     /// The body of a 2xx answer, or the error the answer carries.
@@ -193,7 +198,7 @@ impl Answer {
         if (200..300).contains(&self.status) {
             Ok(self.body)
         } else {
-            Err(Error::from_answer(self.status, &self.body))
+            Err(Error::from_answer(self.status, &self.body, self.request_id))
         }
     }
 

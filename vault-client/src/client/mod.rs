@@ -18,6 +18,7 @@
 
 mod api;
 mod body;
+mod builder;
 mod exchange;
 mod path;
 mod pool;
@@ -36,6 +37,7 @@ use body::RequestBody;
 
 pub use api::{AuditQuery, ExpiryFilter};
 pub(crate) use body::to_json;
+pub use builder::{ClientBuilder, DEFAULT_SOCKET, Retry};
 pub(crate) use path::token_path;
 
 /// The timeout of a call unless [`Client::with_timeout`] sets another.
@@ -53,6 +55,8 @@ pub struct Client {
 struct Inner {
     transport: Transport,
     timeout: Duration,
+    /// How idempotent calls are retried.
+    retry: Retry,
     /// Idle connections, each with the index of its node (always 0 on the Unix socket).
     idle: Mutex<Vec<(usize, SendRequest<RequestBody>)>>,
     /// The node that answered last: where the next request starts.
@@ -69,9 +73,14 @@ enum Transport {
 }
 
 impl Client {
-    /// A client for the daemon listening on `socket`, with the default 30 s timeout.
+    /// A client for the daemon listening on `socket`, with the default 30 s timeout and
+    /// [`Retry::default`].
     pub fn new(socket: impl Into<PathBuf>) -> Self {
-        Self::with_transport(Transport::Unix(socket.into()), DEFAULT_TIMEOUT)
+        Self::with_transport(
+            Transport::Unix(socket.into()),
+            DEFAULT_TIMEOUT,
+            Retry::default(),
+        )
     }
 
     /// A client for vaultd's TCP listener on `nodes` (`host:port` or `[v6]:port`, in failover
@@ -86,14 +95,16 @@ impl Client {
         Ok(Self::with_transport(
             Transport::Tls { nodes, tls },
             DEFAULT_TIMEOUT,
+            Retry::default(),
         ))
     }
 
-    fn with_transport(transport: Transport, timeout: Duration) -> Self {
+    fn with_transport(transport: Transport, timeout: Duration, retry: Retry) -> Self {
         Self {
             inner: Arc::new(Inner {
                 transport,
                 timeout,
+                retry,
                 idle: Mutex::new(Vec::new()),
                 preferred: AtomicUsize::new(0),
             }),
@@ -104,7 +115,14 @@ impl Client {
     /// over TLS, for all the nodes a call tries). The clone gets a pool of its own.
     #[must_use]
     pub fn with_timeout(self, timeout: Duration) -> Self {
-        Self::with_transport(self.inner.transport.clone(), timeout)
+        Self::with_transport(self.inner.transport.clone(), timeout, self.inner.retry)
+    }
+
+    /// The same client with another [`Retry`] of idempotent calls. The clone gets a pool of
+    /// its own.
+    #[must_use]
+    pub fn with_retry(self, retry: Retry) -> Self {
+        Self::with_transport(self.inner.transport.clone(), self.inner.timeout, retry)
     }
 
     /// The socket this client talks to (`None` over TLS).
@@ -137,6 +155,7 @@ impl fmt::Debug for Client {
             Transport::Unix(socket) => d.field("socket", socket),
         };
         d.field("timeout", &self.inner.timeout)
+            .field("retry", &self.inner.retry)
             .finish_non_exhaustive()
     }
 }

@@ -107,11 +107,12 @@ impl Client {
         let node = self.node_at(start, position);
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
+            let request_id = crate::client::exchange::request_id_of(&response);
             let body = tokio::time::timeout(timeout, read_body(response.into_body()))
                 .await
                 .map_err(|_| Error::Timeout)??;
             self.put_idle(node, conn);
-            return Err(Error::from_answer(status, &body));
+            return Err(Error::from_answer(status, &body, request_id));
         }
         let content_type = response.headers().get(CONTENT_TYPE);
         if content_type.is_none_or(|t| t.as_bytes() != b"application/octet-stream") {

@@ -60,7 +60,8 @@ impl Client {
     ) -> Result<UnsealTokenResponse, Error> {
         let body = to_json(&UnsealToken { expect })?;
         let path = format!("{}/unseal", token_path(tenant, id));
-        self.request(Method::POST, path, Some(body)).await
+        self.request_idempotent(Method::POST, path, Some(body))
+            .await
     }
 
     /// `GET /v1/tenants/{tenant}/tokens/{id}`: metadata, never the secret.

@@ -46,7 +46,9 @@ impl Client {
             items: None,
         })?;
         let path = format!("/v1/tenants/{}/unseal", segment(tenant));
-        let answer: Plaintext = self.request(Method::POST, path.clone(), Some(body)).await?;
+        let answer: Plaintext = self
+            .request_idempotent(Method::POST, path.clone(), Some(body))
+            .await?;
         answer
             .plaintext
             .or(answer.plaintext_b64)
@@ -80,7 +82,9 @@ impl Client {
             ..TransitUnseal::default()
         })?;
         let path = format!("/v1/tenants/{}/unseal", segment(tenant));
-        let batch: Batch<Plaintext> = self.request(Method::POST, path, Some(body)).await?;
+        let batch: Batch<Plaintext> = self
+            .request_idempotent(Method::POST, path, Some(body))
+            .await?;
         Ok(batch.items)
     }
 
