@@ -98,7 +98,10 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let ctx = Ctx {
-        client: client(&cli)?.with_timeout(Duration::from_secs(cli.timeout())),
+        // One command, one try: an operator sees `sealed` at once, with what to do about it.
+        client: client(&cli)?
+            .with_timeout(Duration::from_secs(cli.timeout()))
+            .with_retry(vault_client::Retry::NONE),
         json: cli.json(),
         csv: cli.csv(),
     };
