@@ -68,6 +68,7 @@ pub const OPS: &[&str] = &[
     "sys.health",
     "sys.init",
     "sys.metrics",
+    "sys.openapi",
     "sys.recover",
     "sys.recovery.create",
     "sys.seal",
@@ -141,6 +142,7 @@ pub fn sealed_may_write(entry: &Entry) -> bool {
 
 /// Who caused an entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum Actor {
     /// A caller on the socket, as the kernel reported it.
@@ -165,6 +167,7 @@ pub enum Actor {
 
 /// The literal `"system"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum SystemActor {
     /// The daemon.
@@ -192,6 +195,7 @@ impl fmt::Display for Actor {
 
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// Refused by policy.
@@ -204,6 +208,7 @@ pub enum Outcome {
 
 /// One audit entry. Field order is the serialization order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Entry {
     /// 1, 2, 3, … without gaps, in the chain of its node.
@@ -252,6 +257,7 @@ pub struct Entry {
 
 /// A signed chain head.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Head {
     /// The last entry it covers.
@@ -271,6 +277,7 @@ pub struct Head {
 
 /// A head as stored and exported: `{"head": {…}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeadLine {
     /// The head.
@@ -280,6 +287,7 @@ pub struct HeadLine {
 /// The signed statement that ends the export of one chain: what the export holds, so that an
 /// export cut anywhere never verifies (`docs/audit-log.md`, "Sealed exports").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Statement {
     /// The vault whose log this is.
@@ -303,6 +311,7 @@ pub struct Statement {
 
 /// A statement as exported: `{"statement": {…}}`, the last line of a chain's export.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StatementLine {
     /// The statement.
@@ -331,6 +340,7 @@ pub fn statement_message(s: &Statement, last_hash: &[u8; 32]) -> Vec<u8> {
 /// with chain hash `hash`, in the archive file of digest `archive_sha256`. Every export of the
 /// chain starts with it (`docs/audit-log.md`, "Archiving").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Checkpoint {
     /// The vault whose log this is.
@@ -353,6 +363,7 @@ pub struct Checkpoint {
 /// A checkpoint as stored and exported: `{"checkpoint": {…}}`, the first line of a chain's
 /// export once part of it was archived.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointLine {
     /// The checkpoint.
@@ -462,6 +473,7 @@ impl std::str::FromStr for Anchor {
 
 /// The result of a verification (`GET /v1/audit/verify`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Report {
     /// No problems.
     pub ok: bool,
@@ -497,6 +509,7 @@ pub struct Report {
 
 /// One node's chain in a [`Report`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChainReport {
     /// The node whose chain it is.
     pub node: String,
@@ -518,6 +531,7 @@ pub struct ChainReport {
 
 /// A position in the chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeadRef {
     /// Sequence number.
     pub seq: u64,

@@ -96,6 +96,8 @@
 pub mod audit;
 mod client;
 mod error;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod pem;
 pub mod receipt;
 mod refresh;

@@ -19,6 +19,7 @@ pub const RECEIPT_FORMAT: u32 = 1;
 
 /// What a tenant's erasure destroyed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Receipt {
     /// The format, [`RECEIPT_FORMAT`]; also says what the file is.
@@ -44,6 +45,7 @@ pub struct Receipt {
 
 /// One destroyed data key version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DestroyedVersion {
     /// The version.
@@ -54,6 +56,7 @@ pub struct DestroyedVersion {
 
 /// The second line of a receipt file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReceiptSignature {
     /// Ed25519 over [`receipt_message`] (hex), by the audit signing key.

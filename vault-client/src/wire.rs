@@ -13,6 +13,7 @@ use crate::time::Timestamp;
 
 /// The body of every error answer: `{"error": {"code": …, "message": …}}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct ErrorBody {
     /// The error.
@@ -21,6 +22,7 @@ pub struct ErrorBody {
 
 /// One error: a stable machine code and a human message that never holds a secret.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct ErrorDetail {
     /// Stable code: `sealed`, `not_found`, `denied`, `binding_mismatch`, `expired`, `conflict`,
@@ -32,6 +34,7 @@ pub struct ErrorDetail {
 
 /// Lifecycle state of the vault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum VaultState {
     /// Keys are in memory; token operations work.
@@ -44,6 +47,7 @@ pub enum VaultState {
 
 /// `GET /v1/sys/health`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct Health {
     /// Current state.
@@ -63,6 +67,7 @@ fn yes() -> bool {
 
 /// `GET /v1/sys/status`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct Status {
     /// Random id of this vault, fixed at init (absent before init).
@@ -84,6 +89,7 @@ pub struct Status {
 
 /// The KMS provider in use.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct KmsInfo {
     /// `local` or `aws`.
@@ -98,6 +104,7 @@ pub struct KmsInfo {
 
 /// `POST /v1/sys/init` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct InitResponse {
     /// The new vault id.
@@ -110,6 +117,7 @@ pub struct InitResponse {
 
 /// `POST /v1/sys/seal` and `/v1/sys/unseal` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct StateResponse {
     /// State after the call.
@@ -118,6 +126,7 @@ pub struct StateResponse {
 
 /// One data key version of a tenant.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct KeyVersionInfo {
     /// Version number, from 1.
@@ -130,6 +139,7 @@ pub struct KeyVersionInfo {
 
 /// `GET /v1/tenants/{tenant}` and `PUT /v1/tenants/{tenant}` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct TenantInfo {
     /// Tenant name.
@@ -146,6 +156,7 @@ pub struct TenantInfo {
 
 /// `GET /v1/tenants` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct TenantList {
     /// Tenants in name order.
@@ -154,6 +165,7 @@ pub struct TenantList {
 
 /// `DELETE /v1/tenants/{tenant}?confirm={tenant}` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct DestroyResponse {
     /// The destroyed tenant.
@@ -170,6 +182,7 @@ pub struct DestroyResponse {
 
 /// What a consent token was granted for. `subject` and `account` are personal data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Binding {
     /// The user who gave consent.
@@ -235,11 +248,14 @@ impl PutToken {
 
 /// [`PutToken`] as it travels.
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-struct PutTokenWire {
+pub(crate) struct PutTokenWire {
     #[serde(default, with = "crate::secret::utf8")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     secret: Option<Secret>,
     #[serde(default, with = "crate::secret::b64")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     secret_b64: Option<Secret>,
     binding: Binding,
     #[serde(default)]
@@ -312,6 +328,7 @@ impl SecretNames {
 
 /// `POST /v1/tenants/{t}/tokens/{id}/lease` body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LeaseToken {
     /// How long the lease holds, 1-300.
@@ -321,6 +338,7 @@ pub struct LeaseToken {
 /// `POST /v1/tenants/{t}/tokens/{id}/lease` answer: the lease that holds the token, and the
 /// token as an unseal answers it (its fields side by side with the lease's on the wire).
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct LeaseTokenResponse {
     /// The lease id: put the new token with it, or give it back.
@@ -334,6 +352,7 @@ pub struct LeaseTokenResponse {
 
 /// `DELETE /v1/tenants/{t}/tokens/{id}/lease` body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseLease {
     /// The lease id.
@@ -342,6 +361,7 @@ pub struct ReleaseLease {
 
 /// `DELETE /v1/tenants/{t}/tokens/{id}/lease` answer.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct Released {
     /// False when the lease had already lapsed or been released.
@@ -350,6 +370,7 @@ pub struct Released {
 
 /// `PUT /v1/tenants/{t}/tokens/{id}` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct PutTokenResponse {
     /// The new revision (1 for a new token).
@@ -360,6 +381,7 @@ pub struct PutTokenResponse {
 
 /// Fields the caller expects the binding to have; any mismatch is `binding_mismatch`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
     /// Expected account.
@@ -375,6 +397,7 @@ pub struct Expect {
 
 /// `POST /v1/tenants/{t}/tokens/{id}/unseal` body (an empty body means no expectation).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UnsealToken {
     /// Optional expectation on the binding.
@@ -407,10 +430,13 @@ impl UnsealTokenResponse {
 
 /// [`UnsealTokenResponse`] as it travels.
 #[derive(Deserialize)]
-struct UnsealTokenWire {
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub(crate) struct UnsealTokenWire {
     #[serde(default, with = "crate::secret::utf8")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     secret: Option<Secret>,
     #[serde(default, with = "crate::secret::b64")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     secret_b64: Option<Secret>,
     binding: Binding,
     #[serde(default)]
@@ -452,6 +478,7 @@ impl Serialize for UnsealTokenResponse {
 
 /// Token metadata: `GET /v1/tenants/{t}/tokens/{id}` and list items. Never the secret.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct TokenMeta {
     /// Token id.
@@ -474,6 +501,7 @@ pub struct TokenMeta {
 
 /// `GET /v1/tenants/{t}/tokens?after=&limit=` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct TokenList {
     /// Tokens in id order.
@@ -484,6 +512,7 @@ pub struct TokenList {
 
 /// `DELETE /v1/tenants/{t}/tokens/{id}` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct Deleted {
     /// Always true: a missing token is `not_found`.
@@ -492,6 +521,7 @@ pub struct Deleted {
 
 /// One plaintext to seal in transit mode.
 #[derive(Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TransitSealItem {
     /// Plaintext as UTF-8 text (exactly one of `plaintext` and `plaintext_b64`).
@@ -500,6 +530,7 @@ pub struct TransitSealItem {
         skip_serializing_if = "Option::is_none",
         with = "crate::secret::utf8"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub plaintext: Option<Secret>,
     /// Plaintext as base64.
     #[serde(
@@ -507,6 +538,7 @@ pub struct TransitSealItem {
         skip_serializing_if = "Option::is_none",
         with = "crate::secret::b64"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub plaintext_b64: Option<Secret>,
     /// The caller's context, bound to the blob: unseal needs the same one.
     #[serde(default)]
@@ -515,6 +547,7 @@ pub struct TransitSealItem {
 
 /// `POST /v1/tenants/{t}/seal` body: one item inline, or `items` for a batch.
 #[derive(Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TransitSeal {
     /// Plaintext as UTF-8 text (single form).
@@ -523,6 +556,7 @@ pub struct TransitSeal {
         skip_serializing_if = "Option::is_none",
         with = "crate::secret::utf8"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub plaintext: Option<Secret>,
     /// Plaintext as base64 (single form).
     #[serde(
@@ -530,6 +564,7 @@ pub struct TransitSeal {
         skip_serializing_if = "Option::is_none",
         with = "crate::secret::b64"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub plaintext_b64: Option<Secret>,
     /// Context (single form).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -541,6 +576,7 @@ pub struct TransitSeal {
 
 /// One blob to unseal in transit mode.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TransitUnsealItem {
     /// The blob, `vault:v{N}:…`.
@@ -552,6 +588,7 @@ pub struct TransitUnsealItem {
 
 /// `POST /v1/tenants/{t}/unseal` body: one item inline, or `items` for a batch.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TransitUnseal {
     /// The blob (single form).
@@ -567,6 +604,7 @@ pub struct TransitUnseal {
 
 /// Transit seal answer, single form.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct Sealed {
     /// The blob, `vault:v{N}:…`.
@@ -575,6 +613,7 @@ pub struct Sealed {
 
 /// Transit unseal answer, single form.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct Plaintext {
     /// The plaintext, when it is valid UTF-8.
@@ -583,6 +622,7 @@ pub struct Plaintext {
         skip_serializing_if = "Option::is_none",
         with = "crate::secret::utf8"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub plaintext: Option<Secret>,
     /// The plaintext as base64, when it is not.
     #[serde(
@@ -590,11 +630,13 @@ pub struct Plaintext {
         skip_serializing_if = "Option::is_none",
         with = "crate::secret::b64"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub plaintext_b64: Option<Secret>,
 }
 
 /// One result of a batch: the value, or the error for that item alone.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum BatchItem<T> {
     /// This item failed; the others are unaffected.
@@ -608,6 +650,7 @@ pub enum BatchItem<T> {
 
 /// Batch answer of transit seal/unseal: one result per item, in order.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct Batch<T> {
     /// Results in request order.
@@ -616,6 +659,7 @@ pub struct Batch<T> {
 
 /// `GET /v1/audit` answer: entries oldest first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct AuditPage {
     /// Matching entries.
@@ -626,6 +670,7 @@ pub struct AuditPage {
 
 /// `GET /v1/audit/chains` answer (`docs/audit-log.md`, "Several chains").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct AuditChains {
     /// The node whose chain the answering node appends to (absent: an embedded store's one
@@ -637,6 +682,7 @@ pub struct AuditChains {
 
 /// One chain of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct AuditChain {
     /// Its node (absent: an embedded store's one chain).
@@ -648,6 +694,7 @@ pub struct AuditChain {
 /// `POST /v1/audit/archive` body: archive one chain's entries up to `through`, which the
 /// caller has exported to a file and verified (`docs/audit-log.md`, "Archiving").
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AuditArchiveRequest {
     /// The chain (a node of a shared PostgreSQL store); by default the answering node's own.
@@ -663,6 +710,7 @@ pub struct AuditArchiveRequest {
 
 /// `POST /v1/audit/archive` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct AuditArchived {
     /// The checkpoint the chain now starts at.
@@ -673,6 +721,7 @@ pub struct AuditArchived {
 
 /// `POST /v1/audit/hash` body.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AuditHashRequest {
     /// The value to hash, e.g. an account number an auditor searches for.
@@ -681,6 +730,7 @@ pub struct AuditHashRequest {
 
 /// `POST /v1/audit/hash` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct AuditHash {
     /// HMAC-SHA256 of the value under the audit key, hex, as entries write it.
@@ -689,6 +739,7 @@ pub struct AuditHash {
 
 /// `GET /v1/audit/pubkey` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct AuditPublicKey {
     /// The vault whose log it signs.
@@ -699,6 +750,7 @@ pub struct AuditPublicKey {
 
 /// State of a background job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     /// Finished; every record it covers is under its tenant's current key version.
@@ -711,6 +763,7 @@ pub enum JobState {
 
 /// `GET /v1/jobs/{id}` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct Job {
     /// Job id.
@@ -739,6 +792,7 @@ pub struct Job {
 
 /// `POST /v1/keys/rewrap` body.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RewrapStart {
     /// Only this tenant; absent: every tenant.
@@ -751,6 +805,7 @@ pub struct RewrapStart {
 
 /// `POST /v1/keys/rewrap` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct JobStarted {
     /// Poll `GET /v1/jobs/{id}`.
@@ -759,6 +814,7 @@ pub struct JobStarted {
 
 /// `POST /v1/tenants/{t}/keys/rotate` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct TenantRotated {
     /// Tenant.
@@ -769,6 +825,7 @@ pub struct TenantRotated {
 
 /// `POST /v1/keys/master/rotate` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct MasterRotated {
     /// The new master key version.
@@ -784,6 +841,7 @@ pub struct MasterRotated {
 /// `POST /v1/sys/recovery` body: split a new recovery key into one share per recipient
 /// (`docs/break-glass.md`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RecoveryCreate {
     /// How many shares open the vault (2 or more, at most the number of recipients).
@@ -794,6 +852,7 @@ pub struct RecoveryCreate {
 
 /// `POST /v1/sys/recovery` answer: the shares, each encrypted to its holder.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct RecoveryShares {
     /// The vault the shares open.
@@ -806,6 +865,7 @@ pub struct RecoveryShares {
 
 /// One recovery share, as handed to its holder.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct RecoveryShare {
     /// Its number, 1 to N.
@@ -818,6 +878,7 @@ pub struct RecoveryShare {
 
 /// `POST /v1/sys/recover` body: one decrypted share (`vaultd-share-v1:…`).
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RecoverShare {
     /// The share line its holder decrypted.
@@ -826,11 +887,13 @@ pub struct RecoverShare {
         skip_serializing_if = "Option::is_none",
         with = "crate::secret::utf8"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub share: Option<Secret>,
 }
 
 /// `POST /v1/sys/recover` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct RecoverProgress {
     /// `unsealed` once `accepted` reached `threshold`, else `sealed`.
@@ -843,6 +906,7 @@ pub struct RecoverProgress {
 
 /// `POST /v1/keys/kms/rotate` and `POST /v1/keys/kms/migrate` body.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct KmsRotate {
     /// The KMS key to move the master key under.
@@ -851,6 +915,7 @@ pub struct KmsRotate {
 
 /// `POST /v1/keys/kms/rotate` and `POST /v1/keys/kms/migrate` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct KmsRotated {
     /// Master key version (unchanged).
@@ -863,6 +928,7 @@ pub struct KmsRotated {
 
 /// `POST /v1/tenants/{t}/keys/retire` body.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Retire {
     /// Destroy every data key version below this one.
@@ -871,6 +937,7 @@ pub struct Retire {
 
 /// `POST /v1/tenants/{t}/keys/retire` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct Retired {
     /// Tenant.
@@ -883,6 +950,7 @@ pub struct Retired {
 
 /// `POST /v1/tenants/{t}/keys/config` body and answer.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
     /// Transit blobs under lower versions are refused.
@@ -891,6 +959,7 @@ pub struct KeyConfig {
 
 /// The master key, as history shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct MasterKeyInfo {
     /// Version.
@@ -903,6 +972,7 @@ pub struct MasterKeyInfo {
 
 /// One live data key version, as history shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct LiveKeyVersion {
     /// Version.
@@ -919,6 +989,7 @@ pub struct LiveKeyVersion {
 
 /// A tenant's live keys, as history shows them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct TenantKeys {
     /// Tenant.
@@ -933,6 +1004,7 @@ pub struct TenantKeys {
 
 /// `GET /v1/keys/history[?tenant=T]` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct KeyHistory {
     /// The current master key.
@@ -949,6 +1021,7 @@ pub struct KeyHistory {
 
 /// The `[rotation]` policy, as [`KeyHistory`] reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct RotationInfo {
     /// Largest age of a current data key version, in days.

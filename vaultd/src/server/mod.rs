@@ -36,6 +36,7 @@ mod listener;
 mod message;
 mod metrics;
 pub mod metrics_listener;
+mod openapi;
 mod routes;
 pub mod tls;
 

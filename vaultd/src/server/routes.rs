@@ -64,6 +64,7 @@ pub(super) enum Route {
         expiry: Expiry,
     },
     Metrics,
+    OpenApi,
     PutDecoy(TenantId, TokenId),
     PutToken(TenantId, TokenId),
     Receipt(TenantId),
@@ -128,6 +129,7 @@ impl Route {
             Self::ListTenants => "tenant.list",
             Self::ListTokens { .. } => "token.list",
             Self::Metrics => "sys.metrics",
+            Self::OpenApi => "sys.openapi",
             Self::PutDecoy(..) => "token.put.decoy",
             Self::PutToken(..) => "token.put",
             Self::Receipt(_) => "tenant.receipt",
@@ -152,7 +154,8 @@ impl Route {
         use Capability as C;
         use Scope::{EachTenant, Open, Tenant, Unscoped, Vault};
         match self {
-            Self::Health => (&[], Open),
+            // The contract of the API holds nothing secret (docs/openapi.json).
+            Self::Health | Self::OpenApi => (&[], Open),
             // audit:read is granted per tenant pattern: the entries of one tenant need it on that
             // tenant; the whole log (every tenant's entries and the vault's own) needs it on
             // "*"; what reveals no entry needs it on some tenant.
@@ -265,6 +268,7 @@ pub(super) fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<
         ["v1", "sys", "health"] => only(&m, GET, Route::Health)?,
         ["v1", "sys", "status"] => only(&m, GET, Route::Status)?,
         ["v1", "sys", "metrics"] => only(&m, GET, Route::Metrics)?,
+        ["v1", "sys", "openapi.json"] => only(&m, GET, Route::OpenApi)?,
         ["v1", "sys", "init"] => only(&m, POST, Route::Init)?,
         ["v1", "sys", "unseal"] => only(&m, POST, Route::Unseal)?,
         ["v1", "sys", "seal"] => only(&m, POST, Route::Seal)?,
@@ -566,11 +570,11 @@ impl Query {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// String literals in the body of the first `fn NAME` of `text`, up to its closing brace.
-    fn literals_in_fn(text: &str, name: &str) -> Vec<String> {
+    pub(crate) fn literals_in_fn(text: &str, name: &str) -> Vec<String> {
         let start = text.find(&format!("fn {name}(")).expect("fn present");
         let body = &text[start..];
         let end = body.find("\n    }\n").expect("fn ends");

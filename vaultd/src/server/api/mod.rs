@@ -204,7 +204,8 @@ async fn serve(
         | Route::Seal
         | Route::Recovery
         | Route::Recover
-        | Route::Metrics => sys::serve(app, route, &body, ev).await,
+        | Route::Metrics
+        | Route::OpenApi => sys::serve(app, route, &body, ev).await,
         Route::CreateTenant(_)
         | Route::ShowTenant(_)
         | Route::ListTenants

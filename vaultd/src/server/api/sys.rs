@@ -41,6 +41,14 @@ pub(super) async fn serve(
     match route {
         Route::Health => Ok(health(app)),
         Route::Status => Ok(http::json(StatusCode::OK, &vault.status().await?)),
+        Route::OpenApi => {
+            no_body(body)?;
+            Ok(http::text(
+                StatusCode::OK,
+                crate::server::openapi::json().to_owned(),
+                "application/json",
+            ))
+        }
         Route::Init => {
             no_body(body)?;
             Ok(http::json(StatusCode::OK, &vault.init(ev).await?))
