@@ -5,7 +5,7 @@ use std::io::{self, BufRead, BufReader, Read as _, Write};
 use std::path::Path;
 
 use anyhow::Context as _;
-use vault_client::audit::{Anchor, LogVerifier, Report, hex, public_key};
+use vault_client::audit::{Anchor, LogVerifier, Report, public_key};
 
 use crate::cli::AuditVerify;
 use crate::cmd::{AuditProblems, Ctx, Usage};
@@ -22,7 +22,7 @@ pub(super) async fn run(ctx: &Ctx, args: AuditVerify) -> anyhow::Result<()> {
     let report = match (&args.offline, &args.pubkey) {
         (Some(file), Some(keyfile)) => verify_file(file, keyfile, anchor, &args.accept_adopted)?,
         (None, None) => {
-            let head = anchor.map(|a| format!("{}:{}", a.seq, hex(&a.hash)));
+            let head = anchor.map(|a| format!("{}:{}", a.seq, hex::encode(a.hash)));
             ctx.client
                 .audit_verify_with(head.as_deref(), &args.accept_adopted, args.full)
                 .await
