@@ -1,14 +1,15 @@
 //! Configuration: one TOML file, overridden by `VAULTD_*` environment variables and flags
 //! (flags win), checked into a [`Config`] before anything starts.
 //!
-//! Every key of the file can be set from the environment by one rule ([`env`]): `VAULTD_` and
-//! the key's path upper-cased, `__` between a section and its key (`VAULTD_DATA_DIR`,
-//! `VAULTD_KMS__KEY_ID`), the value read as the TOML value it would be in the file (a value
-//! that is not TOML is a string). Any other `VAULTD_*` variable is an error at start. The
-//! variables that are not keys of the file: `VAULTD_CONFIG` (the file), `VAULTD_LOG` (the log
-//! filter), `VAULTD_POSTGRES_URL` (the connection string, a secret: never on the command line);
-//! and `VAULT_SOCKET`, `vault-cli`'s variable, stands in for `VAULTD_SOCKET` when that is unset.
-//! Flags: `--data-dir`, `--socket`, `--log-format`.
+//! Every key of the file can be set from the environment by one rule ([`env`](mod@env)):
+//! `VAULTD_` and the key's path upper-cased, `__` between a section and its key
+//! (`VAULTD_DATA_DIR`, `VAULTD_KMS__KEY_ID`), the value read as the TOML value it would be in
+//! the file (a value that is not TOML is a string). Any other `VAULTD_*` variable is an error
+//! at start. The variables that are not keys of the file: `VAULTD_CONFIG` (the file),
+//! `VAULTD_LOG` (the log filter), `VAULTD_POSTGRES_URL` (the connection string, a secret: never
+//! on the command line); and `VAULT_SOCKET`, `vault-cli`'s variable, stands in for
+//! `VAULTD_SOCKET` when that is unset. Rule and reasons: `docs/operator-guide.md`,
+//! "Environment". Flags: `--data-dir`, `--socket`, `--log-format`.
 //!
 //! ```toml
 //! data_dir = "/var/lib/vaultd"
