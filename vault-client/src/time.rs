@@ -122,6 +122,14 @@ mod tests {
             Timestamp::parse("2026-11-23T17:00:00.25Z"),
             Some(Timestamp(1_795_453_200))
         );
+        // RFC 3339 allows a space or lower case for `T` and `Z`, as the old parser did.
+        for text in ["2026-11-23 17:00:00Z", "2026-11-23t17:00:00z"] {
+            assert_eq!(
+                Timestamp::parse(text),
+                Some(Timestamp(1_795_453_200)),
+                "{text}"
+            );
+        }
     }
 
     #[test]
