@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use vault_client::Timestamp;
-use vault_client::audit::{Actor, Entry, Outcome, entry_hash, hex};
+use vault_client::audit::{Actor, Entry, Outcome, entry_hash};
 use vaultd::audit::{AuditSigner, Event, request_id};
 use vaultd::policy::Identity;
 use vaultd::store::Batch;
@@ -66,7 +66,7 @@ fn render(seq: u64, prev: &[u8; 32]) -> Vec<u8> {
         subject_hmac: Some("9a".repeat(32)),
         account_hmac: Some("77".repeat(32)),
         detail: BTreeMap::new(),
-        prev: hex(prev),
+        prev: hex::encode(prev),
     };
     serde_json::to_vec(&entry).expect("entries serialize")
 }

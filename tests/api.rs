@@ -453,6 +453,58 @@ async fn stopping_an_uninitialized_daemon_warns_of_nothing() {
     assert!(log.contains("stopped"), "{log}");
 }
 
+/// `vaultd --check-config` with `VAULTD_*` variables: a key set by one takes effect, and a bad
+/// value or an unknown variable stops it with the variable's name (docs/operator-guide.md,
+/// "Environment").
+#[tokio::test]
+async fn check_config_takes_keys_from_the_environment_and_names_a_bad_one() {
+    let mut daemon = Daemon::start();
+    assert!(daemon.terminate().success());
+    let check = |vars: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(common::bin("vaultd"));
+        cmd.arg("--check-config")
+            .arg("--config")
+            .arg(&daemon.config)
+            .env_remove("VAULTD_SOCKET")
+            .env_remove("VAULT_SOCKET");
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("vaultd --check-config");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    let elsewhere = daemon.socket.with_file_name("from-env.sock");
+    let (code, said) = check(&[
+        ("VAULTD_SOCKET", elsewhere.to_str().expect("utf8")),
+        ("VAULTD_MAX_CONNECTIONS", "64"),
+        ("VAULTD_SEAL_ON_ALARM", "true"),
+    ]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains(&format!("socket {}", elsewhere.display())),
+        "{said}"
+    );
+    // A section's key: the KMS key the file names is replaced, and then it is missing.
+    let (code, said) = check(&[("VAULTD_KMS__KEY_ID", "missing")]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("missing not found"), "{said}");
+    for (vars, why) in [
+        (&[("VAULTD_MAX_CONNECTIONS", "lots")][..], "invalid type"),
+        (&[("VAULTD_SEAL_ON_ALARMS", "true")], "unknown field"),
+        (&[("VAULTD_POLICY", "[{ name = ")], "is not a TOML value"),
+        (&[("VAULTD_kms__key_id", "x")], "VAULTD_SECTION__KEY"),
+    ] {
+        let (code, said) = check(vars);
+        assert_eq!(code, Some(1), "{said}");
+        assert!(
+            said.contains("would not start") && said.contains(vars[0].0) && said.contains(why),
+            "{why}: {said}"
+        );
+    }
+}
+
 /// `vaultd --check-config` says whether the configuration would start, and binds nothing.
 #[tokio::test]
 async fn check_config_says_whether_the_daemon_would_start_and_binds_nothing() {

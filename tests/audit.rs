@@ -348,7 +348,7 @@ async fn daemon_verify_finds_each_kind_of_tampering() {
                 let mut entries = Vec::new();
                 for (i, line) in lines.iter_mut().enumerate() {
                     line["seq"] = (i as u64 + 1).into();
-                    line["prev"] = vault_client::audit::hex(&prev).into();
+                    line["prev"] = hex::encode(prev).into();
                     let bytes = serde_json::to_vec(line).expect("json");
                     prev = vault_client::audit::entry_hash(&bytes);
                     entries.push(bytes);
@@ -363,8 +363,7 @@ async fn daemon_verify_finds_each_kind_of_tampering() {
                 let mut forged: Value = serde_json::from_slice(&prev_line).expect("json");
                 forged["seq"] = (last + 1).into();
                 forged["op"] = "token.delete".into();
-                forged["prev"] =
-                    vault_client::audit::hex(&vault_client::audit::entry_hash(&prev_line)).into();
+                forged["prev"] = hex::encode(vault_client::audit::entry_hash(&prev_line)).into();
                 let (record, _) = log.holding(last);
                 record
                     .entries
@@ -770,7 +769,7 @@ async fn a_restart_while_sealed_is_a_sealed_period_and_a_forged_unsigned_entry_i
     forged["outcome"] = "ok".into();
     forged["tenant"] = "acme".into();
     forged["token"] = "t1".into();
-    forged["prev"] = vault_client::audit::hex(&vault_client::audit::entry_hash(&prev_line)).into();
+    forged["prev"] = hex::encode(vault_client::audit::entry_hash(&prev_line)).into();
     let (record, _) = log.holding(last);
     record
         .entries

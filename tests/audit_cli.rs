@@ -639,6 +639,55 @@ async fn search_by_account_from_stdin_finds_the_tokens_puts() {
 }
 
 #[tokio::test]
+async fn search_since_takes_a_date_alone_and_a_time_back_from_now() {
+    let vault = Vault::start().await;
+    // The puts of acme/consent-1 among the entries that `--since`/`--until` let through.
+    let puts = |filters: &[&str]| -> usize {
+        let mut args = vec!["--json", "audit", "search", "--op", "token.put"];
+        args.extend(filters);
+        let out = vault.cli(&args, b"");
+        assert_eq!(code(&out), 0, "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<Entry>(l).expect("one JSON entry per line"))
+            .filter(|e| e.token.as_deref() == Some("consent-1"))
+            .count()
+    };
+    assert_eq!(puts(&[]), 2);
+    let first = vault
+        .client()
+        .audit(&vault_client::AuditQuery {
+            op: Some("token.put".into()),
+            ..vault_client::AuditQuery::default()
+        })
+        .await
+        .expect("audit")
+        .entries[0]
+        .time;
+    // A date alone is 00:00:00Z that day: the puts' own day lets them through, the next one not.
+    let day = first.to_string()[..10].to_owned();
+    let next_day = vault_client::Timestamp(first.unix() + 86_400).to_string()[..10].to_owned();
+    assert_eq!(puts(&["--since", &day]), 2, "--since {day}");
+    assert_eq!(puts(&["--since", &next_day]), 0, "--since {next_day}");
+    assert_eq!(puts(&["--until", &next_day]), 2, "--until {next_day}");
+    // A time back from now: the puts were made seconds ago.
+    assert_eq!(puts(&["--since", "1h"]), 2);
+    assert_eq!(puts(&["--since", "2w", "--until", "1h"]), 0);
+    // Anything else is a usage error that says why, before any request.
+    let out = vault.cli(&["audit", "search", "--since", "2026-02-31"], b"");
+    assert_eq!(code(&out), 2);
+    let err = text(&out.stderr);
+    assert!(err.contains("\"2026-02-31\" is not a date"), "{err}");
+    let out = vault.cli(&["audit", "search", "--since", "1y"], b"");
+    assert_eq!(code(&out), 2);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("a time back from now (90s, 30m, 12h, 1d, 2w)"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn tail_prints_the_last_entries_without_its_own_reads() {
     let vault = Vault::start().await;
     let out = vault.cli(&["audit", "tail", "-n", "5", "--json"], b"");

@@ -51,9 +51,9 @@ async fn sigterm_then_restart_keeps_every_token() {
     }
 }
 
-/// Kill cycles: `VAULTD_CRASH_CYCLES` (10 by default; `scripts/crash-loop` runs 100).
+/// Kill cycles: `VAULTD_TEST_CRASH_CYCLES` (10 by default; `scripts/crash-loop` runs 100).
 fn crash_cycles() -> usize {
-    std::env::var("VAULTD_CRASH_CYCLES")
+    std::env::var("VAULTD_TEST_CRASH_CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10)

@@ -23,7 +23,7 @@ async fn new_database() -> String {
         &mut name,
     )
     .expect("random");
-    let name = format!("e2e_{}", vault_client::audit::hex(&name));
+    let name = format!("e2e_{}", hex::encode(name));
     let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
         .expect("connect to the test cluster");

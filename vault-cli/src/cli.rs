@@ -421,7 +421,7 @@ pub(crate) enum Token {
         /// Only tokens past their expires_at, not purged yet (docs/retention.md).
         #[arg(long, conflicts_with = "expiring_within")]
         expired: bool,
-        /// Only tokens that expire within this time: 7d, 12h, 30m or 90s.
+        /// Only tokens that expire within this time: 2w, 7d, 12h, 30m or 90s.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         expiring_within: Option<std::time::Duration>,
     },
@@ -631,11 +631,12 @@ pub(crate) struct AuditSearch {
     /// Only this outcome.
     #[arg(long, value_enum)]
     pub(crate) outcome: Option<OutcomeArg>,
-    /// Not before this time (RFC 3339 or Unix seconds).
-    #[arg(long, value_name = "TIME", value_parser = parse_any_time)]
+    /// Not before this time: RFC 3339, a date (2026-03-01, meaning 00:00:00Z), a time back from
+    /// now (90s, 30m, 12h, 1d, 2w) or Unix seconds.
+    #[arg(long, value_name = "TIME", value_parser = parse_filter_time)]
     pub(crate) since: Option<Timestamp>,
-    /// Not after this time (RFC 3339 or Unix seconds).
-    #[arg(long, value_name = "TIME", value_parser = parse_any_time)]
+    /// Not after this time, given as for --since (a date means 00:00:00Z that day).
+    #[arg(long, value_name = "TIME", value_parser = parse_filter_time)]
     pub(crate) until: Option<Timestamp>,
     /// Only entries for this account, read as one line from stdin (personal data stays off the
     /// command line); the daemon turns it into the HMAC the log holds.
@@ -710,16 +711,63 @@ pub(crate) struct AuditVerify {
 }
 
 fn parse_time(text: &str) -> Result<Timestamp, String> {
-    Timestamp::parse(text).ok_or_else(|| format!("not an RFC 3339 time: {text:?}"))
+    Timestamp::parse(text).ok_or_else(|| match text.parse::<jiff::Timestamp>() {
+        Err(reason) => format!("{text:?} is not an RFC 3339 time: {reason}"),
+        Ok(_) => format!("{text:?} is not an RFC 3339 time"),
+    })
 }
 
-fn parse_any_time(text: &str) -> Result<Timestamp, String> {
-    Timestamp::parse(text).ok_or_else(|| format!("not an RFC 3339 time or Unix seconds: {text:?}"))
+/// The time a filter starts or ends at ([`filter_time`] from now).
+fn parse_filter_time(text: &str) -> Result<Timestamp, String> {
+    filter_time(text, Timestamp::now())
 }
 
-/// `7d`, `12h`, `30m`, `90s`: a positive whole number and one unit.
+/// A time given as one of (`docs/cli.md`, "Times"):
+/// - RFC 3339: `2026-03-01T12:00:00Z`, `2026-03-01T13:00:00+01:00`;
+/// - a date alone: `2026-03-01`, meaning 00:00:00Z that day;
+/// - a time back from `now`, as [`parse_duration`] reads it: `90s`, `30m`, `12h`, `1d`, `2w`;
+/// - Unix seconds: `1772323200`.
+///
+/// An impossible date (`2026-02-31`) is refused with the reason.
+fn filter_time(text: &str, now: Timestamp) -> Result<Timestamp, String> {
+    if let Some(t) = Timestamp::parse(text) {
+        return Ok(t);
+    }
+    if let Ok(back) = parse_duration(text) {
+        let back = i64::try_from(back.as_secs()).expect("parse_duration stays below u32::MAX");
+        return Ok(Timestamp(now.unix().saturating_sub(back)));
+    }
+    if text.len() == 10 {
+        match jiff::civil::Date::strptime("%Y-%m-%d", text) {
+            Ok(date) => {
+                let midnight = date.to_datetime(jiff::civil::Time::midnight());
+                return jiff::tz::Offset::UTC
+                    .to_timestamp(midnight)
+                    .map(|t| Timestamp(t.as_second()))
+                    .map_err(|e| format!("{text:?} is out of range: {e}"));
+            }
+            // Shaped like a date but not one: jiff says why (an impossible day, say).
+            Err(e) if text.as_bytes()[4] == b'-' => {
+                return Err(format!("{text:?} is not a date: {e}"));
+            }
+            Err(_) => {}
+        }
+    } else if text.as_bytes().get(4) == Some(&b'-')
+        && let Err(e) = text.parse::<jiff::Timestamp>()
+    {
+        // Shaped like RFC 3339 but not a time: jiff says why (an impossible day, no offset).
+        return Err(format!("{text:?} is not an RFC 3339 time: {e}"));
+    }
+    Err(format!(
+        "{text:?} is not a time: give RFC 3339 (2026-03-01T12:00:00Z), a date (2026-03-01, \
+         meaning 00:00:00Z), a time back from now (90s, 30m, 12h, 1d, 2w) or Unix seconds"
+    ))
+}
+
+/// `2w`, `7d`, `12h`, `30m`, `90s`: a positive whole number and one unit (weeks, days of 24
+/// hours, hours, minutes, seconds), at most 136 years.
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let bad = || format!("{text:?} is not a duration such as 7d, 12h, 30m or 90s");
+    let bad = || format!("{text:?} is not a duration such as 2w, 7d, 12h, 30m or 90s");
     let (number, unit) = text.split_at(text.len().saturating_sub(1));
     let n: u64 = number.parse().map_err(|_| bad())?;
     let per = match unit {
@@ -727,6 +775,7 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
+        "w" => 7 * 86_400,
         _ => return Err(bad()),
     };
     match n.checked_mul(per) {
@@ -809,6 +858,50 @@ mod tests {
             assert_eq!(timeout(kms), KMS_TIMEOUT, "{kms:?}");
         }
         assert_eq!(timeout(&["--timeout", "5", "operator", "unseal"]), 5);
+    }
+
+    #[test]
+    fn filter_times_take_rfc3339_a_date_a_time_back_or_seconds() {
+        let now = Timestamp(1_795_453_200); // 2026-11-23T17:00:00Z
+        let at = |text: &str| filter_time(text, now).map(Timestamp::unix);
+        assert_eq!(at("2026-11-23T17:00:00Z"), Ok(1_795_453_200));
+        assert_eq!(at("2026-11-23T18:00:00+01:00"), Ok(1_795_453_200));
+        assert_eq!(at("1795453200"), Ok(1_795_453_200));
+        // A date alone is 00:00:00Z that day.
+        assert_eq!(at("2026-03-01"), Ok(1_772_323_200));
+        assert_eq!(at("2028-02-29"), Ok(1_835_395_200));
+        // Back from now.
+        assert_eq!(at("90s"), Ok(1_795_453_200 - 90));
+        assert_eq!(at("30m"), Ok(1_795_453_200 - 30 * 60));
+        assert_eq!(at("12h"), Ok(1_795_453_200 - 12 * 3600));
+        assert_eq!(at("1d"), Ok(1_795_453_200 - 86_400));
+        assert_eq!(at("2w"), Ok(1_795_453_200 - 14 * 86_400));
+    }
+
+    #[test]
+    fn filter_times_refuse_impossible_dates_and_other_text_with_the_reason() {
+        let now = Timestamp(1_795_453_200);
+        for bad in [
+            "2026-02-31",
+            "2026-02-29",
+            "2026-13-01",
+            "2026-02-31T00:00:00Z",
+        ] {
+            let err = filter_time(bad, now).expect_err(bad);
+            assert!(err.contains(bad) && err.contains("is not"), "{bad}: {err}");
+            assert!(!err.contains("give RFC 3339"), "{bad}: {err}");
+        }
+        for bad in ["2026-03-01T12:00:00", "2026-3-1"] {
+            let err = filter_time(bad, now).expect_err(bad);
+            assert!(err.contains("not an RFC 3339 time"), "{bad}: {err}");
+        }
+        for bad in ["", "yesterday", "1y", "1mo", "-1d", "1.5h", "0d", "1 d"] {
+            let err = filter_time(bad, now).expect_err(bad);
+            assert!(
+                err.contains("a time back from now (90s, 30m, 12h, 1d, 2w)"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

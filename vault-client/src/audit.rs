@@ -422,27 +422,10 @@ pub fn head_message(
     m
 }
 
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(2 * bytes.len());
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    out
-}
-
-/// Parses lower- or upper-case hex of exactly `N` bytes.
+/// Parses lower- or upper-case hex of exactly `N` bytes, around it white space.
 pub fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    let text = text.trim();
-    if text.len() != 2 * N || !text.is_ascii() {
-        return None;
-    }
     let mut out = [0u8; N];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-    }
+    hex::decode_to_slice(text.trim(), &mut out).ok()?;
     Some(out)
 }
 
@@ -941,7 +924,7 @@ impl Verifier {
             self.problem(format!(
                 "the recorded head {}:{} is not in this log (older copy, or the tail cut off)",
                 a.seq,
-                hex(&a.hash)
+                hex::encode(a.hash)
             ));
         }
         if last > 0 && self.signed_through.is_none_or(|s| s < last) {
@@ -967,7 +950,7 @@ impl Verifier {
             entries: self.entries,
             head: (last > 0).then(|| HeadRef {
                 seq: last,
-                hash: hex(&self.prev),
+                hash: hex::encode(self.prev),
             }),
             signed_through: self.signed_through,
             problems: self.problems,
@@ -1120,7 +1103,7 @@ impl LogVerifier {
             format!(
                 "the recorded head {}:{} is in none of the chains (older copy, or a tail cut off)",
                 a.seq,
-                hex(&a.hash)
+                hex::encode(a.hash)
             )
         });
         let mut report = Report {
@@ -1194,9 +1177,15 @@ mod tests {
 
     #[test]
     fn hex_is_lower_case_and_round_trips() {
-        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(hex::encode([0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
         let bytes: [u8; 32] = std::array::from_fn(|i| (i * 37) as u8);
-        assert_eq!(unhex::<32>(&hex(&bytes)), Some(bytes));
+        assert_eq!(unhex::<32>(&hex::encode(bytes)), Some(bytes));
+        assert_eq!(
+            unhex::<32>(&format!(" {}\n", hex::encode_upper(bytes))),
+            Some(bytes)
+        );
+        assert_eq!(unhex::<32>(&hex::encode(&bytes[..31])), None);
+        assert_eq!(unhex::<2>("0g00"), None);
     }
 
     fn key() -> SigningKey {
@@ -1228,7 +1217,7 @@ mod tests {
             subject_hmac: None,
             account_hmac: None,
             detail: BTreeMap::new(),
-            prev: hex(prev),
+            prev: hex::encode(prev),
         };
         serde_json::to_vec(&e).expect("json")
     }
@@ -1243,11 +1232,11 @@ mod tests {
         let h = HeadLine {
             head: Head {
                 seq,
-                hash: hex(hash),
+                hash: hex::encode(hash),
                 time,
                 vault_id: "v".into(),
                 node: node.map(str::to_owned),
-                signature: hex(&sig.to_bytes()),
+                signature: hex::encode(sig.to_bytes()),
             },
         };
         serde_json::to_vec(&h).expect("json")
@@ -1610,13 +1599,13 @@ mod tests {
             node: Some(node.into()),
             first,
             last,
-            last_hash: hex(hash),
+            last_hash: hex::encode(hash),
             entries: last + 1 - first,
             time: Timestamp(1_795_453_202),
             signature: String::new(),
         };
         let sig = key().sign(&statement_message(&statement, hash));
-        statement.signature = hex(&sig.to_bytes());
+        statement.signature = hex::encode(sig.to_bytes());
         let line = serde_json::to_vec(&StatementLine { statement }).expect("json");
         lines.iter().cloned().chain([line]).collect()
     }
@@ -1648,9 +1637,11 @@ mod tests {
         let mut forged = whole.clone();
         let mut statement: StatementLine = serde_json::from_slice(&forged[8]).expect("statement");
         let other = SigningKey::from_bytes(&[8; 32]);
-        statement.statement.signature = hex(&other
-            .sign(&statement_message(&statement.statement, &last))
-            .to_bytes());
+        statement.statement.signature = hex::encode(
+            other
+                .sign(&statement_message(&statement.statement, &last))
+                .to_bytes(),
+        );
         forged[8] = serde_json::to_vec(&statement).expect("json");
         assert!(!verify_export(&forged).ok);
         // A line after the statement is one nothing signed.
@@ -1674,13 +1665,13 @@ mod tests {
             vault_id: "v".into(),
             node: Some(node.into()),
             through,
-            hash: hex(hash),
-            archive_sha256: hex(&[3; 32]),
+            hash: hex::encode(hash),
+            archive_sha256: hex::encode([3; 32]),
             time: Timestamp(1_795_453_202),
             signature: String::new(),
         };
         let sig = signer.sign(&checkpoint_message(&checkpoint, hash, &[3; 32]));
-        checkpoint.signature = hex(&sig.to_bytes());
+        checkpoint.signature = hex::encode(sig.to_bytes());
         serde_json::to_vec(&CheckpointLine { checkpoint }).expect("json")
     }
 

@@ -24,99 +24,27 @@ impl Timestamp {
         self.0
     }
 
-    /// Parses RFC 3339 (`2026-11-23T17:00:00Z`) or a decimal count of seconds.
+    /// Parses RFC 3339 (`2026-11-23T17:00:00Z`, `2026-11-23T18:00:00+01:00`, fractions of a
+    /// second dropped) or a decimal count of seconds. An impossible date (`2026-02-31`) or time
+    /// (`25:00`) is `None`, as is a time without its offset.
     pub fn parse(text: &str) -> Option<Self> {
         if let Ok(secs) = text.parse::<i64>() {
             return Some(Self(secs));
         }
-        let t = parse_rfc3339(text)?;
-        Some(t)
+        let t: jiff::Timestamp = text.parse().ok()?;
+        Some(Self(t.as_second()))
     }
-}
-
-fn parse_rfc3339(text: &str) -> Option<Timestamp> {
-    // Minimal RFC 3339 parser for `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
-    let b = text.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let s = text.get(r)?;
-        if s.bytes().all(|c| c.is_ascii_digit()) {
-            s.parse().ok()
-        } else {
-            None
-        }
-    };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
-        return None;
-    }
-    let mut rest = &text[19..];
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        rest = &frac[digits..];
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let rb = rest.as_bytes();
-            if rb.len() != 6 || rb[3] != b':' || !matches!(rb[0], b'+' | b'-') {
-                return None;
-            }
-            let h: i64 = rest.get(1..3)?.parse().ok()?;
-            let m: i64 = rest.get(4..6)?.parse().ok()?;
-            let o = h * 3600 + m * 60;
-            if rb[0] == b'-' { -o } else { o }
-        }
-    };
-    let days = days_from_civil(year, month, day);
-    Some(Timestamp(
-        days * 86_400 + hour * 3600 + min * 60 + sec - offset,
-    ))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 impl fmt::Display for Timestamp {
+    /// RFC 3339 in UTC, whole seconds: `2026-11-23T17:00:00Z`. A time outside the years
+    /// -9999 to 9999, which no RFC 3339 text can hold, prints as its count of seconds (which
+    /// [`Timestamp::parse`] reads back).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (days, secs) = (self.0.div_euclid(86_400), self.0.rem_euclid(86_400));
-        let (y, m, d) = civil_from_days(days);
-        write!(
-            f,
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-            secs / 3600,
-            secs % 3600 / 60,
-            secs % 60
-        )
+        match jiff::Timestamp::from_second(self.0) {
+            Ok(t) => write!(f, "{t}"),
+            Err(_) => write!(f, "{}", self.0),
+        }
     }
 }
 
@@ -172,6 +100,8 @@ impl<'de> Deserialize<'de> for Timestamp {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
@@ -192,6 +122,14 @@ mod tests {
             Timestamp::parse("2026-11-23T17:00:00.25Z"),
             Some(Timestamp(1_795_453_200))
         );
+        // RFC 3339 allows a space or lower case for `T` and `Z`, as the old parser did.
+        for text in ["2026-11-23 17:00:00Z", "2026-11-23t17:00:00z"] {
+            assert_eq!(
+                Timestamp::parse(text),
+                Some(Timestamp(1_795_453_200)),
+                "{text}"
+            );
+        }
     }
 
     #[test]
@@ -201,9 +139,52 @@ mod tests {
             "2026-13-01T00:00:00Z",
             "2026-11-23",
             "2026-11-23T17:00:00",
+            "2026-11-23T24:00:00Z",
+            "2026-11-23T17:61:00Z",
             "x",
         ] {
             assert_eq!(Timestamp::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn rejects_impossible_dates() {
+        // Once rolled over into March by a hand-written parser.
+        for bad in [
+            "2026-02-31T00:00:00Z",
+            "2026-02-29T00:00:00Z",
+            "2026-04-31T12:00:00Z",
+            "2026-00-10T00:00:00Z",
+            "2026-01-00T00:00:00Z",
+        ] {
+            assert_eq!(Timestamp::parse(bad), None, "{bad}");
+        }
+        assert_eq!(
+            Timestamp::parse("2028-02-29T00:00:00Z"),
+            Some(Timestamp(1_835_395_200))
+        );
+    }
+
+    #[test]
+    fn wire_format_is_rfc3339_utc_or_seconds() {
+        let t = Timestamp(1_795_453_200);
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            r#""2026-11-23T17:00:00Z""#
+        );
+        assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00Z");
+        assert_eq!(Timestamp(-1).to_string(), "1969-12-31T23:59:59Z");
+        for json in [r#""2026-11-23T17:00:00Z""#, "1795453200", r#""1795453200""#] {
+            assert_eq!(
+                serde_json::from_str::<Timestamp>(json).unwrap(),
+                t,
+                "{json}"
+            );
+        }
+        assert!(serde_json::from_str::<Timestamp>(r#""2026-02-31T00:00:00Z""#).is_err());
+        // Beyond what RFC 3339 can write: seconds, and they read back.
+        let far = Timestamp(i64::MAX);
+        assert_eq!(far.to_string(), i64::MAX.to_string());
+        assert_eq!(Timestamp::parse(&far.to_string()), Some(far));
     }
 }

@@ -1,6 +1,16 @@
 //! Configuration: one TOML file, overridden by `VAULTD_*` environment variables and flags
 //! (flags win), checked into a [`Config`] before anything starts.
 //!
+//! Every key of the file can be set from the environment by one rule ([`env`](mod@env)):
+//! `VAULTD_` and the key's path upper-cased, `__` between a section and its key
+//! (`VAULTD_DATA_DIR`, `VAULTD_KMS__KEY_ID`), the value read as the TOML value it would be in
+//! the file (a value that is not TOML is a string). Any other `VAULTD_*` variable is an error
+//! at start. The variables that are not keys of the file: `VAULTD_CONFIG` (the file),
+//! `VAULTD_LOG` (the log filter), `VAULTD_POSTGRES_URL` (the connection string, a secret: never
+//! on the command line); and `VAULT_SOCKET`, `vault-cli`'s variable, stands in for
+//! `VAULTD_SOCKET` when that is unset. Rule and reasons: `docs/operator-guide.md`,
+//! "Environment". Flags: `--data-dir`, `--socket`, `--log-format`.
+//!
 //! ```toml
 //! data_dir = "/var/lib/vaultd"
 //! socket = "/run/vaultd/vaultd.sock"
@@ -64,6 +74,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+
+pub mod env;
+
+pub use env::Env;
 
 use crate::kms::aws::{KeyId, check_endpoint_url};
 use crate::policy::{Brake, Capability, Policy, Quota, Rule, SubjectName, TenantPattern};
@@ -467,24 +481,45 @@ fn postgres_options(raw: &RawPostgres) -> anyhow::Result<crate::store::postgres:
     })
 }
 
-/// Values from flags and environment that override the file.
+/// Values from flags that override the file and the environment.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
-    /// `--data-dir` / `VAULTD_DATA_DIR`.
+    /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
-    /// `--socket` / `VAULTD_SOCKET`.
+    /// `--socket`.
     pub socket: Option<PathBuf>,
-    /// `--log-format` / `VAULTD_LOG_FORMAT`.
+    /// `--log-format`.
     pub log_format: Option<String>,
 }
 
+/// The keys `--dev` takes from the environment: it reads no file, so there is nothing else to
+/// override.
+const DEV_KEYS: [&str; 3] = ["data_dir", "socket", "log_format"];
+
+impl Overrides {
+    /// For `--dev`: these flags, else `data_dir`, `socket` and `log_format` from `env`; any
+    /// other setting in `env` is an error.
+    pub fn or_dev_env(self, env: &Env) -> anyhow::Result<Self> {
+        env.only(&DEV_KEYS, "--dev reads no configuration file")?;
+        Ok(Self {
+            data_dir: self
+                .data_dir
+                .or(env.top_level_string("data_dir")?.map(PathBuf::from)),
+            socket: self
+                .socket
+                .or(env.top_level_string("socket")?.map(PathBuf::from)),
+            log_format: self.log_format.or(env.top_level_string("log_format")?),
+        })
+    }
+}
+
 impl Config {
-    /// Reads and checks `path`, then applies `overrides`.
-    pub fn load(path: &Path, overrides: &Overrides) -> anyhow::Result<Self> {
+    /// Reads `path`, sets the keys `env` sets, applies `overrides`, and checks the result.
+    pub fn load(path: &Path, env: &Env, overrides: &Overrides) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config {}", path.display()))?;
-        let raw: RawConfig =
-            toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?;
+        let raw =
+            raw_config(&text, env).with_context(|| format!("parsing config {}", path.display()))?;
         Self::from_raw(raw, overrides)
     }
 
@@ -714,6 +749,22 @@ impl Config {
 }
 
 /// `cache_mib`, `compress_pages`, `wal_segment_mib`, `wal_checkpoint_mib`.
+/// The file's text with the keys `env` sets. Without any, the file is read as it is, so that
+/// errors point at its lines; with some, an error names the variables.
+fn raw_config(text: &str, env: &Env) -> anyhow::Result<RawConfig> {
+    if env.is_empty() {
+        return Ok(toml::from_str(text)?);
+    }
+    let mut table: toml::Table = toml::from_str(text)?;
+    env.apply(&mut table)?;
+    toml::Value::Table(table).try_into().with_context(|| {
+        format!(
+            "with {} from the environment (docs/operator-guide.md, \"Environment\")",
+            env.vars().join(", ")
+        )
+    })
+}
+
 fn storage_options(raw: &RawConfig) -> anyhow::Result<crate::store::embedded::Options> {
     let defaults = crate::store::embedded::Options::default();
     let mib =
@@ -787,6 +838,80 @@ mod tests {
     }
 
     const BASE: &str = "data_dir = \"/d\"\nsocket = \"/s\"\n[kms]\nprovider = \"local\"\nkey_dir = \"/k\"\nkey_id = \"main\"\n";
+
+    fn env(vars: &[(&str, &str)]) -> Env {
+        Env::parse(vars.iter().map(|(k, v)| (k.into(), v.into()))).expect("env")
+    }
+
+    #[test]
+    fn environment_sets_any_key_and_flags_win() {
+        let vars = env(&[
+            ("VAULTD_MAX_CONNECTIONS", "7"),
+            ("VAULTD_SEAL_ON_ALARM", "true"),
+            ("VAULTD_KMS__KEY_ID", "other"),
+            ("VAULTD_JOBS__LEASE_SECONDS", "60"),
+            ("VAULTD_SOCKET", "/env.sock"),
+            ("VAULTD_DATA_DIR", "/env-data"),
+        ]);
+        let flags = Overrides {
+            socket: Some("/flag.sock".into()),
+            ..Overrides::default()
+        };
+        let cfg = Config::from_raw(raw_config(BASE, &vars).expect("raw"), &flags).expect("valid");
+        assert_eq!(cfg.max_connections, 7);
+        assert!(cfg.seal_on_alarm);
+        assert!(matches!(cfg.kms, KmsConfig::Local { ref key_id, .. } if key_id == "other"));
+        assert_eq!(cfg.job_lease, Duration::from_secs(60));
+        assert_eq!(cfg.data_dir, Path::new("/env-data"));
+        assert_eq!(
+            cfg.socket,
+            Path::new("/flag.sock"),
+            "a flag beats the variable"
+        );
+    }
+
+    #[test]
+    fn environment_errors_name_the_variable() {
+        for (vars, why) in [
+            (&[("VAULTD_MAX_CONNECTIONS", "many")][..], "invalid type"),
+            (
+                &[("VAULTD_SEAL_ON_ALARMS", "true")],
+                "unknown field `seal_on_alarms`",
+            ),
+            (&[("VAULTD_KMS__KEYID", "x")], "unknown field `keyid`"),
+        ] {
+            let err = format!("{:#}", raw_config(BASE, &env(vars)).expect_err(why));
+            assert!(err.contains(vars[0].0) && err.contains(why), "{why}: {err}");
+        }
+        let err = format!(
+            "{:#}",
+            raw_config(BASE, &env(&[("VAULTD_JOBS__LEASE_SECONDS", "1")]))
+                .map(|raw| Config::from_raw(raw, &Overrides::default()))
+                .expect("parses")
+                .expect_err("out of range")
+        );
+        assert!(err.contains("lease_seconds must be 3-3600"), "{err}");
+    }
+
+    #[test]
+    fn dev_takes_only_the_socket_data_dir_and_log_format_from_the_environment() {
+        let o = Overrides::default()
+            .or_dev_env(&env(&[
+                ("VAULTD_SOCKET", "/d.sock"),
+                ("VAULTD_LOG_FORMAT", "json"),
+            ]))
+            .expect("ok");
+        assert_eq!(o.socket.as_deref(), Some(Path::new("/d.sock")));
+        assert_eq!(o.log_format.as_deref(), Some("json"));
+        let err = Overrides::default()
+            .or_dev_env(&env(&[("VAULTD_MAX_CONNECTIONS", "7")]))
+            .expect_err("not for --dev")
+            .to_string();
+        assert!(
+            err.contains("VAULTD_MAX_CONNECTIONS") && err.contains("--dev"),
+            "{err}"
+        );
+    }
 
     /// BASE with a `[postgres]` section whose url_file holds `url` with `mode`.
     fn with_postgres(url: &str, mode: u32, node: &str) -> (tempfile::TempDir, String) {

@@ -14,7 +14,7 @@ use tokio::net::UnixListener;
 use vault_client::audit::Outcome;
 use vault_client::wire::VaultState;
 use vaultd::audit::Event;
-use vaultd::config::{Config, KmsConfig, Overrides};
+use vaultd::config::{Config, Env, KmsConfig, Overrides};
 use vaultd::kms::KmsProvider;
 use vaultd::kms::aws::AwsKms;
 use vaultd::kms::local::LocalKms;
@@ -39,15 +39,15 @@ struct Args {
     /// The TOML configuration file.
     #[arg(long, short, env = "VAULTD_CONFIG", required_unless_present = "dev")]
     config: Option<PathBuf>,
-    /// Data directory (overrides the file).
-    #[arg(long, env = "VAULTD_DATA_DIR")]
+    /// Data directory (overrides the file and `VAULTD_DATA_DIR`).
+    #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Socket path (overrides the file); without it and `VAULTD_SOCKET`, `VAULT_SOCKET` (the
-    /// variable `vault-cli` reads), so one setting serves both.
-    #[arg(long, env = "VAULTD_SOCKET")]
+    /// Socket path (overrides the file and `VAULTD_SOCKET`, or else `VAULT_SOCKET`, the variable
+    /// `vault-cli` reads, so one setting serves both).
+    #[arg(long)]
     socket: Option<PathBuf>,
-    /// `human` or `json` (overrides the file).
-    #[arg(long, env = "VAULTD_LOG_FORMAT")]
+    /// `human` or `json` (overrides the file and `VAULTD_LOG_FORMAT`).
+    #[arg(long)]
     log_format: Option<String>,
     /// Check the configuration and exit: the file, every policy name (through NSS), the local
     /// KMS key file, the TLS files. Binds nothing, opens no store, calls no KMS. Exit 0 when
@@ -63,21 +63,22 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let overrides = Overrides {
         data_dir: args.data_dir,
-        socket: args
-            .socket
-            .or_else(|| std::env::var_os("VAULT_SOCKET").map(PathBuf::from)),
+        socket: args.socket,
         log_format: args.log_format,
     };
-    let config = if args.dev {
-        Ok(Config::insecure_dev(Path::new("vaultd-dev"), &overrides))
-    } else {
-        Config::load(
-            args.config
+    // Every key of the file can also be set by a `VAULTD_*` variable (config::env).
+    let config = Env::from_process().and_then(|env| {
+        if args.dev {
+            let overrides = overrides.or_dev_env(&env)?;
+            Ok(Config::insecure_dev(Path::new("vaultd-dev"), &overrides))
+        } else {
+            let path = args
+                .config
                 .as_deref()
-                .expect("clap requires --config without --dev"),
-            &overrides,
-        )
-    };
+                .expect("clap requires --config without --dev");
+            Config::load(path, &env, &overrides)
+        }
+    });
     if args.check_config {
         return match config.and_then(|c| check_config(&c)) {
             Ok(summary) => {

@@ -16,15 +16,8 @@ fn testdata() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata")
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn unhex(text: &str) -> Vec<u8> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
-        .collect()
+    hex::decode(text).expect("hex")
 }
 
 fn dek(v: &Value) -> DataKey {
@@ -102,7 +95,7 @@ fn record_vectors_seal_and_open_exactly() {
                 &array(v, "nonce"),
             );
             assert_eq!(
-                hex(&sealed),
+                hex::encode(&sealed),
                 s(v, "record"),
                 "{file}: {}",
                 s(v, "description")
@@ -111,7 +104,7 @@ fn record_vectors_seal_and_open_exactly() {
                 record::open_record(&dek(v), slot(v), &unhex(s(v, "record"))).expect("opens");
             assert_eq!(opened.header, header(v));
             assert_eq!(opened.binding, binding);
-            assert_eq!(hex(opened.secret.expose_secret()), s(v, "secret"));
+            assert_eq!(hex::encode(opened.secret.expose_secret()), s(v, "secret"));
             assert_eq!(opened.decoy, decoy);
         }
     }
@@ -143,7 +136,7 @@ fn transit_vectors_seal_and_open_exactly() {
             &raw,
         )
         .expect("opens");
-        assert_eq!(hex(back.expose_secret()), s(v, "plaintext"));
+        assert_eq!(hex::encode(back.expose_secret()), s(v, "plaintext"));
     }
 }
 
@@ -219,7 +212,7 @@ fn fail_vectors_all_fail() {
 fn write_vectors() {
     let base = json!({
         "vault_id": "0123456789abcdef0123456789abcdef",
-        "dek": hex(&[0x42; 32]),
+        "dek": hex::encode([0x42; 32]),
     });
     let cases = [
         (
@@ -290,9 +283,9 @@ fn write_vectors() {
             v["token"] = json!(token);
             v["header"] = json!({"key_version": version, "revision": revision, "expires_at": expires, "updated_at": 1_795_453_200});
             v["binding"] = json!({"subject": "user-42", "bank": "example-bank", "account": account, "scope": "accounts"});
-            v["secret"] = json!(hex(secret.as_bytes()));
-            v["salt"] = json!(hex(&salt));
-            v["nonce"] = json!(hex(&nonce));
+            v["secret"] = json!(hex::encode(secret.as_bytes()));
+            v["salt"] = json!(hex::encode(salt));
+            v["nonce"] = json!(hex::encode(nonce));
             let b = binding(&v);
             let contents = record::Contents {
                 binding: &b,
@@ -308,7 +301,7 @@ fn write_vectors() {
                 &salt,
                 &nonce,
             );
-            v["record"] = json!(hex(&sealed));
+            v["record"] = json!(hex::encode(&sealed));
             by_format[f].push(v);
         }
     }
@@ -318,9 +311,9 @@ fn write_vectors() {
     transit["tenant"] = json!("acme");
     transit["key_version"] = json!(3);
     transit["context"] = json!("invoice:2026-0042");
-    transit["plaintext"] = json!(hex(b"IBAN DE89 3704 0044 0532 0130 00"));
-    transit["salt"] = json!(hex(&[0x07; 32]));
-    transit["nonce"] = json!(hex(&[0x08; 12]));
+    transit["plaintext"] = json!(hex::encode(b"IBAN DE89 3704 0044 0532 0130 00"));
+    transit["salt"] = json!(hex::encode([0x07; 32]));
+    transit["nonce"] = json!(hex::encode([0x08; 12]));
     transit["sealed"] = json!(record::dangerous_seal_transit_with(
         &dek(&transit),
         "0123456789abcdef0123456789abcdef",
@@ -355,18 +348,18 @@ fn write_vectors() {
     let flipped = {
         let mut b = record_bytes.clone();
         b[80] ^= 0x01;
-        hex(&b)
+        hex::encode(&b)
     };
-    let truncated = hex(&record_bytes[..record_bytes.len() - 1]);
+    let truncated = hex::encode(&record_bytes[..record_bytes.len() - 1]);
     let other_version = {
         let mut b = record_bytes.clone();
         b[4] = 2; // key_version 1 -> 2 in the clear header
-        hex(&b)
+        hex::encode(&b)
     };
     let unknown_format = {
         let mut b = record_bytes.clone();
         b[0] = 3; // format 1 -> 3, which does not exist
-        hex(&b)
+        hex::encode(&b)
     };
     write(
         "fail_bit_flipped.json",

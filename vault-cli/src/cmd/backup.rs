@@ -144,7 +144,9 @@ fn restore(ctx: &Ctx, args: &BackupRestore) -> anyhow::Result<()> {
                 data_dir: args.data_dir.clone(),
                 ..vaultd::config::Overrides::default()
             };
-            let config = vaultd::config::Config::load(config, &overrides)?;
+            // As the daemon would read it here: the file and any `VAULTD_*` variables.
+            let env = vaultd::config::Env::from_process()?;
+            let config = vaultd::config::Config::load(config, &env, &overrides)?;
             (config.data_dir, config.storage)
         }
         None => (

@@ -1,5 +1,7 @@
 //! Request paths and query strings, with every id and value percent-encoded.
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
 /// `/v1/tenants/{tenant}/tokens/{id}`.
 pub(crate) fn token_path(tenant: &str, id: &str) -> String {
     format!("/v1/tenants/{}/tokens/{}", segment(tenant), segment(id))
@@ -9,9 +11,7 @@ pub(crate) fn token_path(tenant: &str, id: &str) -> String {
 /// percent-encoded so that a bad id reaches the daemon as one invalid segment (which it refuses)
 /// and never as extra path or query.
 pub(super) fn segment(id: &str) -> String {
-    percent_encode(id, |b| {
-        b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
-    })
+    utf8_percent_encode(id, SEGMENT).to_string()
 }
 
 /// A query string from `(name, value)` pairs: `?a=1&b=2`, or empty without pairs. Values are
@@ -29,25 +29,14 @@ pub(super) fn query<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> 
 
 /// A query value: RFC 3986 unreserved bytes pass, everything else is percent-encoded.
 pub(super) fn query_value(value: &str) -> String {
-    percent_encode(value, |b| {
-        b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'~')
-    })
+    utf8_percent_encode(value, QUERY_VALUE).to_string()
 }
 
-fn percent_encode(text: &str, keep: impl Fn(u8) -> bool) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(text.len());
-    for &b in text.as_bytes() {
-        if keep(b) {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0x0f)]));
-        }
-    }
-    out
-}
+/// What a path segment encodes: every byte but `A-Z a-z 0-9 . _ -`.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'.').remove(b'_').remove(b'-');
+
+/// What a query value encodes: every byte but RFC 3986's unreserved ones.
+const QUERY_VALUE: &AsciiSet = &SEGMENT.remove(b'~');
 
 #[cfg(test)]
 mod tests {
@@ -67,5 +56,7 @@ mod tests {
         assert_eq!(segment("a?confirm=a"), "a%3Fconfirm%3Da");
         assert_eq!(segment("é"), "%C3%A9");
         assert_eq!(query_value("x&limit=1"), "x%26limit%3D1");
+        assert_eq!(query_value("a~b c"), "a~b%20c");
+        assert_eq!(segment("a~b"), "a%7Eb");
     }
 }

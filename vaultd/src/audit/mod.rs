@@ -16,7 +16,7 @@ use ed25519_dalek::{Signer as _, SigningKey};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use vault_client::Timestamp;
-use vault_client::audit::{Actor, Entry, Head, HeadLine, Outcome, SystemActor, head_message, hex};
+use vault_client::audit::{Actor, Entry, Head, HeadLine, Outcome, SystemActor, head_message};
 
 use crate::policy::Identity;
 use crate::secret::AuditKey;
@@ -168,7 +168,7 @@ impl Event {
         let entry = LogEntry::new(move |seq, prev, node| {
             entry.seq = seq;
             entry.node = node.map(str::to_owned);
-            entry.prev = hex(prev);
+            entry.prev = hex::encode(prev);
             serde_json::to_vec(&entry).expect("audit entries serialize infallibly")
         });
         if self.key_event {
@@ -187,7 +187,7 @@ pub fn request_id() -> String {
     let mut bytes = [0u8; 16];
     // An all-zero id on RNG failure still leaves the entry chained and sequenced.
     let _ = getrandom::fill(&mut bytes);
-    hex(&bytes)
+    hex::encode(bytes)
 }
 
 /// HMAC-SHA256 of `value` under the audit key, hex: how personal data appears in the log.
@@ -195,7 +195,7 @@ pub fn hmac(key: &AuditKey, value: &str) -> String {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.expose_secret())
         .expect("HMAC accepts 32-byte keys");
     mac.update(value.as_bytes());
-    hex(&mac.finalize().into_bytes())
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// Signs chain heads with the vault's Ed25519 audit key (held only while unsealed; the
@@ -228,13 +228,13 @@ impl AuditSigner {
             node: node.map(str::to_owned),
             first,
             last,
-            last_hash: hex(last_hash),
+            last_hash: hex::encode(last_hash),
             entries: last + 1 - first,
             time: Timestamp::now(),
             signature: String::new(),
         };
         let message = vault_client::audit::statement_message(&statement, last_hash);
-        statement.signature = hex(&self.key.sign(&message).to_bytes());
+        statement.signature = hex::encode(self.key.sign(&message).to_bytes());
         vault_client::audit::StatementLine { statement }
     }
 
@@ -252,13 +252,13 @@ impl AuditSigner {
             vault_id: self.vault_id.clone(),
             node: node.map(str::to_owned),
             through,
-            hash: hex(hash),
-            archive_sha256: hex(archive_sha256),
+            hash: hex::encode(hash),
+            archive_sha256: hex::encode(archive_sha256),
             time: Timestamp::now(),
             signature: String::new(),
         };
         let message = vault_client::audit::checkpoint_message(&checkpoint, hash, archive_sha256);
-        checkpoint.signature = hex(&self.key.sign(&message).to_bytes());
+        checkpoint.signature = hex::encode(self.key.sign(&message).to_bytes());
         vault_client::audit::CheckpointLine { checkpoint }
     }
 
@@ -268,7 +268,7 @@ impl AuditSigner {
         let line = serde_json::to_string(receipt).expect("a receipt serializes");
         let message = vault_client::receipt::receipt_message(line.as_bytes());
         let signature = vault_client::receipt::ReceiptSignature {
-            signature: hex(&self.key.sign(&message).to_bytes()),
+            signature: hex::encode(self.key.sign(&message).to_bytes()),
         };
         let signature = serde_json::to_string(&signature).expect("a signature serializes");
         format!("{line}\n{signature}\n")
@@ -276,7 +276,7 @@ impl AuditSigner {
 
     /// The public key, hex.
     pub fn public_key(&self) -> String {
-        hex(self.key.verifying_key().as_bytes())
+        hex::encode(self.key.verifying_key().as_bytes())
     }
 }
 
@@ -342,11 +342,11 @@ impl StoredHead {
     pub(crate) fn line(&self, vault_id: &str, node: Option<&str>) -> Vec<u8> {
         let head = Head {
             seq: self.seq,
-            hash: hex(&self.hash),
+            hash: hex::encode(self.hash),
             time: self.time,
             vault_id: vault_id.to_owned(),
             node: node.map(str::to_owned),
-            signature: hex(&self.signature),
+            signature: hex::encode(self.signature),
         };
         serde_json::to_vec(&HeadLine { head }).expect("heads serialize infallibly")
     }

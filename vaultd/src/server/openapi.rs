@@ -30,9 +30,9 @@ pub(crate) fn json() -> &'static str {
 /// What an operation answers on success.
 enum Answer {
     /// JSON of this schema, with this status.
-    Json(u16, RefOr<Schema>),
+    Json(u16, Box<RefOr<Schema>>),
     /// One of two JSON shapes (a single item or a batch).
-    EitherJson(RefOr<Schema>, RefOr<Schema>),
+    EitherJson(Box<RefOr<Schema>>, Box<RefOr<Schema>>),
     /// A body of this content type.
     Body(&'static str, &'static str),
     /// `GET /v1/sys/health`: its state as 200, 503 or 501, always the same shape.
@@ -74,9 +74,10 @@ fn operations() -> Vec<Operation> {
         summary,
         query: &[],
         body: None,
-        answer: Answer::Json(200, r::<wire::StateResponse>()),
+        answer: Answer::Json(200, Box::new(r::<wire::StateResponse>())),
     };
-    let json = |status, schema| Answer::Json(status, schema);
+    let json = |status, schema| Answer::Json(status, Box::new(schema));
+    let either = |one, batch| Answer::EitherJson(Box::new(one), Box::new(batch));
     let with = |mut o: Operation, body: Option<(RefOr<Schema>, bool)>, answer: Answer| {
         o.body = body;
         o.answer = answer;
@@ -345,7 +346,7 @@ fn operations() -> Vec<Operation> {
                 "Encrypt (transit)",
             ),
             required(r::<wire::TransitSeal>()),
-            Answer::EitherJson(r::<wire::Sealed>(), wire::Batch::<wire::Sealed>::schema()),
+            either(r::<wire::Sealed>(), wire::Batch::<wire::Sealed>::schema()),
         ),
         with(
             op(
@@ -356,7 +357,7 @@ fn operations() -> Vec<Operation> {
                 "Decrypt (transit)",
             ),
             required(r::<wire::TransitUnseal>()),
-            Answer::EitherJson(
+            either(
                 r::<wire::Plaintext>(),
                 wire::Batch::<wire::Plaintext>::schema(),
             ),
@@ -370,7 +371,7 @@ fn operations() -> Vec<Operation> {
                 "Re-encrypt under the current key (transit)",
             ),
             required(r::<wire::TransitUnseal>()),
-            Answer::EitherJson(r::<wire::Sealed>(), wire::Batch::<wire::Sealed>::schema()),
+            either(r::<wire::Sealed>(), wire::Batch::<wire::Sealed>::schema()),
         ),
         with(
             op(
@@ -761,11 +762,11 @@ pub(crate) fn document() -> OpenApi {
                     status.to_string(),
                     ResponseBuilder::new()
                         .description("done")
-                        .content("application/json", Content::new(Some(schema))),
+                        .content("application/json", Content::new(Some(*schema))),
                 );
             }
             Answer::EitherJson(one, batch) => {
-                let either = OneOfBuilder::new().item(one).item(batch);
+                let either = OneOfBuilder::new().item(*one).item(*batch);
                 responses = responses.response(
                     "200",
                     ResponseBuilder::new()

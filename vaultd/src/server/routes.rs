@@ -500,32 +500,26 @@ fn token(text: &str) -> Result<TokenId, Error> {
 
 /// Decodes `%XX` escapes (and `+` as a space); the result must be UTF-8 without control characters.
 fn percent_decode(text: &str) -> Result<String, Error> {
-    let bad = || Error::invalid("malformed percent-encoding in the query");
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = text.get(i + 1..i + 3).ok_or_else(bad)?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
+    // The crate passes a `%` without two hex digits through as it is; here it is an error.
+    let well_formed = text.split('%').skip(1).all(|after| {
+        after
+            .as_bytes()
+            .get(..2)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return Err(Error::invalid(
+            "malformed percent-encoding in the query: % must be followed by two hex digits",
+        ));
     }
-    let decoded = String::from_utf8(out).map_err(|_| bad())?;
+    let spaced = text.replace('+', " ");
+    let decoded = percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map_err(|_| Error::invalid("the query is not UTF-8 once percent-decoded"))?;
     if decoded.chars().any(char::is_control) {
         return Err(Error::invalid("control characters in the query"));
     }
-    Ok(decoded)
+    Ok(decoded.into_owned())
 }
 
 /// Query parameters; any left unconsumed are refused.
@@ -714,6 +708,23 @@ pub(crate) mod tests {
             Capability::TransitUnseal,
             Capability::TransitSeal
         ])));
+    }
+
+    #[test]
+    fn query_values_are_percent_decoded_and_malformed_ones_refused() {
+        assert_eq!(
+            percent_decode("a%2Fb+c%2B%C3%A9").expect("decodes"),
+            "a/b c+é"
+        );
+        assert_eq!(percent_decode("plain").expect("decodes"), "plain");
+        for bad in ["%", "%4", "%zz", "a%%41", "x%G1"] {
+            let err = percent_decode(bad).expect_err(bad).to_string();
+            assert!(err.contains("two hex digits"), "{bad}: {err}");
+        }
+        let err = percent_decode("%C3%28").expect_err("not UTF-8").to_string();
+        assert!(err.contains("not UTF-8"), "{err}");
+        let err = percent_decode("a%0Ab").expect_err("a newline").to_string();
+        assert!(err.contains("control characters"), "{err}");
     }
 
     #[test]

@@ -125,7 +125,7 @@ impl<'a> Writer<'a> {
             position,
             entries: self.entries,
             groups: self.groups,
-            sha256: vault_client::audit::hex(&digest),
+            sha256: hex::encode(digest),
         })
     }
 
@@ -240,7 +240,7 @@ pub fn read(
         position: end.position,
         entries,
         groups,
-        sha256: vault_client::audit::hex(&digest),
+        sha256: hex::encode(digest),
     })
 }
 

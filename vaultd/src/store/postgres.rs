@@ -952,7 +952,7 @@ pub(super) async fn test_database(node: &str) -> Options {
     );
     let mut name = [0u8; 8];
     getrandom::fill(&mut name).expect("random");
-    let name = format!("unit_{}", vault_client::audit::hex(&name));
+    let name = format!("unit_{}", hex::encode(name));
     let (admin, connection) = tokio_postgres::connect(&url, NoTls)
         .await
         .expect("connect to the test cluster");

@@ -115,7 +115,7 @@ struct TestSigner;
 
 impl HeadSigner for TestSigner {
     fn sign_head(&self, _node: Option<&str>, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
-        format!("head {seq} {}", vault_client::audit::hex(hash)).into_bytes()
+        format!("head {seq} {}", hex::encode(hash)).into_bytes()
     }
 }
 
@@ -127,7 +127,7 @@ async fn store(f: &impl Fixture) -> Store {
 
 fn entry(text: &'static str) -> LogEntry {
     LogEntry::new(move |seq, prev, _node| {
-        format!("{seq} {} {text}", vault_client::audit::hex(prev)).into_bytes()
+        format!("{seq} {} {text}", hex::encode(prev)).into_bytes()
     })
 }
 
@@ -147,7 +147,7 @@ async fn assert_chain(store: &Store, entries: usize) {
         assert_eq!(chain::seq_of(key), Some(i as u64 + 1));
         let text = String::from_utf8(bytes.clone()).expect("utf-8");
         assert!(
-            text.starts_with(&format!("{} {} ", i + 1, vault_client::audit::hex(&prev))),
+            text.starts_with(&format!("{} {} ", i + 1, hex::encode(prev))),
             "entry {} chains onto the one before: {text}",
             i + 1
         );

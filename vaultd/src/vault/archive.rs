@@ -80,7 +80,7 @@ impl Vault {
             )));
         }
         let head = report.head.as_ref().map(|h| (h.seq, h.hash.as_str()));
-        if head != Some((req.through, vault_client::audit::hex(&hash).as_str())) {
+        if head != Some((req.through, hex::encode(hash).as_str())) {
             return Err(Error::invalid(format!(
                 "the live log has no entry {} with hash {}: the archive does not end where the \
                  live log does; nothing was archived",

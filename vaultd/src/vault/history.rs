@@ -220,7 +220,7 @@ impl Vault {
             key_versions,
             node: entry.node.clone(),
             entry_seq: entry.seq,
-            entry_hash: vault_client::audit::hex(&hash),
+            entry_hash: hex::encode(hash),
         };
         Ok(signer.sign_receipt(&receipt))
     }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use vault_client::Timestamp;
-use vault_client::audit::{Outcome, hex};
+use vault_client::audit::Outcome;
 use vault_client::wire::{LeaseTokenResponse, Released};
 
 use super::layout;
@@ -72,7 +72,7 @@ impl TokenState {
 
 /// Whether `lease` is the id whose SHA-256 is `record`'s, in constant time.
 fn holds(record: &LeaseRecord, lease: &str) -> bool {
-    let presented = hex(&Sha256::digest(lease.as_bytes()));
+    let presented = hex::encode(Sha256::digest(lease.as_bytes()));
     bool::from(presented.as_bytes().ct_eq(record.id_sha256.as_bytes()))
 }
 
@@ -92,7 +92,7 @@ fn fingerprint(keys: &Keys, tenant: &TenantId, token: &TokenId, secret: &[u8]) -
     ] {
         mac.update(part);
     }
-    hex(&mac.finalize().into_bytes())
+    hex::encode(mac.finalize().into_bytes())
 }
 
 fn now_ms() -> i64 {
@@ -140,10 +140,10 @@ impl Vault {
             }
             let mut id = [0u8; 16];
             getrandom::fill(&mut id)?;
-            let lease = hex(&id);
+            let lease = hex::encode(id);
             let expires_at_ms = now + i64::from(seconds) * 1000;
             state.lease = Some(LeaseRecord {
-                id_sha256: hex(&Sha256::digest(lease.as_bytes())),
+                id_sha256: hex::encode(Sha256::digest(lease.as_bytes())),
                 expires_at_ms,
                 holder: holder.to_owned(),
             });

@@ -124,7 +124,7 @@ impl Vault {
             .map(|d| {
                 use sha2::Digest as _;
                 let sha: [u8; 32] = sha2::Sha256::digest(&d.wrapped.0).into();
-                format!("{}:{}", d.version, vault_client::audit::hex(&sha))
+                format!("{}:{}", d.version, hex::encode(sha))
             })
             .collect();
         ev.detail.insert("destroyed_keys".into(), hashes.join(","));

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use vault_client::audit::{CheckpointLine, HeadLine, LogVerifier, hex, public_key};
+use vault_client::audit::{CheckpointLine, HeadLine, LogVerifier, public_key};
 use vault_client::wire::AuditArchiveRequest;
 
 use crate::cmd::{Ctx, Usage};
@@ -93,7 +93,7 @@ pub(crate) async fn run(
         node: node.map(str::to_owned),
         through: statement.last,
         last_hash: statement.last_hash.clone(),
-        archive_sha256: hex(&digest),
+        archive_sha256: hex::encode(digest),
     };
     let archived = client.audit_archive(&request).await.with_context(|| {
         format!(

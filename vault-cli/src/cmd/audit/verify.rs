@@ -5,7 +5,7 @@ use std::io::{self, BufRead, BufReader, Read as _, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use vault_client::audit::{Anchor, LogVerifier, Report, hex, public_key};
+use vault_client::audit::{Anchor, LogVerifier, Report, public_key};
 
 use crate::cli::AuditVerify;
 use crate::cmd::{AuditProblems, Ctx, Usage};
@@ -24,7 +24,7 @@ pub(super) async fn run(ctx: &Ctx, args: AuditVerify) -> anyhow::Result<()> {
             verify_files(&args.offline, keyfile, anchor, &args.accept_adopted)?
         }
         ([], None) => {
-            let head = anchor.map(|a| format!("{}:{}", a.seq, hex(&a.hash)));
+            let head = anchor.map(|a| format!("{}:{}", a.seq, hex::encode(a.hash)));
             ctx.client
                 .audit_verify_with(head.as_deref(), &args.accept_adopted, args.full)
                 .await
