@@ -128,6 +128,10 @@ impl LocalKms {
 }
 
 impl KmsProvider for LocalKms {
+    fn check_key_id(&self, key_id: &str) -> Result<(), String> {
+        check_key_id(key_id).map_err(|e| e.to_string())
+    }
+
     fn provider(&self) -> &'static str {
         "local"
     }

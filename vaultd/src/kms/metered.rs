@@ -38,6 +38,10 @@ impl KmsProvider for Metered {
         self.inner.provider()
     }
 
+    fn check_key_id(&self, key_id: &str) -> Result<(), String> {
+        self.inner.check_key_id(key_id)
+    }
+
     fn key_id(&self) -> &str {
         self.inner.key_id()
     }

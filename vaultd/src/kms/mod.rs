@@ -97,6 +97,22 @@ pub trait KmsProvider: Send + Sync {
 
     /// How many KMS operations this provider has performed since start.
     fn calls(&self) -> u64;
+
+    /// Whether `key_id`, given by a caller (`keys rotate kms`, `keys kms migrate`), can name a
+    /// key of this provider at all: the reason if not, so that a malformed id is the caller's
+    /// `400 invalid` and never reaches the KMS. By default 1-2048 visible ASCII characters
+    /// (key ids, ARNs and aliases).
+    fn check_key_id(&self, key_id: &str) -> Result<(), String> {
+        let ok = (1..=2048).contains(&key_id.len()) && key_id.bytes().all(|b| b.is_ascii_graphic());
+        if ok {
+            Ok(())
+        } else {
+            Err(
+                "a KMS key id is 1-2048 visible ASCII characters (an id, an ARN or an alias)"
+                    .into(),
+            )
+        }
+    }
 }
 
 /// A KMS failure. Never carries key material.

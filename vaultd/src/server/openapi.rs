@@ -37,6 +37,8 @@ enum Answer {
     Body(&'static str, &'static str),
     /// `GET /v1/sys/health`: its state as 200, 503 or 501, always the same shape.
     Health,
+    /// This document: a JSON object.
+    Document,
 }
 
 /// A query parameter: name, whether required, schema type, description.
@@ -189,7 +191,7 @@ fn operations() -> Vec<Operation> {
                 "This document",
             ),
             None,
-            Answer::Body("application/json", "the OpenAPI 3.1 document of the API"),
+            Answer::Document,
         ),
         with(
             op(
@@ -691,6 +693,9 @@ fn components() -> Vec<(String, RefOr<Schema>)> {
         wire::AuditArchiveRequest,
         wire::AuditArchived,
     );
+    // The batch answers are inlined (one per item type); what their items name is registered.
+    <wire::Batch<wire::Sealed> as ToSchema>::schemas(&mut all);
+    <wire::Batch<wire::Plaintext> as ToSchema>::schemas(&mut all);
     all.sort_by(|a, b| a.0.cmp(&b.0));
     all.dedup_by(|a, b| a.0 == b.0);
     all
@@ -780,6 +785,15 @@ pub(crate) fn document() -> OpenApi {
                     ResponseBuilder::new()
                         .description(what)
                         .content(content_type, Content::new(Some(String::schema()))),
+                );
+            }
+            Answer::Document => {
+                let object = ObjectBuilder::new().schema_type(Type::Object);
+                responses = responses.response(
+                    "200",
+                    ResponseBuilder::new()
+                        .description("the OpenAPI 3.1 document of the API")
+                        .content("application/json", Content::new(Some(object))),
                 );
             }
             Answer::Health => {

@@ -357,6 +357,10 @@ impl Vault {
         new_key_id: &str,
         ev: &mut Event,
     ) -> Result<KmsRotated, Error> {
+        self.inner
+            .kms
+            .check_key_id(new_key_id)
+            .map_err(Error::Invalid)?;
         let _lifecycle = self.inner.lifecycle.lock().await;
         let keys = self.keys()?;
         let version = keys.meta.master_key_version;
