@@ -70,7 +70,7 @@ async fn schemathesis_finds_no_answer_that_breaks_the_document() {
                 "--url",
                 &format!("http://127.0.0.1:{port}"),
                 "--checks",
-                "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+                "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection",
                 "--max-examples",
                 "25",
                 "--seed",

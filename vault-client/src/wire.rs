@@ -790,6 +790,10 @@ pub struct Job {
     pub error: Option<String>,
 }
 
+/// The most records per second a rewrap may be limited to (`RewrapStart::rate`): beyond it a
+/// limit limits nothing.
+pub const MAX_REWRAP_RATE: u64 = 1_000_000;
+
 /// `POST /v1/keys/rewrap` body.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -798,8 +802,9 @@ pub struct RewrapStart {
     /// Only this tenant; absent: every tenant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
-    /// At most this many records per second.
+    /// At most this many records per second, 1-1000000 (`MAX_REWRAP_RATE`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1_000_000))]
     pub rate: Option<u64>,
 }
 

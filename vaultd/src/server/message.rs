@@ -57,9 +57,20 @@ pub(super) fn parse<T: DeserializeOwned + Default>(
 /// Parses a JSON body that must be present. Unknown fields and trailing bytes are refused.
 /// Error messages name the position and, for field errors, the field, never a value.
 pub(super) fn parse_required<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
+    // Every body is an object: serde would also read a struct from an array of its fields.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(Error::invalid("the JSON body must be an object"));
+    }
     serde_json::from_slice(body).map_err(|e| {
         let text = e.to_string();
-        let detail = if text.starts_with("unknown field") || text.starts_with("missing field") {
+        // Field names, and the wire types' own rules (a secret's two forms), never a value.
+        let named = [
+            "unknown field",
+            "missing field",
+            "give one of",
+            "secret (UTF-8",
+        ];
+        let detail = if named.iter().any(|p| text.starts_with(p)) {
             text.split(" at line").next().unwrap_or("").to_owned()
         } else {
             format!("{:?} error", e.classify()).to_lowercase()
@@ -179,5 +190,23 @@ mod tests {
         let internal = detail(&Error::Store(StoreError::Corrupt("page 7 of sled".into())));
         assert_eq!(internal.code, "internal");
         assert!(!internal.message.contains("page 7"), "{}", internal.message);
+    }
+
+    #[test]
+    fn a_body_is_an_object_and_its_errors_name_fields_and_rules_never_values() {
+        use vault_client::wire::{PutToken, RewrapStart};
+        let err = parse_required::<RewrapStart>(b"[null, null]").expect_err("an array");
+        assert!(err.to_string().contains("must be an object"), "{err}");
+        let both = br#"{"secret":"hunter2","secret_b64":"aHVudGVyMg==","binding":{"subject":"s","bank":"b","account":"a","scope":"x"}}"#;
+        let err = parse_required::<PutToken>(both).expect_err("both forms");
+        let text = err.to_string();
+        assert!(text.contains("give one of secret and secret_b64"), "{text}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("aHVudGVyMg"),
+            "{text}"
+        );
+        let odd = br#"{"rate":"hunter2"}"#;
+        let err = parse_required::<RewrapStart>(odd).expect_err("a string rate");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 }

@@ -61,10 +61,11 @@ impl Vault {
         ev: &mut Event,
     ) -> Result<JobStarted, Error> {
         let keys = self.keys()?;
-        if rate == Some(0) {
-            return Err(Error::Invalid(
-                "rate must be at least 1 record per second".into(),
-            ));
+        if rate.is_some_and(|r| !(1..=vault_client::wire::MAX_REWRAP_RATE).contains(&r)) {
+            return Err(Error::Invalid(format!(
+                "rate is 1-{} records per second",
+                vault_client::wire::MAX_REWRAP_RATE
+            )));
         }
         let tenants: Vec<TenantId> = match tenant {
             Some(t) => {
