@@ -107,6 +107,13 @@ async fn idempotent_calls_retry_through_a_seal_and_writes_do_not() {
     let token = read.await.expect("task").expect("read after the unseal");
     assert_eq!(token.secret().expose_secret(), b"kept");
 
+    // The request id of an answer, as its audit entry records it.
+    let (token, ids) = vault_client::with_request_ids(c.unseal_token("acme", "t", None)).await;
+    assert_eq!(token.expect("read").secret().expose_secret(), b"kept");
+    let [answered] = ids.as_slice() else {
+        panic!("one request id: {ids:?}")
+    };
+
     let entries = entries_with_op(&c, "token.put").await;
     let refused: Vec<_> = entries
         .iter()
@@ -118,6 +125,12 @@ async fn idempotent_calls_retry_through_a_seal_and_writes_do_not() {
     assert!(
         sealed_reads.iter().any(|e| e.request == id),
         "the request id is the entry's"
+    );
+    assert!(
+        sealed_reads
+            .iter()
+            .any(|e| &e.request == answered && e.code.is_none()),
+        "the answer's request id is its entry's"
     );
     assert!(
         sealed_reads

@@ -106,7 +106,9 @@ mod time;
 mod tls;
 pub mod wire;
 
-pub use client::{AuditQuery, Client, ClientBuilder, DEFAULT_SOCKET, ExpiryFilter, Retry};
+pub use client::{
+    AuditQuery, Client, ClientBuilder, DEFAULT_SOCKET, ExpiryFilter, Retry, with_request_ids,
+};
 pub use error::{API_CODES, ApiCode, Error, kms_remedy};
 pub use refresh::RefreshError;
 pub use secret::Secret;

@@ -51,6 +51,9 @@ impl Client {
             let node = self.node_at(start, position);
             let status = response.status().as_u16();
             let request_id = request_id_of(&response);
+            if let Some(id) = &request_id {
+                let _ = REQUEST_IDS.try_with(|ids| ids.borrow_mut().push(id.clone()));
+            }
             let body = read_body(response.into_body()).await?;
             self.put_idle(node, conn);
             let answer = Answer {
@@ -170,6 +173,32 @@ pub(super) fn from_hyper(err: hyper::Error) -> Error {
 const REQUEST_ID: &str = "x-request-id";
 
 /// A complete answer.
+tokio::task_local! {
+    /// The request ids of the answers received inside [`with_request_ids`].
+    static REQUEST_IDS: std::cell::RefCell<Vec<String>>;
+}
+
+/// Runs `calls` (any calls of any [`Client`]) and returns, with their result, the request id of
+/// every answer they received, in order: each is the `request` of that request's audit entry
+/// and access log line. A call retried ([`Retry`](crate::Retry)) has one per try.
+///
+/// ```no_run
+/// # async fn demo(client: vault_client::Client) -> Result<(), vault_client::Error> {
+/// let (token, ids) = vault_client::with_request_ids(client.unseal_token("acme", "t1", None)).await;
+/// let token = token?;
+/// println!("read {} bytes, request {}", token.secret().len(), ids.join(","));
+/// # Ok(()) }
+/// ```
+pub async fn with_request_ids<F: std::future::Future>(calls: F) -> (F::Output, Vec<String>) {
+    REQUEST_IDS
+        .scope(std::cell::RefCell::new(Vec::new()), async {
+            let output = calls.await;
+            let ids = REQUEST_IDS.with(|ids| ids.take());
+            (output, ids)
+        })
+        .await
+}
+
 /// The request id an answer carries.
 pub(super) fn request_id_of<B>(response: &http::Response<B>) -> Option<String> {
     response

@@ -38,6 +38,7 @@ use body::RequestBody;
 pub use api::{AuditQuery, ExpiryFilter};
 pub(crate) use body::to_json;
 pub use builder::{ClientBuilder, DEFAULT_SOCKET, Retry};
+pub use exchange::with_request_ids;
 pub(crate) use path::token_path;
 
 /// The timeout of a call unless [`Client::with_timeout`] sets another.
