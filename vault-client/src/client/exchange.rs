@@ -172,7 +172,6 @@ pub(super) fn from_hyper(err: hyper::Error) -> Error {
 /// The answer header that carries the request id (the `request` of the call's audit entry).
 const REQUEST_ID: &str = "x-request-id";
 
-/// A complete answer.
 tokio::task_local! {
     /// The request ids of the answers received inside [`with_request_ids`].
     static REQUEST_IDS: std::cell::RefCell<Vec<String>>;
@@ -208,6 +207,7 @@ pub(super) fn request_id_of<B>(response: &http::Response<B>) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// A complete answer.
 pub(super) struct Answer {
     pub(super) status: u16,
     pub(super) body: Zeroizing<Vec<u8>>,
