@@ -200,9 +200,13 @@ async fn archived_entries_leave_the_live_log_and_verify_with_it_offline() {
     let c = daemon.client();
     common::wait_unsealed(&c).await;
     traffic(&c, 200).await;
+    // A verification now leaves a resume point that the next archive covers: the one after
+    // it must start at the new checkpoint, not resume there.
+    let (code, report) = verify(&daemon, &[], &key);
+    assert_eq!(code, Some(0), "{:?}", report.problems);
     let last = c.audit_chains().await.expect("chains").chains[0].last_seq;
     let second = path("archive-2.jsonl");
-    let checkpoint_2 = archive(&daemon, last - 50, &second).checkpoint;
+    let checkpoint_2 = archive(&daemon, last + 1, &second).checkpoint;
     assert!(checkpoint_2.through > checkpoint.through);
     let live = path("live-2.jsonl");
     ok(
@@ -241,6 +245,7 @@ async fn archived_entries_leave_the_live_log_and_verify_with_it_offline() {
 
     // Refused, changing nothing: an archive that does not end where the live log does, and
     // one of what is archived already.
+    let last = c.audit_chains().await.expect("chains").chains[0].last_seq;
     let wrong = AuditArchiveRequest {
         node: None,
         through: last,

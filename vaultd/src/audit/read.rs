@@ -181,6 +181,10 @@ impl Vault {
         else {
             return Ok(None);
         };
+        // A head archived since is no resume point: the chain now starts at its checkpoint.
+        if seq <= self.archived_through(chain).await? {
+            return Ok(None);
+        }
         let page = self.store().audit_page(chain, seq - 1, 1).await?;
         let unchanged = page
             .entries
