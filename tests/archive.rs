@@ -82,6 +82,12 @@ fn verify(daemon: &Daemon, files: &[&Path], key: &Path) -> (Option<i32>, Report)
     (out.status.code(), report)
 }
 
+/// `vault-cli audit export FILE`.
+fn export(daemon: &Daemon, file: &Path) {
+    let args = ["audit", "export", file.to_str().expect("utf8")];
+    ok(&daemon.cli(None, &args, b""), "export");
+}
+
 /// `vault-cli audit archive --before SEQ --out FILE`: the checkpoint it left.
 fn archive(daemon: &Daemon, before: u64, out: &Path) -> CheckpointLine {
     let before = before.to_string();
@@ -176,14 +182,7 @@ async fn archived_entries_leave_the_live_log_and_verify_with_it_offline() {
 
     // Archive and live export verify together; the live export alone from its checkpoint.
     let live = path("live.jsonl");
-    ok(
-        &daemon.cli(
-            None,
-            &["audit", "export", live.to_str().expect("utf8")],
-            b"",
-        ),
-        "export",
-    );
+    export(&daemon, &live);
     let (code, report) = verify(&daemon, &[&first, &live], &key);
     assert_eq!(code, Some(0), "{:?}", report.problems);
     assert_eq!(report.checkpoint, None, "verified from entry 1");
@@ -209,14 +208,7 @@ async fn archived_entries_leave_the_live_log_and_verify_with_it_offline() {
     let checkpoint_2 = archive(&daemon, last + 1, &second).checkpoint;
     assert!(checkpoint_2.through > checkpoint.through);
     let live = path("live-2.jsonl");
-    ok(
-        &daemon.cli(
-            None,
-            &["audit", "export", live.to_str().expect("utf8")],
-            b"",
-        ),
-        "export",
-    );
+    export(&daemon, &live);
     let (code, report) = verify(&daemon, &[&first, &second, &live], &key);
     assert_eq!(code, Some(0), "{:?}", report.problems);
     let (code, report) = verify(&daemon, &[], &key);
