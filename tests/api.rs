@@ -222,22 +222,26 @@ async fn transit_endpoints_single_and_batch() {
         .expect_err("other tenant");
     assert_eq!(code(&err), Some(&ApiCode::DecryptionFailed));
 
+    // A malformed item (neither form) is a malformed body: refused whole, nothing sealed.
+    let (status, body) = c
+        .raw(
+            Method::POST,
+            "/v1/tenants/acme/seal",
+            Some(br#"{"items":[{"plaintext":"a","context":"c1"},{"context":"bad"}]}"#.to_vec()),
+        )
+        .await
+        .expect("raw");
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("plaintext (UTF-8 text) or plaintext_b64"),
+        "{text}"
+    );
+    // An item that fails when sealed fails alone.
     let items = vec![
-        TransitSealItem {
-            plaintext: Some(Secret::from("a")),
-            plaintext_b64: None,
-            context: "c1".into(),
-        },
-        TransitSealItem {
-            plaintext: None,
-            plaintext_b64: None,
-            context: "bad".into(),
-        },
-        TransitSealItem {
-            plaintext: None,
-            plaintext_b64: Some(Secret::new(vec![0xff, 0])),
-            context: "c3".into(),
-        },
+        TransitSealItem::new("a", "c1"),
+        TransitSealItem::new("b", "x".repeat(2000)),
+        TransitSealItem::new(Secret::new(vec![0xff, 0]), "c3"),
     ];
     let sealed = c
         .transit_seal_batch("acme", items)
@@ -270,14 +274,11 @@ async fn transit_endpoints_single_and_batch() {
         .await
         .expect("batch unseal");
     match &opened[0] {
-        BatchItem::Done(p) => assert_eq!(p.plaintext.as_ref().expect("text").expose_secret(), b"a"),
+        BatchItem::Done(p) => assert_eq!(p.plaintext.expose_secret(), b"a"),
         BatchItem::Failed { error } => panic!("{error:?}"),
     }
     match &opened[1] {
-        BatchItem::Done(p) => assert_eq!(
-            p.plaintext_b64.as_ref().expect("binary").expose_secret(),
-            [0xff, 0]
-        ),
+        BatchItem::Done(p) => assert_eq!(p.plaintext.expose_secret(), [0xff, 0]),
         BatchItem::Failed { error } => panic!("{error:?}"),
     }
     assert!(matches!(&opened[2], BatchItem::Failed { error } if error.code == "decryption_failed"));

@@ -12,7 +12,7 @@ use utoipa::openapi::schema::{
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::time::Timestamp;
-use crate::wire::{PutToken, UnsealTokenResponse};
+use crate::wire::{Plaintext, PutToken, TransitSeal, TransitSealItem, UnsealTokenResponse};
 
 impl PartialSchema for Timestamp {
     fn schema() -> RefOr<Schema> {
@@ -67,3 +67,10 @@ schema_of_wire_form!(
     crate::wire::UnsealTokenWire,
     "UnsealTokenResponse"
 );
+schema_of_wire_form!(
+    TransitSealItem,
+    crate::wire::TransitSealItemWire,
+    "TransitSealItem"
+);
+schema_of_wire_form!(TransitSeal, crate::wire::TransitSealWire, "TransitSeal");
+schema_of_wire_form!(Plaintext, crate::wire::PlaintextWire, "Plaintext");

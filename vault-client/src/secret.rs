@@ -79,25 +79,16 @@ pub(crate) mod utf8 {
     }
 }
 
-/// Serde for `Option<Secret>` as a base64 (standard alphabet, padded) JSON string.
+/// Serde for reading an `Option<Secret>` from a base64 (standard alphabet, padded) JSON string
+/// (writing is [`Field`]'s).
 pub(crate) mod b64 {
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD;
-    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+    use serde::{Deserialize, Deserializer, de::Error as _};
     use std::borrow::Cow;
     use zeroize::Zeroizing;
 
     use super::Secret;
-
-    pub(crate) fn serialize<S: Serializer>(v: &Option<Secret>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(secret) => {
-                let text = Zeroizing::new(STANDARD.encode(secret.expose_secret()));
-                s.serialize_str(&text)
-            }
-            None => s.serialize_none(),
-        }
-    }
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
         let text: Option<Cow<'de, str>> = Option::deserialize(d)?;

@@ -519,60 +519,158 @@ pub struct Deleted {
     pub deleted: bool,
 }
 
-/// One plaintext to seal in transit mode.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
+/// One plaintext to seal in transit mode. On the wire the plaintext is `plaintext` (UTF-8 text)
+/// or `plaintext_b64` (base64), exactly one.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "TransitSealItemWire")]
 pub struct TransitSealItem {
-    /// Plaintext as UTF-8 text (exactly one of `plaintext` and `plaintext_b64`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "crate::secret::utf8"
-    )]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
-    pub plaintext: Option<Secret>,
-    /// Plaintext as base64.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "crate::secret::b64"
-    )]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
-    pub plaintext_b64: Option<Secret>,
+    /// The plaintext.
+    pub plaintext: Secret,
     /// The caller's context, bound to the blob: unseal needs the same one.
-    #[serde(default)]
     pub context: String,
 }
 
-/// `POST /v1/tenants/{t}/seal` body: one item inline, or `items` for a batch.
-#[derive(Debug, Default, Serialize, Deserialize)]
+impl TransitSealItem {
+    /// `plaintext` bound to `context`.
+    pub fn new(plaintext: impl Into<Secret>, context: impl Into<String>) -> Self {
+        Self {
+            plaintext: plaintext.into(),
+            context: context.into(),
+        }
+    }
+}
+
+/// [`TransitSealItem`] as it travels.
+#[derive(Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+pub(crate) struct TransitSealItemWire {
+    #[serde(default, with = "crate::secret::utf8")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    plaintext: Option<Secret>,
+    #[serde(default, with = "crate::secret::b64")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    plaintext_b64: Option<Secret>,
+    #[serde(default)]
+    context: String,
+}
+
+impl TryFrom<TransitSealItemWire> for TransitSealItem {
+    type Error = String;
+    fn try_from(w: TransitSealItemWire) -> Result<Self, String> {
+        Ok(Self {
+            plaintext: crate::secret::one_of("plaintext", w.plaintext, w.plaintext_b64)?,
+            context: w.context,
+        })
+    }
+}
+
+impl Serialize for TransitSealItem {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            #[serde(flatten)]
+            plaintext: crate::secret::Field<'a>,
+            context: &'a str,
+        }
+        Out {
+            plaintext: PLAINTEXT.field(&self.plaintext),
+            context: &self.context,
+        }
+        .serialize(s)
+    }
+}
+
+/// `POST /v1/tenants/{t}/seal` body: one item inline (`plaintext` or `plaintext_b64`, and
+/// `context`), or `items` for a batch; never both.
+#[derive(Debug, Default, Deserialize)]
+#[serde(try_from = "TransitSealWire")]
 pub struct TransitSeal {
-    /// Plaintext as UTF-8 text (single form).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "crate::secret::utf8"
-    )]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    /// Plaintext (single form).
     pub plaintext: Option<Secret>,
-    /// Plaintext as base64 (single form).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "crate::secret::b64"
-    )]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
-    pub plaintext_b64: Option<Secret>,
     /// Context (single form).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
     /// Batch form.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub items: Option<Vec<TransitSealItem>>,
 }
+
+impl TransitSeal {
+    /// The single form: `plaintext` bound to `context`.
+    pub fn one(plaintext: impl Into<Secret>, context: impl Into<String>) -> Self {
+        Self {
+            plaintext: Some(plaintext.into()),
+            context: Some(context.into()),
+            items: None,
+        }
+    }
+
+    /// The batch form.
+    pub fn batch(items: Vec<TransitSealItem>) -> Self {
+        Self {
+            items: Some(items),
+            ..Self::default()
+        }
+    }
+}
+
+/// [`TransitSeal`] as it travels.
+#[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TransitSealWire {
+    #[serde(default, with = "crate::secret::utf8")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    plaintext: Option<Secret>,
+    #[serde(default, with = "crate::secret::b64")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    plaintext_b64: Option<Secret>,
+    #[serde(default)]
+    context: Option<String>,
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<TransitSealItemWire>>))]
+    items: Option<Vec<TransitSealItem>>,
+}
+
+impl TryFrom<TransitSealWire> for TransitSeal {
+    type Error = String;
+    fn try_from(w: TransitSealWire) -> Result<Self, String> {
+        let plaintext = match (w.plaintext, w.plaintext_b64) {
+            (None, None) => None,
+            (text, b64) => Some(crate::secret::one_of("plaintext", text, b64)?),
+        };
+        Ok(Self {
+            plaintext,
+            context: w.context,
+            items: w.items,
+        })
+    }
+}
+
+impl Serialize for TransitSeal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            #[serde(flatten)]
+            plaintext: Option<crate::secret::Field<'a>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            context: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            items: Option<&'a [TransitSealItem]>,
+        }
+        Out {
+            plaintext: self.plaintext.as_ref().map(|p| PLAINTEXT.field(p)),
+            context: self.context.as_deref(),
+            items: self.items.as_deref(),
+        }
+        .serialize(s)
+    }
+}
+
+/// The names a transit plaintext travels under.
+const PLAINTEXT: SecretNames = SecretNames {
+    text: "plaintext",
+    b64: "plaintext_b64",
+};
 
 /// One blob to unseal in transit mode.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -611,27 +709,41 @@ pub struct Sealed {
     pub sealed: String,
 }
 
-/// Transit unseal answer, single form.
-#[derive(Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+/// Transit unseal answer, single form (and each item of a batch): the plaintext as
+/// `plaintext` when it is valid UTF-8, else `plaintext_b64` (base64).
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "PlaintextWire")]
 #[cfg_attr(not(feature = "construct-answers"), non_exhaustive)]
 pub struct Plaintext {
-    /// The plaintext, when it is valid UTF-8.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "crate::secret::utf8"
-    )]
+    /// The plaintext.
+    pub plaintext: Secret,
+}
+
+/// [`Plaintext`] as it travels.
+#[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub(crate) struct PlaintextWire {
+    #[serde(default, with = "crate::secret::utf8")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
-    pub plaintext: Option<Secret>,
-    /// The plaintext as base64, when it is not.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "crate::secret::b64"
-    )]
+    plaintext: Option<Secret>,
+    #[serde(default, with = "crate::secret::b64")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
-    pub plaintext_b64: Option<Secret>,
+    plaintext_b64: Option<Secret>,
+}
+
+impl TryFrom<PlaintextWire> for Plaintext {
+    type Error = String;
+    fn try_from(w: PlaintextWire) -> Result<Self, String> {
+        Ok(Self {
+            plaintext: crate::secret::one_of("plaintext", w.plaintext, w.plaintext_b64)?,
+        })
+    }
+}
+
+impl Serialize for Plaintext {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        PLAINTEXT.field(&self.plaintext).serialize(s)
+    }
 }
 
 /// One result of a batch: the value, or the error for that item alone.

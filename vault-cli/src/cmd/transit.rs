@@ -55,18 +55,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: Transit) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot unseal for tenant {tenant}"))?;
             if ctx.json {
-                let answer = if plaintext.expose_str().is_some() {
-                    Plaintext {
-                        plaintext: Some(plaintext),
-                        plaintext_b64: None,
-                    }
-                } else {
-                    Plaintext {
-                        plaintext: None,
-                        plaintext_b64: Some(plaintext),
-                    }
-                };
-                return Ok(write_json(&mut ctx.out(), &answer)?);
+                return Ok(write_json(&mut ctx.out(), &Plaintext { plaintext })?);
             }
             Ok(write_secret(plaintext.expose_secret())?)
         }

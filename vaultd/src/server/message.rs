@@ -69,6 +69,7 @@ pub(super) fn parse_required<T: DeserializeOwned>(body: &[u8]) -> Result<T, Erro
             "missing field",
             "give one of",
             "secret (UTF-8",
+            "plaintext (UTF-8",
         ];
         let detail = if named.iter().any(|p| text.starts_with(p)) {
             text.split(" at line").next().unwrap_or("").to_owned()

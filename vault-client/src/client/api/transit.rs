@@ -21,12 +21,7 @@ impl Client {
         plaintext: Secret,
         context: &str,
     ) -> Result<String, Error> {
-        let body = to_json(&TransitSeal {
-            plaintext: None,
-            plaintext_b64: Some(plaintext),
-            context: Some(context.to_owned()),
-            items: None,
-        })?;
+        let body = to_json(&TransitSeal::one(plaintext, context))?;
         let path = format!("/v1/tenants/{}/seal", segment(tenant));
         let sealed: Sealed = self.request(Method::POST, path, Some(body)).await?;
         Ok(sealed.sealed)
@@ -49,10 +44,7 @@ impl Client {
         let answer: Plaintext = self
             .request_idempotent(Method::POST, path.clone(), Some(body))
             .await?;
-        answer
-            .plaintext
-            .or(answer.plaintext_b64)
-            .ok_or_else(|| Error::Protocol(format!("answer to {path} holds no plaintext")))
+        Ok(answer.plaintext)
     }
 
     /// Batch form of [`Client::transit_seal`]: one result per item, in order; an item's failure
@@ -62,10 +54,7 @@ impl Client {
         tenant: &str,
         items: Vec<TransitSealItem>,
     ) -> Result<Vec<BatchItem<Sealed>>, Error> {
-        let body = to_json(&TransitSeal {
-            items: Some(items),
-            ..TransitSeal::default()
-        })?;
+        let body = to_json(&TransitSeal::batch(items))?;
         let path = format!("/v1/tenants/{}/seal", segment(tenant));
         let batch: Batch<Sealed> = self.request(Method::POST, path, Some(body)).await?;
         Ok(batch.items)

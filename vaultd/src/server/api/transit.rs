@@ -24,10 +24,7 @@ pub(super) async fn serve(
             let req: TransitSeal = http::parse_required(body)?;
             match req.items {
                 Some(items) => {
-                    if req.plaintext.is_some()
-                        || req.plaintext_b64.is_some()
-                        || req.context.is_some()
-                    {
+                    if req.plaintext.is_some() || req.context.is_some() {
                         return Err(Error::invalid(
                             "give either items or a single plaintext, not both",
                         ));
@@ -35,22 +32,19 @@ pub(super) async fn serve(
                     check_batch(items.len())?;
                     let mut results = Vec::with_capacity(items.len());
                     for item in items {
-                        let sealed = seal_one(
-                            vault,
-                            t,
-                            item.plaintext,
-                            item.plaintext_b64,
-                            &item.context,
-                            ev,
-                        );
+                        let sealed = seal_one(vault, t, &item.plaintext, &item.context, ev);
                         results.push(item_result(sealed.await));
                     }
                     Ok(http::json(StatusCode::OK, &Batch { items: results }))
                 }
                 None => {
+                    let Some(plaintext) = req.plaintext else {
+                        return Err(Error::invalid(
+                            "give plaintext (UTF-8 text) or plaintext_b64 (base64), or items",
+                        ));
+                    };
                     let context = req.context.unwrap_or_default();
-                    let sealed =
-                        seal_one(vault, t, req.plaintext, req.plaintext_b64, &context, ev).await?;
+                    let sealed = seal_one(vault, t, &plaintext, &context, ev).await?;
                     Ok(http::json(StatusCode::OK, &sealed))
                 }
             }
@@ -126,21 +120,12 @@ async fn for_each_blob(
 async fn seal_one(
     vault: &Vault,
     tenant: &TenantId,
-    text: Option<Secret>,
-    b64: Option<Secret>,
+    plaintext: &Secret,
     context: &str,
     ev: &mut Event,
 ) -> Result<Sealed, Error> {
-    let plaintext = match (text, b64) {
-        (Some(p), None) | (None, Some(p)) => p,
-        _ => {
-            return Err(Error::invalid(
-                "give exactly one of plaintext and plaintext_b64",
-            ));
-        }
-    };
     Ok(Sealed {
-        sealed: vault.transit_seal(tenant, &plaintext, context, ev).await?,
+        sealed: vault.transit_seal(tenant, plaintext, context, ev).await?,
     })
 }
 
@@ -151,17 +136,8 @@ async fn unseal_one(
     context: &str,
     ev: &mut Event,
 ) -> Result<Plaintext, Error> {
-    let plain = vault.transit_unseal(tenant, sealed, context, ev).await?;
-    Ok(if plain.expose_str().is_some() {
-        Plaintext {
-            plaintext: Some(plain),
-            plaintext_b64: None,
-        }
-    } else {
-        Plaintext {
-            plaintext: None,
-            plaintext_b64: Some(plain),
-        }
+    Ok(Plaintext {
+        plaintext: vault.transit_unseal(tenant, sealed, context, ev).await?,
     })
 }
 
